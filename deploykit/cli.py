@@ -1,0 +1,90 @@
+"""The `deploykit` command line: a thin layer that parses, calls one library function, prints.
+
+Subcommands are imported only when they run, so `deploykit --help` never pays for
+TensorFlow. Every DeployKitError becomes one line on stderr and its exit status; the
+traceback is shown only with `--debug`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+
+import click
+
+from deploykit import __version__
+from deploykit.errors import DeployKitError
+
+# name -> (module path, attribute, one-line help shown by `deploykit --help`)
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "convert": ("deploykit.commands.convert", "convert", "Quantize a model and write model.tflite + manifest.json."),
+    "inspect": ("deploykit.commands.inspect", "inspect", "Show ops, tensors, TFLM support and arena of a .tflite."),
+    "boards": ("deploykit.commands.boards", "boards", "List the boards deploykit knows."),
+    "render": ("deploykit.commands.render", "render", "Render a PlatformIO project for a manifest and a board."),
+    "virtual-board": ("deploykit.commands.virtual_board", "virtual_board", "Serve a virtual board on a pty."),
+    "hil": ("deploykit.commands.hil", "hil", "Hardware-in-the-loop runs against a board."),
+    "build": ("deploykit.commands.build", "build", "Build a rendered project with PlatformIO."),
+    "flash": ("deploykit.commands.flash", "flash", "Flash a built project to a board."),
+    "devices": ("deploykit.commands.devices", "devices", "List connected boards."),
+    "deploy": ("deploykit.commands.deploy", "deploy", "Convert, render, build, flash and test in one go."),
+    "demo": ("deploykit.commands.demo", "demo", "Run the sine example end to end on the virtual board."),
+}
+
+
+class LazyGroup(click.Group):
+    """A group whose commands are imported on first use."""
+
+    def list_commands(self, ctx):
+        return [name for name in COMMANDS if _available(name)]
+
+    def get_command(self, ctx, name):
+        if name not in COMMANDS or not _available(name):
+            return None
+        module, attr, _ = COMMANDS[name]
+        return getattr(importlib.import_module(module), attr)
+
+    def format_commands(self, ctx, formatter):
+        rows = [(name, COMMANDS[name][2]) for name in self.list_commands(ctx)]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+def _available(name: str) -> bool:
+    return importlib.util.find_spec(COMMANDS[name][0]) is not None
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="deploykit")
+@click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
+@click.pass_context
+def cli(ctx, debug):
+    """Hardware-in-the-loop toolkit for TinyML models on TensorFlow Lite Micro."""
+    ctx.ensure_object(dict)
+    ctx.obj["debug"] = debug
+
+
+def main(argv=None) -> None:
+    """Run the CLI; turn DeployKitError into one line and an exit status."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    debug = "--debug" in args
+    try:
+        result = cli.main(args=args, prog_name="deploykit", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("deploykit: interrupted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except DeployKitError as exc:
+        if debug:
+            raise
+        click.echo(f"deploykit: error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("deploykit: interrupted", err=True)
+        sys.exit(130)
+    sys.exit(result if isinstance(result, int) else 0)
