@@ -1,0 +1,384 @@
+"""Typed messages and their payload layouts (all integers little-endian).
+
+Host to device: HELLO_REQ, PING, RESET, BEGIN, INPUT. Device to host: HELLO, PONG, ACK,
+NACK, RESULT, ERROR, LOG. docs/protocol.md is the normative description.
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import numpy as np
+
+from deploykit.protocol.framing import Frame, encode_frame
+
+
+class ProtocolError(ValueError):
+    """A CRC-valid frame whose payload does not parse."""
+
+
+class DType(enum.IntEnum):
+    """TfLiteType codes, as TFLM uses them."""
+
+    float32 = 1
+    int32 = 2
+    uint8 = 3
+    int64 = 4
+    int16 = 7
+    int8 = 9
+
+    @property
+    def itemsize(self) -> int:
+        return np.dtype(self.name).itemsize
+
+
+class TimerKind(enum.IntEnum):
+    micros = 0
+    dwt = 1
+    ccount = 2
+    mcycle = 3
+
+
+class ErrorCode(enum.IntEnum):
+    UNKNOWN_TYPE = 1
+    BAD_PAYLOAD = 2
+    INVOKE_FAILED = 3
+    BAD_VERSION = 4
+    OVERFLOW = 5
+
+
+_TENSOR_TAIL = struct.Struct("<fi")
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    dtype: DType
+    shape: tuple[int, ...]
+    scale: float = 0.0
+    zero_point: int = 0
+
+    @property
+    def nbytes(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64)) * DType(self.dtype).itemsize
+
+    def pack(self) -> bytes:
+        dims = struct.pack(f"<BB{len(self.shape)}H", self.dtype, len(self.shape), *self.shape)
+        return dims + _TENSOR_TAIL.pack(self.scale, self.zero_point)
+
+    @classmethod
+    def unpack_from(cls, buf: bytes, offset: int) -> tuple["TensorSpec", int]:
+        dtype, ndims = struct.unpack_from("<BB", buf, offset)
+        offset += 2
+        shape = struct.unpack_from(f"<{ndims}H", buf, offset)
+        offset += 2 * ndims
+        scale, zero_point = _TENSOR_TAIL.unpack_from(buf, offset)
+        return cls(DType(dtype), tuple(shape), scale, zero_point), offset + _TENSOR_TAIL.size
+
+    @classmethod
+    def from_manifest(cls, spec: dict) -> "TensorSpec":
+        return cls(DType[spec["dtype"]], tuple(int(d) for d in spec["shape"]),
+                   float(spec.get("scale") or 0.0), int(spec.get("zero_point") or 0))
+
+
+def record_bytes(specs) -> int:
+    """Bytes of one record: all tensors of one sample, concatenated in order."""
+    return sum(s.nbytes for s in specs)
+
+
+class Message:
+    TYPE: ClassVar[int]
+
+    def payload(self) -> bytes:
+        return b""
+
+    @classmethod
+    def parse(cls, payload: bytes):
+        if payload:
+            raise ProtocolError(f"{cls.__name__} takes no payload")
+        return cls()
+
+
+def _u32_message(name: str, type_code: int, field_name: str, doc: str):
+    fmt = struct.Struct("<I")
+
+    def payload(self) -> bytes:
+        return fmt.pack(getattr(self, field_name))
+
+    @classmethod
+    def parse(cls, data: bytes):
+        if len(data) != fmt.size:
+            raise ProtocolError(f"{name} payload must be 4 bytes, got {len(data)}")
+        return cls(fmt.unpack(data)[0])
+
+    ns = {"TYPE": type_code, "payload": payload, "parse": parse, "__doc__": doc,
+          "__annotations__": {field_name: int}}
+    return dataclass(frozen=True)(type(name, (Message,), ns))
+
+
+@dataclass(frozen=True)
+class HelloRequest(Message):
+    """Ask the device to announce itself."""
+
+    TYPE: ClassVar[int] = 0x01
+
+
+@dataclass(frozen=True)
+class Reset(Message):
+    """Ask the device to reboot; it announces itself with HELLO afterwards."""
+
+    TYPE: ClassVar[int] = 0x03
+
+
+@dataclass(frozen=True)
+class Ping(Message):
+    TYPE: ClassVar[int] = 0x02
+    data: bytes = b""
+
+    def payload(self) -> bytes:
+        return self.data
+
+    @classmethod
+    def parse(cls, payload: bytes):
+        return cls(bytes(payload))
+
+
+@dataclass(frozen=True)
+class Pong(Ping):
+    TYPE: ClassVar[int] = 0x82
+
+
+Begin = _u32_message("Begin", 0x04, "record", "Start (or restart) the input stream at record R.")
+Ack = _u32_message("Ack", 0x83, "next_offset", "All input-stream bytes below next_offset are consumed.")
+Nack = _u32_message("Nack", 0x84, "expected_offset", "A gap: resend the stream from expected_offset.")
+
+
+@dataclass(frozen=True)
+class Input(Message):
+    """Bytes [offset, offset+len(data)) of the input stream (records back to back)."""
+
+    TYPE: ClassVar[int] = 0x05
+    offset: int
+    data: bytes
+
+    def payload(self) -> bytes:
+        return struct.pack("<I", self.offset) + self.data
+
+    @classmethod
+    def parse(cls, payload: bytes):
+        if len(payload) < 4:
+            raise ProtocolError("INPUT payload shorter than its 4-byte offset")
+        return cls(struct.unpack_from("<I", payload)[0], bytes(payload[4:]))
+
+
+_HELLO_HEAD = struct.Struct("<BBHHBIII32s")
+
+
+@dataclass(frozen=True)
+class Hello(Message):
+    """The device's identity, limits and tensor specs."""
+
+    TYPE: ClassVar[int] = 0x81
+    board_id: str
+    model_sha256: bytes
+    cpu_hz: int
+    timer: TimerKind
+    arena_configured: int
+    arena_used: int
+    max_payload: int
+    rx_window: int
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    simulated: bool = False
+    protocol_version: int = 1
+
+    @property
+    def input_record_bytes(self) -> int:
+        return record_bytes(self.inputs)
+
+    @property
+    def output_record_bytes(self) -> int:
+        return record_bytes(self.outputs)
+
+    def payload(self) -> bytes:
+        board = self.board_id.encode("utf-8")
+        out = _HELLO_HEAD.pack(self.protocol_version, int(self.simulated), self.max_payload,
+                               self.rx_window, self.timer, self.cpu_hz, self.arena_configured,
+                               self.arena_used, self.model_sha256)
+        out += bytes([len(board)]) + board
+        for specs in (self.inputs, self.outputs):
+            out += bytes([len(specs)]) + b"".join(s.pack() for s in specs)
+        return out
+
+    @classmethod
+    def parse(cls, payload: bytes):
+        try:
+            (version, flags, max_payload, window, timer, hz, configured, used,
+             sha) = _HELLO_HEAD.unpack_from(payload)
+            off = _HELLO_HEAD.size
+            n = payload[off]
+            board = payload[off + 1: off + 1 + n].decode("utf-8")
+            off += 1 + n
+            specs = []
+            for _ in range(2):
+                count, off = payload[off], off + 1
+                group = []
+                for _ in range(count):
+                    spec, off = TensorSpec.unpack_from(payload, off)
+                    group.append(spec)
+                specs.append(tuple(group))
+        except (struct.error, IndexError, UnicodeDecodeError, ValueError) as exc:
+            raise ProtocolError(f"HELLO payload does not parse: {exc}") from exc
+        if off != len(payload):
+            raise ProtocolError(f"HELLO payload has {len(payload) - off} trailing bytes")
+        return cls(board, sha, hz, TimerKind(timer), configured, used, max_payload, window,
+                   specs[0], specs[1], bool(flags & 1), version)
+
+
+@dataclass(frozen=True)
+class ResultBatch(Message):
+    """Outputs of `count` consecutive records starting at `first_record`, with timings.
+
+    Timings are run-length encoded: (run, cycles, micros) triples of LEB128 varints,
+    so identical timings (deterministic kernels) cost a few bytes per batch.
+    """
+
+    TYPE: ClassVar[int] = 0x85
+    first_record: int
+    outputs: tuple[bytes, ...]
+    cycles: tuple[int, ...]
+    micros: tuple[int, ...]
+
+    def payload(self) -> bytes:
+        out = struct.pack("<IH", self.first_record, len(self.outputs)) + b"".join(self.outputs)
+        for run, cyc, us in _runs(self.cycles, self.micros):
+            out += _varint(run) + _varint(cyc) + _varint(us)
+        return out
+
+    @classmethod
+    def parse_with(cls, payload: bytes, output_record_bytes: int):
+        """Parse; the record size comes from the HELLO, it is not on the wire."""
+        try:
+            first, count = struct.unpack_from("<IH", payload)
+            off = 6
+            end = off + count * output_record_bytes
+            if end > len(payload):
+                raise ProtocolError("RESULT shorter than its outputs")
+            outputs = tuple(bytes(payload[off + i * output_record_bytes: off + (i + 1) * output_record_bytes])
+                            for i in range(count))
+            cycles, micros = [], []
+            off = end
+            while len(cycles) < count:
+                run, off = _read_varint(payload, off)
+                cyc, off = _read_varint(payload, off)
+                us, off = _read_varint(payload, off)
+                if run == 0 or len(cycles) + run > count:
+                    raise ProtocolError("RESULT timing runs do not add up to its count")
+                cycles += [cyc] * run
+                micros += [us] * run
+        except (struct.error, IndexError) as exc:
+            raise ProtocolError(f"RESULT payload does not parse: {exc}") from exc
+        if off != len(payload):
+            raise ProtocolError(f"RESULT payload has {len(payload) - off} trailing bytes")
+        return cls(first, outputs, tuple(cycles), tuple(micros))
+
+    @classmethod
+    def parse(cls, payload: bytes):
+        raise ProtocolError("RESULT needs the output record size: use decode_message(frame, hello)")
+
+
+@dataclass(frozen=True)
+class ErrorMsg(Message):
+    """An error the device reports: code, a detail (record or offset), text."""
+
+    TYPE: ClassVar[int] = 0x86
+    code: int
+    detail: int
+    text: str
+
+    def payload(self) -> bytes:
+        return struct.pack("<HI", self.code, self.detail) + self.text.encode("utf-8")
+
+    @classmethod
+    def parse(cls, payload: bytes):
+        if len(payload) < 6:
+            raise ProtocolError("ERROR payload shorter than 6 bytes")
+        code, detail = struct.unpack_from("<HI", payload)
+        return cls(code, detail, payload[6:].decode("utf-8", "replace"))
+
+
+@dataclass(frozen=True)
+class Log(Message):
+    """Device text (TFLM's log output, firmware messages) carried in a frame."""
+
+    TYPE: ClassVar[int] = 0x87
+    text: str
+
+    def payload(self) -> bytes:
+        return self.text.encode("utf-8")
+
+    @classmethod
+    def parse(cls, payload: bytes):
+        return cls(payload.decode("utf-8", "replace"))
+
+
+MESSAGES: dict[int, type[Message]] = {
+    cls.TYPE: cls for cls in (HelloRequest, Ping, Reset, Begin, Input, Hello, Pong, Ack, Nack,
+                              ResultBatch, ErrorMsg, Log)
+}
+
+
+def encode_message(msg: Message, seq: int) -> bytes:
+    """Wire bytes of `msg` sent as frame number `seq`."""
+    return encode_frame(msg.TYPE, seq, msg.payload())
+
+
+def decode_message(frame: Frame, hello: Hello | None = None) -> Message:
+    """Parse a frame's payload; RESULT needs the device's HELLO for its record size."""
+    cls = MESSAGES.get(frame.type)
+    if cls is None:
+        raise ProtocolError(f"unknown message type 0x{frame.type:02x}")
+    if cls is ResultBatch:
+        if hello is None:
+            raise ProtocolError("RESULT before HELLO: record size unknown")
+        return ResultBatch.parse_with(frame.payload, hello.output_record_bytes)
+    return cls.parse(frame.payload)
+
+
+def _runs(cycles, micros):
+    runs: list[list[int]] = []
+    for cyc, us in zip(cycles, micros):
+        if runs and runs[-1][1] == cyc and runs[-1][2] == us:
+            runs[-1][0] += 1
+        else:
+            runs.append([1, int(cyc), int(us)])
+    return runs
+
+
+def _varint(value: int) -> bytes:
+    if value < 0:
+        raise ValueError("varints are unsigned")
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def _read_varint(buf: bytes, off: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        if shift > 35:
+            raise ProtocolError("varint longer than 5 bytes")
+        byte = buf[off]
+        off += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, off
+        shift += 7
