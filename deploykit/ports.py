@@ -1,0 +1,74 @@
+"""The one module that opens serial ports.
+
+Every `--port` in deploykit is a pyserial URL: a device path (/dev/ttyACM0), rfc2217://,
+socket://, loop://, or virtual://MANIFEST (the virtual board, see
+deploykit/serial_handlers/protocol_virtual.py, registered here on import). Open failures
+become one line that names the port and the fix: a missing port and an unknown URL are
+the user's input (BadInput), permission denied and a busy port are the machine's state
+(DeviceError).
+"""
+
+from __future__ import annotations
+
+import errno
+import time
+
+import serial
+
+from deploykit.errors import BadInput, DeviceError
+
+HANDLER_PACKAGE = "deploykit.serial_handlers"
+if HANDLER_PACKAGE not in serial.protocol_handler_packages:
+    serial.protocol_handler_packages.append(HANDLER_PACKAGE)
+
+_BUSY = {errno.EBUSY, errno.EAGAIN, errno.EWOULDBLOCK}
+
+
+def open_port(url: str, baud: int = 115200, timeout: float | None = 1.0):
+    """Open `url` as a serial.Serial-like object (exclusive on POSIX), or raise one line."""
+    try:
+        return serial.serial_for_url(url, baudrate=baud, timeout=timeout, exclusive=True)
+    except serial.SerialException as exc:
+        raise _explain(url, exc) from exc
+    except ValueError as exc:  # unknown URL scheme, bad baud rate, bad URL options
+        raise BadInput(f"port {url!r} is not usable: {_first_line(exc)}; give a device path "
+                       "or a pyserial URL (rfc2217://, socket://, virtual://MANIFEST)") from exc
+
+
+def wait_for_port(url: str, baud: int = 115200, timeout: float | None = 1.0, within: float = 10.0):
+    """Open `url`, retrying while it is missing (a board that re-enumerates after a reset)."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            return open_port(url, baud, timeout)
+        except (BadInput, DeviceError) as exc:
+            if time.monotonic() >= deadline or not _may_reappear(exc):
+                raise
+            time.sleep(0.05)
+
+
+def _may_reappear(exc: Exception) -> bool:
+    cause = exc.__cause__
+    return getattr(cause, "errno", None) in (errno.ENOENT, errno.ENXIO, errno.ENODEV, errno.EIO, *_BUSY)
+
+
+def _explain(url: str, exc: serial.SerialException) -> Exception:
+    """Turn pyserial's open error into one line naming the port and what to do."""
+    code = getattr(exc, "errno", None)
+    text = str(exc)
+    if code in (errno.ENOENT, errno.ENXIO, errno.ENODEV):
+        return BadInput(f"serial port {url} does not exist; plug the board in and check "
+                        f"`deploykit devices`, or pass --port with a port it lists")
+    if code in (errno.EACCES, errno.EPERM):
+        return DeviceError(f"permission denied opening {url}; add yourself to the dialout group "
+                           "(`sudo usermod -aG dialout $USER`, then log in again) or install "
+                           "the board's udev rule")
+    if code in _BUSY or "exclusively lock" in text:
+        return DeviceError(f"serial port {url} is busy: another program (a serial monitor, "
+                           "another deploykit run, ModemManager) has it open; close it and retry")
+    return DeviceError(f"cannot open serial port {url}: {_first_line(exc)}")
+
+
+def _first_line(exc: Exception) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
