@@ -1,0 +1,152 @@
+"""`deploykit convert`: a model in, model.tflite and manifest.json out.
+
+Checks everything a user can get wrong (paths, mode, data shape and values, output
+directory) before the converter runs, then analyses the result with the TFLite parser
+and TFLM on the host, and writes both files atomically.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from deploykit import __version__, arena, metrics, tflite_model, tflm_host
+from deploykit.atomic import ensure_writable_dir, write_bytes, write_json
+from deploykit.datafiles import Dataset, check_fits, load_data
+from deploykit.errors import BadInput
+from deploykit.manifest import SCHEMA, Manifest, load, sha256_file
+from deploykit.quantization import to_float, to_input_dtype
+
+MODES = ("int8", "int8-float-io", "float32")
+REFUSED = {
+    "dynamic": "dynamic-range quantization keeps float activations and dequantizes weights at "
+               "run time (hybrid kernels), which TFLM does not run efficiently",
+    "float16": "float16 weights are dequantized to float32 at run time and microcontrollers "
+               "have no fp16 arithmetic, so TFLM gains nothing and runs float kernels",
+}
+
+
+def convert(model_path, outdir, name=None, quantize="int8", rep_data=None, test_data=None,
+            label_column=None) -> Manifest:
+    """Convert (or take as is) a model, analyse it and write OUTDIR/model.tflite + manifest.json."""
+    from deploykit import tf_backend
+    model_path = Path(model_path)
+    _check_mode(quantize)
+    if not model_path.exists():
+        raise BadInput(f"model {model_path} does not exist; give a .keras, .h5, SavedModel directory or .tflite")
+    outdir = Path(outdir) if outdir is not None else Path(model_path.stem if model_path.is_file() else model_path.name + "_out")
+    _check_outdir(outdir)
+    fmt = tf_backend.model_format(model_path)
+    rep = load_data(rep_data, label_column) if rep_data else None
+    test = load_data(test_data, label_column) if test_data else None
+    if fmt == "tflite":
+        model = _read_tflite(model_path)
+        parsed = tflite_model.parse(model, str(model_path))
+    else:
+        model, parsed = _convert_source(tf_backend, model_path, fmt, quantize, rep, test)
+    return _finish(model, parsed, outdir, name or model_path.stem, fmt, model_path, rep, test, label_column)
+
+
+def _check_mode(mode: str) -> None:
+    if mode in REFUSED:
+        raise BadInput(f"--quantize {mode} is refused for microcontroller targets: {REFUSED[mode]}; use int8")
+    if mode not in MODES:
+        raise BadInput(f"--quantize {mode!r} is not a mode; choose one of {', '.join(MODES)}")
+
+
+def _check_outdir(outdir: Path) -> None:
+    """Fail before converting if OUTDIR cannot be created or written, without creating it."""
+    probe = outdir
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        raise BadInput(f"output directory {outdir}: {probe} is a file, not a directory; choose another with -o")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise BadInput(f"output directory {outdir} cannot be written ({probe} is not writable); choose another with -o")
+
+
+def _read_tflite(path: Path) -> bytes:
+    if path.is_dir():
+        raise BadInput(f"{path} is a directory, not a .tflite file")
+    return path.read_bytes()
+
+
+def _convert_source(tf_backend, path, fmt, mode, rep: Dataset | None, test: Dataset | None):
+    shape = tf_backend.input_shape(path, fmt)
+    spec = {"name": "input", "shape": [1, *shape]}
+    rep_x = check_fits(rep, spec) if rep else None
+    if test:
+        check_fits(test, spec)
+    if mode != "float32" and rep_x is None:
+        if test is None:
+            raise BadInput(f"--quantize {mode} needs representative data: give --rep-data FILE "
+                           "(or --test-data FILE), an .npz with array x")
+        rep_x = check_fits(test, spec)
+    model = tf_backend.convert(path, fmt, mode, rep_x)
+    return model, tflite_model.parse(model, f"converted {path}")
+
+
+def _finish(model, parsed, outdir, name, fmt, model_path, rep, test, label_column) -> Manifest:
+    tflm_host.check_ops_supported(model, parsed)
+    measured = tflm_host.measure_arena(model)
+    report = _report(model, parsed, fmt, model_path, test) if test else None
+    ensure_writable_dir(outdir)
+    data = {
+        "schema": SCHEMA, "name": name, "model_file": "model.tflite",
+        "model_sha256": None, "model_bytes": len(model), "quantization": _mode_of(parsed),
+        "task": report["task"] if report else None,
+        "inputs": parsed.inputs, "outputs": parsed.outputs,
+        "ops": parsed.op_table(), "macs_total": parsed.macs_total,
+        "arena": {"host_recorded": measured["host_recorded"], "host_min": measured["host_min"],
+                  "head": measured["head"], "tail": measured["tail"],
+                  "categories": measured["categories"], "projections": arena.project(measured)},
+        "source": {"model": _rel(model_path, outdir), "model_format": fmt,
+                   "rep_data": _rel(rep.path, outdir) if rep else None,
+                   "test_data": _rel(test.path, outdir) if test else None,
+                   "label_column": label_column},
+        "report": report, "created_by": f"deploykit {__version__}",
+    }
+    write_bytes(outdir / "model.tflite", model)
+    data["model_sha256"] = sha256_file(outdir / "model.tflite")
+    write_json(outdir / "manifest.json", data)
+    return load(outdir / "manifest.json")
+
+
+def _mode_of(parsed) -> str:
+    io = {t["dtype"] for t in parsed.inputs + parsed.outputs}
+    inner = {t.dtype for t in parsed.tensors}
+    if io <= {"int8", "int16"}:
+        return "int8"
+    if "int8" in inner:
+        return "int8-float-io"
+    return "float32"
+
+
+def _report(model, parsed, fmt, model_path, test: Dataset) -> dict:
+    """Float-versus-quantized report on the test data (TFLM-host runs the quantized model)."""
+    from deploykit import tf_backend
+    spec_in, spec_out = parsed.inputs[0], parsed.outputs[0]
+    x = check_fits(test, spec_in).astype(np.float32)
+    quant = to_float(tflm_host.TflmRunner(model).predict(to_input_dtype(x, spec_in)), spec_out)
+    floats = tf_backend.predict_float(model_path, fmt, x) if fmt != "tflite" else None
+    task = metrics.infer_task(test.y, spec_out["shape"])
+    report = metrics.compare(task, test.y, floats, quant) if task else {"task": None, "samples": len(x)}
+    report["size"] = _sizes(model_path, model, fmt, tf_backend)
+    return report
+
+
+def _sizes(model_path: Path, model: bytes, fmt: str, tf_backend) -> dict:
+    source = sum(p.stat().st_size for p in model_path.rglob("*") if p.is_file()) if model_path.is_dir() \
+        else model_path.stat().st_size
+    sizes = {"source_bytes": int(source), "tflite_bytes": len(model)}
+    if fmt in ("keras", "h5"):
+        sizes["float_weight_bytes"] = int(tf_backend.load_keras(model_path).count_params() * 4)
+    return sizes
+
+
+def _rel(path: Path, outdir: Path) -> str:
+    return os.path.relpath(Path(path).resolve(), Path(outdir).resolve())

@@ -1,0 +1,27 @@
+"""Example models from the reference material, each trainable on a CPU in seconds, seeded.
+
+`train_example(name, outdir)` writes NAME.keras, NAME_rep.npz (x: representative inputs)
+and NAME_test.npz (x, y: held-out test split) — files `deploykit convert` takes as is.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+from deploykit.errors import BadInput
+
+EXAMPLES = ("sine", "linear", "gestures")
+
+
+def train_example(name: str, outdir: Path, seed: int = 0, epochs: int | None = None) -> dict:
+    """Train example `name` into `outdir`; return {"model", "rep_data", "test_data"} paths.
+
+    `epochs` overrides the example's default (tests pass a small number to stay fast).
+    """
+    if name not in EXAMPLES:
+        raise BadInput(f"unknown example {name!r}; choose one of {', '.join(EXAMPLES)}")
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    module = importlib.import_module(f"deploykit.examples.{name}")
+    return module.train(outdir, seed=seed, epochs=epochs)

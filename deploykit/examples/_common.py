@@ -1,0 +1,25 @@
+"""What the example trainers share: seeding and writing the model and data files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def seeded_keras(seed: int):
+    """Keras with Python, numpy and TensorFlow seeded, for repeatable training."""
+    from deploykit import tf_backend
+    keras = tf_backend.keras()
+    keras.utils.set_random_seed(seed)
+    return keras
+
+
+def save(outdir: Path, name: str, model, rep_x, test_x, test_y) -> dict:
+    """Write NAME.keras, NAME_rep.npz (x) and NAME_test.npz (x, y); return their paths."""
+    paths = {"model": outdir / f"{name}.keras", "rep_data": outdir / f"{name}_rep.npz",
+             "test_data": outdir / f"{name}_test.npz"}
+    model.save(paths["model"])
+    np.savez(paths["rep_data"], x=np.asarray(rep_x, np.float32))
+    np.savez(paths["test_data"], x=np.asarray(test_x, np.float32), y=test_y)
+    return paths

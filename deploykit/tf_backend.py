@@ -1,0 +1,161 @@
+"""Everything that touches TensorFlow/Keras, imported lazily: the only module that does.
+
+`deploykit --help`, `inspect` and the virtual board never pay the ~3 s import. Callers get
+plain numpy arrays and bytes back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from deploykit.errors import BadInput
+
+MODES = ("int8", "int8-float-io", "float32")
+REP_SAMPLES = 500
+
+
+def tf():
+    """Import TensorFlow quietly, once."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+    import tensorflow
+    tensorflow.get_logger().setLevel("ERROR")
+    return tensorflow
+
+
+def keras():
+    tf()
+    import keras as k
+    return k
+
+
+def model_format(path: Path) -> str:
+    """'keras', 'h5', 'saved_model' or 'tflite' from the path; BadInput otherwise."""
+    path = Path(path)
+    if path.is_dir():
+        if (path / "saved_model.pb").is_file():
+            return "saved_model"
+        raise BadInput(f"directory {path} is not a SavedModel (no saved_model.pb); give .keras, .h5, SavedModel or .tflite")
+    suffix = path.suffix.lower()
+    formats = {".keras": "keras", ".h5": "h5", ".hdf5": "h5", ".tflite": "tflite"}
+    if suffix not in formats:
+        raise BadInput(f"{path} is not a model file (suffix {suffix or 'none'!r}); give .keras, .h5, a SavedModel directory or .tflite")
+    return formats[suffix]
+
+
+def load_keras(path: Path):
+    """Load a .keras/.h5 model for inference; BadInput if the file is not one."""
+    try:
+        with _quiet():
+            return keras().models.load_model(str(path), compile=False)
+    except Exception as exc:
+        raise BadInput(f"{path} could not be loaded as a Keras model ({_first_line(exc)}); "
+                       "give a model saved with model.save()") from exc
+
+
+def input_shape(path: Path, fmt: str) -> tuple[int, ...]:
+    """The model's input shape without the batch dimension."""
+    if fmt == "saved_model":
+        return tuple(_saved_model_spec(path)[1].shape[1:])
+    model = load_keras(path)
+    if len(model.inputs) != 1:
+        raise BadInput(f"{path} has {len(model.inputs)} inputs; deploykit converts single-input models")
+    return tuple(int(d) for d in model.inputs[0].shape[1:])
+
+
+def convert(path: Path, fmt: str, mode: str, rep_x: np.ndarray | None) -> bytes:
+    """Convert to TFLite with batch fixed to 1 (no SHAPE/STRIDED_SLICE/PACK ops)."""
+    t = tf()
+    converter = _fixed_batch_converter(t, Path(path), fmt)
+    if mode != "float32":
+        converter.optimizations = [t.lite.Optimize.DEFAULT]
+        converter.representative_dataset = _representative(rep_x)
+        converter.target_spec.supported_ops = [t.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    if mode == "int8":
+        converter.inference_input_type = t.int8
+        converter.inference_output_type = t.int8
+    try:
+        with _quiet():
+            return bytes(converter.convert())
+    except Exception as exc:
+        raise BadInput(f"the TFLite converter refused {path} in mode {mode} ({_first_line(exc)}); "
+                       "use ops TFLite supports or try --quantize float32") from exc
+
+
+def predict_float(path: Path, fmt: str, x: np.ndarray) -> np.ndarray:
+    """Float predictions of the source model (Keras or SavedModel) on float inputs."""
+    x = np.asarray(x, dtype=np.float32)
+    if fmt == "saved_model":
+        fn, spec = _saved_model_spec(path)
+        out = fn(**{spec.name: tf().constant(x)})
+        return np.asarray(next(iter(out.values())))
+    model = load_keras(path)
+    return np.asarray(model(x, training=False))
+
+
+def _fixed_batch_converter(t, path: Path, fmt: str):
+    if fmt == "saved_model":
+        fn, spec = _saved_model_spec(path)
+        fixed = t.TensorSpec((1,) + tuple(spec.shape[1:]), spec.dtype, name=spec.name)
+        wrapped = t.function(lambda x: fn(**{spec.name: x})).get_concrete_function(fixed)
+        return t.lite.TFLiteConverter.from_concrete_functions([wrapped])
+    k = keras()
+    model = load_keras(path)
+    inp = k.Input(batch_shape=(1,) + tuple(int(d) for d in model.inputs[0].shape[1:]))
+    return t.lite.TFLiteConverter.from_keras_model(k.Model(inp, model(inp)))
+
+
+def _saved_model_spec(path: Path):
+    try:
+        loaded = tf().saved_model.load(str(path))
+        fn = loaded.signatures["serving_default"]
+    except Exception as exc:
+        raise BadInput(f"{path} could not be loaded as a SavedModel ({_first_line(exc)}); "
+                       "export it with tf.saved_model.save or model.export") from exc
+    specs = list(fn.structured_input_signature[1].values())
+    if len(specs) != 1:
+        raise BadInput(f"SavedModel {path} has {len(specs)} inputs; deploykit converts single-input models")
+    fn._deploykit_keep = loaded  # keep variables alive with the function
+    return fn, specs[0]
+
+
+def _representative(x: np.ndarray | None):
+    if x is None:
+        raise BadInput("int8 quantization needs representative data; give --rep-data or --test-data")
+    sample = np.asarray(x[:REP_SAMPLES], dtype=np.float32)
+
+    def gen():
+        for row in sample:
+            yield [row[None, ...]]
+    return gen
+
+
+@contextlib.contextmanager
+def _quiet():
+    """Silence Keras' export prints, converter warnings and the converter's C-level
+    stderr chatter; errors still arrive as exceptions."""
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink, contextlib.redirect_stdout(io.StringIO()), \
+            warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sys.stderr.flush()
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:160] if text else type(exc).__name__

@@ -1,0 +1,202 @@
+"""TensorFlow Lite Micro on the host, through the `tflite-micro` Python package.
+
+Real TFLM reference kernels, the same code a board runs. Anything that may crash in C++
+(a too-small arena, an op TFLM lacks, a malformed model) is tried first in a forked child.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from pathlib import Path
+
+import numpy as np
+
+from deploykit import tflite_model
+from deploykit._fork import run_forked
+from deploykit.errors import BadInput
+
+_ALLOC_TOTAL = re.compile(r"Arena allocation total (\d+) bytes")
+_ALLOC_HEAD = re.compile(r"Arena allocation head (\d+) bytes")
+_ALLOC_TAIL = re.compile(r"Arena allocation tail (\d+) bytes")
+_ALLOC_CAT = re.compile(r"'([^']+)' used (\d+) bytes with alignment overhead \(requested (\d+) bytes for (\d+) ")
+_MISSING_OP = re.compile(r"Didn't find op for builtin opcode '([A-Z0-9_]+)'")
+_REGISTER = re.compile(rb"_ZN6tflite5micro\d+Register_([A-Z0-9_]+)Ev")
+GENEROUS_ARENA_FACTOR = 10
+
+
+def _runtime():
+    from tflite_micro.python.tflite_micro import runtime
+    return runtime
+
+
+def _interpreter(model: bytes, arena_size: int | None):
+    size = arena_size or max(len(model) * GENEROUS_ARENA_FACTOR, 64 * 1024)
+    return _runtime().Interpreter.from_bytes(model, arena_size=size)
+
+
+def _spec(details: dict, name: str) -> dict:
+    q = details["quantization_parameters"]
+    scales, zps = q["scales"], q["zero_points"]
+    return {"name": name, "dtype": np.dtype(details["dtype"]).name,
+            "shape": [int(d) for d in details["shape"]],
+            "scale": float(scales[0]) if len(scales) else 0.0,
+            "zero_point": int(zps[0]) if len(zps) else 0}
+
+
+class TflmRunner:
+    """One TFLM interpreter on the host, loaded only after a forked child proved it safe."""
+
+    def __init__(self, model: bytes, arena_size: int | None = None):
+        model = bytes(model)
+        parsed = tflite_model.parse(model)
+        check_ops_supported(model, parsed)
+        self.arena_size = arena_size or max(len(model) * GENEROUS_ARENA_FACTOR, 64 * 1024)
+        probe = run_forked(_load_and_invoke, model, self.arena_size)
+        if not probe.ok:
+            raise BadInput(f"TFLM cannot run this model with a {self.arena_size}-byte arena "
+                           f"({probe.status}: {_last_line(probe.output)}); give a larger arena")
+        self.model = model
+        self._it = _interpreter(model, self.arena_size)
+        self.input_specs = [_spec(self._it.get_input_details(i), parsed.tensors[t].name)
+                            for i, t in enumerate(parsed.input_indices)]
+        self.output_specs = [_spec(self._it.get_output_details(i), parsed.tensors[t].name)
+                             for i, t in enumerate(parsed.output_indices)]
+
+    def invoke_raw(self, inputs: list[bytes]) -> list[bytes]:
+        """Run one inference on raw input tensor bytes; return raw output tensor bytes."""
+        if len(inputs) != len(self.input_specs):
+            raise BadInput(f"model has {len(self.input_specs)} inputs, got {len(inputs)}")
+        for i, (raw, spec) in enumerate(zip(inputs, self.input_specs)):
+            dtype = np.dtype(spec["dtype"])
+            want = int(np.prod(spec["shape"])) * dtype.itemsize
+            if len(raw) != want:
+                raise BadInput(f"input {i} has {len(raw)} bytes, tensor {spec['shape']} {spec['dtype']} needs {want}")
+            self._it.set_input(np.frombuffer(raw, dtype=dtype).reshape(spec["shape"]), i)
+        self._it.invoke()
+        return [np.ascontiguousarray(self._it.get_output(i)).tobytes() for i in range(len(self.output_specs))]
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Run each sample of x (already in the input dtype) one by one; stack the outputs."""
+        spec, out = self.input_specs[0], self.output_specs[0]
+        x = np.asarray(x)
+        if x.dtype != np.dtype(spec["dtype"]):
+            raise BadInput(f"inputs are {x.dtype}, the model input is {spec['dtype']}; quantize them first")
+        shape = tuple(spec["shape"])
+        results = np.empty((len(x),) + tuple(out["shape"][1:]), dtype=np.dtype(out["dtype"]))
+        for i in range(len(x)):
+            self._it.set_input(x[i].reshape(shape), 0)
+            self._it.invoke()
+            results[i] = self._it.get_output(0).reshape(results.shape[1:])
+        return results
+
+    def reset(self) -> None:
+        self._it.reset()
+
+
+def _load_and_invoke(model: bytes, arena_size: int) -> bool:
+    it = _interpreter(model, arena_size)
+    for i in range(_count_inputs(model)):
+        d = it.get_input_details(i)
+        it.set_input(np.zeros(d["shape"], dtype=d["dtype"]), i)
+    it.invoke()
+    return True
+
+
+def _count_inputs(model: bytes) -> int:
+    return len(tflite_model.parse(model).input_indices)
+
+
+def _record(model: bytes, arena_size: int) -> dict:
+    """Child: allocate, invoke once, print the recording allocator's figures."""
+    it = _interpreter(model, arena_size)
+    for i in range(_count_inputs(model)):
+        d = it.get_input_details(i)
+        it.set_input(np.zeros(d["shape"], dtype=d["dtype"]), i)
+    it.invoke()
+    it.print_allocations()
+    return True
+
+
+def parse_allocations(text: str) -> dict:
+    """Turn RecordingMicroAllocator lines into {total, head, tail, categories}."""
+    cats = {m[1]: {"used": int(m[2]), "requested": int(m[3]), "count": int(m[4])}
+            for m in _ALLOC_CAT.finditer(text)}
+    found = _ALLOC_TOTAL.search(text)
+    if not found:
+        raise RuntimeError(f"no allocation figures in TFLM output: {text[:200]!r}")
+    head, tail = _ALLOC_HEAD.search(text), _ALLOC_TAIL.search(text)
+    return {"total": int(found[1]), "head": int(head[1]) if head else 0,
+            "tail": int(tail[1]) if tail else 0, "categories": cats}
+
+
+def measure_arena(model: bytes) -> dict:
+    """Recorded arena use and the smallest arena AllocateTensors accepts, on this host.
+
+    Every probe runs in a forked child: TFLM segfaults when the arena is too small.
+    """
+    model = bytes(model)
+    generous = max(len(model) * GENEROUS_ARENA_FACTOR, 64 * 1024)
+    rec = run_forked(_record, model, generous)
+    if not rec.ok:
+        raise BadInput(f"TFLM could not allocate this model ({rec.status}: {_last_line(rec.output)})")
+    alloc = parse_allocations(rec.output)
+    minimum = _smallest_arena(model, alloc["total"], generous)
+    return {"host_recorded": alloc["total"], "host_min": minimum, "head": alloc["head"],
+            "tail": alloc["tail"], "categories": alloc["categories"]}
+
+
+def _smallest_arena(model: bytes, recorded: int, generous: int) -> int:
+    """Binary search (16-byte steps) for the smallest arena with which allocation succeeds."""
+    fits = functools.partial(_fits, model)
+    hi = recorded if fits(recorded) else generous
+    lo = 0
+    while hi - lo > 16:
+        mid = (lo + hi) // 2 // 16 * 16
+        if mid <= lo:
+            break
+        if fits(mid):
+            hi = mid
+        else:
+            lo = mid
+    return hi
+
+
+def _fits(model: bytes, size: int) -> bool:
+    return run_forked(_load_and_invoke, model, size).ok
+
+
+@functools.lru_cache(maxsize=1)
+def supported_ops() -> tuple[str, ...]:
+    """Builtin ops the installed TFLM registers, read from its extension's symbol table."""
+    from tflite_micro.python.tflite_micro import _runtime
+    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as s
+    builtins = {k for k in vars(s.BuiltinOperator) if not k.startswith("_")}
+    found = {m.decode() for m in _REGISTER.findall(Path(_runtime.__file__).read_bytes())}
+    return tuple(sorted(found & builtins))
+
+
+def check_ops_supported(model: bytes, parsed=None) -> None:
+    """BadInput naming the op(s) TFLM lacks, listing the ones it has."""
+    parsed = parsed or tflite_model.parse(model)
+    known = set(supported_ops())
+    missing = [o["op"] for o in parsed.op_table() if known and o["op"] not in known]
+    if not missing:
+        probe = run_forked(_load_only, bytes(model))
+        missing = _MISSING_OP.findall(probe.output) if not probe.ok else []
+        if not probe.ok and not missing:
+            raise BadInput(f"TFLM cannot load this model ({probe.status}: {_last_line(probe.output)}); "
+                           "re-export it with `deploykit convert`")
+    if missing:
+        raise BadInput(f"TFLM has no kernel for op(s) {', '.join(sorted(set(missing)))}; "
+                       f"change the model to use supported ops: {', '.join(sorted(known))}")
+
+
+def _load_only(model: bytes) -> bool:
+    _interpreter(model, None)
+    return True
+
+
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1][:200] if lines else "no message"

@@ -1,0 +1,35 @@
+"""Session fixtures shared by every test module: examples trained once, converted once.
+
+Training is cut to a few epochs (seconds); the models still learn enough to be real.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from deploykit.examples import EXAMPLES
+
+TEST_EPOCHS = {"sine": 16, "linear": 500, "gestures": 6}
+
+
+@pytest.fixture(scope="session")
+def example_files(tmp_path_factory) -> dict:
+    """name -> {"model", "rep_data", "test_data"} paths of each trained example."""
+    from deploykit.examples import train_example
+    root = tmp_path_factory.mktemp("examples")
+    return {name: train_example(name, root / name, seed=0, epochs=TEST_EPOCHS[name]) for name in EXAMPLES}
+
+
+@pytest.fixture(scope="session")
+def converted_examples(example_files, tmp_path_factory) -> dict:
+    """name -> Manifest of each example converted to int8 with its rep and test data."""
+    from deploykit.convert import convert
+    root = tmp_path_factory.mktemp("converted")
+    return {name: convert(files["model"], root / name, name=name, quantize="int8",
+                          rep_data=files["rep_data"], test_data=files["test_data"])
+            for name, files in example_files.items()}
+
+
+@pytest.fixture(scope="session")
+def sine_manifest(converted_examples):
+    return converted_examples["sine"]
