@@ -1,0 +1,38 @@
+"""Assemble a virtual board from a manifest and a board id: firmware, engine, link.
+
+Shared by the pty server, the `virtual://` URL handler and the benchmark, so all three
+behave the same.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from deploykit.virtual_board.engine import DeviceEngine
+from deploykit.virtual_board.faults import Faults
+from deploykit.virtual_board.firmware import build_firmware
+from deploykit.virtual_board.link import Link
+
+DEFAULT_BOARD = "virtual"
+
+
+def load_manifest(manifest):
+    """A Manifest object as is; a path (file or directory) loaded and verified."""
+    if hasattr(manifest, "data") and hasattr(manifest, "model_path"):
+        return manifest
+    from deploykit.manifest import load
+    return load(Path(manifest))
+
+
+def make_link(manifest, board: str = DEFAULT_BOARD, baud: int | None = None, pacing: bool = True,
+              faults=None, seed: int = 0, arena_configured: int | None = None) -> Link:
+    """A powered-on virtual board behind its wire, ready for `Link.step(now)`."""
+    from deploykit.boards import load_board
+    board_obj = load_board(board) if isinstance(board, str) else board
+    if baud is not None and int(baud) <= 0:
+        from deploykit.errors import BadInput
+        raise BadInput(f"baud rate {baud} must be a positive number of bits per second, e.g. 115200")
+    firmware = build_firmware(load_manifest(manifest), board_obj, arena_configured)
+    fault_state = faults if isinstance(faults, Faults) else Faults(faults, seed)
+    engine = DeviceEngine(firmware, fault_state, timed=pacing)
+    return Link(engine, int(baud or board_obj.baud), paced=pacing)

@@ -1,0 +1,235 @@
+"""The device side of the wire protocol as a pure state machine over simulated time.
+
+No threads, no I/O: `receive(data, t, byte_time)` delivers bytes that reached the
+device's UART (byte i at t + i × byte_time), `advance(now)` lets simulated time pass, and
+`out` collects what the device wrote, as (time, bytes, is_frame). It follows the "Device
+behaviour" section of docs/protocol.md, and models the parts of a board that a harness
+can feel:
+
+- While an inference runs the CPU does not read the UART: bytes land in a receive ring
+  of `rx_buffer_bytes`; bytes beyond it are dropped. The RESULT goes out when the
+  simulated inference time has passed; the ACK of the frame went out before it ran.
+- A reboot (RESET, DTR, a fault) loses all state, is deaf for `boot_seconds`, then prints
+  a boot banner as plain text and sends HELLO and a LOG labelling the arena figure.
+"""
+
+from __future__ import annotations
+
+import math
+
+from deploykit.protocol import (
+    PROTOCOL_VERSION, Ack, Begin, ErrorMsg, Frame, FrameDecoder, HelloRequest, Input, Log, Nack,
+    Ping, Pong, Reset, ResultBatch, encode_message,
+)
+from deploykit.protocol.messages import ErrorCode, ProtocolError
+from deploykit.virtual_board.faults import Faults
+
+HANDLED = {m.TYPE: m for m in (HelloRequest, Ping, Reset, Begin, Input)}
+RESULT_TIMING_RESERVE = 16  # bytes kept free in a RESULT for its timing runs
+
+
+class DeviceEngine:
+    """One simulated board running the rendered firmware's protocol loop."""
+
+    def __init__(self, firmware, faults: Faults | None = None, timed: bool = True,
+                 boot_seconds: float = 0.05):
+        self.fw = firmware
+        self.faults = faults or Faults()
+        self.timed = timed
+        self.boot_seconds = boot_seconds if timed else 0.0
+        self.capacity = firmware.hello.rx_window
+        self.out: list[tuple[float, bytes, bool]] = []
+        self.stats = {"boots": 0, "dropped_rx": 0, "bad_frames": 0, "inferences": 0}
+        self.powered = False
+        self.disconnect_requested = False
+        self.power_on(0.0)
+
+    # ----- life cycle -------------------------------------------------------------
+    def power_on(self, now: float) -> None:
+        """Boot: lose all state, stay deaf while booting, then banner, HELLO, LOG."""
+        self._clear_state()
+        self.out = [item for item in self.out if item[0] <= now]  # unsent results die with it
+        self.powered = True
+        self.stats["boots"] += 1
+        ready = now + self.boot_seconds
+        self.deaf_until = self.busy_until = ready
+        self.out.append((ready, self.fw.banner, False))
+        self._send(self.fw.hello, ready)
+        self._send(Log(self.fw.arena_note), ready)
+
+    def power_off(self) -> None:
+        """The board is gone (USB disconnect): it hears nothing until power_on()."""
+        self._clear_state()
+        self.out.clear()
+        self.powered = False
+
+    def _clear_state(self) -> None:
+        self.seq = 0
+        self.expected = 0
+        self.next_record = 0
+        self.record_buf = bytearray()
+        self.pending: list[tuple[int, bytes]] = []
+        self.nacked: int | None = None
+        self.decoder = FrameDecoder(self.fw.hello.max_payload)
+        self.rx = bytearray()
+        self.busy_until = self.deaf_until = 0.0
+
+    # ----- bytes in ---------------------------------------------------------------
+    def receive(self, data: bytes, t: float, byte_time: float = 0.0) -> None:
+        """Bytes reaching the UART: byte i at time t + i × byte_time."""
+        i = 0
+        while i < len(data):
+            now = t + i * byte_time
+            self.advance(now)
+            if not self.powered or now < self.deaf_until:
+                n = self._arriving_before(self.deaf_until if self.powered else float("inf"), t, i, len(data), byte_time)
+                self.stats["dropped_rx"] += n
+            elif now < self.busy_until:
+                n = self._arriving_before(self.busy_until, t, i, len(data), byte_time)
+                self._buffer(data[i:i + n])
+            else:
+                end = data.find(0, i)
+                n = (len(data) if end < 0 else end + 1) - i
+                self._process(data[i:i + n], t + (i + n - 1) * byte_time)
+            i += n
+
+    @staticmethod
+    def _arriving_before(limit: float, t: float, i: int, total: int, byte_time: float) -> int:
+        if byte_time <= 0 or limit == float("inf"):
+            return total - i
+        k = math.ceil((limit - t) / byte_time) - i
+        return max(1, min(total - i, k))
+
+    def _buffer(self, data: bytes) -> None:
+        room = self.capacity - len(self.rx)
+        self.rx += data[:max(room, 0)]
+        self.stats["dropped_rx"] += max(len(data) - max(room, 0), 0)
+
+    def advance(self, now: float) -> None:
+        """Let time pass to `now`: once the CPU is free it drains the receive ring."""
+        while self.powered and self.rx and self.busy_until <= now:
+            t = self.busy_until
+            while self.rx and self.busy_until <= t:
+                end = self.rx.find(0)
+                n = len(self.rx) if end < 0 else end + 1
+                chunk = bytes(self.rx[:n])
+                del self.rx[:n]
+                self._process(chunk, t)
+
+    def next_due(self) -> float | None:
+        """When the device will next act without new input (drain the ring), if ever."""
+        return self.busy_until if self.powered and self.rx else None
+
+    def take_output(self, now: float) -> list[tuple[float, bytes, bool]]:
+        """Remove and return what the device has written by `now`, in order."""
+        n = 0
+        while n < len(self.out) and self.out[n][0] <= now:
+            n += 1
+        items, self.out = self.out[:n], self.out[n:]
+        return items
+
+    # ----- frames -----------------------------------------------------------------
+    def _process(self, chunk: bytes, t: float) -> None:
+        for event in self.decoder.feed(chunk):
+            if isinstance(event, Frame):
+                self._handle(event, t)
+            else:
+                self.stats["bad_frames"] += 1
+
+    def _handle(self, frame: Frame, t: float) -> None:
+        if frame.version != PROTOCOL_VERSION:
+            return self._error(ErrorCode.BAD_VERSION, frame.version, "unsupported protocol version", t)
+        cls = HANDLED.get(frame.type)
+        if cls is None:
+            return self._error(ErrorCode.UNKNOWN_TYPE, frame.seq, f"unknown type 0x{frame.type:02x}", t)
+        try:
+            msg = cls.parse(frame.payload)
+        except ProtocolError as exc:
+            return self._error(ErrorCode.BAD_PAYLOAD, frame.seq, str(exc), t)
+        getattr(self, f"_on_{cls.__name__.lower()}")(msg, t)
+
+    def _on_hellorequest(self, msg, t: float) -> None:
+        self._send(self.fw.hello, t)
+
+    def _on_ping(self, msg, t: float) -> None:
+        self._send(Pong(msg.data), t)
+
+    def _on_reset(self, msg, t: float) -> None:
+        self.power_on(t)
+
+    def _on_begin(self, msg, t: float) -> None:
+        self.next_record = msg.record
+        self.expected = msg.record * self.fw.in_record
+        self.record_buf.clear()
+        self.pending.clear()
+        self.nacked = None
+        self._send(Ack(self.expected), t)
+
+    def _on_input(self, msg, t: float) -> None:
+        start, end = msg.offset, msg.offset + len(msg.data)
+        if end <= self.expected:
+            return self._send(Ack(self.expected), t)
+        if start > self.expected:
+            if self.nacked != self.expected:
+                self.nacked = self.expected
+                self._send(Nack(self.expected), t)
+            return
+        self.record_buf += msg.data[self.expected - start:]
+        self.expected = end
+        self._send(Ack(self.expected), t)
+        self._run_records(t)
+
+    # ----- inference ----------------------------------------------------------------
+    def _run_records(self, t: float) -> None:
+        """Run every complete record in order; results go out when simulated time allows."""
+        size, clock = self.fw.in_record, t
+        while len(self.record_buf) >= size:
+            record = self.next_record
+            for kind, arg in self.faults.before_record(record):
+                if kind == "stall":
+                    clock += arg
+                elif kind == "reset":
+                    return self.power_on(clock)
+                else:
+                    self.disconnect_requested = True
+                    return self.power_off()
+            data = bytes(self.record_buf[:size])
+            del self.record_buf[:size]
+            self.next_record += 1
+            clock = self._infer(record, data, clock)
+        self._flush(clock)
+        self.busy_until = max(self.busy_until, clock)
+
+    def _infer(self, record: int, data: bytes, clock: float) -> float:
+        try:
+            output = self.fw.infer(data)
+        except Exception as exc:  # the firmware reports a failed Invoke, it does not crash
+            self._flush(clock)
+            self._error(ErrorCode.INVOKE_FAILED, record, f"Invoke failed: {exc}"[:120], clock)
+            return clock
+        self.stats["inferences"] += 1
+        clock += self.fw.timing.seconds if self.timed else 0.0
+        if self._result_size(len(self.pending) + 1) > self.fw.hello.max_payload:
+            self._flush(clock)
+        self.pending.append((record, output))
+        return clock
+
+    def _result_size(self, count: int) -> int:
+        return 6 + count * self.fw.out_record + RESULT_TIMING_RESERVE
+
+    def _flush(self, t: float) -> None:
+        if not self.pending:
+            return
+        timing = self.fw.timing
+        n = len(self.pending)
+        self._send(ResultBatch(self.pending[0][0], tuple(o for _, o in self.pending),
+                               (timing.cycles,) * n, (timing.micros,) * n), t)
+        self.pending = []
+
+    # ----- bytes out ----------------------------------------------------------------
+    def _error(self, code: int, detail: int, text: str, t: float) -> None:
+        self._send(ErrorMsg(int(code), int(detail), text), t)
+
+    def _send(self, msg, t: float) -> None:
+        self.out.append((t, encode_message(msg, self.seq), True))
+        self.seq = (self.seq + 1) & 0xFFFF

@@ -1,0 +1,150 @@
+"""Fault injection for the virtual board: one spec, parsed the same for CLI and URL.
+
+Spec: comma-separated `key=value` items, e.g.
+`drop=0.005,corrupt=0.005,dup=0.01,garbage=0.01,stall=40:2.5,reset=50,disconnect=120`.
+
+- drop, corrupt: probability per byte on the wire, both directions (a corrupted byte is
+  XORed with a random non-zero value).
+- dup: probability per device frame that it goes out twice.
+- garbage: probability per device frame that stray text (a debug print) precedes it.
+- stall=K:SECONDS: the device hangs for SECONDS before running record K (once).
+- reset=K: the device reboots when it is about to run record K (once per item).
+- disconnect=K: the port vanishes at record K and comes back as a new port behind the
+  same stable path, the board rebooted (once per item).
+reset, disconnect and stall may repeat. Everything is drawn from random generators
+seeded with `seed`, one per direction, so a run is reproducible: the harness is never
+told, it only sees bytes.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+from deploykit.errors import BadInput
+
+RATE_KEYS = ("drop", "corrupt", "dup", "garbage")
+RECORD_KEYS = ("stall", "reset", "disconnect")
+_EXAMPLE = "drop=0.005,corrupt=0.005,dup=0.01,garbage=0.01,stall=40:2.5,reset=50,disconnect=120"
+
+
+@dataclass(frozen=True)
+class FaultSpec:
+    drop: float = 0.0
+    corrupt: float = 0.0
+    dup: float = 0.0
+    garbage: float = 0.0
+    stalls: tuple[tuple[int, float], ...] = ()
+    resets: tuple[int, ...] = ()
+    disconnects: tuple[int, ...] = ()
+    text: str = field(default="", compare=False)
+
+    @property
+    def wire_faults(self) -> bool:
+        return any((self.drop, self.corrupt, self.dup, self.garbage))
+
+
+def _bad(spec: str, why: str) -> BadInput:
+    return BadInput(f"fault spec {spec!r}: {why}; write e.g. {_EXAMPLE}")
+
+
+def _record(spec: str, key: str, value: str) -> int:
+    if not value.isdigit():
+        raise _bad(spec, f"{key} needs a record number (0 or more), got {value!r}")
+    return int(value)
+
+
+def _rate(spec: str, key: str, value: str) -> float:
+    try:
+        rate = float(value)
+    except ValueError:
+        raise _bad(spec, f"{key} needs a probability, got {value!r}") from None
+    if not 0.0 <= rate <= 1.0:
+        raise _bad(spec, f"{key}={value} is not a probability between 0 and 1")
+    return rate
+
+
+def _stall(spec: str, value: str) -> tuple[int, float]:
+    record, sep, seconds = value.partition(":")
+    if not sep:
+        raise _bad(spec, f"stall needs RECORD:SECONDS, got {value!r}")
+    try:
+        secs = float(seconds)
+    except ValueError:
+        raise _bad(spec, f"stall seconds {seconds!r} is not a number") from None
+    if not 0.0 < secs <= 3600.0:
+        raise _bad(spec, f"stall seconds must be between 0 and 3600, got {seconds}")
+    return _record(spec, "stall", record), secs
+
+
+def parse_faults(spec: str | None) -> FaultSpec:
+    """Parse a fault spec; raise BadInput naming the bad item and showing an example."""
+    spec = (spec or "").strip()
+    rates: dict[str, float] = {}
+    stalls, resets, disconnects = [], [], []
+    for item in filter(None, (part.strip() for part in spec.split(","))):
+        key, sep, value = item.partition("=")
+        key, value = key.strip(), value.strip()
+        if not sep or not value:
+            raise _bad(spec, f"item {item!r} is not key=value")
+        if key in RATE_KEYS:
+            rates[key] = _rate(spec, key, value)
+        elif key == "stall":
+            stalls.append(_stall(spec, value))
+        elif key == "reset":
+            resets.append(_record(spec, key, value))
+        elif key == "disconnect":
+            disconnects.append(_record(spec, key, value))
+        else:
+            raise _bad(spec, f"unknown fault {key!r} (known: {', '.join(RATE_KEYS + RECORD_KEYS)})")
+    return FaultSpec(**rates, stalls=tuple(stalls), resets=tuple(resets),
+                     disconnects=tuple(disconnects), text=spec)
+
+
+class Faults:
+    """A FaultSpec in action: seeded generators and the record faults not yet fired."""
+
+    def __init__(self, spec: FaultSpec | str | None = None, seed: int = 0):
+        self.spec = spec if isinstance(spec, FaultSpec) else parse_faults(spec)
+        self._rng = {d: random.Random(f"deploykit-faults-{seed}-{d}") for d in ("rx", "tx", "frames")}
+        self._pending = ([("stall", k, s) for k, s in self.spec.stalls]
+                         + [("reset", k, None) for k in self.spec.resets]
+                         + [("disconnect", k, None) for k in self.spec.disconnects])
+        self.fired: list[tuple[str, int]] = []
+
+    def wire(self, data: bytes, direction: str) -> bytes:
+        """Drop and corrupt bytes of `data` going `direction` ("rx" to the device, "tx" from it)."""
+        drop, corrupt = self.spec.drop, self.spec.corrupt
+        if not (drop or corrupt) or not data:
+            return data
+        rng, out = self._rng[direction], bytearray()
+        for byte in data:
+            if drop and rng.random() < drop:
+                continue
+            if corrupt and rng.random() < corrupt:
+                byte ^= rng.randrange(1, 256)
+            out.append(byte)
+        return bytes(out)
+
+    def frame(self, wire: bytes) -> list[bytes]:
+        """What goes on the line for one device frame: maybe garbage before, maybe twice."""
+        rng, out = self._rng["frames"], [wire]
+        if self.spec.garbage and rng.random() < self.spec.garbage:
+            out.insert(0, _garbage_text(rng))
+        if self.spec.dup and rng.random() < self.spec.dup:
+            out.append(wire)
+        return out
+
+    def before_record(self, record: int) -> list[tuple[str, float | None]]:
+        """Record faults due now (each fires once): [("stall", secs) | ("reset"|"disconnect", None)]."""
+        due = [p for p in self._pending if p[1] == record]
+        for p in due:
+            self._pending.remove(p)
+            self.fired.append((p[0], record))
+        return [(kind, arg) for kind, _, arg in due]
+
+
+def _garbage_text(rng: random.Random) -> bytes:
+    words = ("dbg", "heap", "tick", "usb", "isr", "warn", "mbed", "retry")
+    text = " ".join(rng.choice(words) for _ in range(rng.randint(1, 5)))
+    return f"[{text}] {rng.randint(0, 99999)}\r\n".encode("ascii")

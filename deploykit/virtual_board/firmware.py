@@ -1,0 +1,101 @@
+"""What the virtual board is "flashed" with: the model in TFLM, its HELLO, its cost.
+
+The model runs in the TFLM interpreter of the `tflite-micro` package (real reference
+kernels) through deploykit.tflm_host.TflmRunner. The arena HELLO reports is the
+manifest's 32-bit projection of TFLM's recording-allocator figure for the board's
+arena class (arena_used); arena_configured is that plus a 10 % margin rounded up to 16
+bytes, as the renderer sizes a board's arena, unless given. A LOG frame after every
+boot says so, since a host figure stands in for a measured one.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from dataclasses import dataclass
+
+from deploykit.errors import BadInput
+from deploykit.protocol import Hello, TensorSpec, TimerKind, wire_size
+from deploykit.virtual_board.cost import Timing, inference_timing
+
+ARENA_MARGIN = 1.10
+_INVOKE_LOCK = threading.Lock()  # cached runners may be shared by boards in threads
+MAX_PAYLOAD_CAP = 4096
+
+
+@dataclass
+class Firmware:
+    hello: Hello
+    runner: object          # .invoke_raw(list[bytes]) -> list[bytes]
+    timing: Timing
+    banner: bytes
+    arena_note: str
+
+    @property
+    def in_record(self) -> int:
+        return self.hello.input_record_bytes
+
+    @property
+    def out_record(self) -> int:
+        return self.hello.output_record_bytes
+
+    def infer(self, record: bytes) -> bytes:
+        """One inference on one record (input tensors back to back); outputs back to back."""
+        parts, off = [], 0
+        for spec in self.hello.inputs:
+            parts.append(bytes(record[off:off + spec.nbytes]))
+            off += spec.nbytes
+        with _INVOKE_LOCK:
+            return b"".join(self.runner.invoke_raw(parts))
+
+
+def max_payload_for(window: int) -> int:
+    """Largest payload whose frame fits in `window` wire bytes (so one frame always fits)."""
+    payload = min(window, MAX_PAYLOAD_CAP)
+    while payload > 0 and wire_size(payload) > window:
+        payload -= 1
+    return payload
+
+
+def arena_figures(manifest, board, configured: int | None = None) -> tuple[int, int, str]:
+    """(arena_configured, arena_used, note) for HELLO, from the manifest's projection."""
+    arena = manifest["arena"]
+    projections = arena.get("projections") or {}
+    if board.arena_class not in projections:
+        raise BadInput(f"manifest {manifest.path} has no arena projection for {board.arena_class!r} "
+                       f"(board {board.id}); re-run `deploykit convert`")
+    used = int(projections[board.arena_class])
+    configured = int(configured) if configured else -(-int(used * ARENA_MARGIN) // 16) * 16
+    note = (f"simulated: arena_used {used} B is the {board.arena_class} 32-bit projection of "
+            f"TFLM's recording allocator (host recorded {arena.get('host_recorded', '?')} B); "
+            f"arena_configured {configured} B")
+    return configured, used, note
+
+
+def make_hello(manifest, board, configured: int, used: int) -> Hello:
+    window = int(board.rx_buffer_bytes)
+    return Hello(
+        board_id=board.id, model_sha256=bytes.fromhex(manifest.sha256),
+        cpu_hz=int(board.clock_mhz) * 1_000_000, timer=TimerKind[board.timer],
+        arena_configured=configured, arena_used=used, max_payload=max_payload_for(window),
+        rx_window=window, inputs=tuple(TensorSpec.from_manifest(s) for s in manifest["inputs"]),
+        outputs=tuple(TensorSpec.from_manifest(s) for s in manifest["outputs"]), simulated=True)
+
+
+def build_firmware(manifest, board, arena_configured: int | None = None, runner=None) -> Firmware:
+    """Load the manifest's model into TFLM and describe it as the board would."""
+    configured, used, note = arena_figures(manifest, board, arena_configured)
+    hello = make_hello(manifest, board, configured, used)
+    if runner is None:
+        runner = _runner(str(manifest.model_path), manifest.sha256)
+    banner = (f"\r\ndeploykit virtual board ({board.id}, simulated)\r\n"
+              f"model {manifest.sha256[:16]} arena {used}/{configured} B\r\n").encode("ascii", "replace")
+    return Firmware(hello, runner, inference_timing(manifest["ops"], board), banner, note)
+
+
+@functools.lru_cache(maxsize=8)
+def _runner(model_path: str, sha256: str):
+    """One TFLM interpreter per model file and hash (loading forks probe children)."""
+    from deploykit.tflm_host import TflmRunner
+    with open(model_path, "rb") as fh:
+        return TflmRunner(fh.read())
