@@ -33,3 +33,30 @@ def converted_examples(example_files, tmp_path_factory) -> dict:
 @pytest.fixture(scope="session")
 def sine_manifest(converted_examples):
     return converted_examples["sine"]
+
+
+@pytest.fixture(scope="session")
+def atan2_saved_model(tmp_path_factory):
+    """A real SavedModel using ATAN2, an op TFLite has and TFLM does not."""
+    from deploykit import tf_backend
+    tf = tf_backend.tf()
+
+    class Angle(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None, 2], tf.float32, name="x")])
+        def __call__(self, x):
+            return {"angle": tf.math.atan2(x[:, :1], x[:, 1:])}
+
+    path = tmp_path_factory.mktemp("atan2") / "saved"
+    module = Angle()
+    tf.saved_model.save(module, str(path), signatures={"serving_default": module.__call__})
+    return path
+
+
+@pytest.fixture(scope="session")
+def atan2_tflite(atan2_saved_model):
+    """The ATAN2 SavedModel converted by TFLite as is (float), for `inspect`."""
+    from deploykit import tf_backend
+    tf = tf_backend.tf()
+    path = atan2_saved_model.parent / "atan2.tflite"
+    path.write_bytes(tf.lite.TFLiteConverter.from_saved_model(str(atan2_saved_model)).convert())
+    return path

@@ -1,0 +1,55 @@
+"""`deploykit convert MODEL [-o OUTDIR] [--name NAME] [--quantize MODE] [--rep-data FILE]
+[--test-data FILE]`: quantize a model, write model.tflite + manifest.json, print a summary."""
+
+from __future__ import annotations
+
+import click
+
+MODE_CHOICES = ("int8", "int8-float-io", "float32", "dynamic", "float16")
+
+
+@click.command("convert")
+@click.argument("model", type=click.Path(path_type=str))
+@click.option("-o", "--outdir", type=click.Path(path_type=str), default=None,
+              help="Output directory (default: the model's name).")
+@click.option("--name", default=None, help="Model name recorded in the manifest.")
+@click.option("--quantize", "mode", default="int8", show_default=True,
+              help="int8 | int8-float-io | float32 (dynamic and float16 are refused for MCUs).")
+@click.option("--rep-data", type=click.Path(path_type=str), default=None,
+              help="Representative inputs for int8: .npz (x), .npy or .csv.")
+@click.option("--test-data", type=click.Path(path_type=str), default=None,
+              help="Test data (.npz with x and y) for the float-vs-quantized report.")
+@click.option("--label-column", type=int, default=None, help="CSV column holding labels.")
+def convert(model, outdir, name, mode, rep_data, test_data, label_column):
+    """Quantize a model and write model.tflite + manifest.json."""
+    from deploykit.convert import convert as run
+
+    manifest = run(model, outdir, name=name, quantize=mode, rep_data=rep_data,
+                   test_data=test_data, label_column=label_column)
+    for line in summary(manifest.data, manifest.directory):
+        click.echo(line)
+
+
+def summary(m: dict, where) -> list[str]:
+    ops = ", ".join(f"{o['op']}×{o['count']}" for o in m["ops"])
+    a = m["arena"]
+    lines = [f"wrote {where}/model.tflite ({m['model_bytes']} B, {m['quantization']}) and manifest.json",
+             f"ops: {ops}; {m['macs_total']} MACs",
+             f"arena: measured {a['host_recorded']} B on this host; projected "
+             + ", ".join(f"{k} {v} B" for k, v in a["projections"].items())]
+    r = m.get("report")
+    if r and r.get("task") == "regression":
+        lines.append(_regression(r))
+    elif r and r.get("task") == "classification":
+        lines.append(f"accuracy on {r['samples']} test samples: float {r.get('float_accuracy', float('nan')):.3f}, "
+                     f"int8 {r['quantized_accuracy']:.3f}, top-1 agreement {r.get('top1_agreement', float('nan')):.3f}")
+    return lines
+
+
+def _regression(r: dict) -> str:
+    q = r["quantized_vs_target"]
+    text = f"on {r['samples']} test samples: quantized MAE {q['mae']:.4g}, RMSE {q['rmse']:.4g}"
+    if "float_vs_target" in r:
+        f, d = r["float_vs_target"], r["quantized_vs_float"]
+        text += f"; float MAE {f['mae']:.4g}, RMSE {f['rmse']:.4g}; quantized vs float max {d['max_abs']:.4g}"
+    return text

@@ -1,0 +1,49 @@
+"""`deploykit inspect MODEL.tflite [--json] [--test-data FILE]`: ops, tensors, TFLM
+support, measured and projected arena, TFLM-host vs LiteRT agreement."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+
+@click.command("inspect")
+@click.argument("model", type=click.Path(path_type=str))
+@click.option("--json", "as_json", is_flag=True, help="Print the full analysis as JSON.")
+@click.option("--test-data", type=click.Path(path_type=str), default=None,
+              help="Data file (.npz/.npy/.csv) to compare TFLM-host with LiteRT on.")
+@click.option("--label-column", type=int, default=None, help="CSV column holding labels.")
+def inspect(model, as_json, test_data, label_column):
+    """Show ops, tensors, TFLM support and arena of a .tflite."""
+    from deploykit.inspection import inspect_model
+
+    result = inspect_model(model, test_data, label_column)
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    for line in format_report(result):
+        click.echo(line)
+
+
+def format_report(r: dict) -> list[str]:
+    lines = [f"{r['file']}: {r['size']} bytes, {r['macs_total']} MACs, all ops supported by TFLM", ""]
+    lines += _table(("OP", "COUNT", "MACS"), [(o["op"], o["count"], o["macs"]) for o in r["ops"]])
+    lines.append("")
+    rows = [(kind, t["name"], t["dtype"], "x".join(map(str, t["shape"])), f"{t['scale']:.6g}", t["zero_point"])
+            for kind, group in (("in", r["inputs"]), ("out", r["outputs"])) for t in group]
+    lines += _table(("", "TENSOR", "DTYPE", "SHAPE", "SCALE", "ZERO POINT"), rows)
+    m = r["arena"]["measured"]
+    lines += ["", f"arena, measured on this host (TFLM Python interpreter): recorded {m['host_recorded']} B, "
+              f"smallest that allocates {m['host_min']} B"]
+    lines += [f"arena, projected for {cls} (32-bit build): {size} B" for cls, size in r["arena"]["projected"].items()]
+    a = r.get("agreement")
+    if a:
+        lines += ["", f"TFLM-host vs LiteRT on {a['samples']} inputs: {a['exact_fraction']:.1%} identical, "
+                  f"max {a['max_abs_steps']} step(s), mean abs {a['mae']:.4g}"]
+    return lines
+
+
+def _table(header, rows) -> list[str]:
+    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
+    return ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in [header, *rows]]

@@ -1,0 +1,47 @@
+"""What `deploykit inspect` reports about a .tflite: ops, tensors, TFLM support, arena,
+and (given test data) how far TFLM-host and LiteRT agree.
+
+Never imports TensorFlow: the parser is the flatbuffer schema, the runtime is TFLM's.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from deploykit import arena, tflite_model, tflm_host
+from deploykit.errors import BadInput
+
+
+def inspect_model(path, test_data=None, label_column=None) -> dict:
+    """Analyse a .tflite; BadInput if it is missing, not a model, or has ops TFLM lacks."""
+    path = Path(path)
+    if not path.is_file():
+        raise BadInput(f"model {path} does not exist or is not a file; give a .tflite file")
+    model = path.read_bytes()
+    parsed = tflite_model.parse(model, str(path))
+    tflm_host.check_ops_supported(model, parsed)
+    measured = tflm_host.measure_arena(model)
+    result = {"file": str(path), "size": len(model), "ops": parsed.op_table(),
+              "macs_total": parsed.macs_total, "inputs": parsed.inputs, "outputs": parsed.outputs,
+              "tflm_supported": True,
+              "arena": {"measured": {"host_recorded": measured["host_recorded"],
+                                     "host_min": measured["host_min"],
+                                     "categories": measured["categories"]},
+                        "projected": arena.project(measured)},
+              "agreement": None}
+    if test_data is not None:
+        result["agreement"] = desktop_agreement(model, parsed, test_data, label_column)
+    return result
+
+
+def desktop_agreement(model: bytes, parsed, test_data, label_column=None) -> dict:
+    """Agreement of TFLM-host and LiteRT on the test inputs, in output quantization steps."""
+    from deploykit import litert_host
+    from deploykit.datafiles import check_fits, load_data
+    from deploykit.quantization import to_input_dtype
+    from deploykit.reference import agreement
+    spec_in, spec_out = parsed.inputs[0], parsed.outputs[0]
+    x = check_fits(load_data(test_data, label_column), spec_in)
+    xq = x if x.dtype.name == spec_in["dtype"] else to_input_dtype(x.astype("float32"), spec_in)
+    tflm = tflm_host.TflmRunner(model).predict(xq)
+    return agreement(tflm, litert_host.predict(model, xq), spec_out["scale"], spec_out["zero_point"])

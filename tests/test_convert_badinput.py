@@ -1,0 +1,120 @@
+"""Every bad input `deploykit convert` lists: one clear line, exit 2, nothing written."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from deploykit.cli import main
+
+
+def run_cli(args, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+    err = capsys.readouterr().err
+    return exc.value.code, [line for line in err.splitlines() if line.strip()]
+
+
+def assert_refused(args, capsys, outdir, *words):
+    code, lines = run_cli(args, capsys)
+    assert code == 2, lines
+    assert len(lines) == 1 and lines[0].startswith("deploykit: error: "), lines
+    for word in words:
+        assert word in lines[0], lines[0]
+    assert not outdir.exists() or not any(outdir.iterdir()), list(outdir.iterdir())
+
+
+def test_missing_model(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert_refused(["convert", str(tmp_path / "nope.keras"), "-o", str(out)], capsys, out, "does not exist")
+
+
+def test_file_that_is_not_a_model(tmp_path, capsys):
+    out = tmp_path / "out"
+    text = tmp_path / "notes.txt"
+    text.write_text("hello")
+    assert_refused(["convert", str(text), "-o", str(out)], capsys, out, "not a model")
+    fake = tmp_path / "fake.keras"
+    fake.write_bytes(b"this is not a zip archive")
+    assert_refused(["convert", str(fake), "-o", str(out)], capsys, out, "Keras model")
+
+
+def test_truncated_tflite(tmp_path, capsys, sine_manifest):
+    out = tmp_path / "out"
+    bad = tmp_path / "cut.tflite"
+    bad.write_bytes(sine_manifest.model_bytes()[:1500])
+    assert_refused(["convert", str(bad), "-o", str(out)], capsys, out, "truncated or corrupted")
+
+
+def test_not_a_flatbuffer(tmp_path, capsys):
+    out = tmp_path / "out"
+    bad = tmp_path / "text.tflite"
+    bad.write_bytes(b"definitely not a flatbuffer model file")
+    assert_refused(["convert", str(bad), "-o", str(out)], capsys, out, "TFL3")
+
+
+@pytest.mark.parametrize("x, words", [
+    (np.zeros((10, 7), np.float32), ("[7]", "[1]")),
+    (np.array([[0.5], [np.nan], [1.0]], np.float32), ("NaN or infinite",)),
+    (np.array([[0.5], [np.inf]], np.float32), ("NaN or infinite",)),
+    (np.zeros((0, 1), np.float32), ("empty",)),
+])
+def test_bad_data(tmp_path, capsys, example_files, x, words):
+    out = tmp_path / "out"
+    data = tmp_path / "data.npz"
+    np.savez(data, x=x)
+    assert_refused(["convert", str(example_files["sine"]["model"]), "-o", str(out), "--rep-data", str(data)],
+                   capsys, out, *words)
+
+
+def test_int8_without_any_data(tmp_path, capsys, example_files):
+    out = tmp_path / "out"
+    assert_refused(["convert", str(example_files["sine"]["model"]), "-o", str(out)], capsys, out, "--rep-data")
+
+
+@pytest.mark.parametrize("mode, word", [("dynamic", "hybrid"), ("float16", "fp16"), ("int4", "not a mode")])
+def test_refused_modes(tmp_path, capsys, example_files, mode, word):
+    out = tmp_path / "out"
+    assert_refused(["convert", str(example_files["sine"]["model"]), "-o", str(out), "--quantize", mode],
+                   capsys, out, word)
+
+
+def test_output_directory_under_a_file(tmp_path, capsys, example_files):
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file where a directory should be")
+    files = example_files["sine"]
+    code, lines = run_cli(["convert", str(files["model"]), "-o", str(blocker / "out"),
+                           "--rep-data", str(files["rep_data"])], capsys)
+    assert code == 2 and len(lines) == 1 and "is a file" in lines[0], lines
+    assert blocker.read_text() == "a file where a directory should be"
+
+
+def test_output_directory_read_only(tmp_path, capsys, example_files):
+    import os
+    if os.geteuid() == 0:
+        pytest.skip("root can write anywhere; covered by test_output_directory_under_a_file")
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    files = example_files["sine"]
+    code, lines = run_cli(["convert", str(files["model"]), "-o", str(ro / "out"),
+                           "--rep-data", str(files["rep_data"])], capsys)
+    assert code == 2 and len(lines) == 1 and "cannot be written" in lines[0]
+    assert not any(ro.iterdir())
+
+
+def test_op_tflm_lacks(tmp_path, capsys, atan2_saved_model):
+    out = tmp_path / "out"
+    assert_refused(["convert", str(atan2_saved_model), "-o", str(out), "--quantize", "float32"],
+                   capsys, out, "ATAN2", "FULLY_CONNECTED")
+
+
+def test_failed_convert_leaves_existing_output_alone(tmp_path, capsys, sine_manifest):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "model.tflite").write_bytes(b"old")
+    bad = tmp_path / "cut.tflite"
+    bad.write_bytes(sine_manifest.model_bytes()[:100])
+    code, lines = run_cli(["convert", str(bad), "-o", str(out)], capsys)
+    assert code == 2 and (out / "model.tflite").read_bytes() == b"old"
+    assert sorted(p.name for p in out.iterdir()) == ["model.tflite"]
