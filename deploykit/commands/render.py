@@ -1,0 +1,28 @@
+"""`deploykit render MANIFEST --board ID`: write a PlatformIO project for a board."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.command("render")
+@click.argument("manifest", type=click.Path(path_type=Path))
+@click.option("--board", "board_id", required=True, help="Board id (see `deploykit boards`).")
+@click.option("-o", "--output", "outdir", type=click.Path(path_type=Path), default=None,
+              help="Output directory (replaced whole). Default: firmware-<board> beside the manifest.")
+@click.option("--arena-size", type=int, default=None, help="Tensor arena bytes (overrides the projection).")
+@click.option("--arena-margin", type=float, default=10.0, show_default=True,
+              help="Percent added to the manifest's arena projection.")
+@click.option("--arduino-sketch", is_flag=True, help="Also write NAME/NAME.ino with the same sources.")
+def render(manifest, board_id, outdir, arena_size, arena_margin, arduino_sketch):
+    """Render a PlatformIO project for a manifest and a board."""
+    from deploykit.render import render as render_project
+
+    if outdir is None:
+        base = manifest if manifest.is_dir() else manifest.parent
+        outdir = base / f"firmware-{board_id}"
+    out = render_project(manifest, board_id, outdir, arena_size=arena_size,
+                         arena_margin=arena_margin, arduino_sketch=arduino_sketch)
+    click.echo(f"rendered {out} for board {board_id}; build it with `pio run -d {out}`")

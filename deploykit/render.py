@@ -1,0 +1,259 @@
+"""Render a PlatformIO project (and optionally an Arduino sketch) for a manifest and a board.
+
+Inputs: a verified manifest (the .tflite's sha256 must match) and a board file. Output: a
+directory that builds with plain `pio run`: platformio.ini, the protocol core copied
+verbatim, model data, a TFLM runner with exactly the model's ops, and a thin main for the
+board's adapter. Everything is computed and checked (ops known to TFLM, arena, fit,
+frame sizes) before a byte is written; the directory is then swapped in atomically.
+Nothing depends on time or paths, so the same inputs give byte-identical files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+
+from deploykit import __version__
+from deploykit.atomic import replace_dir
+from deploykit.boards import Board, load_board
+from deploykit.cfilters import FILTERS, c_ident
+from deploykit.errors import BadInput
+from deploykit.manifest import Manifest, load as load_manifest
+from deploykit.resources import data_dir
+
+# manifest dtype -> (TfLiteType code, bytes per element)
+DTYPES = {"float32": (1, 4), "int32": (2, 4), "uint8": (3, 1), "int64": (4, 8),
+          "bool": (6, 1), "int16": (7, 2), "int8": (9, 1), "float16": (10, 2)}
+# Files every project gets: output path -> template (None: copied verbatim).
+COMMON_FILES = {
+    "src/dk_protocol.h": None,
+    "src/dk_protocol.cpp": None,
+    "src/dk_config.h": "src/dk_config.h.j2",
+    "src/model_data.h": "src/model_data.h.j2",
+    "src/model_data.cpp": "src/model_data.cpp.j2",
+    "src/dk_runner.h": "src/dk_runner.h.j2",
+    "src/dk_runner.cpp": "src/dk_runner.cpp.j2",
+}
+# The board's adapter picks its entry point (and any host stand-ins).
+ADAPTER_FILES = {
+    "arduino": {"src/main.cpp": "main/arduino.cpp.j2"},
+    "host": {"src/main.cpp": "main/host.cpp.j2", "include/Arduino.h": "host/Arduino.h.j2"},
+}
+# How TFLM's DebugLog reaches our hook: wrapped at link time on Arduino (the port defines
+# DebugLog itself), defined outright on the host (ARDUINO_EXCLUDE_CODE drops the port's).
+ADAPTER_LOG = {
+    "arduino": ("__wrap_DebugLog", ["-Wl,--wrap=DebugLog"]),
+    "host": ("DebugLog", []),
+}
+FRAME_OVERHEAD = 8      # version, type, seq, CRC-32 (docs/protocol.md)
+RESULT_OVERHEAD = 19    # RESULT header and one timing run, as dk_protocol.h asserts
+PROTOCOL_RAM_SLACK = 512
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything decided before writing: sizes, ops, and the template context."""
+
+    manifest: Manifest
+    board: Board
+    model: bytes
+    arena_bytes: int
+    context: dict
+
+
+def max_payload_for_window(window: int) -> int:
+    """Largest payload whose whole wire frame (0x00 + COBS + 0x00) fits `window` bytes."""
+    payload = window
+    while payload > 0:
+        body = payload + FRAME_OVERHEAD
+        if 2 + body + body // 254 + 1 <= window:
+            return payload
+        payload -= 1
+    return 0
+
+
+def _tensor(spec: dict, where: str) -> dict:
+    dtype = spec.get("dtype")
+    if dtype not in DTYPES:
+        raise BadInput(f"manifest {where} has dtype {dtype!r}, which the firmware cannot carry; "
+                       f"supported: {', '.join(DTYPES)}")
+    shape = [int(d) for d in spec.get("shape", [])]
+    if len(shape) > 6 or any(d < 1 or d > 65535 for d in shape):
+        raise BadInput(f"manifest {where} has shape {shape}; the protocol carries at most 6 dims of 1..65535")
+    code, size = DTYPES[dtype]
+    scale = float(spec.get("scale") or 0.0)
+    return {"name": str(spec.get("name", "")), "dtype_code": code, "shape": shape,
+            "dims6": shape + [0] * (6 - len(shape)), "bytes": math.prod(shape) * size,
+            "scale_literal": f"{scale!r}f" if math.isfinite(scale) else "0.0f",
+            "zero_point": int(spec.get("zero_point") or 0)}
+
+
+def _op_table() -> dict[str, str]:
+    path = data_dir("firmware_templates") / "tflm_ops.json"
+    return json.loads(path.read_text(encoding="utf-8"))["ops"]
+
+
+def resolver_ops(manifest: Manifest) -> list[dict]:
+    """The model's ops in first-use order, each with its MicroMutableOpResolver method."""
+    table = _op_table()
+    ops, seen = [], set()
+    for entry in manifest["ops"]:
+        name = str(entry.get("op"))
+        if name in seen:
+            continue
+        if name not in table:
+            raise BadInput(f"model op {name!r} has no MicroMutableOpResolver Add method in TFLM; "
+                           f"change the model to use TFLM-supported ops (see `deploykit inspect`)")
+        seen.add(name)
+        ops.append({"op": name, "method": table[name]})
+    if not ops:
+        raise BadInput(f"manifest {manifest.path} lists no ops; re-run `deploykit convert`")
+    return ops
+
+
+def arena_size(manifest: Manifest, board: Board, arena_bytes: int | None, margin_pct: float) -> tuple[int, str]:
+    """Arena bytes for this board and a note on where the figure came from."""
+    if arena_bytes is not None:
+        if arena_bytes <= 0:
+            raise BadInput(f"--arena-size must be a positive number of bytes, not {arena_bytes}")
+        size = -(-arena_bytes // 16) * 16
+        return size, f"{size} bytes from --arena-size {arena_bytes} (rounded up to 16)"
+    if margin_pct < 0 or not math.isfinite(margin_pct):
+        raise BadInput(f"--arena-margin must be a percentage >= 0, not {margin_pct}")
+    arena = manifest["arena"]
+    projections = arena.get("projections") or {}
+    if board.arena_class not in projections:
+        raise BadInput(f"manifest {manifest.path} has no arena projection for {board.arena_class!r} "
+                       f"(board {board.id}); re-run `deploykit convert` or pass --arena-size")
+    base, source = int(projections[board.arena_class]), f"projection {board.arena_class}"
+    if board.adapter == "host":  # built for this host's pointer width: the host figures bind
+        base = max(base, int(arena.get("host_recorded") or 0), int(arena.get("host_min") or 0))
+        source += " or this host's measured figures, whichever is larger"
+    size = math.ceil(base * (1 + margin_pct / 100) / 16) * 16
+    return size, f"{size} bytes = {base} ({source}) + {margin_pct:g}% margin, rounded up to 16"
+
+
+def check_fit(board: Board, model_len: int, arena: int, protocol_ram: int, name: str) -> None:
+    """Refuse, with the figures, a model whose flash or RAM need exceeds the board's."""
+    flash = model_len + board.runtime_flash_bytes
+    ram = arena + protocol_ram + board.runtime_ram_bytes
+    problems = []
+    if flash > board.flash_bytes:
+        problems.append(f"flash {flash:,} bytes (model {model_len:,} + runtime estimate "
+                        f"{board.runtime_flash_bytes:,}) > {board.flash_bytes:,}")
+    if ram > board.ram_bytes:
+        problems.append(f"RAM {ram:,} bytes (arena {arena:,} + protocol buffers {protocol_ram:,} + "
+                        f"runtime estimate {board.runtime_ram_bytes:,}) > {board.ram_bytes:,}")
+    if problems:
+        raise BadInput(f"model {name!r} does not fit board {board.id}: {'; '.join(problems)}; "
+                       f"choose a bigger board or a smaller model/arena")
+
+
+def _protocol_macros(board: Board, in_record: int, out_record: int) -> list[tuple[str, int]]:
+    payload = max_payload_for_window(board.rx_buffer_bytes)
+    if out_record + RESULT_OVERHEAD > payload:
+        raise BadInput(f"the model's output record ({out_record} bytes) does not fit one RESULT frame "
+                       f"of board {board.id} (max payload {payload} for its {board.rx_buffer_bytes}-byte "
+                       f"receive buffer); use a model with smaller outputs")
+    return [("DK_MAX_PAYLOAD", payload), ("DK_MAX_INPUT_BYTES", in_record),
+            ("DK_MAX_OUTPUT_BYTES", out_record), ("DK_RX_WINDOW", board.rx_buffer_bytes)]
+
+
+def plan(manifest_path, board_id: str, arena_bytes: int | None = None, arena_margin: float = 10.0) -> Plan:
+    """Load, check and size everything; raise BadInput before anything is written."""
+    board = load_board(board_id)
+    manifest = load_manifest(manifest_path)
+    model = manifest.model_bytes()
+    ops = resolver_ops(manifest)
+    inputs = [_tensor(t, f"input {i}") for i, t in enumerate(manifest["inputs"])]
+    outputs = [_tensor(t, f"output {i}") for i, t in enumerate(manifest["outputs"])]
+    if not inputs or not outputs or len(inputs) > 255 or len(outputs) > 255:
+        raise BadInput(f"manifest {manifest.path} must list 1..255 inputs and outputs; re-run `deploykit convert`")
+    in_record, out_record = sum(t["bytes"] for t in inputs), sum(t["bytes"] for t in outputs)
+    macros = _protocol_macros(board, in_record, out_record)
+    arena, arena_note = arena_size(manifest, board, arena_bytes, arena_margin)
+    protocol_ram = in_record + 3 * dict(macros)["DK_MAX_PAYLOAD"] + PROTOCOL_RAM_SLACK
+    check_fit(board, len(model), arena, protocol_ram, str(manifest["name"]))
+    log_symbol, log_flags = ADAPTER_LOG[board.adapter]
+    flags = [f"-D{k}={v}" for k, v in macros] + [f"-DDK_ARENA_BYTES={arena}"] + log_flags + list(board.build_flags)
+    context = {
+        "version": __version__, "board": board, "model_name": str(manifest["name"]),
+        "model_file": str(manifest["model_file"]), "model_bytes": model, "model_len": len(model),
+        "sha256": manifest.sha256, "sha256_bytes": bytes.fromhex(manifest.sha256),
+        "ops": ops, "inputs": inputs, "outputs": outputs, "in_record": in_record,
+        "out_record": out_record, "macros": macros, "arena_bytes": arena, "arena_note": arena_note,
+        "build_flags": flags, "debug_log_symbol": log_symbol,
+    }
+    return Plan(manifest, board, model, arena, context)
+
+
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(data_dir("firmware_templates"))),
+        undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
+    env.filters.update(FILTERS)
+    return env
+
+
+def render_files(p: Plan, arduino_sketch: bool = False) -> dict[str, bytes]:
+    """Relative path -> file bytes of the whole project (nothing touches the disk)."""
+    env, root = _environment(), data_dir("firmware_templates")
+    wanted = {**COMMON_FILES, **ADAPTER_FILES[p.board.adapter], "platformio.ini": "platformio.ini.j2"}
+    files = {}
+    for out, template in sorted(wanted.items()):
+        if template is None:
+            files[out] = (root / out).read_bytes()
+        else:
+            files[out] = env.get_template(template).render(p.context).encode("utf-8")
+    if arduino_sketch:
+        files.update(_sketch_files(p, files))
+    return files
+
+
+def _sketch_files(p: Plan, files: dict[str, bytes]) -> dict[str, bytes]:
+    """NAME/NAME.ino plus the same sources, for the Arduino IDE or arduino-cli."""
+    if p.board.adapter != "arduino":
+        raise BadInput(f"board {p.board.id} is not an Arduino board; drop --arduino-sketch")
+    name = c_ident(p.context["model_name"], prefix="dk")
+    sketch = {f"{name}/{name}.ino": files["src/main.cpp"]}
+    for path, data in files.items():
+        if path.startswith("src/") and path != "src/main.cpp":
+            sketch[f"{name}/{path[4:]}"] = data
+    return sketch
+
+
+def _check_replaceable(outdir: Path) -> None:
+    """Only an empty directory or an earlier render may be replaced wholesale."""
+    if outdir.exists() and not outdir.is_dir():
+        raise BadInput(f"output {outdir} is a file, not a directory; choose another with -o")
+    if outdir.is_dir() and any(outdir.iterdir()) and not (outdir / "platformio.ini").is_file():
+        raise BadInput(f"output directory {outdir} is not empty and holds no rendered project; "
+                       f"choose an empty or new directory with -o")
+
+
+def render(manifest_path, board_id: str, outdir, arena_size: int | None = None,
+           arena_margin: float = 10.0, arduino_sketch: bool = False) -> Path:
+    """Render the project for `manifest_path` on `board_id` into `outdir` (replaced whole)."""
+    p = plan(manifest_path, board_id, arena_size, arena_margin)
+    files = render_files(p, arduino_sketch)
+    outdir = Path(outdir)
+    _check_replaceable(outdir)
+    with replace_dir(outdir) as tmp:
+        for rel, data in files.items():
+            target = tmp / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+    return outdir
+
+
+def digest(files: dict[str, bytes]) -> str:
+    """One sha256 over a rendered file set (used to compare renders)."""
+    h = hashlib.sha256()
+    for path in sorted(files):
+        h.update(path.encode() + b"\0" + files[path] + b"\0")
+    return h.hexdigest()
