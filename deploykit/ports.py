@@ -47,6 +47,23 @@ def wait_for_port(url: str, baud: int = 115200, timeout: float | None = 1.0, wit
             time.sleep(0.05)
 
 
+def pulse_reset(port, pulse: float = 0.05) -> None:
+    """Reset the board on `port`: a DTR pulse; where the port has no DTR (a pty, e.g. the
+    virtual board's), the Arduino 1200-baud touch the virtual board takes as its DTR."""
+    try:
+        port.dtr = False
+        time.sleep(pulse)
+        port.dtr = True
+        return
+    except OSError as exc:
+        if exc.errno not in (errno.ENOTTY, errno.EINVAL):
+            raise DeviceError(f"cannot reset the board on {port.port}: {exc}") from exc
+    speed = port.baudrate
+    port.baudrate = 1200
+    time.sleep(pulse)
+    port.baudrate = speed
+
+
 def _may_reappear(exc: Exception) -> bool:
     cause = exc.__cause__
     return getattr(cause, "errno", None) in (errno.ENOENT, errno.ENXIO, errno.ENODEV, errno.EIO, *_BUSY)

@@ -15,6 +15,8 @@ pty behind a stable symlink) or deploykit/serial_handlers/protocol_virtual.py.
 
 from __future__ import annotations
 
+import threading
+
 from deploykit.virtual_board.device import DEFAULT_BOARD, make_link
 from deploykit.virtual_board.engine import DeviceEngine
 from deploykit.virtual_board.faults import Faults, FaultSpec, parse_faults
@@ -22,7 +24,7 @@ from deploykit.virtual_board.firmware import Firmware, build_firmware
 from deploykit.virtual_board.link import Link
 from deploykit.virtual_board.pty_server import PtyServer
 
-__all__ = ["DEFAULT_BOARD", "DeviceEngine", "FaultSpec", "Faults", "Firmware", "Link",
+__all__ = ["serve", "DEFAULT_BOARD", "DeviceEngine", "FaultSpec", "Faults", "Firmware", "Link",
            "PtyServer", "VirtualBoard", "build_firmware", "make_link", "parse_faults"]
 
 
@@ -55,3 +57,15 @@ class VirtualBoard:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def serve(manifest, on_ready, stop: threading.Event | None = None, **options) -> None:
+    """Serve a virtual board until `stop` is set or Ctrl-C; call on_ready(port_path) once up."""
+    from deploykit.errors import DeviceError
+    stop = stop or threading.Event()
+    board = VirtualBoard(manifest, **options)
+    with board as port:
+        on_ready(port)
+        while not stop.wait(0.2):
+            if board.server.error is not None:
+                raise DeviceError(f"virtual board on {port} stopped: {board.server.error}")

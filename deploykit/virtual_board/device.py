@@ -28,11 +28,11 @@ def make_link(manifest, board: str = DEFAULT_BOARD, baud: int | None = None, pac
               faults=None, seed: int = 0, arena_configured: int | None = None) -> Link:
     """A powered-on virtual board behind its wire, ready for `Link.step(now)`."""
     from deploykit.boards import load_board
+    fault_state = faults if isinstance(faults, Faults) else Faults(faults, seed)
     board_obj = load_board(board) if isinstance(board, str) else board
     if baud is not None and int(baud) <= 0:
         from deploykit.errors import BadInput
         raise BadInput(f"baud rate {baud} must be a positive number of bits per second, e.g. 115200")
     firmware = build_firmware(load_manifest(manifest), board_obj, arena_configured)
-    fault_state = faults if isinstance(faults, Faults) else Faults(faults, seed)
     engine = DeviceEngine(firmware, fault_state, timed=pacing)
     return Link(engine, int(baud or board_obj.baud), paced=pacing)

@@ -1,0 +1,38 @@
+"""`deploykit virtual-board MANIFEST [--board ID] [--baud N] [--faults SPEC] [--seed N]
+[--link PATH] [--no-pacing]`: serve a virtual board on a pty, print its stable path."""
+
+from __future__ import annotations
+
+import signal
+
+import click
+
+
+@click.command("virtual-board")
+@click.argument("manifest", type=click.Path(path_type=str))
+@click.option("--board", default="virtual", show_default=True, help="Board it stands in for (boards/ID.toml).")
+@click.option("--baud", type=int, default=None, help="Simulated line rate (default: the board's).")
+@click.option("--faults", default=None,
+              help="Fault spec, e.g. drop=0.005,corrupt=0.005,dup=0.01,garbage=0.01,stall=40:2.5,reset=50,disconnect=120")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the fault generators.")
+@click.option("--link", "path", type=click.Path(path_type=str), default=None,
+              help="Where to put the stable symlink to the pty (default: a temp directory).")
+@click.option("--no-pacing", is_flag=True, help="No UART pacing and no simulated inference time.")
+def virtual_board(manifest, board, baud, faults, seed, path, no_pacing):
+    """Serve a virtual board on a pty until Ctrl-C; print the port path on one line."""
+    from deploykit.virtual_board import serve
+
+    def ready(port: str) -> None:
+        click.echo(port)
+        click.get_text_stream("stdout").flush()
+
+    signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops it as cleanly as Ctrl-C
+    try:
+        serve(manifest, ready, board=board, baud=baud, faults=faults, seed=seed, path=path,
+              pacing=not no_pacing)
+    except KeyboardInterrupt:
+        pass
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt

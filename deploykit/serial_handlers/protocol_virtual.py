@@ -1,0 +1,206 @@
+"""pyserial URL handler for the virtual board: a board in-process, no pty needed.
+
+URL format:  virtual://PATH/TO/manifest.json[?board=ID&baud=N&faults=SPEC&seed=N&pacing=0|1]
+
+- PATH is the manifest (file or its directory); relative to the working directory,
+  `virtual:///abs/path` for an absolute one.
+- board: a boards/ID.toml id (default "virtual"); baud: the simulated line rate (default
+  the board's); faults: a spec as for `deploykit virtual-board --faults` (commas, colons
+  and '=' need no escaping); seed: the fault seed (default 0); pacing=0 turns UART
+  pacing and simulated inference time off (tests where timing is not the subject).
+
+Registered by `import deploykit.ports`, which appends "deploykit.serial_handlers" to
+serial.protocol_handler_packages. Unlike a pty this port has DTR: a DTR transition from
+deasserted to asserted while open reboots the board (banner, state lost, new HELLO).
+A disconnect fault makes reads and writes fail as an unplugged USB port does; the same
+URL opened again within the process finds the same board, back after re-enumeration.
+"""
+
+from __future__ import annotations
+
+import errno
+import threading
+import time
+from urllib.parse import parse_qs, unquote
+
+from serial.serialutil import PortNotOpenError, SerialBase, SerialException, to_bytes
+
+from deploykit.errors import BadInput
+
+SCHEME = "virtual://"
+OPTIONS = ("board", "baud", "faults", "seed", "pacing")
+RECONNECT_DELAY = 0.3
+_unplugged: dict[str, tuple[object, float]] = {}   # url -> (link, time it vanished)
+_lock = threading.Lock()
+
+
+def parse_url(url: str) -> tuple[str, dict]:
+    """Split a virtual:// URL into the manifest path and make_link() keyword arguments."""
+    if not url.lower().startswith(SCHEME):
+        raise BadInput(f"{url!r} is not a virtual:// URL; write virtual://path/to/manifest.json?board=virtual")
+    path, _, query = url[len(SCHEME):].partition("?")
+    if not path:
+        raise BadInput(f"{url!r} names no manifest; write virtual://path/to/manifest.json")
+    try:
+        values = {k: v[-1] for k, v in parse_qs(query, keep_blank_values=True, strict_parsing=bool(query)).items()}
+    except ValueError as exc:
+        raise BadInput(f"{url!r} has a malformed query ({exc}); write ?board=ID&baud=N&faults=SPEC&seed=N") from exc
+    unknown = sorted(set(values) - set(OPTIONS))
+    if unknown:
+        raise BadInput(f"{url!r}: unknown option {unknown[0]!r}; known options: {', '.join(OPTIONS)}")
+    kwargs = {"faults": values.get("faults") or None}
+    if "board" in values:
+        kwargs["board"] = values["board"]
+    for key in ("baud", "seed"):
+        if key in values:
+            kwargs[key] = _int_option(url, key, values[key])
+    if "pacing" in values:
+        if values["pacing"] not in ("0", "1"):
+            raise BadInput(f"{url!r}: pacing must be 0 or 1, got {values['pacing']!r}")
+        kwargs["pacing"] = values["pacing"] == "1"
+    return unquote(path), kwargs
+
+
+def _int_option(url: str, key: str, value: str) -> int:
+    if not value.isdigit():
+        raise BadInput(f"{url!r}: {key} must be a whole number, got {value!r}")
+    return int(value)
+
+
+class Serial(SerialBase):
+    """A serial.Serial look-alike whose other end is a virtual board in this process."""
+
+    def __init__(self, *args, **kwargs):
+        self.link = None
+        self._buf = bytearray()
+        self._gone = False
+        super().__init__(*args, **kwargs)
+
+    # ----- open / close -------------------------------------------------------------
+    def open(self):
+        if self.is_open:
+            raise SerialException("Port is already open.")
+        if self._port is None:
+            raise SerialException("Port must be configured before it can be used.")
+        self.link = self._attach(self._port)
+        self._gone = False
+        self._last_dtr = self._dtr_state
+        self.is_open = True
+        self.reset_input_buffer()
+
+    @staticmethod
+    def _attach(url: str):
+        with _lock:
+            entry = _unplugged.get(url)
+            if entry is not None:
+                link, since = entry
+                if time.monotonic() - since < RECONNECT_DELAY:
+                    raise SerialException(errno.ENOENT, f"could not open port {url}: re-enumerating")
+                del _unplugged[url]
+                link.engine.disconnect_requested = False
+                link.engine.power_on(link.clock(time.monotonic()))
+                return link
+        from deploykit.virtual_board.device import make_link
+        path, kwargs = parse_url(url)
+        return make_link(path, **kwargs)
+
+    def close(self):
+        self.is_open = False
+        self._buf.clear()
+        super().close()
+
+    def _reconfigure_port(self):
+        """Line settings do not matter: the simulated baud comes from the URL."""
+
+    # ----- the clock ----------------------------------------------------------------
+    def _pump(self) -> None:
+        if self._gone:
+            raise SerialException(errno.EIO, "read failed: virtual board disconnected (re-enumerating)")
+        self._buf += self.link.step(time.monotonic())
+        if self.link.engine.disconnect_requested:
+            self._unplug()
+
+    def _unplug(self) -> None:
+        self.link.cut()
+        self._gone = True
+        with _lock:
+            _unplugged[self._port] = (self.link, time.monotonic())
+        raise SerialException(errno.EIO, "read failed: virtual board disconnected (re-enumerating)")
+
+    @property
+    def in_waiting(self) -> int:
+        if not self.is_open:
+            raise PortNotOpenError()
+        self._pump()
+        return len(self._buf)
+
+    def read(self, size: int = 1) -> bytes:
+        if not self.is_open:
+            raise PortNotOpenError()
+        deadline = None if self._timeout is None else time.monotonic() + self._timeout
+        self._pump()
+        while len(self._buf) < size:
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
+                break
+            due = self.link.next_time()
+            wake = min(t for t in (due, deadline, now + 0.05) if t is not None)
+            time.sleep(max(wake - now, 0.0002))
+            self._pump()
+        data = bytes(self._buf[:size])
+        del self._buf[:size]
+        return data
+
+    def write(self, data) -> int:
+        if not self.is_open:
+            raise PortNotOpenError()
+        if self._gone:
+            raise SerialException(errno.EIO, "write failed: virtual board disconnected (re-enumerating)")
+        data = to_bytes(data)
+        self.link.host_write(data, time.monotonic())
+        self._pump()
+        return len(data)
+
+    def reset_input_buffer(self):
+        if not self.is_open:
+            raise PortNotOpenError()
+        self._pump()
+        self._buf.clear()
+
+    def reset_output_buffer(self):
+        if not self.is_open:
+            raise PortNotOpenError()
+
+    @property
+    def out_waiting(self) -> int:
+        return 0
+
+    # ----- modem lines --------------------------------------------------------------
+    def _update_dtr_state(self):
+        """DTR deasserted then asserted while open reboots the board, as on a real board."""
+        if self.is_open and self._dtr_state and not self._last_dtr:
+            self.link.cut()
+            self.link.engine.power_on(self.link.clock(time.monotonic()))
+        self._last_dtr = self._dtr_state
+
+    def _update_rts_state(self):
+        pass
+
+    def _update_break_state(self):
+        pass
+
+    @property
+    def cts(self):
+        return True
+
+    @property
+    def dsr(self):
+        return True
+
+    @property
+    def ri(self):
+        return False
+
+    @property
+    def cd(self):
+        return True
