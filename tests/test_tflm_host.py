@@ -1,0 +1,70 @@
+"""TFLM on the host: raw and batched inference, arena measurement, crash isolation."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from deploykit import tflm_host
+from deploykit.errors import BadInput
+from deploykit.quantization import to_input_dtype
+
+
+def test_specs_match_manifest(sine_manifest):
+    r = tflm_host.TflmRunner(sine_manifest.model_bytes())
+    assert r.input_specs == sine_manifest["inputs"] and r.output_specs == sine_manifest["outputs"]
+
+
+def test_invoke_raw_equals_predict(converted_examples):
+    m = converted_examples["gestures"]
+    r = tflm_host.TflmRunner(m.model_bytes())
+    x = np.load(m.source_path("test_data"))["x"][:5]
+    xq = to_input_dtype(x, m["inputs"][0])
+    batch = r.predict(xq)
+    for i in range(5):
+        raw = r.invoke_raw([xq[i].tobytes()])[0]
+        assert np.array_equal(np.frombuffer(raw, np.int8), batch[i])
+    assert batch.shape == (5, 4) and batch.dtype == np.int8
+
+
+def test_invoke_raw_refuses_wrong_size(sine_manifest):
+    r = tflm_host.TflmRunner(sine_manifest.model_bytes())
+    with pytest.raises(BadInput, match="needs 1"):
+        r.invoke_raw([b"\x00\x00"])
+
+
+def test_predict_refuses_float_for_int8(sine_manifest):
+    with pytest.raises(BadInput, match="quantize"):
+        tflm_host.TflmRunner(sine_manifest.model_bytes()).predict(np.zeros((2, 1), np.float32))
+
+
+def test_measure_arena_finds_the_smallest_arena(sine_manifest):
+    model = sine_manifest.model_bytes()
+    a = tflm_host.measure_arena(model)
+    assert a["host_recorded"] == a["head"] + a["tail"] == 1760 - 32 + a["head"]  # the issue's sine figure
+    assert sum(c["used"] for c in a["categories"].values()) <= a["tail"]
+    assert a["host_min"] % 16 == 0
+    assert tflm_host._fits(model, a["host_min"]) and not tflm_host._fits(model, a["host_min"] - 16)
+
+
+def test_too_small_arena_is_refused_not_crashed(sine_manifest):
+    with pytest.raises(BadInput, match="arena"):
+        tflm_host.TflmRunner(sine_manifest.model_bytes(), arena_size=256)
+    assert os.getpid() > 0  # still alive
+
+
+def test_supported_ops_read_from_the_installed_tflm():
+    ops = tflm_host.supported_ops()
+    assert {"FULLY_CONNECTED", "CONV_2D", "SOFTMAX"} <= set(ops) and "ATAN2" not in ops
+
+
+def test_allocation_lines_parse():
+    text = ("[RecordingMicroAllocator] Arena allocation total 100 bytes\n"
+            "[RecordingMicroAllocator] Arena allocation head 20 bytes\n"
+            "[RecordingMicroAllocator] Arena allocation tail 80 bytes\n"
+            "[RecordingMicroAllocator] 'TfLiteEvalTensor data' used 48 bytes with alignment overhead "
+            "(requested 48 bytes for 2 allocations)\n")
+    a = tflm_host.parse_allocations(text)
+    assert a["total"] == 100 and a["categories"]["TfLiteEvalTensor data"] == {"used": 48, "requested": 48, "count": 2}
