@@ -1,0 +1,143 @@
+// A device on the host: the real protocol core (dk_protocol.cpp) over stdin/stdout or a
+// pty, with a deterministic fake inference the Python tests can predict:
+//   output[i] = input[i % in_len] * 3 + 7 + i   (mod 256)
+//   cycles    = --cycles + input[0] % 3,  micros = --micros
+//   input[0] == --fail-byte makes the inference fail (ERROR INVOKE_FAILED).
+// Options: --board ID --sha HEX64 --hz N --timer K --arena CONFIGURED:USED --simulated
+//          --window N --inputs SPEC[,SPEC] --outputs SPEC[,SPEC] (SPEC = dtype:AxB:scale:zp)
+//          --infer-us N --cycles N --micros N --fail-byte N --log-in-infer --banner TEXT --pty
+// With --pty the first stdout line is the slave path to open. At exit (end of input or
+// SIGTERM) one "dk-stats key=value ..." line goes to stderr.
+#include <signal.h>
+
+#include <string>
+#include <vector>
+
+#include "posix_link.h"
+
+namespace {
+
+volatile sig_atomic_t g_stop = 0;
+
+void OnSignal(int) { g_stop = 1; }
+
+struct Options {
+  std::string board = "posix";
+  std::string banner = "\r\nposix device booting\r\n";
+  uint8_t sha[32] = {0};
+  uint32_t hz = 64000000, cycles = 7000, micros = 109, infer_us = 0, configured = 2048, used = 1500;
+  int timer = 1, fail_byte = -1, window = DK_RX_WINDOW;
+  bool simulated = false, pty = false, log_in_infer = false;
+  std::vector<dk::TensorSpec> inputs, outputs;
+};
+
+struct FakeModel {
+  const Options* opt;
+  dkhost::PosixLink* link;
+  dk::Device* device;
+};
+
+int FakeInfer(void* ctx, const uint8_t* input, size_t in_len, uint8_t* output, size_t out_len,
+              uint32_t* cycles, uint32_t* micros) {
+  FakeModel* m = static_cast<FakeModel*>(ctx);
+  if (m->opt->log_in_infer) m->device->Log("fake invoke");
+  if (m->opt->infer_us) dkhost::SleepMicros(m->opt->infer_us);
+  m->link->AfterInference();
+  if (static_cast<int>(input[0]) == m->opt->fail_byte) return 1;
+  for (size_t i = 0; i < out_len; ++i) output[i] = static_cast<uint8_t>(input[i % in_len] * 3 + 7 + i);
+  *cycles = m->opt->cycles + input[0] % 3;
+  *micros = m->opt->micros;
+  return 0;
+}
+
+bool ParseSpecs(const char* arg, std::vector<dk::TensorSpec>* out) {
+  std::string s(arg);
+  size_t start = 0;
+  while (start <= s.size()) {
+    size_t end = s.find(',', start);
+    if (end == std::string::npos) end = s.size();
+    dk::TensorSpec spec;
+    if (!dkhost::ParseSpec(s.substr(start, end - start), &spec)) return false;
+    out->push_back(spec);
+    start = end + 1;
+  }
+  return true;
+}
+
+bool ParseArgs(int argc, char** argv, Options* o) {
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    const char* v = i + 1 < argc ? argv[i + 1] : "";
+    bool has_value = true;
+    if (a == "--board") o->board = v;
+    else if (a == "--banner") o->banner = v;
+    else if (a == "--hz") o->hz = static_cast<uint32_t>(strtoul(v, nullptr, 0));
+    else if (a == "--timer") o->timer = atoi(v);
+    else if (a == "--window") o->window = atoi(v);
+    else if (a == "--cycles") o->cycles = static_cast<uint32_t>(strtoul(v, nullptr, 0));
+    else if (a == "--micros") o->micros = static_cast<uint32_t>(strtoul(v, nullptr, 0));
+    else if (a == "--infer-us") o->infer_us = static_cast<uint32_t>(strtoul(v, nullptr, 0));
+    else if (a == "--fail-byte") o->fail_byte = atoi(v);
+    else if (a == "--arena") sscanf(v, "%u:%u", &o->configured, &o->used);
+    else if (a == "--inputs") { o->inputs.clear(); if (!ParseSpecs(v, &o->inputs)) return false; }
+    else if (a == "--outputs") { o->outputs.clear(); if (!ParseSpecs(v, &o->outputs)) return false; }
+    else if (a == "--sha") {
+      for (int k = 0; k < 32 && v[2 * k] && v[2 * k + 1]; ++k) {
+        char byte[3] = {v[2 * k], v[2 * k + 1], 0};
+        o->sha[k] = static_cast<uint8_t>(strtoul(byte, nullptr, 16));
+      }
+    } else {
+      has_value = false;
+      if (a == "--simulated") o->simulated = true;
+      else if (a == "--pty") o->pty = true;
+      else if (a == "--log-in-infer") o->log_in_infer = true;
+      else return false;
+    }
+    if (has_value) ++i;
+  }
+  return !o->inputs.empty() && !o->outputs.empty();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options opt;
+  if (!ParseArgs(argc, argv, &opt)) {
+    fprintf(stderr, "usage: posix_device --inputs SPEC --outputs SPEC [options] (see source)\n");
+    return 2;
+  }
+  signal(SIGTERM, OnSignal);
+  signal(SIGPIPE, SIG_IGN);
+  int in_fd = 0, out_fd = 1, slave_fd = -1;
+  if (opt.pty) {
+    std::string path;
+    in_fd = out_fd = dkhost::OpenRawPty(&path, &slave_fd);
+    if (in_fd < 0) {
+      perror("pty");
+      return 1;
+    }
+    printf("%s\n", path.c_str());
+    fflush(stdout);
+  }
+  dkhost::PosixLink link(in_fd, out_fd, static_cast<size_t>(opt.window));
+  dk::DeviceInfo info = {opt.board.c_str(), opt.sha, opt.hz, static_cast<dk::TimerKind>(opt.timer),
+                         opt.configured, opt.used, opt.simulated,
+                         opt.inputs.data(), static_cast<uint8_t>(opt.inputs.size()),
+                         opt.outputs.data(), static_cast<uint8_t>(opt.outputs.size())};
+  FakeModel model = {&opt, &link, nullptr};
+  dk::Device device(info, link.io(), FakeInfer, &model);
+  model.device = &device;
+  device.SetRxWindow(static_cast<uint16_t>(opt.window));
+  link.Attach(&device, opt.banner);
+  link.Boot();
+  device.Log("posix device ready");
+  while (!g_stop && link.Wait(100)) device.Poll();
+  const dk::Stats& s = device.stats();
+  fprintf(stderr,
+          "dk-stats frames=%u cobs=%u short=%u crc=%u overflow=%u sent=%u logs_dropped=%u "
+          "fifo_dropped=%u\n",
+          s.frames, s.cobs_errors, s.short_errors, s.crc_errors, s.overflow_errors, s.frames_sent,
+          s.logs_dropped, link.dropped());
+  if (slave_fd >= 0) close(slave_fd);
+  return 0;
+}

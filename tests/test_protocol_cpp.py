@@ -1,0 +1,610 @@
+"""The firmware's C++ protocol core (firmware_templates/src/dk_protocol.*) against the Python one.
+
+The core is compiled once per session with the host g++ into two programs from tests/cpp/:
+a vector checker (fed requests as hex lines over a pipe) that is held against
+deploykit/protocol/vectors.json, the same file tests/test_protocol.py checks the Python side
+with; and a device (the core behind a POSIX adapter, with a fake inference whose outputs
+the tests predict) driven through pipes or a pty with deploykit.protocol.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import shutil
+import struct
+import subprocess
+import time
+import zlib
+from pathlib import Path
+
+import pytest
+from cobs import cobs
+from hypothesis import given, settings, strategies as st
+
+from deploykit.protocol import (
+    Ack, Begin, ErrorMsg, FrameDecoder, FrameError, Hello, HelloRequest, Input, Log, Nack, Ping,
+    Pong, Reset, ResultBatch, decode_message, encode_message, vectors, wire_size,
+)
+from deploykit.protocol.framing import Frame, encode_frame
+
+ROOT = Path(__file__).resolve().parents[1]
+CORE = ROOT / "firmware_templates" / "src"
+CPP = ROOT / "tests" / "cpp"
+VECTORS = json.loads(vectors.PATH.read_text())
+FLAGS = ["-std=c++11", "-O1", "-Wall", "-Wextra", "-Werror", f"-I{CORE}"]
+MAX_PAYLOAD = 256  # the core's default DK_MAX_PAYLOAD, which the device program keeps
+
+
+@pytest.fixture(scope="session")
+def cpp_programs(tmp_path_factory) -> dict[str, Path]:
+    """Compile the vector checker and the POSIX device (in parallel) once per session."""
+    gxx = shutil.which("g++")
+    if gxx is None:
+        pytest.skip("g++ not found: install it (apt-get install g++) to test the C++ protocol core")
+    out = tmp_path_factory.mktemp("cpp")
+    jobs = {
+        # "decode" takes its limit at run time up to DK_MAX_PAYLOAD; vectors use up to 512.
+        "vector_checker": FLAGS + ["-DDK_MAX_PAYLOAD=1024"],
+        "posix_device": FLAGS,
+    }
+    procs = {name: subprocess.Popen([gxx, *flags, str(CPP / f"{name}.cpp"), str(CORE / "dk_protocol.cpp"),
+                                     "-o", str(out / name)], stderr=subprocess.PIPE, text=True)
+             for name, flags in jobs.items()}
+    for name, proc in procs.items():
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, f"g++ failed on {name}:\n{err}"
+    return {name: out / name for name in jobs}
+
+
+# ----------------------------------------------------------------------------- vector checker
+
+class Checker:
+    """The vector checker as a function: one request line in, its answer out."""
+
+    def __init__(self, exe: Path):
+        self.proc = subprocess.Popen([str(exe)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+    def ask(self, *words) -> str:
+        self.proc.stdin.write(" ".join(str(w) for w in words) + "\n")
+        self.proc.stdin.flush()
+        return self.proc.stdout.readline().strip()
+
+    def wire(self, *words) -> bytes:
+        answer = self.ask(*words)
+        assert answer.startswith("wire "), answer
+        return bytes.fromhex(answer[5:])
+
+    def decode(self, max_payload: int, wire: bytes) -> list[str]:
+        self.proc.stdin.write(f"decode {max_payload} {_hex(wire)}\n")
+        self.proc.stdin.flush()
+        lines = []
+        while (line := self.proc.stdout.readline().strip()) != "end":
+            assert line, "vector checker died"
+            lines.append(line)
+        return lines
+
+    def close(self):
+        self.proc.stdin.close()
+        self.proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def checker(cpp_programs):
+    c = Checker(cpp_programs["vector_checker"])
+    yield c
+    c.close()
+
+
+def _hex(data: bytes) -> str:
+    return data.hex() or "-"
+
+
+def _frame_line(frame: Frame) -> str:
+    return f"frame {frame.type} {frame.seq} {_hex(frame.payload)}"
+
+
+def _spec_arg(specs) -> str:
+    return ",".join(f"{s['dtype']}:{'.'.join(map(str, s['shape']))}:{struct.pack('>f', s['scale']).hex()}:"
+                    f"{s['zero_point']}" for s in specs) or "-"
+
+
+def _writer_request(row) -> list | None:
+    """The checker request that makes the core's message writer produce this row's frame."""
+    f, seq, name = row["fields"], row["seq"], row["name"]
+    if row["type"] in (0x83, 0x84):
+        return ["u32", row["type"], seq, f.get("next_offset", f.get("expected_offset"))]
+    if row["type"] == 0x82:
+        return ["text", 0x82, seq, _hex(bytes.fromhex(f["data"])), "-"]
+    if row["type"] == 0x87:
+        return ["text", 0x87, seq, "-", _hex(f["text"].encode())]
+    if row["type"] == 0x86:
+        return ["error", seq, f["code"], f["detail"], _hex(f["text"].encode())]
+    if row["type"] == 0x85:
+        outputs = [bytes.fromhex(o) for o in f["outputs"]]
+        return ["result", seq, f["first_record"], len(outputs[0]), _hex(b"".join(outputs)),
+                ",".join(map(str, f["cycles"])), ",".join(map(str, f["micros"]))]
+    if row["type"] == 0x81:
+        return ["hello", seq, _hex(f["board_id"].encode()), f["model_sha256"], f["cpu_hz"], f["timer"],
+                f["arena_configured"], f["arena_used"], f["max_payload"], f["rx_window"],
+                int(f["simulated"]), _spec_arg(f["inputs"]), _spec_arg(f["outputs"])]
+    assert row["type"] < 0x80, f"device message {name} has no C++ writer check: add one"
+    return None
+
+
+@pytest.mark.parametrize("row", VECTORS["frames"], ids=lambda r: r["name"])
+def test_core_encodes_and_decodes_each_vector_frame(checker, row):
+    wire = bytes.fromhex(row["wire"])
+    assert checker.wire("frame", row["type"], row["seq"], row["payload"] or "-") == wire
+    assert checker.decode(512, wire) == [f"frame {row['type']} {row['seq']} {row['payload'] or '-'}"]
+
+
+@pytest.mark.parametrize("row", [r for r in VECTORS["frames"] if r["type"] >= 0x80], ids=lambda r: r["name"])
+def test_core_message_writers_produce_the_vector_bytes(checker, row):
+    assert checker.wire(*_writer_request(row)) == bytes.fromhex(row["wire"])
+
+
+def test_every_device_message_type_has_a_vector():
+    assert {r["type"] for r in VECTORS["frames"]} >= {0x81, 0x82, 0x83, 0x84, 0x85, 0x86, 0x87}
+    for row in VECTORS["frames"]:
+        _writer_request(row)  # raises for a device message the writer checks do not cover
+
+
+@pytest.mark.parametrize("row", VECTORS["streams"], ids=lambda r: r["name"])
+def test_core_resynchronises_streams_like_the_vectors(checker, row):
+    frames = [FrameDecoder(512).feed(bytes.fromhex(f))[0] for f in row["frames"]]
+    got = checker.decode(row["max_payload"], bytes.fromhex(row["wire"]))
+    assert [g for g in got if g.startswith("frame")] == [_frame_line(f) for f in frames]
+    assert [g.split()[1] for g in got if g.startswith("error")] == row["error_kinds"]
+
+
+@pytest.mark.parametrize("row", VECTORS["crc32"])
+def test_core_crc32_matches_the_vector(checker, row):
+    assert checker.ask("crc", row["data"]) == f"crc {row['crc']:08x}"
+
+
+def test_empty_frame_vector(checker):
+    assert checker.wire("frame", 1, 0, "-").hex() == VECTORS["empty_frame_wire"]
+
+
+@settings(max_examples=150, deadline=None)
+@given(payload=st.binary(max_size=700), msg_type=st.integers(0, 255), seq=st.integers(0, 0xFFFF))
+def test_core_frame_encoding_equals_python_on_any_payload(checker, payload, msg_type, seq):
+    wire = encode_frame(msg_type, seq, payload)
+    assert checker.wire("frame", msg_type, seq, _hex(payload)) == wire
+    assert checker.decode(1024, wire) == [f"frame {msg_type} {seq} {_hex(payload)}"]
+
+
+@settings(max_examples=150, deadline=None)
+@given(chunks=st.lists(st.binary(max_size=300), max_size=6), max_payload=st.sampled_from([32, 256, 1000]))
+def test_core_decoder_agrees_with_python_on_any_bytes(checker, chunks, max_payload):
+    wire = b"".join(chunks)
+    py = []
+    for event in FrameDecoder(max_payload).feed(wire):
+        py.append(f"error {event.kind}" if isinstance(event, FrameError) else _frame_line(event))
+    assert checker.decode(max_payload, wire) == py
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 2**32 - 1), st.integers(0, 2**32 - 1)), min_size=1, max_size=12),
+       st.integers(0, 2**32 - 1), st.integers(1, 9))
+def test_core_result_runs_equal_python(checker, timings, first, out_record):
+    timings = [t for t in timings for _ in range(1 + t[0] % 3)][:12]  # some repeats make runs
+    outputs = tuple(bytes([(i * 7 + k) % 256 for k in range(out_record)]) for i in range(len(timings)))
+    batch = ResultBatch(first, outputs, tuple(t[0] for t in timings), tuple(t[1] for t in timings))
+    answer = checker.ask("result", 5, first, out_record, _hex(b"".join(outputs)),
+                         ",".join(str(t[0]) for t in timings), ",".join(str(t[1]) for t in timings))
+    if answer.startswith("full"):  # the core starts a new RESULT before it could overflow
+        assert len(batch.payload()) + out_record + 13 > MAX_PAYLOAD
+    else:
+        assert bytes.fromhex(answer[5:]) == encode_message(batch, 5)
+
+
+def test_core_cuts_long_log_text_at_a_utf8_boundary(checker):
+    text = "é" * 200  # 400 bytes of 2-byte sequences; DK_MAX_PAYLOAD is 1024 in the checker
+    wire = checker.wire("text", 0x87, 0, "-", _hex((text * 3).encode()))
+    frame = FrameDecoder(2048).feed(wire)[0]
+    assert frame.payload.decode("utf-8") == "é" * 512
+
+
+# ----------------------------------------------------------------------------- the device
+
+SHA = bytes(range(32))
+BASE_ARGS = ["--board", "nano33ble", "--sha", SHA.hex(), "--hz", "64000000", "--timer", "1",
+             "--arena", "1040:932", "--window", "512",
+             "--inputs", "9:1x1:0.05859375:-128", "--outputs", "9:1x1:0.01171875:-26"]
+
+
+def fake_outputs(record: bytes, out_record: int) -> bytes:
+    """What posix_device.cpp's fake inference returns for one input record."""
+    return bytes((record[i % len(record)] * 3 + 7 + i) % 256 for i in range(out_record))
+
+
+def fake_cycles(record: bytes, base: int = 7000) -> int:
+    return base + record[0] % 3
+
+
+class DeviceProc:
+    """The POSIX device over pipes, spoken to with deploykit.protocol."""
+
+    def __init__(self, exe: Path, args: list[str]):
+        self.proc = subprocess.Popen([str(exe), *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, bufsize=0)
+        self.decoder = FrameDecoder(4096)
+        self.seq = 0
+        self.hello: Hello | None = None
+        self.errors: list[FrameError] = []
+        self.frames: list[Frame] = []
+        self.pending: list = []
+
+    def write(self, data: bytes) -> None:
+        self.proc.stdin.write(data)
+
+    def send(self, msg) -> bytes:
+        wire = encode_message(msg, self.seq)
+        self.seq += 1
+        self.write(wire)
+        return wire
+
+    def _pump(self, timeout: float) -> bool:
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        if not ready:
+            return False
+        data = os.read(self.proc.stdout.fileno(), 65536)
+        assert data, f"device exited: {self.proc.stderr.read().decode()}"
+        for event in self.decoder.feed(data):
+            if isinstance(event, FrameError):
+                self.errors.append(event)
+                continue
+            self.frames.append(event)
+            msg = decode_message(event, self.hello)
+            if isinstance(msg, Hello):
+                self.hello = msg
+            self.pending.append(msg)
+        return True
+
+    def next(self, kind=object, timeout: float = 5.0):
+        """Return the next message of `kind`, skipping LOGs unless asked for; fail on timeout."""
+        deadline = time.monotonic() + timeout
+        while True:
+            while self.pending:
+                msg = self.pending.pop(0)
+                if isinstance(msg, kind) and (kind is Log or not isinstance(msg, Log)):
+                    return msg
+                if not isinstance(msg, Log):
+                    raise AssertionError(f"expected {kind.__name__}, got {msg}")
+            left = deadline - time.monotonic()
+            assert left > 0, f"no {kind.__name__} within {timeout}s; frames so far: {self.frames[-5:]}"
+            self._pump(left)
+
+    def quiet(self, seconds: float = 0.3) -> list:
+        """Everything but LOGs that arrives within `seconds` (expected: nothing)."""
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            self._pump(left)
+        got, self.pending = [m for m in self.pending if not isinstance(m, Log)], []
+        return got
+
+    def close(self) -> dict[str, int]:
+        """End the input; return the device's exit statistics."""
+        self.proc.stdin.close()
+        self.proc.stdout.read()
+        err = self.proc.stderr.read().decode()
+        assert self.proc.wait(timeout=10) == 0, err
+        line = next(ln for ln in err.splitlines() if ln.startswith("dk-stats"))
+        return {k: int(v) for k, v in (kv.split("=") for kv in line.split()[1:])}
+
+
+@pytest.fixture
+def device(cpp_programs):
+    started = []
+
+    def start(*extra: str, base=BASE_ARGS) -> DeviceProc:
+        dev = DeviceProc(cpp_programs["posix_device"], [*base, *extra])
+        started.append(dev)
+        assert isinstance(dev.next(Hello), Hello)
+        return dev
+
+    yield start
+    for dev in started:
+        if dev.proc.poll() is None:
+            dev.proc.kill()
+            dev.proc.wait()
+
+
+def _records(n: int, size: int, start: int = 0) -> list[bytes]:
+    return [bytes(((r + start) * 31 + k * 5 + 1) % 256 for k in range(size)) for r in range(n)]
+
+
+def _check_results(results: list[ResultBatch], records: list[bytes], out_record: int, first: int = 0):
+    got = {}
+    for batch in results:
+        for i, (out, cyc, us) in enumerate(zip(batch.outputs, batch.cycles, batch.micros)):
+            got[batch.first_record + i] = (out, cyc, us)
+    want = {first + i: (fake_outputs(rec, out_record), fake_cycles(rec), 109) for i, rec in enumerate(records)}
+    assert got == want
+
+
+def test_boot_banner_then_hello_with_the_announced_fields(device):
+    dev = device()
+    assert dev.errors and dev.errors[0].raw.startswith(b"\r\nposix device booting")  # banner, dropped
+    assert dev.hello == vectors.HELLO  # same fields as the vectors' HELLO: built by the real core
+    assert dev.frames[0].seq == 0
+    assert dev.next(Log).text == "posix device ready"
+    dev.send(HelloRequest())
+    assert dev.next(Hello) == vectors.HELLO
+    assert [f.seq for f in dev.frames] == [0, 1, 2]
+    assert dev.close()["frames"] == 1
+
+
+def test_ping_pong_echoes_any_bytes_up_to_max_payload(device):
+    dev = device()
+    for data in (b"", b"\x00\x01\x02\xff", bytes(range(256)), b"\x00" * MAX_PAYLOAD):
+        dev.send(Ping(data))
+        assert dev.next(Pong) == Pong(data)
+
+
+def test_reset_reboots_with_a_banner_and_a_fresh_hello(device):
+    dev = device()
+    dev.send(Begin(5))
+    assert dev.next(Ack) == Ack(5)
+    n_errors = len(dev.errors)
+    dev.send(Reset())
+    assert dev.next(Hello) == vectors.HELLO
+    assert dev.frames[-1].seq == 0  # seq counts since boot
+    assert len(dev.errors) == n_errors + 1  # the boot banner again
+    dev.send(Input(0, b"\x10"))  # the stream restarts at record 0
+    assert dev.next(Ack) == Ack(1)
+    assert dev.next(ResultBatch).first_record == 0
+
+
+def test_begin_acks_the_stream_offset_of_its_record(device):
+    dev = device("--inputs", "9:1x3:0.5:0,1:2:0.0:0")  # 3 + 8 = 11-byte records
+    assert dev.hello.input_record_bytes == 11
+    for record in (0, 7, 1000):
+        dev.send(Begin(record))
+        assert dev.next(Ack) == Ack(record * 11)
+
+
+def test_input_is_acked_at_once_then_answered_with_results(device):
+    dev = device("--inputs", "9:1x3:0.5:0,1:2:0.0:0", "--outputs", "9:1x2:0.1:3,2:1:0.0:0")
+    records = _records(3, 11)
+    dev.send(Begin(4))
+    assert dev.next(Ack) == Ack(44)
+    dev.send(Input(44, b"".join(records)))
+    assert dev.next(Ack) == Ack(77)  # the ACK comes before any RESULT
+    _check_results([dev.next(ResultBatch)], records, 6, first=4)
+    assert dev.quiet() == []
+
+
+def test_a_record_chunked_over_several_frames_runs_once_complete(device):
+    dev = device("--inputs", "9:10x10:0.1:0", "--outputs", "9:1x4:0.1:0")
+    record = _records(1, 100)[0]
+    for offset in range(0, 100, 30):
+        dev.send(Input(offset, record[offset:offset + 30]))
+        assert dev.next(Ack) == Ack(min(offset + 30, 100))
+    _check_results([dev.next(ResultBatch)], [record], 4)
+    assert dev.quiet() == []
+
+
+def test_records_straddling_frame_boundaries(device):
+    dev = device("--inputs", "9:7:0.1:0", "--outputs", "9:3:0.1:0")
+    records = _records(10, 7)
+    stream = b"".join(records)
+    results = []
+    for offset in range(0, len(stream), 12):  # 12-byte frames cut records anywhere
+        dev.send(Input(offset, stream[offset:offset + 12]))
+        assert dev.next(Ack) == Ack(min(offset + 12, len(stream)))
+        if (offset + 12) // 7 > offset // 7:
+            results.append(dev.next(ResultBatch))
+    _check_results(results, records, 3)
+
+
+def test_many_records_in_one_frame_come_back_batched(device):
+    dev = device("--inputs", "9:4:0.1:0", "--outputs", "9:1:0.1:0")
+    records = _records(50, 4)
+    dev.send(Input(0, b"".join(records)))
+    assert dev.next(Ack) == Ack(200)
+    batch = dev.next(ResultBatch)
+    assert batch.first_record == 0 and len(batch.outputs) == 50  # one RESULT for the frame
+    _check_results([batch], records, 1)
+    assert len(set(batch.cycles)) == 3  # three timing runs' worth of distinct values
+
+
+def test_a_full_result_batch_is_sent_and_a_new_one_started(device):
+    dev = device("--inputs", "9:2:0.1:0", "--outputs", "9:60:0.1:0")
+    records = _records(12, 2)
+    dev.send(Input(0, b"".join(records)))
+    assert dev.next(Ack) == Ack(24)
+    results = [dev.next(ResultBatch) for _ in range(3)]  # (256 - 6 - 13) // 60 = 3 per RESULT
+    assert [(r.first_record, len(r.outputs)) for r in results] == [(0, 3), (3, 3), (6, 3)]
+    results.append(dev.next(ResultBatch))
+    assert all(len(f.payload) <= MAX_PAYLOAD for f in dev.frames)
+    _check_results(results, records, 60)
+
+
+def test_crc_corrupted_frames_are_dropped_and_the_resend_recovers(device):
+    dev = device()
+    good = encode_message(Input(0, b"\x42"), 9)
+    body = bytearray(cobs.decode(good[1:-1]))
+    body[5] ^= 0x10  # a bit of the offset flipped on the wire: COBS still parses, the CRC does not
+    dev.write(b"\x00" + cobs.encode(bytes(body)) + b"\x00")
+    assert dev.quiet() == []
+    dev.write(good)
+    assert dev.next(Ack) == Ack(1)
+    _check_results([dev.next(ResultBatch)], [b"\x42"], 1)
+    stats = dev.close()
+    assert stats["crc"] == 1 and stats["frames"] == 1
+
+
+def test_garbage_between_frames_is_skipped(device):
+    dev = device()
+    noise = [b"hello world\r\n", b"\x00\x00\x00", b"\xff" * 40, b"\x05\x01", bytes(range(1, 90)), b"\x00\x07"]
+    records = _records(len(noise), 1)
+    for i, junk in enumerate(noise):
+        dev.write(junk)
+        dev.send(Input(i, records[i]))
+        assert dev.next(Ack) == Ack(i + 1)
+        _check_results([dev.next(ResultBatch)], [records[i]], 1, first=i)
+    stats = dev.close()
+    assert stats["frames"] == len(noise) and stats["cobs"] + stats["short"] + stats["crc"] >= 3
+
+
+def test_a_gap_gets_exactly_one_nack_per_expected_offset(device):
+    dev = device()
+    dev.send(Input(0, b"\x01\x02"))
+    assert dev.next(Ack) == Ack(2)
+    [dev.next(ResultBatch)]
+    dev.send(Input(4, b"\x05"))  # bytes 2..3 were lost
+    assert dev.next(Nack) == Nack(2)
+    dev.send(Input(5, b"\x06"))
+    dev.send(Input(6, b"\x07"))
+    assert dev.quiet() == []  # still expecting 2: no second NACK
+    dev.send(Input(2, b"\x03\x04\x05\x06"))
+    assert dev.next(Ack) == Ack(6)
+    dev.next(ResultBatch)
+    dev.send(Input(9, b"\x0a"))  # a new gap at a new expected offset
+    assert dev.next(Nack) == Nack(6)
+    assert dev.quiet() == []
+
+
+def test_duplicates_are_acked_and_not_run_again(device):
+    dev = device()
+    dev.send(Input(0, b"\x01\x02\x03"))
+    assert dev.next(Ack) == Ack(3)
+    dev.next(ResultBatch)
+    dev.send(Input(0, b"\x01\x02\x03"))
+    assert dev.next(Ack) == Ack(3)
+    dev.send(Input(1, b"\x02\x03\x04"))  # overlaps: only byte 3 is new
+    assert dev.next(Ack) == Ack(4)
+    batch = dev.next(ResultBatch)
+    assert (batch.first_record, len(batch.outputs)) == (3, 1)
+    assert dev.quiet() == []
+
+
+def test_oversize_frames_are_dropped_and_the_device_carries_on(device):
+    dev = device()
+    dev.send(Ping(b"\x01" * (MAX_PAYLOAD + 50)))
+    assert dev.quiet() == []
+    dev.send(Ping(b"ok"))
+    assert dev.next(Pong) == Pong(b"ok")
+    assert dev.close()["overflow"] == 1
+
+
+def test_unknown_type_bad_payload_and_bad_version_get_errors(device):
+    dev = device()
+    for wire, code, detail in [
+        (encode_frame(0x7E, 41), 1, 41),
+        (encode_frame(0x81, 42), 1, 42),  # a device message sent to the device
+        (encode_frame(0x04, 43, b"\x01\x00\x00"), 2, 43),  # BEGIN needs 4 bytes
+        (encode_frame(0x05, 44, b"\x01"), 2, 44),  # INPUT shorter than its offset
+        (encode_frame(0x01, 45, b"\x00"), 2, 45),  # HELLO_REQ takes no payload
+    ]:
+        dev.write(wire)
+        err = dev.next(ErrorMsg)
+        assert (err.code, err.detail) == (code, detail)
+    dev.write(_frame_with_version(2, 0x01, 46))
+    err = dev.next(ErrorMsg)
+    assert (err.code, err.detail) == (4, 2)
+
+
+def _frame_with_version(version: int, msg_type: int, seq: int) -> bytes:
+    body = struct.pack("<BBH", version, msg_type, seq)
+    body += struct.pack("<I", zlib.crc32(body))
+    return b"\x00" + cobs.encode(body) + b"\x00"
+
+
+def test_a_failed_inference_is_reported_and_splits_the_batch(device):
+    dev = device("--fail-byte", "238")
+    records = [b"\x01", b"\x02", b"\xee", b"\x04", b"\x05"]
+    dev.send(Input(0, b"".join(records)))
+    assert dev.next(Ack) == Ack(5)
+    first = dev.next(ResultBatch)
+    err = dev.next(ErrorMsg)
+    second = dev.next(ResultBatch)
+    assert (err.code, err.detail) == (3, 2)
+    assert [(b.first_record, len(b.outputs)) for b in (first, second)] == [(0, 2), (3, 2)]
+    _check_results([first], records[:2], 1)
+    _check_results([second], records[3:], 1, first=3)
+
+
+def test_logs_written_during_inference_are_whole_frames(device):
+    dev = device("--log-in-infer")
+    records = _records(5, 1)
+    dev.send(Input(0, b"".join(records)))
+    assert dev.next(Ack) == Ack(5)
+    logs = [dev.next(Log) for _ in range(5)]
+    assert {log.text for log in logs} == {"fake invoke"}
+    stats = dev.close()
+    assert stats["logs_dropped"] == 0
+
+
+def _windowed_stream(dev: DeviceProc, records: list[bytes], chunk: int) -> list[ResultBatch]:
+    """A host that keeps at most rx_window wire bytes of INPUT unacknowledged."""
+    stream, window = b"".join(records), dev.hello.rx_window
+    in_flight: list[tuple[int, int]] = []  # (end offset, wire bytes)
+    offset, acked, results = 0, 0, []
+    while acked < len(stream):
+        while offset < len(stream):
+            size = wire_size(4 + min(chunk, len(stream) - offset))
+            assert size <= window
+            if sum(w for _, w in in_flight) + size > window:
+                break
+            dev.send(Input(offset, stream[offset:offset + chunk]))
+            in_flight.append((min(offset + chunk, len(stream)), size))
+            offset += chunk
+        msg = dev.next()
+        if isinstance(msg, Ack):
+            acked = msg.next_offset
+            in_flight = [f for f in in_flight if f[0] > acked]
+        elif isinstance(msg, ResultBatch):
+            results.append(msg)
+        else:
+            raise AssertionError(f"unexpected {msg}")
+    expected = len(records)
+    while sum(len(r.outputs) for r in results) < expected:
+        results.append(dev.next(ResultBatch))
+    return results
+
+
+def test_a_host_within_the_window_never_overflows_the_device(device):
+    dev = device("--window", "120", "--infer-us", "3000", "--inputs", "9:6:0.1:0", "--outputs", "9:2:0.1:0")
+    records = _records(40, 6)
+    results = _windowed_stream(dev, records, chunk=20)
+    _check_results(results, records, 2)
+    stats = dev.close()
+    assert stats["fifo_dropped"] == 0 and stats["crc"] + stats["cobs"] + stats["short"] == 0
+
+
+def test_a_host_ignoring_the_window_loses_bytes(device):
+    """The control for the test above: the device's FIFO model does overflow."""
+    dev = device("--window", "120", "--infer-us", "30000", "--inputs", "9:6:0.1:0", "--outputs", "9:2:0.1:0")
+    stream = b"".join(_records(40, 6))
+    dev.write(b"".join(encode_message(Input(o, stream[o:o + 20]), o) for o in range(0, len(stream), 20)))
+    dev.quiet(0.5)
+    stats = dev.close()
+    assert stats["fifo_dropped"] > 0
+
+
+def test_device_over_a_pty_answers_pyserial(cpp_programs):
+    import serial
+    proc = subprocess.Popen([str(cpp_programs["posix_device"]), *BASE_ARGS, "--pty"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        path = proc.stdout.readline().strip()
+        with serial.Serial(path, 115200, timeout=0.2) as port:
+            decoder, msgs = FrameDecoder(4096), []
+            port.write(encode_message(HelloRequest(), 0) + encode_message(Input(0, b"\x21"), 1))
+            deadline = time.monotonic() + 5
+            while not any(isinstance(m, ResultBatch) for m in msgs) and time.monotonic() < deadline:
+                for event in decoder.feed(port.read(256)):
+                    if isinstance(event, Frame):
+                        msgs.append(decode_message(event, vectors.HELLO))
+        kinds = [type(m).__name__ for m in msgs if not isinstance(m, Log)]
+        assert kinds[-3:] == ["Hello", "Ack", "ResultBatch"]
+        assert msgs[-1].outputs == (fake_outputs(b"\x21", 1),)
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=10) == 0
+        assert "dk-stats" in proc.stderr.read()
