@@ -18,7 +18,7 @@ from deploykit.errors import BadInput
 from deploykit.protocol import Hello, TensorSpec, TimerKind, wire_size
 from deploykit.virtual_board.cost import Timing, inference_timing
 
-ARENA_MARGIN = 1.10
+ARENA_MARGIN_PERCENT = 10
 _INVOKE_LOCK = threading.Lock()  # cached runners may be shared by boards in threads
 MAX_PAYLOAD_CAP = 4096
 
@@ -65,11 +65,16 @@ def arena_figures(manifest, board, configured: int | None = None) -> tuple[int, 
         raise BadInput(f"manifest {manifest.path} has no arena projection for {board.arena_class!r} "
                        f"(board {board.id}); re-run `deploykit convert`")
     used = int(projections[board.arena_class])
-    configured = int(configured) if configured else -(-int(used * ARENA_MARGIN) // 16) * 16
+    configured = int(configured) if configured else _round16(used * (100 + ARENA_MARGIN_PERCENT), 100)
     note = (f"simulated: arena_used {used} B is the {board.arena_class} 32-bit projection of "
             f"TFLM's recording allocator (host recorded {arena.get('host_recorded', '?')} B); "
             f"arena_configured {configured} B")
     return configured, used, note
+
+
+def _round16(numerator: int, denominator: int) -> int:
+    """numerator/denominator rounded up to a multiple of 16, in integers."""
+    return -(-numerator // (16 * denominator)) * 16
 
 
 def make_hello(manifest, board, configured: int, used: int) -> Hello:
