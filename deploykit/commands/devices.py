@@ -1,0 +1,30 @@
+"""`deploykit devices [--json] [--all]`: connected serial ports matched to boards/ by USB id."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+
+@click.command("devices")
+@click.option("--json", "as_json", is_flag=True, help="Print the ports as JSON.")
+@click.option("--all", "show_all", is_flag=True, help="Also list ports no board file matches.")
+def devices(as_json, show_all):
+    """List connected boards (port, board id, USB VID:PID, serial number)."""
+    from deploykit.devices import list_devices
+
+    found = list_devices(known_only=not show_all)
+    if as_json:
+        click.echo(json.dumps([d.to_dict() for d in found], indent=2))
+        return
+    if not found:
+        click.echo("no known board is connected (`--all` lists every serial port; "
+                   "`deploykit deploy --board virtual` needs none)")
+        return
+    rows = [(d.port, "/".join(d.board_ids) or "-", d.vid_pid or "-", d.serial_number or "-", d.description)
+            for d in found]
+    header = ("PORT", "BOARD", "USB", "SERIAL", "DESCRIPTION")
+    widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
+    for row in [header, *rows]:
+        click.echo("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip())

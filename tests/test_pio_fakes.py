@@ -1,0 +1,67 @@
+"""A fake `pio` process for tests: replays captured PlatformIO output (tests/fixtures/pio/).
+
+Only `subprocess.Popen` is replaced, the edge where deploykit/pio.py meets PlatformIO;
+everything above it (streaming, logging, parsing, explaining) runs for real. This module
+holds no tests.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+FIXTURES = Path(__file__).parent / "fixtures" / "pio"
+
+
+def captured(name: str) -> str:
+    return (FIXTURES / name).read_text(encoding="utf-8")
+
+
+class FakeProcess:
+    """What Popen returns: a stdout to iterate and an exit status."""
+
+    def __init__(self, output: str, returncode: int, on_exit=None):
+        self.stdout = io.StringIO(output)
+        self.returncode = returncode
+        self._on_exit = on_exit
+
+    def wait(self, timeout=None):
+        if self._on_exit is not None:
+            self._on_exit()
+            self._on_exit = None
+        return self.returncode
+
+    def kill(self):
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+class FakePio:
+    """Popen stand-in answering each `pio` call from a queue of (fixture, exit, hook)."""
+
+    def __init__(self):
+        self.calls: list[list[str]] = []
+        self.queue: list[tuple[str, int, object]] = []
+
+    def then(self, fixture: str, returncode: int, on_exit=None) -> "FakePio":
+        self.queue.append((fixture, returncode, on_exit))
+        return self
+
+    def __call__(self, argv, **kwargs):
+        assert "shell" not in kwargs, "PlatformIO must never run through a shell"
+        assert isinstance(argv, list)
+        self.calls.append(list(argv))
+        fixture, code, on_exit = self.queue.pop(0)
+        return FakeProcess(captured(fixture), code, on_exit)
+
+
+def install(mocker) -> FakePio:
+    """Replace subprocess.Popen as deploykit.pio sees it; return the fake to script."""
+    fake = FakePio()
+    mocker.patch("deploykit.pio.subprocess.Popen", side_effect=fake)
+    return fake
