@@ -20,9 +20,10 @@ import shutil
 import subprocess
 import sys
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 from deploykit.errors import BadInput, DeviceError, ToolError
 
@@ -379,3 +380,46 @@ def device_list(log: Path, timeout: float = 60) -> list[dict]:
         return json.loads(result.output[start:]) if start >= 0 else []
     except json.JSONDecodeError as exc:
         raise ToolError(f"`pio device list` printed something that is not JSON; log: {log}") from exc
+
+
+# --------------------------------------------------------------------------- project level
+
+@dataclass(frozen=True)
+class BuildResult:
+    """A built project: its env, the sizes PlatformIO reported, where the log is."""
+
+    project_dir: Path
+    env: str
+    sizes: Sizes | None
+    log: Path
+
+    def to_dict(self) -> dict:
+        return {"env": self.env, "log": str(self.log), "sizes": self.sizes.to_dict() if self.sizes else None}
+
+
+def build_project(project_dir, board_id: str | None = None, on_line: LineSink | None = None,
+                  timeout: float | None = None) -> BuildResult:
+    """Build a rendered project; keep DIR/build.log and record the sizes in DIR/build.json."""
+    from deploykit.atomic import write_json
+
+    project_dir = Path(project_dir)
+    env = choose_env(project_dir, board_id)
+    log = project_dir / "build.log"
+    sizes, _ = build(project_dir, env, log, on_line, timeout)
+    result = BuildResult(project_dir, env, sizes, log)
+    write_json(project_dir / "build.json", result.to_dict())
+    return result
+
+
+@contextmanager
+def line_status(title: str, console=None, quiet: bool = False) -> Iterator[LineSink]:
+    """A rich spinner showing `title` and PlatformIO's latest line; yields the line sink."""
+    if quiet:
+        yield lambda line: None
+        return
+    from rich.console import Console
+    from rich.markup import escape
+
+    console = console or Console(stderr=True)
+    with console.status(f"{title}…") as status:
+        yield lambda line: status.update(f"{title}: [dim]{escape(line.strip()[:100])}[/]") if line.strip() else None

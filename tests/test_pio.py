@@ -9,7 +9,7 @@ import pytest
 
 from deploykit import pio
 from deploykit.errors import BadInput, ToolError
-from test_pio_fakes import captured, install
+from test_pio_fakes import captured, hide_platformio_module, install
 
 PROJECT_INI = """\
 [env:nano33ble_sense]
@@ -32,7 +32,7 @@ def test_find_pio_prefers_the_one_beside_python():
 
 def test_find_pio_missing_says_how_to_install(mocker, tmp_path):
     mocker.patch.object(pio.sys, "executable", str(tmp_path / "python"))
-    mocker.patch("deploykit.pio.importlib.util.find_spec", return_value=None)
+    hide_platformio_module(mocker)
     mocker.patch("deploykit.pio.shutil.which", return_value=None)
     with pytest.raises(pio.PioMissing, match="pip install platformio"):
         pio.find_pio()

@@ -65,3 +65,12 @@ def install(mocker) -> FakePio:
     fake = FakePio()
     mocker.patch("deploykit.pio.subprocess.Popen", side_effect=fake)
     return fake
+
+
+def hide_platformio_module(mocker) -> None:
+    """Make `import platformio` look impossible to deploykit.pio.find_pio, nothing else."""
+    import importlib.util
+
+    real = importlib.util.find_spec
+    mocker.patch("deploykit.pio.importlib.util.find_spec",
+                 side_effect=lambda name, *a: None if name == "platformio" else real(name, *a))

@@ -1,0 +1,29 @@
+"""`deploykit flash DIR [--port URL|auto] [--board ID] [--manifest M]`: upload and verify."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.command("flash")
+@click.argument("project_dir", type=click.Path(path_type=Path))
+@click.option("--port", default="auto", show_default=True,
+              help="Serial port or pyserial URL of the board; auto finds it by USB VID:PID.")
+@click.option("--board", "board_id", help="The env (board id) to flash; default: the project's only env.")
+@click.option("--manifest", type=click.Path(path_type=Path),
+              help="Check the flashed model against this manifest (default: the hash the project was rendered with).")
+@click.option("--wait", "wait_s", type=float, default=20.0, show_default=True,
+              help="Seconds to wait for the board to come back after the upload.")
+@click.option("--quiet", is_flag=True, help="No progress display.")
+def flash(project_dir, port, board_id, manifest, wait_s, quiet):
+    """Upload a built project, wait for the board to re-appear, check its model hash."""
+    from deploykit.flash import flash as flash_project
+    from deploykit.pio import line_status
+
+    with line_status(f"Flashing {project_dir}", quiet=quiet) as on_line:
+        result = flash_project(project_dir, port, board_id, manifest, on_line=on_line, wait_s=wait_s)
+    hello = result.hello
+    click.echo(f"flashed {result.board_id} on {result.port}: model sha256 {hello['model_sha256'][:16]}… "
+               f"verified, arena {hello['arena_used']:,}/{hello['arena_configured']:,} B; log: {result.log}")
