@@ -307,7 +307,8 @@ def _compile_failure(text: str, log: Path) -> CompileError | None:
     return CompileError(f"compile error ({len(errors)} shown, full log: {log}):\n  {shown}", errors, log)
 
 
-_BUSY_TEXT = ("Device or resource busy", "Resource busy", "port is busy", "exclusively lock", "Errno 16")
+# esptool says "the port is busy or doesn't exist" whatever the cause; the errno it quotes decides.
+_BUSY_TEXT = ("Device or resource busy", "Resource busy", "exclusively lock", "Errno 16")
 _PERM_TEXT = ("Permission denied", "Errno 13", "Access is denied")
 _NOBOARD_TEXT = ("Couldn't find a board", "No device found on", "Please specify `upload_port`",
                  "No serial data received", "Failed to connect", "No such file or directory")
@@ -323,13 +324,13 @@ def upload_failure(run_: PioRun, port: str) -> Failure:
     text = run_.output
     if not _UPLOAD_STAGE.search(text):
         return build_failure(run_)
-    if any(m in text for m in _BUSY_TEXT):
-        return PortBusy(f"serial port {port} is busy: another program (a serial monitor, another "
-                        f"deploykit run, ModemManager) has it open; close it and retry; log: {run_.log}")
     if any(m in text for m in _PERM_TEXT):
         return PortPermission(f"permission denied on {port}: add yourself to the dialout group "
                               "(`sudo usermod -aG dialout $USER`, then log in again) or install "
                               f"PlatformIO's udev rules (99-platformio-udev.rules); log: {run_.log}")
+    if any(m in text for m in _BUSY_TEXT):
+        return PortBusy(f"serial port {port} is busy: another program (a serial monitor, another "
+                        f"deploykit run, ModemManager) has it open; close it and retry; log: {run_.log}")
     if any(m in text for m in _NOBOARD_TEXT):
         return NoBoard(f"no board answered on {port}: check the cable (data, not charge-only) and "
                        "`deploykit devices`; double-tap reset to enter the bootloader and retry; "
