@@ -1,0 +1,80 @@
+"""One serial link: a port from deploykit.ports, frame encoding and decoding, reopening.
+
+The only state here is the byte stream: the port, the frame decoder and our sequence
+number. What the frames mean is session.py's business. Any I/O failure of the port
+(unplugged, re-enumerated, closed by the device) becomes LinkLost so the session can
+reopen it.
+"""
+
+from __future__ import annotations
+
+import time
+
+import serial
+
+from deploykit.ports import open_port
+from deploykit.protocol import FrameDecoder, encode_message
+
+POLL_S = 0.005  # how long one read waits for the first byte
+
+
+class LinkLost(Exception):
+    """The port failed under us (vanished, closed, I/O error)."""
+
+
+class Link:
+    """Frames over one pyserial port, reopenable."""
+
+    def __init__(self, url: str, baud: int):
+        self.url, self.baud = url, baud
+        self.port = None
+        self.decoder = FrameDecoder(max_payload=65535)
+        self.seq = 0
+        self.tail = bytearray()  # the last bytes received, shown when a handshake times out
+
+    def open(self) -> None:
+        """Open the port (raises BadInput/DeviceError from deploykit.ports)."""
+        self.port = open_port(self.url, self.baud, timeout=POLL_S)
+        self.decoder = FrameDecoder(max_payload=65535)
+
+    def close(self) -> None:
+        port, self.port = self.port, None
+        if port is not None:
+            try:
+                port.close()
+            except (OSError, serial.SerialException):
+                pass
+
+    def send(self, msg) -> int:
+        """Write one message as the next frame; return its wire size."""
+        data = encode_message(msg, self.seq)
+        self.seq = (self.seq + 1) & 0xFFFF
+        try:
+            self.port.write(data)
+        except (OSError, serial.SerialException, AttributeError, TypeError) as exc:
+            raise LinkLost(f"write failed: {exc}") from exc
+        return len(data)
+
+    def receive(self) -> list:
+        """Return the frames and frame errors of whatever arrives within one poll."""
+        try:
+            waiting = self.port.in_waiting
+            data = self.port.read(waiting if waiting else 1)
+            if data and not waiting:
+                more = self.port.in_waiting
+                if more:
+                    data += self.port.read(more)
+        except (OSError, serial.SerialException, AttributeError, TypeError) as exc:
+            raise LinkLost(f"read failed: {exc}") from exc
+        if not data:
+            return []
+        self.tail = (self.tail + data)[-96:]
+        return self.decoder.feed(bytes(data))
+
+    def drain(self, quiet_s: float = 0.02, within: float = 0.5) -> None:
+        """Discard input until the line has been quiet for `quiet_s` (or `within` passed)."""
+        deadline = time.monotonic() + within
+        last = time.monotonic()
+        while time.monotonic() < deadline and time.monotonic() - last < quiet_s:
+            if self.receive():
+                last = time.monotonic()

@@ -1,0 +1,278 @@
+"""DeviceSession: the host side of the wire protocol (docs/protocol.md) over any pyserial URL.
+
+Opening survives the reset that opening causes on many boards (boot text is skipped by
+the framing, HELLO_REQ is retried), checks the model hash, and then streams records with
+the go-back-N engine in stream.py. A vanished port is reopened and re-handshaken; a
+reboot (an unsolicited HELLO) is met with a BEGIN at the first record without a result.
+Every record ends with exactly one SampleResult or one SampleFailure.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from deploykit.errors import DeviceError
+from deploykit.harness.link import Link, LinkLost
+from deploykit.protocol import Frame, FrameError, Hello, HelloRequest, Ping, Pong, Reset, decode_message
+from deploykit.protocol.messages import ErrorMsg, Log, ProtocolError
+
+
+class StaleFirmware(DeviceError):
+    """The device runs a different model than the manifest describes."""
+
+
+@dataclass
+class Faults:
+    """What went wrong on the link and was recovered from."""
+
+    retries: int = 0      # frames or handshakes sent again
+    crc_errors: int = 0   # frames dropped for bad COBS/CRC/length, or unparsable payload
+    resyncs: int = 0      # BEGIN-based recoveries of missing results
+    resets: int = 0       # device reboots seen (unsolicited HELLO)
+    reconnects: int = 0   # port reopened after it vanished
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class SampleResult:
+    """One record's outputs (raw output-record bytes) and timings."""
+
+    record: int
+    outputs: bytes
+    cycles: int
+    micros: int
+    round_trip_s: float
+
+
+@dataclass(frozen=True)
+class SampleFailure:
+    """A record the device could not run (ERROR INVOKE_FAILED)."""
+
+    record: int
+    reason: str
+
+
+@dataclass
+class Timeouts:
+    """Seconds; the streaming ones adapt upwards to what the device shows."""
+
+    hello: float = 0.5        # wait for HELLO after each HELLO_REQ (grows per try)
+    ack: float = 0.1          # no ACK progress with frames in flight (adapts upwards)
+    result: float = 0.2       # records acknowledged, result not back (adapts upwards)
+    reopen_within: float = 10.0  # keep trying to reopen a vanished port this long
+
+
+class DeviceSession:
+    """A connected device: handshake, hash check, ping/reset, streaming records.
+
+    Use as a context manager::
+
+        with DeviceSession("virtual://m.json", 115200, expected_sha256=sha) as dev:
+            for r in dev.stream(records):   # records: (n, in_record) uint8 or bytes
+                ...
+    """
+
+    def __init__(self, url: str, baud: int = 115200, *, expected_sha256: str | None = None,
+                 handshake_retries: int = 10, max_retries: int = 12,
+                 timeouts: Timeouts | None = None):
+        self.url, self.baud = url, int(baud)
+        self.expected_sha256 = expected_sha256
+        self.handshake_retries = handshake_retries
+        self.max_retries = max_retries
+        self.timeouts = timeouts or Timeouts()
+        self.faults = Faults()
+        self.link = Link(url, self.baud)
+        self.hello: Hello | None = None
+        self.logs: list[str] = []
+        self.errors: list[ErrorMsg] = []
+        self._token = 0
+
+    # --- lifecycle -------------------------------------------------------------------
+    def open(self) -> Hello:
+        """Open the port and handshake; raise DeviceError/StaleFirmware/BadInput."""
+        self.link.open()
+        try:
+            return self.handshake()
+        except BaseException:
+            self.link.close()
+            raise
+
+    def close(self) -> None:
+        self.link.close()
+
+    def __enter__(self) -> "DeviceSession":
+        self.open()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # --- handshake ---------------------------------------------------------------------
+    def handshake(self) -> Hello:
+        """HELLO_REQ until a HELLO arrives (bounded), then check the model hash."""
+        for attempt in range(self.handshake_retries):
+            if attempt:
+                self.faults.retries += 1
+            self.link.send(HelloRequest())
+            hello = self._wait_for(Hello, self.timeouts.hello * (1 + attempt * 0.25))
+            if hello is not None:
+                self.accept_hello(hello)
+                self._barrier()
+                return hello
+        seen = bytes(self.link.tail)
+        raise DeviceError(
+            f"no HELLO from the device on {self.url} after {self.handshake_retries} tries at "
+            f"{self.baud} baud (last bytes received: {seen[-60:]!r}); check the firmware is "
+            "flashed, the port and --baud are right")
+
+    def accept_hello(self, hello: Hello) -> None:
+        """Adopt a HELLO after checking its model hash against the manifest's."""
+        got = hello.model_sha256.hex()
+        if self.expected_sha256 and got != self.expected_sha256.lower():
+            raise StaleFirmware(
+                f"the device on {self.url} runs model sha256 {got} but the manifest has "
+                f"{self.expected_sha256}; flash firmware built from this manifest "
+                "(`deploykit deploy` or `deploykit build` + `deploykit flash`)")
+        self.hello = hello
+
+    def _barrier(self, timeout: float = 2.0) -> None:
+        """PING a fresh token and drop everything the device sent before its PONG."""
+        for attempt in range(self.handshake_retries):
+            self._token += 1
+            token = b"dk" + os.urandom(4) + self._token.to_bytes(4, "little")
+            self.link.send(Ping(token))
+            pong = self._wait_for(Pong, timeout, lambda m: m.data == token)
+            if pong is not None:
+                return
+            self.faults.retries += 1
+        raise DeviceError(f"the device on {self.url} does not answer PING; reset it and retry")
+
+    def _wait_for(self, kind, timeout: float, match=lambda m: True):
+        """Read until a message of `kind` matching `match` arrives; None on timeout."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for event in self.link.receive():
+                msg = self.parse(event, count_errors=False)
+                if isinstance(msg, kind) and match(msg):
+                    return msg
+        return None
+
+    # --- message parsing ---------------------------------------------------------------
+    def parse(self, event, count_errors: bool = True):
+        """Frame -> message, FrameError -> None (counted); LOG/ERROR are recorded too."""
+        if isinstance(event, FrameError):
+            if count_errors and not _looks_like_text(event.raw):
+                self.faults.crc_errors += 1
+            return None
+        if not isinstance(event, Frame) or event.version != 1:
+            if count_errors:
+                self.faults.crc_errors += 1
+            return None
+        try:
+            msg = decode_message(event, self.hello)
+        except ProtocolError:
+            if count_errors:
+                self.faults.crc_errors += 1
+            return None
+        if isinstance(msg, Log):
+            self.logs.append(msg.text)
+        elif isinstance(msg, ErrorMsg):
+            self.errors.append(msg)
+        return msg
+
+    # --- recovery building blocks ------------------------------------------------------
+    def reconnect(self) -> Hello:
+        """Reopen a vanished port (bounded by timeouts.reopen_within) and handshake again."""
+        self.link.close()
+        deadline = time.monotonic() + self.timeouts.reopen_within
+        delay, last = 0.05, None
+        while time.monotonic() < deadline:
+            try:
+                self.link.open()
+                hello = self.handshake()
+                self.faults.reconnects += 1
+                return hello
+            except (LinkLost, DeviceError, OSError) as exc:
+                if isinstance(exc, StaleFirmware):
+                    raise
+                last = exc
+                self.link.close()
+            except Exception as exc:  # BadInput: the port path is gone for now
+                last = exc
+                self.link.close()
+            time.sleep(delay)
+            delay = min(delay * 2, 1.0)
+        raise DeviceError(f"lost the port {self.url} and could not reopen it within "
+                          f"{self.timeouts.reopen_within:.0f} s ({last}); check the cable")
+
+    # --- simple requests ---------------------------------------------------------------
+    def ping(self, data: bytes = b"ping", timeout: float = 2.0) -> bytes:
+        """Round-trip `data`; raise DeviceError when no PONG comes back."""
+        self.link.send(Ping(data))
+        pong = self._wait_for(Pong, timeout, lambda m: m.data == data)
+        if pong is None:
+            raise DeviceError(f"no PONG from the device on {self.url} within {timeout} s")
+        return pong.data
+
+    def reset(self) -> Hello:
+        """Ask the device to reboot and wait for its HELLO."""
+        self.link.send(Reset())
+        hello = self._wait_for(Hello, max(3.0, self.timeouts.hello * 3))
+        if hello is None:
+            return self.handshake()
+        self.accept_hello(hello)
+        self._barrier()
+        return hello
+
+    # --- streaming ---------------------------------------------------------------------
+    def stream(self, records):
+        """Yield one SampleResult or SampleFailure per record, as they arrive.
+
+        `records` is an (n, in_record) uint8 array, a list of bytes, or one bytes
+        object of n * in_record bytes; record i of this call is record i on the wire.
+        """
+        from deploykit.harness.stream import Streamer
+        data, n = self._as_stream(records)
+        if n == 0:
+            return
+        yield from Streamer(self, data, n).run()
+
+    def infer(self, records) -> list[SampleResult | SampleFailure]:
+        """Run records and return their results ordered by record."""
+        return sorted(self.stream(records), key=lambda r: r.record)
+
+    def decode_outputs(self, outputs: bytes) -> list[np.ndarray]:
+        """Split an output record into one array per output tensor (HELLO's specs)."""
+        arrays, off = [], 0
+        for spec in self.hello.outputs:
+            dtype = np.dtype(spec.dtype.name)
+            arrays.append(np.frombuffer(outputs, dtype=dtype, count=spec.nbytes // dtype.itemsize,
+                                        offset=off).reshape(spec.shape))
+            off += spec.nbytes
+        return arrays
+
+    def _as_stream(self, records) -> tuple[bytes, int]:
+        size = self.hello.input_record_bytes
+        if isinstance(records, (bytes, bytearray, memoryview)):
+            data = bytes(records)
+        elif isinstance(records, np.ndarray):
+            data = np.ascontiguousarray(records).tobytes()
+        else:
+            data = b"".join(bytes(r) for r in records)
+        if size == 0 or len(data) % size:
+            raise ValueError(f"{len(data)} input bytes are not a whole number of {size}-byte records")
+        return data, len(data) // size
+
+
+def _looks_like_text(raw: bytes) -> bool:
+    """Boot banners and stray prints between frames are text, not corrupted frames."""
+    if not raw:
+        return False
+    printable = sum(32 <= b < 127 or b in (9, 10, 13) for b in raw)
+    return printable >= 0.9 * len(raw)

@@ -1,0 +1,346 @@
+"""The streaming engine: records out in INPUT frames within the window, results back, recovery.
+
+Implements "Host recovery" of docs/protocol.md:
+- frames carry many small records or parts of a large one; the window (HELLO rx_window)
+  bounds the wire bytes of unacknowledged INPUT/BEGIN frames, and frames are about half
+  the window so one is on the wire while the device runs the other's records;
+- NACK(e) or no ACK progress: go back N (resend from e / from the last ACK);
+- records consumed but with no RESULT in time: BEGIN at the first missing record;
+- an unsolicited HELLO (reboot) or a vanished port (reopened by the session): BEGIN at
+  the first record without a result;
+- the first CRC-valid RESULT of a record wins, duplicates are dropped;
+- recoveries without progress in between are bounded; then the run fails clearly.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+
+import numpy as np
+
+from deploykit.errors import DeviceError
+from deploykit.harness.link import LinkLost
+from deploykit.protocol import Ack, Begin, Hello, Input, Nack, ResultBatch, wire_size
+from deploykit.protocol.messages import ErrorCode, ErrorMsg
+
+MIN_FRAME_DATA = 64  # below this, half-window frames cost more in overhead than they save
+MIN_CHUNK = 16       # the smallest frame the loss back-off shrinks to
+DECAY = 0.9          # observed delays decay so one stall does not stretch every later timeout
+FIRST_GUESS_S = 0.05  # seconds per inference assumed until the first RESULT tells
+
+
+def frame_data_size(max_payload: int, rx_window: int) -> int:
+    """Data bytes per INPUT frame: about half the window, within max_payload."""
+    target = rx_window // 2 if rx_window >= 2 * wire_size(4 + MIN_FRAME_DATA) else rx_window
+    size = min(max_payload - 4, target)
+    while size > 1 and wire_size(4 + size) > target:
+        size -= max(1, (wire_size(4 + size) - target) // 2)
+    if size < 1:
+        raise DeviceError(f"device window {rx_window} B / max_payload {max_payload} B cannot carry an INPUT frame")
+    return size
+
+
+class Streamer:
+    """One pass of records through a connected DeviceSession (see DeviceSession.stream)."""
+
+    def __init__(self, session, data: bytes, n: int):
+        self.s, self.link, self.faults = session, session.link, session.faults
+        self.data, self.n = data, n
+        self.done = np.zeros(n, dtype=bool)
+        self.sent_at = np.zeros(n)
+        self.acked_at = np.full(n, np.inf)
+        self.n_done = self.low = 0
+        self.out: deque = deque()
+        self.inflight: deque = deque()   # [start, end, wire, sent_time]
+        self.ghosts: list = []           # [expiry, wire] of frames we stopped tracking
+        self.begin = None                # (offset, wire, sent_time) while its ACK is due
+        self.acked = self.next_send = 0
+        self.strikes = 0
+        self.last_ack = time.monotonic()
+        self.last_goback = (-1, 0.0)
+        self.ack_gap = self.result_delay = 0.0
+        self.t_record = FIRST_GUESS_S
+        self._configure(session.hello)
+        self.chunk = min(self.max_chunk, max(self.rec, 32))  # slow start: grow as ACKs come
+
+    def _configure(self, hello: Hello) -> None:
+        self.rec = hello.input_record_bytes
+        self.end = self.n * self.rec
+        self.window = hello.rx_window
+        self.max_chunk = frame_data_size(hello.max_payload, hello.rx_window)
+        self.chunk = min(getattr(self, "chunk", self.max_chunk), self.max_chunk)
+        self.byte_s = 10.0 / max(self.s.baud, 1)
+
+    # --- main loop -----------------------------------------------------------------------
+    def run(self):
+        self.s._barrier()
+        self._begin(0)
+        while self.n_done < self.n:
+            try:
+                self._fill()
+                for event in self.link.receive():
+                    self._handle(event)
+                self._check_timeouts()
+            except LinkLost:
+                self.s.reconnect()
+                self._configure(self.s.hello)
+                self._restart()
+            while self.out:
+                yield self.out.popleft()
+
+    # --- sending -------------------------------------------------------------------------
+    def _in_flight_bytes(self, now: float) -> int:
+        self.ghosts = [g for g in self.ghosts if g[0] > now]
+        begin = self.begin[1] if self.begin else 0
+        return sum(f[2] for f in self.inflight) + sum(g[1] for g in self.ghosts) + begin
+
+    def _fill(self) -> None:
+        now = time.monotonic()
+        budget = self.window - self._in_flight_bytes(now)
+        while self.next_send < self.end:
+            start = self.next_send
+            if start % self.rec == 0 and self.done[start // self.rec]:
+                if not self._skip_done(start // self.rec, budget):
+                    return
+                budget = self.window - self._in_flight_bytes(now)
+                continue
+            stop = min(start + self.chunk, self.end, self._next_done_offset(start))
+            wire = wire_size(4 + stop - start)
+            if wire > budget:
+                return
+            self.link.send(Input(start, self.data[start:stop]))
+            self.inflight.append([start, stop, wire, now])
+            self.sent_at[start // self.rec: stop // self.rec] = now
+            self.next_send, budget = stop, budget - wire
+
+    def _next_done_offset(self, start: int) -> int:
+        """Stream offset of the first finished record after `start` within one frame's reach."""
+        first = -(-start // self.rec)
+        span = self.done[first: first + self.chunk // self.rec + 2]
+        hit = int(np.argmax(span)) if span.any() else -1
+        return (first + hit) * self.rec if hit >= 0 else self.end
+
+    def _skip_done(self, record: int, budget: int) -> bool:
+        """Jump the stream over finished records with a BEGIN; False when the window is full."""
+        rest = self.done[record:]
+        nxt = record + (int(np.argmin(rest)) if not rest.all() else len(rest))
+        if nxt >= self.n:
+            self.next_send = self.end
+            return True
+        if wire_size(4) > budget:
+            return False
+        self._begin(nxt)
+        return True
+
+    def _begin(self, record: int) -> None:
+        """BEGIN at `record`; frames sent before it stay counted until its ACK."""
+        now = time.monotonic()
+        self._ghost_inflight(now)
+        offset = record * self.rec
+        wire = self.link.send(Begin(record))
+        self.begin = (offset, wire, now)
+        self.next_send = offset
+        self.acked_at[record:] = np.inf
+
+    def _ghost_inflight(self, now: float) -> None:
+        """Stop tracking in-flight frames but keep their bytes in the window a while."""
+        pending = sum(f[2] for f in self.inflight) + sum(g[1] for g in self.ghosts)
+        expiry = now + pending * self.byte_s * 2 + 0.05
+        self.ghosts += [[expiry, f[2]] for f in self.inflight]
+        self.inflight.clear()
+
+    def _go_back(self, offset: int) -> None:
+        now = time.monotonic()
+        self.faults.retries += 1
+        self._shrink()
+        self._ghost_inflight(now)
+        self.next_send = offset
+        self.last_goback = (offset, now)
+
+    def _shrink(self) -> None:
+        """Loss: halve the frame size (fewer bytes to lose and resend per frame)."""
+        self.chunk = max(min(MIN_CHUNK, self.max_chunk), self.chunk // 2)
+
+    def _grow(self) -> None:
+        self.chunk = min(self.max_chunk, self.chunk + max(8, self.chunk // 4))
+
+    def _resync(self) -> None:
+        """BEGIN at the first record without a result (results went missing)."""
+        self.faults.resyncs += 1
+        self.faults.retries += 1
+        self._shrink()
+        self._restart()
+
+    def _restart(self) -> None:
+        self._advance_low()
+        if self.low < self.n:
+            self._begin(self.low)
+
+    # --- receiving -----------------------------------------------------------------------
+    def _handle(self, event) -> None:
+        msg = self.s.parse(event)
+        if isinstance(msg, Ack):
+            self._on_ack(msg.next_offset)
+        elif isinstance(msg, Nack):
+            self._on_nack(msg.expected_offset)
+        elif isinstance(msg, ResultBatch):
+            self._on_result(msg)
+        elif isinstance(msg, Hello):
+            self._on_reboot(msg)
+        elif isinstance(msg, ErrorMsg) and msg.code == ErrorCode.INVOKE_FAILED:
+            self._on_failure(msg)
+
+    def _on_ack(self, offset: int) -> None:
+        now = time.monotonic()
+        if self.begin is not None:
+            if offset != self.begin[0]:
+                return  # an ACK to a frame sent before the BEGIN
+            self.begin = None
+            self.ghosts.clear()
+            self.acked = offset
+            self._progress(now)
+            return
+        if offset > self.end:
+            return
+        if offset < self.acked:  # the device went back (re-processed a BEGIN)
+            self.acked = offset
+            self._go_back(offset)
+            return
+        if offset == self.acked:
+            return
+        self.acked_at[self.acked // self.rec: offset // self.rec] = now
+        self.acked, self.last_ack = offset, now
+        while self.inflight and self.inflight[0][1] <= offset:
+            frame = self.inflight.popleft()
+            if self.strikes == 0:
+                self.ack_gap = max(now - frame[3], self.ack_gap * DECAY)
+                self._grow()
+        self.next_send = max(self.next_send, offset)
+        self._progress(now)
+
+    def _on_nack(self, expected: int) -> None:
+        if self.begin is not None or expected > self.end:
+            return
+        now = time.monotonic()
+        if expected > self.acked:
+            self.acked_at[self.acked // self.rec: expected // self.rec] = now
+            self.acked = expected
+            self._progress(now)
+        elif expected < self.acked:
+            self.acked = expected
+        last_offset, last_time = self.last_goback
+        if last_offset == expected and now - last_time < self._ack_timeout():
+            return
+        self._go_back(expected)
+
+    def _on_result(self, msg: ResultBatch) -> None:
+        now = time.monotonic()
+        fresh = False
+        for i, outputs in enumerate(msg.outputs):
+            r = msg.first_record + i
+            if r >= self.n or self.done[r]:
+                continue
+            self._finish(r)
+            fresh = True
+            self.out.append(_result(r, outputs, msg.cycles[i], msg.micros[i], now - self.sent_at[r]))
+        if fresh:
+            last = min(msg.first_record + len(msg.outputs), self.n) - 1
+            if np.isfinite(self.acked_at[last]) and self.strikes == 0:
+                self.result_delay = max(now - self.acked_at[last], self.result_delay * DECAY)
+            self.t_record = 1.5 * max(msg.micros) / 1e6 + 2e-4
+            self._progress(now)
+
+    def _on_failure(self, msg: ErrorMsg) -> None:
+        r = msg.detail
+        if r < self.n and not self.done[r]:
+            from deploykit.harness.session import SampleFailure
+            self._finish(r)
+            self.out.append(SampleFailure(r, msg.text or "inference failed on the device"))
+            self._progress(time.monotonic())
+
+    def _on_reboot(self, hello: Hello) -> None:
+        self.faults.resets += 1
+        self.s.accept_hello(hello)
+        self._configure(hello)
+        self.inflight.clear()
+        self.ghosts.clear()
+        self.begin = None
+        self._restart()
+
+    def _finish(self, r: int) -> None:
+        self.done[r] = True
+        self.n_done += 1
+
+    def _progress(self, now: float) -> None:
+        self.strikes = 0
+
+    def _advance_low(self) -> None:
+        while self.low < self.n and self.done[self.low]:
+            self.low += 1
+
+    # --- timeouts ------------------------------------------------------------------------
+    def _backoff(self) -> float:
+        return 2.0 ** min(self.strikes, 4)
+
+    def _compute_s(self) -> float:
+        """Device time to run the records of two frames (an ACK can wait behind them)."""
+        return 2 * (self.chunk // self.rec + 1) * self.t_record
+
+    def _link_s(self) -> float:
+        return 0.03 + 4 * self.window * self.byte_s
+
+    def _ack_timeout(self) -> float:
+        base = max(self.s.timeouts.ack, self._link_s() + self._compute_s(), 2.5 * self.ack_gap)
+        return base * self._backoff()
+
+    def _result_timeout(self) -> float:
+        base = max(self.s.timeouts.result, self._link_s() + 2 * self._compute_s(), 2.5 * self.result_delay)
+        return base * self._backoff()
+
+    def _check_timeouts(self) -> None:
+        now = time.monotonic()
+        if self.begin is not None:
+            if now - self.begin[2] > self._ack_timeout() and not self._strike("no ACK to BEGIN"):
+                self._begin(self.begin[0] // self.rec)
+                self.faults.retries += 1
+            return
+        if self.inflight:
+            since = max(self.last_ack, self.inflight[0][3])
+            if now - since > self._ack_timeout():
+                if not self._strike(f"no ACK beyond stream offset {self.acked}"):
+                    self._go_back(self.acked)
+                return
+        self._advance_low()
+        if self.low < self.n and self.sent_at[self.low] > 0:
+            acked = self.acked_at[self.low]
+            waited = now - (acked if np.isfinite(acked) else self.sent_at[self.low])
+            limit = self._result_timeout() + (0 if np.isfinite(acked) else self._ack_timeout())
+            if waited > limit and not self._strike(f"no RESULT for record {self.low}"):
+                self._resync()
+
+    def _strike(self, what: str) -> bool:
+        """Count a recovery without progress; True when it escalated to a re-handshake.
+
+        Gives up with a DeviceError once max_retries strikes passed without progress.
+        """
+        self.strikes += 1
+        if self.strikes > self.s.max_retries:
+            raise DeviceError(
+                f"the device on {self.s.url} stopped responding ({what}) and "
+                f"{self.s.max_retries} retries did not help; {self.n_done} of {self.n} samples done "
+                f"(faults: {self.faults.as_dict()}); reset the board and run again to resume")
+        if self.strikes >= 4 and self.strikes % 2 == 0:
+            self.s.handshake()
+            self._configure(self.s.hello)
+            self.inflight.clear()
+            self.ghosts.clear()
+            self.begin = None
+            self._restart()
+            return True
+        return False
+
+
+def _result(r, outputs, cycles, micros, rtt):
+    from deploykit.harness.session import SampleResult
+    return SampleResult(r, outputs, int(cycles), int(micros), float(rtt))
