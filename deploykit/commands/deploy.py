@@ -1,0 +1,123 @@
+"""`deploykit deploy MODEL [--board ID|virtual] [--port URL|auto] [--data FILE] [thresholds]`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from deploykit.deploy import STAGES, StageTimer
+
+
+class RichStages(StageTimer):
+    """One rich progress display: a row per stage with its latest output line and time."""
+
+    def __init__(self, console, stage_names=()):
+        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        super().__init__()
+        self.console = console
+        self.progress = Progress(SpinnerColumn(finished_text="•"), TextColumn("{task.fields[stage]:<8}"),
+                                 TextColumn("{task.description}"), TimeElapsedColumn(), console=console)
+        self.tasks = {name: self.progress.add_task("[dim]waiting", stage=name, total=1, start=False)
+                      for name in (*stage_names, *STAGES)}
+
+    def __enter__(self):
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.progress.stop()
+
+    def note(self, text):
+        if text:
+            self.progress.console.print(f"[yellow]{text}[/]")
+
+    def on_start(self, name):
+        self.progress.start_task(self.tasks[name])
+        self.progress.update(self.tasks[name], description="running")
+
+    def on_line(self, name, line):
+        from rich.markup import escape
+
+        if line.strip():
+            self.progress.update(self.tasks[name], description=f"[dim]{escape(line.strip()[:90])}[/]")
+
+    def on_end(self, name, ok, seconds):
+        text = f"[green]done[/] in {seconds:.1f} s" if ok else "[red]failed[/]"
+        self.progress.update(self.tasks[name], description=text, completed=1)
+        self.progress.stop_task(self.tasks[name])
+
+    def on_skip(self, name, why):
+        self.progress.update(self.tasks[name], description=f"[dim]skipped: {why}[/]", completed=1)
+
+
+def print_summary(console, result) -> None:
+    """The summary table, then where the reports are."""
+    from rich.table import Table
+
+    from deploykit.deploy import summary
+
+    table = Table(title=f"deploykit deploy: {result.manifest_path.parent.name}", show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+    for row, value in summary(result):
+        style = {"PASS": "green", "FAIL": "red"}.get(value, "")
+        table.add_row(row, f"[{style}]{value}[/]" if style else value)
+    console.print(table)
+    html = result.report_dir / "report.html"
+    console.print(f"report: {html if html.exists() else result.report_dir}")
+    console.print(f"artifacts: {result.outdir}")
+
+
+def run_with_display(quiet: bool, call, stage_names=()):
+    """Run `call(stages)` behind the stage display (or none with --quiet); print the summary."""
+    from rich.console import Console
+
+    from deploykit.errors import ThresholdFailed
+
+    console = Console(stderr=False, highlight=False)
+    if quiet:
+        result = call(StageTimer())
+    else:
+        with RichStages(Console(stderr=True), stage_names) as stages:
+            result = call(stages)
+    print_summary(console, result)
+    if not result.passed:
+        raise ThresholdFailed(f"thresholds failed; see {result.report_dir / 'report.md'}")
+    return result
+
+
+@click.command("deploy")
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option("--board", help="Board id (see `deploykit boards`), or `virtual`; default: the connected "
+                              "board, else the virtual board.")
+@click.option("--port", default="auto", show_default=True, help="Serial port or pyserial URL; auto finds the board.")
+@click.option("--profile", default="virtual", show_default=True,
+              help="The board the virtual board impersonates (cost model, RAM, flash).")
+@click.option("--data", type=click.Path(path_type=Path), help="Test data (.npz/.npy/.csv); also the converter's test split.")
+@click.option("--rep-data", type=click.Path(path_type=Path), help="Representative data for int8 calibration.")
+@click.option("--label-column", help="CSV column holding labels.")
+@click.option("--name", help="Model name (default: the file's).")
+@click.option("--quantize", default="int8", show_default=True, help="int8, int8-float-io or float32.")
+@click.option("-o", "--output", "outdir", type=click.Path(path_type=Path), default=Path("deploykit-out"),
+              show_default=True, help="Directory for every stage's artifacts.")
+@click.option("--limit", type=int, help="Run only the first N samples on the device.")
+@click.option("--arena-size", type=int, help="Arena bytes (default: the manifest's projection + margin).")
+@click.option("--arena-margin", type=float, default=10.0, show_default=True, help="Arena margin in percent.")
+@click.option("--min-agreement", type=float, help="Fail below this exact-match fraction with TFLM on the host.")
+@click.option("--max-latency-us", type=float, help="Fail above this mean latency (µs).")
+@click.option("--max-arena", type=int, help="Fail above this arena use (bytes).")
+@click.option("--junit", type=click.Path(path_type=Path), help="Write JUnit XML, one case per threshold.")
+@click.option("--quiet", is_flag=True, help="No progress display.")
+def deploy(model, board, port, profile, data, rep_data, label_column, name, quantize, outdir, limit,
+           arena_size, arena_margin, min_agreement, max_latency_us, max_arena, junit, quiet):
+    """Convert, render, build, flash and test MODEL in one go."""
+    from deploykit.deploy import deploy as run_deploy
+
+    thresholds = {k: v for k, v in (("min_agreement", min_agreement), ("max_latency_us", max_latency_us),
+                                    ("max_arena", max_arena)) if v is not None}
+    run_with_display(quiet, lambda stages: run_deploy(
+        model, outdir, board=board, port=port, profile=profile, data=data, rep_data=rep_data, name=name,
+        quantize=quantize, label_column=label_column, limit=limit, thresholds=thresholds,
+        arena_size=arena_size, arena_margin=arena_margin, junit=junit, stages=stages))

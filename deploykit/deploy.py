@@ -1,0 +1,325 @@
+"""`deploy`: convert → render → build → flash → HIL run → report, in one call.
+
+Every stage leaves its artifacts under one output directory:
+
+    OUT/model/      model.tflite + manifest.json          (convert)
+    OUT/firmware/   the PlatformIO project, build.log, build.json, upload.log
+    OUT/hil/        results.jsonl, report.json/.md/.html  (harness)
+    OUT/deploy.json what ran, on what, how long each stage took, the summary figures
+
+With `board="virtual"` (the default when no known board is connected) build and flash are
+skipped and the HIL stage runs against the virtual board impersonating `profile`, so the
+same call works on any machine. The stages are the other modules' public functions; this
+module only sequences them, times them and summarises.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+from deploykit.errors import BadInput
+
+VIRTUAL = "virtual"
+STAGES = ("convert", "render", "build", "flash", "hil")
+
+
+@dataclass
+class Target:
+    """Where the model goes: a board id and its port, or the virtual board and its profile."""
+
+    board_id: str
+    port: str | None
+    virtual: bool
+    note: str = ""
+
+
+@dataclass
+class DeployResult:
+    """What one deploy produced; `summary()` is the table's data."""
+
+    outdir: Path
+    target: Target
+    manifest_path: Path
+    project_dir: Path
+    report_dir: Path
+    fit: dict
+    report: dict
+    build: dict | None = None
+    flash: dict | None = None
+    timings: dict = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.report.get("passed", True))
+
+    def to_dict(self) -> dict:
+        return {"outdir": str(self.outdir), "board": self.target.board_id, "virtual": self.target.virtual,
+                "port": self.target.port, "note": self.target.note, "manifest": str(self.manifest_path),
+                "project": str(self.project_dir), "report_dir": str(self.report_dir), "fit": self.fit,
+                "build": self.build, "flash": self.flash, "timings_s": self.timings,
+                "passed": self.passed, "summary": summary(self)}
+
+
+# --------------------------------------------------------------------------- stage timing
+
+class StageTimer:
+    """Times each stage; a display (the CLI's) overrides the `on_*` hooks to show progress."""
+
+    def __init__(self):
+        self.timings: dict[str, float | str] = {}
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[Callable[[str], None]]:
+        """Run one stage: yields a sink for its output lines; records its wall time."""
+        self.on_start(name)
+        start = time.perf_counter()
+        ok = False
+        try:
+            yield lambda line: self.on_line(name, line)
+            ok = True
+        finally:
+            self.timings[name] = round(time.perf_counter() - start, 3)
+            self.on_end(name, ok, self.timings[name])
+
+    def skip(self, name: str, why: str) -> None:
+        self.timings[name] = "skipped"
+        self.on_skip(name, why)
+
+    def note(self, text: str) -> None:
+        """Something the user must see, e.g. that the virtual board stands in."""
+
+    def on_start(self, name: str) -> None: ...
+    def on_line(self, name: str, line: str) -> None: ...
+    def on_end(self, name: str, ok: bool, seconds: float) -> None: ...
+    def on_skip(self, name: str, why: str) -> None: ...
+
+
+# --------------------------------------------------------------------------- the target
+
+def choose_target(board: str | None, port: str, profile: str) -> Target:
+    """Resolve --board/--port: a named board, the one connected board, or the virtual board."""
+    from deploykit.boards import load_board
+    from deploykit.devices import list_devices
+
+    if board == VIRTUAL:
+        load_board(profile)
+        return Target(profile, None, True, f"virtual board with the {profile} profile")
+    if board is not None:
+        load_board(board)
+        return Target(board, port, False)
+    if port != "auto":
+        raise BadInput(f"--port {port} needs --board to say which board is on it (see `deploykit boards`)")
+    connected = list_devices(known_only=True)
+    if not connected:
+        load_board(profile)
+        return Target(profile, None, True, f"no board connected: using the virtual board with the "
+                                           f"{profile} profile (pass --board ID for a real board)")
+    if len(connected) > 1 or len(connected[0].board_ids) > 1:
+        listed = ", ".join(f"{d.port} ({'/'.join(d.board_ids)})" for d in connected)
+        raise BadInput(f"connected: {listed}; pass --board (and --port) to pick one, or --board virtual")
+    device = connected[0]
+    return Target(device.board_ids[0], device.port, False, f"found {device.board_ids[0]} on {device.port}")
+
+
+def check_inputs(model, data, rep_data) -> None:
+    """Refuse missing files before anything is written."""
+    if not Path(model).exists():
+        raise BadInput(f"model {model} does not exist; give a .keras, .h5, SavedModel directory, "
+                       ".tflite or an existing manifest.json")
+    for flag, path in (("--data", data), ("--rep-data", rep_data)):
+        if path is not None and not Path(path).is_file():
+            raise BadInput(f"{flag} {path} does not exist; give an .npz, .npy or .csv file")
+
+
+# --------------------------------------------------------------------------- the stages
+
+def deploy(model, outdir, board: str | None = None, port: str = "auto", profile: str = VIRTUAL,
+           data=None, rep_data=None, name: str | None = None, quantize: str = "int8",
+           label_column=None, limit: int | None = None, thresholds: dict | None = None,
+           arena_size: int | None = None, arena_margin: float = 10.0, junit=None,
+           stages=None) -> DeployResult:
+    """Run every stage for `model` on the chosen target; return the result (also OUT/deploy.json).
+
+    `stages` times the stages and may show them (a StageTimer subclass); None: time only."""
+    stages = stages or StageTimer()
+    check_inputs(model, data, rep_data)
+    target = choose_target(board, port, profile)
+    stages.note(target.note)
+    outdir = Path(outdir)
+    created = not outdir.exists()
+    try:
+        manifest_path = _convert(stages, model, outdir / "model", name, quantize, rep_data, data, label_column)
+    except BadInput:
+        if created:
+            shutil.rmtree(outdir, ignore_errors=True)
+        raise
+    fit, project = _render(stages, manifest_path, target.board_id, outdir / "firmware", arena_size, arena_margin)
+    result = DeployResult(outdir, target, manifest_path, project, outdir / "hil", fit, {})
+    _build_and_flash(stages, result, port)
+    result.report = _hil(stages, result, data, limit, thresholds, junit)
+    result.timings = stages.timings
+    from deploykit.atomic import write_json
+
+    write_json(outdir / "deploy.json", result.to_dict())
+    return result
+
+
+def _convert(stages, model, outdir, name, quantize, rep_data, data, label_column) -> Path:
+    model = Path(model)
+    manifest = model / "manifest.json" if model.is_dir() and (model / "manifest.json").is_file() else model
+    if manifest.name == "manifest.json":
+        from deploykit.manifest import load
+
+        stages.skip("convert", f"reusing {manifest}")
+        return load(manifest).path
+    from deploykit.convert import convert
+
+    with stages.stage("convert"):
+        return convert(model, outdir, name=name, quantize=quantize, rep_data=rep_data,
+                       test_data=data, label_column=label_column).path
+
+
+def _render(stages, manifest_path, board_id, project_dir, arena_size, arena_margin):
+    from deploykit import render
+
+    with stages.stage("render"):
+        plan = render.plan(manifest_path, board_id, arena_size, arena_margin)
+        project = render.render(manifest_path, board_id, project_dir, arena_size, arena_margin)
+    return projected_fit(plan), project
+
+
+def projected_fit(plan) -> dict:
+    """The render stage's fit figures: model + runtime estimate against flash, arena + runtime against RAM."""
+    board = plan.board
+    return {"board": board.id, "source": "projected", "arena": plan.arena_bytes,
+            "model_bytes": len(plan.model),
+            "flash_used": len(plan.model) + board.runtime_flash_bytes, "flash_total": board.flash_bytes,
+            "ram_used": plan.arena_bytes + board.runtime_ram_bytes, "ram_total": board.ram_bytes}
+
+
+def _build_and_flash(stages, result: DeployResult, port: str) -> None:
+    if result.target.virtual:
+        stages.skip("build", "the virtual board needs no firmware")
+        stages.skip("flash", "the virtual board needs no firmware")
+        return
+    from deploykit import flash, pio
+
+    with stages.stage("build") as on_line:
+        built = pio.build_project(result.project_dir, result.target.board_id, on_line=on_line)
+    result.build = built.to_dict()
+    if built.sizes is not None:
+        result.fit = {**result.fit, **built.sizes.to_dict(), "source": "PlatformIO build"}
+    with stages.stage("flash") as on_line:
+        flashed = flash.flash(result.project_dir, result.target.port or port, result.target.board_id,
+                              result.manifest_path, on_line=on_line)
+    result.flash = flashed.to_dict()
+    result.target.port = flashed.port
+
+
+def _hil(stages, result: DeployResult, data, limit, thresholds, junit) -> dict:
+    from deploykit.boards import load_board
+    from deploykit.harness.run import run_hil
+
+    baud = load_board(result.target.board_id).baud
+    options = dict(baud=baud, data=data, limit=limit, outdir=result.report_dir, junit=junit,
+                   quiet=True, thresholds=thresholds or {})
+    with stages.stage("hil"):
+        if not result.target.virtual:
+            return run_hil(result.manifest_path, result.target.port, **options)
+        from deploykit.virtual_board import VirtualBoard
+
+        with VirtualBoard(result.manifest_path, board=result.target.board_id, baud=baud) as port:
+            result.target.port = port
+            return run_hil(result.manifest_path, port, **options)
+
+
+# --------------------------------------------------------------------------- the summary
+
+def summary(result: DeployResult) -> list[tuple[str, str]]:
+    """(row, value) pairs: fit, agreement, latency, arena, link efficiency, pass or fail."""
+    report, fit = result.report, result.fit
+    rows = [("target", _target_text(result)), ("fit", _fit_text(fit))]
+    agreement = (report.get("agreement") or {}).get("tflm_host") or {}
+    if agreement:
+        rows.append(("agreement (vs TFLM host)",
+                     f"{agreement.get('exact_fraction', 0):.1%} exact, max {agreement.get('max_abs_steps', 0)} int8 steps"))
+    us = ((report.get("latency") or {}).get("us") or {})
+    if us:
+        label = "latency (simulated)" if report.get("simulated") else "latency"
+        rows.append((label, f"mean {us.get('mean', 0):,.0f} µs, p99 {us.get('p99', 0):,.0f} µs"))
+    arena = report.get("arena") or {}
+    if arena:
+        rows.append(("arena", f"{_b(arena.get('used'))} used of {_b(arena.get('configured'))} configured "
+                              f"(recommended {_b(arena.get('recommended'))})"))
+    throughput = report.get("throughput") or {}
+    if throughput:
+        rows.append(("link efficiency", f"{throughput.get('link_efficiency', 0):.2f} "
+                                        f"({throughput.get('samples_per_s', 0):,.0f} samples/s)"))
+    rows.append(("result", "PASS" if result.passed else "FAIL"))
+    return rows
+
+
+def _target_text(result: DeployResult) -> str:
+    t = result.target
+    return f"virtual board ({t.board_id} profile)" if t.virtual else f"{t.board_id} on {t.port}"
+
+
+def _fit_text(fit: dict) -> str:
+    parts = []
+    for label, used, total in (("flash", fit.get("flash_used"), fit.get("flash_total")),
+                               ("RAM", fit.get("ram_used"), fit.get("ram_total"))):
+        if used is not None and total:
+            parts.append(f"{label} {used:,}/{total:,} B ({used / total:.0%})")
+    return f"{', '.join(parts)} [{fit.get('source', '?')}]"
+
+
+def _b(value) -> str:
+    return "?" if value is None else f"{int(value):,} B"
+
+
+# --------------------------------------------------------------------------- the demo
+
+DEMO_EXAMPLE = "sine"
+DEMO_PROFILE = "nano33ble_sense"   # the virtual board impersonates an Arduino Nano 33 BLE Sense
+
+
+def demo(outdir="deploykit-demo", stages=None, retrain: bool = False, limit: int | None = None) -> DeployResult:
+    """Train the sine example (or reuse OUT/example/), then deploy it to the virtual board."""
+    stages = stages or StageTimer()
+    outdir = Path(outdir)
+    files = None if retrain else cached_example(outdir / "example")
+    if files is None:
+        with stages.stage("train"):
+            files = train_cached(outdir / "example")
+    else:
+        stages.skip("train", f"reusing {files['model']}")
+    return deploy(files["model"], outdir, board=VIRTUAL, profile=DEMO_PROFILE, data=files["test_data"],
+                  rep_data=files["rep_data"], name=DEMO_EXAMPLE, limit=limit, stages=stages)
+
+
+def cached_example(directory: Path) -> dict | None:
+    """The files of an earlier demo training, if all of them are still there."""
+    import json
+
+    index = Path(directory) / "example.json"
+    try:
+        files = {k: Path(v) for k, v in json.loads(index.read_text(encoding="utf-8")).items()}
+    except (OSError, ValueError, AttributeError):
+        return None
+    wanted = ("model", "rep_data", "test_data")
+    return files if all(k in files and files[k].exists() for k in wanted) else None
+
+
+def train_cached(directory: Path) -> dict:
+    """Train the demo example into `directory` and index its files for the next run."""
+    from deploykit.atomic import write_json
+    from deploykit.examples import train_example
+
+    files = train_example(DEMO_EXAMPLE, directory, seed=0)
+    write_json(Path(directory) / "example.json", {k: str(Path(v).resolve()) for k, v in files.items()})
+    return {k: Path(v) for k, v in files.items()}
