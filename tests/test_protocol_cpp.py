@@ -359,6 +359,19 @@ def test_reset_reboots_with_a_banner_and_a_fresh_hello(device):
     assert dev.next(ResultBatch).first_record == 0
 
 
+def test_reset_without_a_reboot_hook_restarts_the_core_in_place(device):
+    dev = device("--soft-reset")
+    dev.send(Input(0, b"\x01\x02"))
+    assert dev.next(Ack) == Ack(2)
+    dev.next(ResultBatch)
+    n_errors = len(dev.errors)
+    dev.send(Reset())
+    assert dev.next(Hello) == vectors.HELLO
+    assert dev.frames[-1].seq == 0 and len(dev.errors) == n_errors  # no banner: no reboot
+    dev.send(Input(0, b"\x10"))
+    assert dev.next(Ack) == Ack(1)
+
+
 def test_begin_acks_the_stream_offset_of_its_record(device):
     dev = device("--inputs", "9:1x3:0.5:0,1:2:0.0:0")  # 3 + 8 = 11-byte records
     assert dev.hello.input_record_bytes == 11
@@ -608,3 +621,35 @@ def test_device_over_a_pty_answers_pyserial(cpp_programs):
         proc.terminate()
         assert proc.wait(timeout=10) == 0
         assert "dk-stats" in proc.stderr.read()
+
+
+def test_harness_session_drives_the_cpp_device_over_a_pty(cpp_programs):
+    """The harness's DeviceSession (deploykit/harness) against the real C++ core."""
+    session = pytest.importorskip("deploykit.harness.session", reason="deploykit.harness is not there yet")
+    import numpy as np
+    args = [*BASE_ARGS, "--window", "200", "--inputs", "9:5:0.1:0", "--outputs", "9:3:0.1:0",
+            "--infer-us", "200", "--fail-byte", "238", "--pty"]
+    proc = subprocess.Popen([str(cpp_programs["posix_device"]), *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    records = [b"\x00" + r[1:] if r[0] == 238 else r for r in _records(300, 5)]
+    records[17] = b"\xee" + records[17][1:]  # only this one fails on the device
+    try:
+        path = proc.stdout.readline().strip()
+        with session.DeviceSession(path, 115200, expected_sha256=SHA.hex()) as dev:
+            assert (dev.hello.board_id, dev.hello.rx_window) == ("nano33ble", 200)
+            results = dev.infer(np.frombuffer(b"".join(records), dtype=np.uint8).reshape(300, 5))
+            assert dev.ping(b"\x00pong\x00") == b"\x00pong\x00"
+            assert dev.reset().board_id == "nano33ble"
+            faults = dev.faults.as_dict()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    stats = dict(kv.split("=") for kv in proc.stderr.read().split()[1:])
+    assert [r.record for r in results] == list(range(300))
+    failed = [r.record for r in results if isinstance(r, session.SampleFailure)]
+    assert failed == [17]
+    for r in results:
+        if r.record != 17:
+            assert (r.outputs, r.cycles, r.micros) == (fake_outputs(records[r.record], 3),
+                                                      fake_cycles(records[r.record]), 109)
+    assert faults["crc_errors"] == 0 and stats["fifo_dropped"] == "0"

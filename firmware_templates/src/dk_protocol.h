@@ -40,7 +40,7 @@
 
 namespace dk {
 
-static_assert(DK_MAX_PAYLOAD >= 32 && DK_MAX_PAYLOAD <= 65535, "DK_MAX_PAYLOAD must be 32..65535");
+static_assert(DK_MAX_PAYLOAD >= 20 && DK_MAX_PAYLOAD <= 65535, "DK_MAX_PAYLOAD must be 20..65535");
 static_assert(DK_MAX_OUTPUT_BYTES + 19 <= DK_MAX_PAYLOAD,
               "a RESULT of one output record must fit DK_MAX_PAYLOAD: raise DK_MAX_PAYLOAD");
 static_assert(DK_MAX_INPUT_BYTES >= 1, "DK_MAX_INPUT_BYTES must be positive");

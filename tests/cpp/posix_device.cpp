@@ -6,6 +6,7 @@
 // Options: --board ID --sha HEX64 --hz N --timer K --arena CONFIGURED:USED --simulated
 //          --window N --inputs SPEC[,SPEC] --outputs SPEC[,SPEC] (SPEC = dtype:AxB:scale:zp)
 //          --infer-us N --cycles N --micros N --fail-byte N --log-in-infer --banner TEXT --pty
+//          --soft-reset (no Io.reboot hook: RESET restarts the core in place)
 // With --pty the first stdout line is the slave path to open. At exit (end of input or
 // SIGTERM) one "dk-stats key=value ..." line goes to stderr.
 #include <signal.h>
@@ -27,7 +28,7 @@ struct Options {
   uint8_t sha[32] = {0};
   uint32_t hz = 64000000, cycles = 7000, micros = 109, infer_us = 0, configured = 2048, used = 1500;
   int timer = 1, fail_byte = -1, window = DK_RX_WINDOW;
-  bool simulated = false, pty = false, log_in_infer = false;
+  bool simulated = false, pty = false, log_in_infer = false, soft_reset = false;
   std::vector<dk::TensorSpec> inputs, outputs;
 };
 
@@ -91,6 +92,7 @@ bool ParseArgs(int argc, char** argv, Options* o) {
       if (a == "--simulated") o->simulated = true;
       else if (a == "--pty") o->pty = true;
       else if (a == "--log-in-infer") o->log_in_infer = true;
+      else if (a == "--soft-reset") o->soft_reset = true;
       else return false;
     }
     if (has_value) ++i;
@@ -125,7 +127,9 @@ int main(int argc, char** argv) {
                          opt.inputs.data(), static_cast<uint8_t>(opt.inputs.size()),
                          opt.outputs.data(), static_cast<uint8_t>(opt.outputs.size())};
   FakeModel model = {&opt, &link, nullptr};
-  dk::Device device(info, link.io(), FakeInfer, &model);
+  dk::Io io = link.io();
+  if (opt.soft_reset) io.reboot = nullptr;  // as a sketch without a reboot hook
+  dk::Device device(info, io, FakeInfer, &model);
   model.device = &device;
   device.SetRxWindow(static_cast<uint16_t>(opt.window));
   link.Attach(&device, opt.banner);
