@@ -1,0 +1,62 @@
+"""`deploykit hil run`: stream test data to a board, measure, write reports.
+
+Thin: parse the options, call deploykit.harness.run.run_hil, print a summary. Exit 1
+when a threshold fails, 2 on bad input (raised as BadInput by the library).
+"""
+
+from __future__ import annotations
+
+import click
+
+from deploykit.errors import ThresholdFailed
+
+
+@click.group("hil")
+def hil():
+    """Hardware-in-the-loop runs against a board (or the virtual board)."""
+
+
+@hil.command("run")
+@click.option("--manifest", "-m", "manifest", required=True, type=click.Path(dir_okay=True),
+              help="manifest.json written by `deploykit convert` (or its directory).")
+@click.option("--port", "-p", required=True,
+              help="Serial port or pyserial URL (/dev/ttyACM0, COM3, rfc2217://h:p, socket://h:p, virtual://M), or `auto`.")
+@click.option("--baud", type=int, default=None, help="Line rate (default: the board's, 115200).")
+@click.option("--data", type=click.Path(dir_okay=False), default=None,
+              help="Test data (.npz x[,y], .npy, .csv); default: the test split the converter recorded.")
+@click.option("--limit", type=int, default=None, help="Only the first N samples.")
+@click.option("--warmup", type=int, default=3, show_default=True, help="Warm-up inferences, not counted.")
+@click.option("-o", "--outdir", default="hil-report", show_default=True, help="Directory for results and reports.")
+@click.option("--junit", type=click.Path(dir_okay=False), default=None, help="Write JUnit XML here (one case per threshold).")
+@click.option("--quiet", is_flag=True, help="No progress bar (CI).")
+@click.option("--min-agreement", type=float, default=None, help="Fail unless agreement.tflm_host.exact_fraction >= F.")
+@click.option("--max-latency-us", type=float, default=None, help="Fail unless latency.us.p99 <= F.")
+@click.option("--max-arena", type=int, default=None, help="Fail unless arena.used <= N bytes.")
+def run(manifest, port, baud, data, limit, warmup, outdir, junit, quiet, min_agreement, max_latency_us, max_arena):
+    """Stream test data to the device and report agreement, accuracy, latency and arena."""
+    from deploykit.harness.run import Thresholds, run_hil
+
+    report = run_hil(manifest, port, baud=baud, data=data, limit=limit, warmup=warmup, outdir=outdir,
+                     junit=junit, quiet=quiet,
+                     thresholds=Thresholds(min_agreement, max_latency_us, max_arena))
+    click.echo(summary(report))
+    failed = [c["message"] for c in report["thresholds"] if not c["passed"]]
+    if failed:
+        raise ThresholdFailed("threshold failed: " + "; ".join(failed))
+
+
+def summary(report) -> str:
+    """A few lines for the terminal; the files hold the rest."""
+    agree = report["agreement"].get("tflm_host", {})
+    lat = (report["latency"].get("us") or {})
+    thr = report["throughput"]
+    eff = thr.get("link_efficiency")
+    lines = [f"{report['samples']} samples on {report['device']['board_id']}"
+             f"{' (simulated)' if report['simulated'] else ''}: "
+             f"exact match with TFLM host {agree.get('exact_fraction', float('nan')):.4f}, "
+             f"latency p50 {lat.get('p50', float('nan')):.0f} us, arena {report['arena']['used']} B",
+             f"throughput {thr.get('samples_per_s') or 0:,.0f} samples/s"
+             + (f", link efficiency {eff:.2f}" if eff else "")
+             + f"; faults {report['faults']}",
+             f"report: {report['files']['html']}"]
+    return "\n".join(lines)

@@ -1,0 +1,69 @@
+"""The test data of a run: loaded, checked against the model input, quantized, hashed.
+
+Float data is quantized with the input tensor's scale and zero point exactly as TFLite
+does (deploykit.quantization: round half away from zero, clamp); data already in the
+input dtype passes as is. The hash names the data in results.jsonl so a resumed run
+only continues a file written for the same model and the same data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from deploykit.datafiles import check_fits, load_data
+from deploykit.errors import BadInput
+from deploykit.quantization import to_input_dtype
+
+
+@dataclass
+class RunInputs:
+    """Samples as the model takes them (x_model), as given (x), labels, provenance."""
+
+    x: np.ndarray
+    x_model: np.ndarray
+    y: np.ndarray | None
+    path: Path
+    sha256: str
+
+    def __len__(self) -> int:
+        return len(self.x_model)
+
+    def records(self, indices) -> np.ndarray:
+        """The wire records of `indices`: (k, in_record) bytes as uint8."""
+        rows = self.x_model[np.asarray(indices, dtype=np.int64)]
+        return np.ascontiguousarray(rows).reshape(len(rows), -1).view(np.uint8)
+
+
+def load_inputs(manifest, data=None, limit: int | None = None) -> RunInputs:
+    """Load `data` (default: the test split the converter recorded) for `manifest`'s input."""
+    if len(manifest["inputs"]) != 1:
+        raise BadInput(f"manifest {manifest.path} has {len(manifest['inputs'])} input tensors; "
+                       "the harness streams single-input models only")
+    path = Path(data) if data else manifest.source_path("test_data")
+    if path is None:
+        raise BadInput(f"manifest {manifest.path} records no test data; pass --data FILE (.npz, .npy, .csv)")
+    label_column = (manifest.data.get("source") or {}).get("label_column") if not data else None
+    dataset = load_data(path, label_column=label_column)
+    spec = manifest["inputs"][0]
+    x = check_fits(dataset, spec)
+    y = dataset.y
+    if limit is not None:
+        if limit < 1:
+            raise BadInput(f"--limit {limit} must be at least 1")
+        x, y = x[:limit], (y[:limit] if y is not None else None)
+    x_model = _to_model_dtype(x, spec, path)
+    digest = hashlib.sha256(np.ascontiguousarray(x_model).tobytes()).hexdigest()
+    return RunInputs(x, x_model, y, path, digest)
+
+
+def _to_model_dtype(x: np.ndarray, spec: dict, path: Path) -> np.ndarray:
+    dtype = np.dtype(spec["dtype"])
+    if x.dtype == dtype:
+        return np.ascontiguousarray(x)
+    if np.issubdtype(dtype, np.integer) and not spec.get("scale"):
+        raise BadInput(f"model input is {dtype} without a scale; give data in {dtype} ({path} has {x.dtype})")
+    return np.ascontiguousarray(to_input_dtype(x, spec))

@@ -1,0 +1,170 @@
+"""`deploykit hil run` as a library call: stream the test data, measure, report.
+
+run_hil() loads the manifest and the data (quantized as TFLite does), opens the device
+(handshake, model-hash check), runs warm-up inferences that are not counted, streams the
+samples not yet in DIR/results.jsonl (appended and flushed per sample, so a killed run
+resumes where it stopped), then compares the device's outputs with TFLM on the host,
+LiteRT on the desktop and the float model, and writes report.json/.md/.html and,
+when asked, junit.xml with one case per threshold.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+from deploykit import manifest as manifest_mod
+from deploykit.atomic import ensure_writable_dir
+from deploykit.errors import BadInput, DeviceError
+from deploykit.harness.inputs import load_inputs
+from deploykit.harness.results import ResultsFile
+from deploykit.harness.session import DeviceSession, SampleFailure
+from deploykit.harness.stats import throughput
+from deploykit.report import Thresholds, build_report, evaluate, write_reports
+
+DEFAULT_WARMUP = 3
+DEFAULT_BAUD = 115200
+DEFAULT_OUTDIR = "hil-report"
+
+__all__ = ["DEFAULT_WARMUP", "Report", "Thresholds", "run_hil"]
+
+
+class Report(dict):
+    """report.json's content; `.paths` names the files written, `.passed` the verdict."""
+
+    @property
+    def paths(self) -> dict:
+        return {k: Path(v) for k, v in self.get("files", {}).items()}
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.get("passed", True))
+
+
+def run_hil(manifest_path, port: str, baud: int | None = None, data=None, limit: int | None = None,
+            warmup: int = DEFAULT_WARMUP, outdir=DEFAULT_OUTDIR, junit=None, quiet: bool = False,
+            thresholds: Thresholds | None = None, float_reference: bool = True,
+            session_options: dict | None = None) -> Report:
+    """Run the HIL test and write its reports; see the module docstring."""
+    manifest = manifest_mod.load(manifest_path)
+    inputs = load_inputs(manifest, data, limit)
+    if warmup < 0:
+        raise BadInput(f"--warmup {warmup} must be 0 or more")
+    url, board_id = resolve_port(port)
+    baud = int(baud or _board_baud(board_id) or DEFAULT_BAUD)
+    outdir = Path(outdir)
+    session = DeviceSession(url, baud, expected_sha256=manifest.sha256, **(session_options or {}))
+    with session:
+        _check_device(session.hello, manifest)
+        ensure_writable_dir(outdir)
+        header = {"model_sha256": manifest.sha256, "data_sha256": inputs.sha256, "samples": len(inputs)}
+        with ResultsFile(outdir / "results.jsonl", header) as results:
+            _warm_up(session, inputs, warmup)
+            measured, seconds = _stream(session, inputs, results, quiet)
+            rows = [results.rows[i] for i in sorted(results.rows)]
+    hello, faults = session.hello, session.faults.as_dict()
+    refs = _references(manifest, inputs, float_reference)
+    in_bytes, out_bytes = hello.input_record_bytes, hello.output_record_bytes
+    report = build_report(manifest=manifest, inputs=inputs, rows=rows, refs=refs, hello=hello,
+                          faults=faults, estimate=_arena_estimate(manifest, hello.board_id),
+                          throughput=throughput(measured, seconds, baud, in_bytes, out_bytes))
+    report["resumed_samples"] = results.resumed
+    report["thresholds"] = evaluate(report, thresholds)
+    report["passed"] = all(c["passed"] for c in report["thresholds"])
+    write_reports(report, outdir, junit)
+    return Report(report)
+
+
+def resolve_port(port: str) -> tuple[str, str | None]:
+    """`auto` -> the first connected known board (by USB VID:PID); anything else as is."""
+    if not port:
+        raise BadInput("no --port given; pass a serial port, a pyserial URL or `auto`")
+    if port != "auto":
+        return port, None
+    from deploykit.devices import find_board_port
+    return find_board_port()
+
+
+def _board_baud(board_id: str | None) -> int | None:
+    if not board_id:
+        return None
+    from deploykit.boards import load_board
+    return load_board(board_id).baud
+
+
+def _check_device(hello, manifest) -> None:
+    """The hash matched; the tensor sizes must too (a firmware bug otherwise)."""
+    from deploykit.protocol.messages import TensorSpec, record_bytes
+    want = record_bytes([TensorSpec.from_manifest(s) for s in manifest["inputs"]])
+    if hello.input_record_bytes != want:
+        raise DeviceError(f"device announces {hello.input_record_bytes}-byte input records but the "
+                          f"manifest's inputs take {want}; the firmware is inconsistent, rebuild it")
+
+
+def _warm_up(session, inputs, warmup: int) -> None:
+    """Run the first `warmup` samples once; their results are not kept."""
+    k = min(warmup, len(inputs))
+    if k:
+        for _ in session.stream(inputs.records(range(k))):
+            pass
+
+
+def _stream(session, inputs, results, quiet: bool) -> tuple[int, float]:
+    """Stream the samples without a row yet; return (how many, seconds)."""
+    todo = [i for i in range(len(inputs)) if i not in results.rows]
+    if not todo:
+        return 0, 0.0
+    progress = nullcontext(None) if quiet else _progress()
+    start = time.monotonic()
+    with progress as bar:
+        task = bar.add_task("HIL", total=len(inputs), completed=len(inputs) - len(todo)) if bar else None
+        for item in session.stream(inputs.records(todo)):
+            results.append(_row(session, todo[item.record], item))
+            if bar:
+                bar.advance(task)
+    seconds = time.monotonic() - start
+    results.sync()
+    return len(todo), seconds
+
+
+def _row(session, index: int, item) -> dict:
+    if isinstance(item, SampleFailure):
+        return {"index": index, "error": item.reason}
+    outputs = [a.ravel().tolist() for a in session.decode_outputs(item.outputs)]
+    return {"index": index, "outputs": outputs, "cycles": item.cycles, "us": item.micros,
+            "round_trip_us": round(item.round_trip_s * 1e6, 1)}
+
+
+def _progress():
+    from rich.console import Console
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn,
+                               TextColumn, TimeRemainingColumn)
+    from rich.text import Text
+
+    class Rate(ProgressColumn):
+        def render(self, task):
+            speed = task.finished_speed or task.speed
+            return Text(f"{speed:,.0f} samples/s" if speed else "- samples/s")
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), Rate(),
+                    TimeRemainingColumn(), console=Console(stderr=True))
+
+
+def _references(manifest, inputs, with_float: bool) -> dict:
+    """TFLM-host, LiteRT and (when asked and available) float predictions for every sample."""
+    from deploykit.reference import reference_predictions
+    x = inputs.x if inputs.x.dtype != inputs.x_model.dtype else inputs.x_model
+    return reference_predictions(manifest, x, include_float=with_float)
+
+
+def _arena_estimate(manifest, board_id: str) -> int | None:
+    """The manifest's projection for the device's board class, else the host figure."""
+    arena = manifest["arena"] or {}
+    try:
+        from deploykit.boards import load_board
+        cls = load_board(board_id).arena_class
+        return int(arena.get("projections", {})[cls])
+    except Exception:
+        value = arena.get("host_recorded")
+        return int(value) if value is not None else None

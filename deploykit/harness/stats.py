@@ -1,0 +1,36 @@
+"""Summary statistics of a run: latency distributions, arena, throughput and the wire limit."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+ARENA_MARGIN = 1.10  # recommended arena = used + 10 %, rounded up to 16 bytes (TFLM alignment)
+
+
+def distribution(values) -> dict | None:
+    """mean, p50, p90, p99, max, stdev of `values`; None when there are none."""
+    a = np.asarray([v for v in values if v is not None], dtype=np.float64)
+    if a.size == 0:
+        return None
+    p50, p90, p99 = np.percentile(a, [50, 90, 99])
+    return {"mean": float(a.mean()), "p50": float(p50), "p90": float(p90), "p99": float(p99),
+            "max": float(a.max()), "stdev": float(a.std())}
+
+
+def recommended_arena(used: int) -> int:
+    return int(math.ceil(used * ARENA_MARGIN / 16.0) * 16)
+
+
+def wire_limit(baud: int, in_bytes: int, out_bytes: int) -> float:
+    """Samples/s the line's byte rate (baud/10) allows for the payload alone."""
+    return baud / 10.0 / (in_bytes + out_bytes)
+
+
+def throughput(samples: int, seconds: float, baud: int, in_bytes: int, out_bytes: int) -> dict:
+    limit = wire_limit(baud, in_bytes, out_bytes)
+    rate = samples / seconds if samples and seconds > 0 else None
+    return {"samples_per_s": rate, "wire_limit_samples_per_s": limit,
+            "link_efficiency": rate / limit if rate else None,
+            "baud": int(baud), "measured_samples": int(samples), "seconds": float(seconds)}

@@ -1,0 +1,52 @@
+"""Pass/fail thresholds on report figures; each becomes one JUnit test case."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Limits the user sets; None means not checked.
+
+    min_agreement: agreement.tflm_host.exact_fraction must be at least this (the device
+    runs TFLM, so its outputs should equal TFLM on the host bit for bit).
+    max_latency_us: latency.us.p99 must be at most this.
+    max_arena: arena.used (bytes) must be at most this.
+    """
+
+    min_agreement: float | None = None
+    max_latency_us: float | None = None
+    max_arena: int | None = None
+
+
+CHECKS = (
+    ("min_agreement", "agreement.tflm_host.exact_fraction", ">="),
+    ("max_latency_us", "latency.us.p99", "<="),
+    ("max_arena", "arena.used", "<="),
+)
+
+
+def lookup(report: dict, dotted: str):
+    value = report
+    for key in dotted.split("."):
+        if not isinstance(value, dict) or key not in value:
+            return None
+        value = value[key]
+    return value
+
+
+def evaluate(report: dict, thresholds: Thresholds | None) -> list[dict]:
+    """One case per threshold set: {name, figure, op, limit, value, passed, message}."""
+    cases = []
+    for attr, figure, op in CHECKS:
+        limit = getattr(thresholds, attr, None) if thresholds else None
+        if limit is None:
+            continue
+        value = lookup(report, figure)
+        passed = value is not None and (value >= limit if op == ">=" else value <= limit)
+        shown = "missing" if value is None else f"{value:g}"
+        cases.append({"name": attr, "figure": figure, "op": op, "limit": limit, "value": value,
+                      "passed": bool(passed),
+                      "message": f"{figure} = {shown}, required {op} {limit:g}"})
+    return cases
