@@ -39,6 +39,8 @@ MESSAGES = [
     ("nack", Nack(300), 3),
     ("result_same_timing", ResultBatch(7, (b"\x01", b"\xfe", b"\x00"), (7000, 7000, 7000), (109, 109, 109)), 4),
     ("result_two_runs", ResultBatch(10, (b"\x05", b"\x06"), (7000, 7010), (109, 110)), 5),
+    ("result_long_run_wide_varints", ResultBatch(4_000_000_000, tuple(bytes([i]) for i in range(130)),
+                                                 (2**32 - 1,) * 130, (300_000,) * 130), 7),
     ("error_invoke", ErrorMsg(3, 12, "Invoke failed"), 6),
     ("log", Log("Arena used 932 bytes"), 65535),
 ]
