@@ -49,6 +49,7 @@ class DeployResult:
     report_dir: Path
     fit: dict
     report: dict
+    model_name: str = ""
     build: dict | None = None
     flash: dict | None = None
     timings: dict = field(default_factory=dict)
@@ -58,7 +59,7 @@ class DeployResult:
         return bool(self.report.get("passed", True))
 
     def to_dict(self) -> dict:
-        return {"outdir": str(self.outdir), "board": self.target.board_id, "virtual": self.target.virtual,
+        return {"outdir": str(self.outdir), "model": self.model_name, "board": self.target.board_id, "virtual": self.target.virtual,
                 "port": self.target.port, "note": self.target.note, "manifest": str(self.manifest_path),
                 "project": str(self.project_dir), "report_dir": str(self.report_dir), "fit": self.fit,
                 "build": self.build, "flash": self.flash, "timings_s": self.timings,
@@ -159,7 +160,8 @@ def deploy(model, outdir, board: str | None = None, port: str = "auto", profile:
             shutil.rmtree(outdir, ignore_errors=True)
         raise
     fit, project = _render(stages, manifest_path, target.board_id, outdir / "firmware", arena_size, arena_margin)
-    result = DeployResult(outdir, target, manifest_path, project, outdir / "hil", fit, {})
+    result = DeployResult(outdir, target, manifest_path, project, outdir / "hil", fit, {},
+                          model_name=fit.pop("model_name"))
     _build_and_flash(stages, result, port)
     result.report = _hil(stages, result, data, limit, thresholds, junit)
     result.timings = stages.timings
@@ -196,7 +198,8 @@ def _render(stages, manifest_path, board_id, project_dir, arena_size, arena_marg
 def projected_fit(plan) -> dict:
     """The render stage's fit figures: model + runtime estimate against flash, arena + runtime against RAM."""
     board = plan.board
-    return {"board": board.id, "source": "projected", "arena": plan.arena_bytes,
+    return {"model_name": str(plan.manifest["name"]), "board": board.id, "source": "projected",
+            "arena": plan.arena_bytes,
             "model_bytes": len(plan.model),
             "flash_used": len(plan.model) + board.runtime_flash_bytes, "flash_total": board.flash_bytes,
             "ram_used": plan.arena_bytes + board.runtime_ram_bytes, "ram_total": board.ram_bytes}
@@ -223,11 +226,13 @@ def _build_and_flash(stages, result: DeployResult, port: str) -> None:
 
 def _hil(stages, result: DeployResult, data, limit, thresholds, junit) -> dict:
     from deploykit.boards import load_board
-    from deploykit.harness.run import run_hil
+    from deploykit.harness.run import Thresholds, run_hil
 
     baud = load_board(result.target.board_id).baud
     options = dict(baud=baud, data=data, limit=limit, outdir=result.report_dir, junit=junit,
-                   quiet=True, thresholds=thresholds or {})
+                   quiet=True, thresholds=Thresholds(**(thresholds or {})))
+    # deploy measures afresh: the firmware may have been rebuilt and reflashed (`hil run` resumes)
+    (result.report_dir / "results.jsonl").unlink(missing_ok=True)
     with stages.stage("hil"):
         if not result.target.virtual:
             return run_hil(result.manifest_path, result.target.port, **options)
@@ -242,26 +247,38 @@ def _hil(stages, result: DeployResult, data, limit, thresholds, junit) -> dict:
 
 def summary(result: DeployResult) -> list[tuple[str, str]]:
     """(row, value) pairs: fit, agreement, latency, arena, link efficiency, pass or fail."""
-    report, fit = result.report, result.fit
-    rows = [("target", _target_text(result)), ("fit", _fit_text(fit))]
-    agreement = (report.get("agreement") or {}).get("tflm_host") or {}
-    if agreement:
-        rows.append(("agreement (vs TFLM host)",
-                     f"{agreement.get('exact_fraction', 0):.1%} exact, max {agreement.get('max_abs_steps', 0)} int8 steps"))
-    us = ((report.get("latency") or {}).get("us") or {})
-    if us:
-        label = "latency (simulated)" if report.get("simulated") else "latency"
-        rows.append((label, f"mean {us.get('mean', 0):,.0f} µs, p99 {us.get('p99', 0):,.0f} µs"))
+    report = result.report
+    agreement = _get(report, "agreement.tflm_host")
+    us = _get(report, "latency.us")
     arena = report.get("arena") or {}
-    if arena:
-        rows.append(("arena", f"{_b(arena.get('used'))} used of {_b(arena.get('configured'))} configured "
-                              f"(recommended {_b(arena.get('recommended'))})"))
     throughput = report.get("throughput") or {}
-    if throughput:
-        rows.append(("link efficiency", f"{throughput.get('link_efficiency', 0):.2f} "
-                                        f"({throughput.get('samples_per_s', 0):,.0f} samples/s)"))
-    rows.append(("result", "PASS" if result.passed else "FAIL"))
-    return rows
+    return [
+        ("target", _target_text(result)),
+        ("fit", _fit_text(result.fit)),
+        ("agreement (vs TFLM host)", f"{_n(agreement.get('exact_fraction'), '.1%')} exact, "
+                                     f"max {_n(agreement.get('max_abs_steps'), 'd')} int8 steps"),
+        ("latency (simulated)" if report.get("simulated") else "latency",
+         f"mean {_n(us.get('mean'), ',.0f')} µs, p99 {_n(us.get('p99'), ',.0f')} µs"),
+        ("arena", f"{_n(arena.get('used'), ',d')} B used of {_n(arena.get('configured'), ',d')} B configured "
+                  f"(recommended {_n(arena.get('recommended'), ',d')} B)"),
+        ("link efficiency", f"{_n(throughput.get('link_efficiency'), '.2f')} "
+                            f"({_n(throughput.get('samples_per_s'), ',.0f')} samples/s)"),
+        ("result", "PASS" if result.passed else "FAIL"),
+    ]
+
+
+def _get(report: dict, dotted: str) -> dict:
+    value = report
+    for key in dotted.split("."):
+        value = value.get(key) if isinstance(value, dict) else None
+    return value if isinstance(value, dict) else {}
+
+
+def _n(value, spec: str) -> str:
+    """Format a figure, or "n/a" when the report has none."""
+    if value is None:
+        return "n/a"
+    return format(int(value) if spec.endswith("d") else value, spec)
 
 
 def _target_text(result: DeployResult) -> str:
@@ -278,8 +295,6 @@ def _fit_text(fit: dict) -> str:
     return f"{', '.join(parts)} [{fit.get('source', '?')}]"
 
 
-def _b(value) -> str:
-    return "?" if value is None else f"{int(value):,} B"
 
 
 # --------------------------------------------------------------------------- the demo

@@ -49,21 +49,24 @@ class RichStages(StageTimer):
         self.progress.stop_task(self.tasks[name])
 
     def on_skip(self, name, why):
+        self.progress.start_task(self.tasks[name])
         self.progress.update(self.tasks[name], description=f"[dim]skipped: {why}[/]", completed=1)
+        self.progress.stop_task(self.tasks[name])
 
 
 def print_summary(console, result) -> None:
     """The summary table, then where the reports are."""
+    from rich.markup import escape
     from rich.table import Table
 
     from deploykit.deploy import summary
 
-    table = Table(title=f"deploykit deploy: {result.manifest_path.parent.name}", show_header=False)
+    table = Table(title=f"deploykit deploy: {result.model_name}", show_header=False)
     table.add_column(style="bold")
     table.add_column()
     for row, value in summary(result):
         style = {"PASS": "green", "FAIL": "red"}.get(value, "")
-        table.add_row(row, f"[{style}]{value}[/]" if style else value)
+        table.add_row(row, f"[{style}]{value}[/]" if style else escape(value))
     console.print(table)
     html = result.report_dir / "report.html"
     console.print(f"report: {html if html.exists() else result.report_dir}")
@@ -106,7 +109,7 @@ def run_with_display(quiet: bool, call, stage_names=()):
 @click.option("--arena-size", type=int, help="Arena bytes (default: the manifest's projection + margin).")
 @click.option("--arena-margin", type=float, default=10.0, show_default=True, help="Arena margin in percent.")
 @click.option("--min-agreement", type=float, help="Fail below this exact-match fraction with TFLM on the host.")
-@click.option("--max-latency-us", type=float, help="Fail above this mean latency (µs).")
+@click.option("--max-latency-us", type=float, help="Fail above this p99 latency (µs).")
 @click.option("--max-arena", type=int, help="Fail above this arena use (bytes).")
 @click.option("--junit", type=click.Path(path_type=Path), help="Write JUnit XML, one case per threshold.")
 @click.option("--quiet", is_flag=True, help="No progress display.")
