@@ -47,7 +47,7 @@ def wait_for_port(url: str, baud: int = 115200, timeout: float | None = 1.0, wit
             time.sleep(0.05)
 
 
-def pulse_reset(port, pulse: float = 0.05) -> None:
+def pulse_reset(port, pulse: float = 0.1) -> None:
     """Reset the board on `port`: a DTR pulse; where the port has no DTR (a pty, e.g. the
     virtual board's), the Arduino 1200-baud touch the virtual board takes as its DTR."""
     try:

@@ -28,7 +28,7 @@ from pathlib import Path
 
 RESET_BAUD = termios.B1200
 RECONNECT_DELAY = 0.3     # seconds the port is gone during a disconnect fault
-MAX_IDLE_WAIT = 0.05
+MAX_IDLE_WAIT = 0.01     # also how often the 1200-baud touch is looked for
 
 
 class PtyServer:

@@ -58,10 +58,14 @@ class RawClient:
             out.append(msg)
         return out
 
-    def handshake(self, timeout: float = 2.0) -> Hello:
+    def handshake(self, timeout: float = 2.0, every: float = 0.25) -> Hello:
+        """HELLO_REQ until a HELLO comes (a booting board does not hear the first ones)."""
         from deploykit.protocol import HelloRequest
-        self.send(HelloRequest())
-        got = self.receive(lambda ms: any(isinstance(m, Hello) for m in ms), timeout)
+        self.hello, got = None, []
+        deadline = time.monotonic() + timeout
+        while self.hello is None and time.monotonic() < deadline:
+            self.send(HelloRequest())
+            got += self.receive(lambda ms: any(isinstance(m, Hello) for m in ms), every)
         if self.hello is None:
             raise TimeoutError(f"no HELLO within {timeout} s; received {got!r}")
         return self.hello
