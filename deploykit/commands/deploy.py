@@ -69,8 +69,8 @@ def print_summary(console, result) -> None:
         table.add_row(row, f"[{style}]{value}[/]" if style else escape(value))
     console.print(table)
     html = result.report_dir / "report.html"
-    console.print(f"report: {html if html.exists() else result.report_dir}")
-    console.print(f"artifacts: {result.outdir}")
+    click.echo(f"report: {html if html.exists() else result.report_dir}")
+    click.echo(f"artifacts: {result.outdir}")
 
 
 def run_with_display(quiet: bool, call, stage_names=()):
