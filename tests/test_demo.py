@@ -1,0 +1,71 @@
+"""`deploykit demo`: train (or reuse) the sine example, deploy it to a virtual Nano 33 BLE Sense."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from deploykit import deploy as deploy_mod
+from deploykit.cli import main
+
+
+def run_cli(args):
+    with pytest.raises(SystemExit) as exit_:
+        main(args)
+    return exit_.value.code
+
+
+@pytest.fixture
+def no_boards(mocker):
+    return mocker.patch("deploykit.devices.list_ports.comports", return_value=[])
+
+
+def test_demo_trains_once_then_reuses_the_model(mocker, tmp_path, capsys, no_boards):
+    import deploykit.examples as examples
+
+    real = examples.train_example
+    trained = []
+
+    def short_training(name, outdir, seed=0):  # the real training, fewer epochs for the suite
+        trained.append(name)
+        return real(name, outdir, seed=seed, epochs=8)
+
+    mocker.patch("deploykit.examples.train_example", side_effect=short_training)
+    out = tmp_path / "demo"
+    assert run_cli(["demo", "-o", str(out), "--quiet"]) == 0
+    stdout = capsys.readouterr().out
+    html = out / "hil" / "report.html"
+    assert f"report: {html}" in stdout and html.is_file() and "PASS" in stdout
+    record = json.loads((out / "deploy.json").read_text())
+    assert record["virtual"] is True and record["board"] == "nano33ble_sense" and record["model"] == "sine"
+    assert isinstance(record["timings_s"]["train"], float)
+    report = json.loads((out / "hil" / "report.json").read_text())
+    assert report["simulated"] is True and report["agreement"]["tflm_host"]["exact_fraction"] == 1.0
+
+    assert run_cli(["demo", "-o", str(out), "--quiet"]) == 0
+    assert trained == ["sine"]
+    assert json.loads((out / "deploy.json").read_text())["timings_s"]["train"] == "skipped"
+
+
+def test_demo_shows_its_stages(mocker, example_files, tmp_path, capsys, no_boards, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "160")
+    out = tmp_path / "demo"
+    (out / "example").mkdir(parents=True)
+    (out / "example" / "example.json").write_text(json.dumps({k: str(v) for k, v in example_files["sine"].items()}))
+    assert run_cli(["demo", "-o", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "virtual board (nano33ble_sense profile)" in err
+    for stage in ("train", "convert", "render", "build", "flash", "hil"):
+        assert stage in err
+    assert "skipped: reusing" in err
+
+
+def test_cached_example_needs_every_file(tmp_path, example_files):
+    files = example_files["sine"]
+    (tmp_path / "example.json").write_text(json.dumps({k: str(v) for k, v in files.items()}))
+    assert deploy_mod.cached_example(tmp_path) == {k: files[k] for k in files}
+    (tmp_path / "example.json").write_text(json.dumps({"model": str(files["model"])}))
+    assert deploy_mod.cached_example(tmp_path) is None
+    (tmp_path / "example.json").write_text("not json")
+    assert deploy_mod.cached_example(tmp_path) is None
