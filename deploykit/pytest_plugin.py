@@ -1,0 +1,117 @@
+"""pytest plugin `deploykit` (the pytest11 entry point): HIL options and fixtures.
+
+Options (group "deploykit"):
+  --manifest PATH   the manifest.json of the model on the device
+  --port URL        any pyserial URL (/dev/ttyACM0, rfc2217://, socket://, virtual://...);
+                    without it a virtual board is started on a pty for --manifest
+  --board ID        the board (boards/ID.toml); default: "virtual" without --port, else the
+                    id the device's HELLO announces
+  --baud N          line rate (default: the board's)
+  --hil-samples N, --max-latency-ms MS, --output-tolerance LSB: knobs of the hil/ suite
+
+Fixtures (session-scoped; a value comes from indirect parametrize, then the command line,
+then the default): dk_manifest, dk_board_id, dk_baud, dk_port, dk_session (an open
+deploykit.harness.DeviceSession, handshake and model-hash check done), dk_board, and
+dk_virtual_board (a factory for extra virtual boards, e.g. with faults). Everything
+heavy is imported inside the fixtures: loading this plugin costs nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import pytest
+
+OPTIONS = {
+    "--manifest": dict(dest="dk_manifest", default=None, metavar="PATH",
+                       help="manifest.json of the model on the device (deploykit convert)"),
+    "--port": dict(dest="dk_port", default=None, metavar="URL",
+                   help="serial port or pyserial URL of the device; default: start a virtual board"),
+    "--board": dict(dest="dk_board", default=None, metavar="ID",
+                    help="board id (boards/ID.toml); default: virtual, or what the device announces"),
+    "--baud": dict(dest="dk_baud", default=None, type=int, metavar="N", help="line rate (default: the board's)"),
+    "--hil-samples": dict(dest="dk_samples", default=50, type=int, metavar="N",
+                          help="test samples the hil/ suite streams (default 50)"),
+    "--max-latency-ms": dict(dest="dk_max_latency_ms", default=None, type=float, metavar="MS",
+                             help="latency budget (default: twice the board's cost-model estimate)"),
+    "--output-tolerance": dict(dest="dk_tolerance", default=1, type=int, metavar="LSB",
+                               help="allowed difference from TFLM on the host, in output quantization steps"),
+}
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("deploykit", "deploykit hardware-in-the-loop")
+    for flag, kwargs in OPTIONS.items():
+        group.addoption(flag, **kwargs)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "hardware: needs a connected board (run hil/ with --port)")
+
+
+def _value(request, dest: str):
+    """Indirect parametrize first, then the command line."""
+    param = getattr(request, "param", None)
+    return param if param is not None else request.config.getoption(dest)
+
+
+@pytest.fixture(scope="session")
+def dk_manifest(request):
+    """The loaded, hash-verified manifest named by --manifest."""
+    path = _value(request, "dk_manifest")
+    if not path:
+        pytest.skip("no --manifest given: pass the manifest.json of the model to test")
+    from deploykit.manifest import load
+    return load(path)
+
+
+@pytest.fixture(scope="session")
+def dk_board_id(request):
+    """--board, or "virtual" when no --port is given, else None (taken from HELLO)."""
+    given = _value(request, "dk_board")
+    if given:
+        return given
+    return None if request.config.getoption("dk_port") else "virtual"
+
+
+@pytest.fixture(scope="session")
+def dk_baud(request, dk_board_id):
+    given = _value(request, "dk_baud")
+    if given:
+        return int(given)
+    if dk_board_id:
+        from deploykit.boards import load_board
+        return load_board(dk_board_id).baud
+    return 115200
+
+
+@pytest.fixture(scope="session")
+def dk_virtual_board():
+    """Factory: dk_virtual_board(manifest, **VirtualBoard options) -> pty path, stopped at the end."""
+    from deploykit.virtual_board import VirtualBoard
+    with contextlib.ExitStack() as stack:
+        yield lambda manifest, **options: stack.enter_context(VirtualBoard(manifest, **options))
+
+
+@pytest.fixture(scope="session")
+def dk_port(request, dk_manifest, dk_board_id, dk_baud, dk_virtual_board):
+    """--port, or a virtual board on a pty for dk_manifest and dk_board_id."""
+    given = _value(request, "dk_port")
+    if given:
+        return given
+    return dk_virtual_board(dk_manifest, board=dk_board_id, baud=dk_baud)
+
+
+@pytest.fixture(scope="session")
+def dk_session(dk_port, dk_baud, dk_manifest):
+    """An open DeviceSession: handshake done, model hash checked against the manifest."""
+    from deploykit.harness import DeviceSession
+    with DeviceSession(dk_port, dk_baud, expected_sha256=dk_manifest.sha256) as session:
+        yield session
+
+
+@pytest.fixture(scope="session")
+def dk_board(dk_board_id, dk_session):
+    """The Board: --board, or the one the device's HELLO names."""
+    from deploykit.boards import load_board
+    return load_board(dk_board_id or dk_session.hello.board_id)
