@@ -141,7 +141,7 @@ class DeviceSession:
                 "(`deploykit deploy` or `deploykit build` + `deploykit flash`)")
         self.hello = hello
 
-    def _barrier(self, timeout: float = 2.0) -> None:
+    def _barrier(self, timeout: float = 0.5) -> None:
         """PING a fresh token and drop everything the device sent before its PONG."""
         for attempt in range(self.handshake_retries):
             self._token += 1

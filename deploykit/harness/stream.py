@@ -26,8 +26,9 @@ from deploykit.protocol.messages import ErrorCode, ErrorMsg
 
 MIN_FRAME_DATA = 64  # below this, half-window frames cost more in overhead than they save
 MIN_CHUNK = 16       # the smallest frame the loss back-off shrinks to
+REBOOT_SEQ_GAP = 16  # device frame numbers going back further than this mean a reboot
 DECAY = 0.9          # observed delays decay so one stall does not stretch every later timeout
-FIRST_GUESS_S = 0.05  # seconds per inference assumed until the first RESULT tells
+FIRST_GUESS_S = 0.005  # seconds per inference assumed until the first RESULT tells
 
 
 def frame_data_size(max_payload: int, rx_window: int) -> int:
@@ -61,8 +62,9 @@ class Streamer:
         self.last_goback = (-1, 0.0)
         self.ack_gap = self.result_delay = 0.0
         self.t_record = FIRST_GUESS_S
+        self.dev_seq = None
         self._configure(session.hello)
-        self.chunk = min(self.max_chunk, max(self.rec, 32))  # slow start: grow as ACKs come
+        self.chunk = min(self.max_chunk, max(self.rec, 16))  # slow start: grow as ACKs come
 
     def _configure(self, hello: Hello) -> None:
         self.rec = hello.input_record_bytes
@@ -85,6 +87,7 @@ class Streamer:
             except LinkLost:
                 self.s.reconnect()
                 self._configure(self.s.hello)
+                self.dev_seq = None
                 self._restart()
             while self.out:
                 yield self.out.popleft()
@@ -122,13 +125,17 @@ class Streamer:
         return (first + hit) * self.rec if hit >= 0 else self.end
 
     def _skip_done(self, record: int, budget: int) -> bool:
-        """Jump the stream over finished records with a BEGIN; False when the window is full."""
+        """Jump the stream over finished records with a BEGIN; False to wait.
+
+        The BEGIN waits until every frame before it is acknowledged, so a frame lost
+        before the jump is still recovered by go-back-N rather than by a result timeout.
+        """
         rest = self.done[record:]
         nxt = record + (int(np.argmin(rest)) if not rest.all() else len(rest))
         if nxt >= self.n:
             self.next_send = self.end
             return True
-        if wire_size(4) > budget:
+        if self.begin is not None or self.inflight or wire_size(4) > budget:
             return False
         self._begin(nxt)
         return True
@@ -180,6 +187,10 @@ class Streamer:
     # --- receiving -----------------------------------------------------------------------
     def _handle(self, event) -> None:
         msg = self.s.parse(event)
+        if msg is not None and self._rebooted(event.seq):
+            self._on_boot(msg if isinstance(msg, Hello) else None)
+            if isinstance(msg, Hello):
+                return
         if isinstance(msg, Ack):
             self._on_ack(msg.next_offset)
         elif isinstance(msg, Nack):
@@ -187,7 +198,7 @@ class Streamer:
         elif isinstance(msg, ResultBatch):
             self._on_result(msg)
         elif isinstance(msg, Hello):
-            self._on_reboot(msg)
+            self._on_boot(msg)  # unsolicited: the device rebooted
         elif isinstance(msg, ErrorMsg) and msg.code == ErrorCode.INVOKE_FAILED:
             self._on_failure(msg)
 
@@ -259,10 +270,21 @@ class Streamer:
             self.out.append(SampleFailure(r, msg.text or "inference failed on the device"))
             self._progress(time.monotonic())
 
-    def _on_reboot(self, hello: Hello) -> None:
+    def _rebooted(self, seq: int) -> bool:
+        """A device frame numbered well below the last one: the device started again.
+
+        Frame numbers count from boot (docs/protocol.md), so this spots a reboot even
+        when its HELLO was lost on the wire.
+        """
+        last, self.dev_seq = self.dev_seq, seq
+        return last is not None and seq + REBOOT_SEQ_GAP < last < 0x10000 - REBOOT_SEQ_GAP
+
+    def _on_boot(self, hello: Hello | None) -> None:
+        """The device rebooted: check its HELLO (if it arrived), BEGIN at the first missing record."""
         self.faults.resets += 1
-        self.s.accept_hello(hello)
-        self._configure(hello)
+        if hello is not None:
+            self.s.accept_hello(hello)
+            self._configure(hello)
         self.inflight.clear()
         self.ghosts.clear()
         self.begin = None
@@ -333,6 +355,7 @@ class Streamer:
         if self.strikes >= 4 and self.strikes % 2 == 0:
             self.s.handshake()
             self._configure(self.s.hello)
+            self.dev_seq = None
             self.inflight.clear()
             self.ghosts.clear()
             self.begin = None
