@@ -31,20 +31,18 @@ class Firmware:
     banner: bytes
     arena_note: str
 
-    @property
-    def in_record(self) -> int:
-        return self.hello.input_record_bytes
-
-    @property
-    def out_record(self) -> int:
-        return self.hello.output_record_bytes
+    def __post_init__(self):
+        # computed once: they are read for every record
+        self.in_record = self.hello.input_record_bytes
+        self.out_record = self.hello.output_record_bytes
+        self._input_sizes = [s.nbytes for s in self.hello.inputs]
 
     def infer(self, record: bytes) -> bytes:
         """One inference on one record (input tensors back to back); outputs back to back."""
         parts, off = [], 0
-        for spec in self.hello.inputs:
-            parts.append(bytes(record[off:off + spec.nbytes]))
-            off += spec.nbytes
+        for size in self._input_sizes:
+            parts.append(bytes(record[off:off + size]))
+            off += size
         with _INVOKE_LOCK:
             return b"".join(self.runner.invoke_raw(parts))
 
