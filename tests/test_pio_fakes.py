@@ -8,6 +8,7 @@ holds no tests.
 from __future__ import annotations
 
 import io
+import subprocess
 from pathlib import Path
 
 FIXTURES = Path(__file__).parent / "fixtures" / "pio"
@@ -53,11 +54,22 @@ class FakePio:
         return self
 
     def __call__(self, argv, **kwargs):
+        if not _is_pio(argv):  # someone else's subprocess (a library helper): run it for real
+            return _REAL_POPEN(argv, **kwargs)
         assert "shell" not in kwargs, "PlatformIO must never run through a shell"
         assert isinstance(argv, list)
         self.calls.append(list(argv))
         fixture, code, on_exit = self.queue.pop(0)
         return FakeProcess(captured(fixture), code, on_exit)
+
+
+_REAL_POPEN = subprocess.Popen
+
+
+def _is_pio(argv) -> bool:
+    argv = list(argv) if isinstance(argv, (list, tuple)) else [argv]
+    head = Path(str(argv[0])).name
+    return head in ("pio", "platformio") or argv[1:3] == ["-m", "platformio"]
 
 
 def install(mocker) -> FakePio:
