@@ -1,0 +1,150 @@
+"""run_hil against the virtual board: reports, resume after a kill, warm-up, explicit data."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from deploykit.harness import run as run_mod
+from deploykit.harness.run import Thresholds, run_hil
+from deploykit.virtual_board import VirtualBoard
+
+STAT_KEYS = {"mean", "p50", "p90", "p99", "max", "stdev"}
+AGREEMENT_KEYS = {"exact_fraction", "max_abs_steps", "mean_abs_steps", "mae", "rmse", "cosine"}
+
+
+def rows(outdir) -> list[dict]:
+    lines = (outdir / "results.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines[1:]]
+
+
+def test_report_has_every_documented_key(sine_manifest, tmp_path):
+    with VirtualBoard(sine_manifest.path) as port:
+        report = run_hil(sine_manifest.path, port, limit=200, warmup=2, outdir=tmp_path / "out",
+                         quiet=True, thresholds=Thresholds(min_agreement=0.99))
+    saved = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert saved["schema"] == "deploykit.hil-report/1" and saved["samples"] == 200
+    assert saved["simulated"] is True
+    for ref in ("tflm_host", "desktop"):
+        assert AGREEMENT_KEYS <= set(saved["agreement"][ref])
+    assert saved["agreement"]["tflm_host"]["exact_fraction"] == 1.0
+    assert {"float", "desktop", "device"} <= set(saved["accuracy"])
+    assert {"mae", "rmse", "max_error"} <= set(saved["accuracy"]["device"])
+    for kind in ("cycles", "us", "round_trip_us"):
+        assert set(saved["latency"][kind]) == STAT_KEYS
+    assert saved["latency"]["us"]["p50"] > 0
+    assert set(saved["arena"]) == {"configured", "used", "estimate", "recommended"}
+    assert saved["arena"]["recommended"] > saved["arena"]["used"] > 0
+    assert {"samples_per_s", "wire_limit_samples_per_s", "link_efficiency"} <= set(saved["throughput"])
+    assert saved["throughput"]["wire_limit_samples_per_s"] == pytest.approx(115200 / 10 / 2)
+    assert set(saved["faults"]) == {"retries", "crc_errors", "resyncs", "resets", "reconnects"}
+    assert report.passed and report.paths["html"].is_file()
+    assert [r["index"] for r in rows(tmp_path / "out")] == list(range(200))
+
+
+def test_device_outputs_equal_tflm_host_in_results(converted_examples, tmp_path):
+    """Classification (gestures): confusion matrix, top-1 agreement; outputs kept per sample."""
+    manifest = converted_examples["gestures"]
+    with VirtualBoard(manifest.path, pacing=False) as port:
+        report = run_hil(manifest.path, port, limit=40, warmup=0, outdir=tmp_path, quiet=True,
+                         float_reference=False)
+    assert report["accuracy"]["task"] == "classification"
+    device = report["accuracy"]["device"]
+    assert np.asarray(device["confusion"]).sum() == 40 and 0 <= device["accuracy"] <= 1
+    assert "top1_agreement_with_desktop" in device and report["accuracy"]["float"] is None
+    assert report["agreement"]["tflm_host"]["exact_fraction"] == 1.0
+    assert len(rows(tmp_path)[0]["outputs"][0]) == 4
+
+
+def test_int8_data_passes_as_is(sine_manifest, tmp_path):
+    """Data already in the input dtype is streamed unchanged (no second quantization)."""
+    x = np.arange(-128, 128, dtype=np.int8).reshape(-1, 1)
+    np.savez(tmp_path / "q.npz", x=x)
+    with VirtualBoard(sine_manifest.path, pacing=False) as port:
+        report = run_hil(sine_manifest.path, port, data=tmp_path / "q.npz", warmup=0,
+                         outdir=tmp_path / "o", quiet=True, float_reference=False)
+    assert report["samples"] == 256 and report["accuracy"] == {}
+    from deploykit.tflm_host import TflmRunner
+    runner = TflmRunner(sine_manifest.model_bytes())
+    got = {r["index"]: r["outputs"][0][0] for r in rows(tmp_path / "o")}
+    want = [int(np.frombuffer(runner.invoke_raw([row.tobytes()])[0], np.int8)[0]) for row in x]
+    assert [got[i] for i in range(256)] == want
+
+
+def test_interrupted_run_resumes_without_loss_or_repeat(sine_manifest, tmp_path, monkeypatch):
+    outdir = tmp_path / "out"
+    real_append = run_mod.ResultsFile.append
+    calls = {"n": 0}
+
+    def append_then_interrupt(self, row):
+        real_append(self, row)
+        calls["n"] += 1
+        if calls["n"] == 150:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(run_mod.ResultsFile, "append", append_then_interrupt)
+    with VirtualBoard(sine_manifest.path) as port, pytest.raises(KeyboardInterrupt):
+        run_hil(sine_manifest.path, port, limit=400, outdir=outdir, quiet=True, float_reference=False)
+    assert len(rows(outdir)) == 150 and not (outdir / "report.json").exists()
+    monkeypatch.setattr(run_mod.ResultsFile, "append", real_append)
+    with VirtualBoard(sine_manifest.path) as port:
+        report = run_hil(sine_manifest.path, port, limit=400, outdir=outdir, quiet=True,
+                         float_reference=False)
+    indices = [r["index"] for r in rows(outdir)]
+    assert sorted(indices) == list(range(400)) and len(indices) == 400
+    assert report["resumed_samples"] == 150 and report["samples"] == 400
+    assert report["throughput"]["measured_samples"] == 250
+    assert report["agreement"]["tflm_host"]["exact_fraction"] == 1.0
+
+
+def test_killed_process_resumes(sine_manifest, tmp_path):
+    """SIGKILL a CLI run mid-stream (slow 9600-baud board), run it again: every sample once."""
+    outdir = tmp_path / "out"
+    url = f"virtual://{sine_manifest.path}?baud=9600"
+    args = [sys.executable, "-m", "deploykit", "hil", "run", "--manifest", str(sine_manifest.path),
+            "--port", url, "-o", str(outdir), "--quiet", "--warmup", "0"]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    results = outdir / "results.jsonl"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if results.exists() and results.read_text().count("\n") > 100:
+            break
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = rows(outdir)
+    assert 100 <= len(before) < 1000
+    with open(results, "a") as fh:
+        fh.write('{"index": 99')  # a torn line, as if killed mid-write
+    fast = f"virtual://{sine_manifest.path}?pacing=0"
+    report = run_hil(sine_manifest.path, fast, outdir=outdir, quiet=True, warmup=0, float_reference=False)
+    indices = [r["index"] for r in rows(outdir)]
+    assert sorted(indices) == list(range(1000))
+    assert report["resumed_samples"] == len(before)
+    assert report["agreement"]["tflm_host"]["exact_fraction"] == 1.0
+
+
+def test_results_of_other_data_are_not_resumed(sine_manifest, tmp_path):
+    with VirtualBoard(sine_manifest.path, pacing=False) as port:
+        run_hil(sine_manifest.path, port, limit=30, outdir=tmp_path, quiet=True, float_reference=False)
+        np.savez(tmp_path / "other.npz", x=np.linspace(0, 1, 20, dtype=np.float32).reshape(-1, 1))
+        report = run_hil(sine_manifest.path, port, data=tmp_path / "other.npz", outdir=tmp_path,
+                         quiet=True, float_reference=False)
+    assert report["resumed_samples"] == 0 and report["samples"] == 20
+    assert [r["index"] for r in rows(tmp_path)] == list(range(20))
+
+
+def test_run_under_all_faults_reports_them(sine_manifest, tmp_path):
+    faults = "drop=0.002,corrupt=0.002,dup=0.01,garbage=0.01,reset=120"
+    with VirtualBoard(sine_manifest.path, faults=faults, seed=5) as port:
+        report = run_hil(sine_manifest.path, port, limit=300, outdir=tmp_path, quiet=True,
+                         float_reference=False)
+    assert report["agreement"]["tflm_host"]["exact_fraction"] == 1.0
+    assert report["samples"] == 300 and sum(report["faults"].values()) > 0
