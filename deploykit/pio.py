@@ -122,33 +122,43 @@ def find_pio() -> list[str]:
 def run(args: Iterable[str], log: Path, on_line: LineSink | None = None,
         timeout: float | None = None) -> PioRun:
     """Run `pio ARGS`, stream its merged output into `log` and `on_line`, return it all."""
-    argv = [*find_pio(), *map(str, args)]
-    env = {**os.environ, "PLATFORMIO_DISABLE_PROGRESSBAR": "true", "PYTHONUNBUFFERED": "1"}
+    args = [str(a) for a in args]
+    argv = [*find_pio(), *args]
     log = Path(log)
-    lines: list[str] = []
     with open(log, "w", encoding="utf-8") as sink:
-        try:
-            proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, env=env, text=True,
-                                    encoding="utf-8", errors="replace", bufsize=1)
-        except FileNotFoundError as exc:
-            raise PioMissing(f"PlatformIO could not be started ({argv[0]}: not found); {INSTALL_HINT}") from exc
+        proc = _start(argv)
         watchdog = _Watchdog(proc, timeout)
         with proc, watchdog:
-            for line in proc.stdout:
-                sink.write(line)
-                sink.flush()
-                lines.append(line)
-                if on_line is not None:
-                    on_line(line.rstrip("\n"))
+            output = _stream(proc, sink, on_line)
             code = proc.wait()
     if watchdog.fired:
-        raise ToolError(f"`pio {' '.join(argv[len(find_pio()):])}` took longer than {timeout:.0f} s "
-                        f"and was stopped; log: {log}")
-    output = "".join(lines)
+        raise ToolError(f"`pio {' '.join(args)}` took longer than {timeout:.0f} s and was stopped; log: {log}")
     if code != 0 and _module_missing(output):
         raise PioMissing(f"PlatformIO is not installed for {argv[0]}; {INSTALL_HINT}")
     return PioRun(argv, code, output, log)
+
+
+def _start(argv: list[str]) -> subprocess.Popen:
+    """Start PlatformIO with stdout and stderr merged, line-buffered, without a shell."""
+    env = {**os.environ, "PLATFORMIO_DISABLE_PROGRESSBAR": "true", "PYTHONUNBUFFERED": "1"}
+    try:
+        return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, env=env, text=True,
+                                encoding="utf-8", errors="replace", bufsize=1)
+    except FileNotFoundError as exc:
+        raise PioMissing(f"PlatformIO could not be started ({argv[0]}: not found); {INSTALL_HINT}") from exc
+
+
+def _stream(proc: subprocess.Popen, sink, on_line: LineSink | None) -> str:
+    """Copy every line to the log as it comes (flushed: a killed build keeps its log)."""
+    lines = []
+    for line in proc.stdout:
+        sink.write(line)
+        sink.flush()
+        lines.append(line)
+        if on_line is not None:
+            on_line(line.rstrip("\n"))
+    return "".join(lines)
 
 
 class _Watchdog:
