@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from fractions import Fraction
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -134,7 +135,8 @@ def arena_size(manifest: Manifest, board: Board, arena_bytes: int | None, margin
     if board.adapter == "host":  # built for this host's pointer width: the host figures bind
         base = max(base, int(arena.get("host_recorded") or 0), int(arena.get("host_min") or 0))
         source += " or this host's measured figures, whichever is larger"
-    size = math.ceil(base * (1 + margin_pct / 100) / 16) * 16
+    exact = Fraction(base) * (100 + Fraction(str(margin_pct))) / 100  # no float round-up
+    size = math.ceil(exact / 16) * 16
     return size, f"{size} bytes = {base} ({source}) + {margin_pct:g}% margin, rounded up to 16"
 
 

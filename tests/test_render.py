@@ -5,7 +5,6 @@ and one-line refusals (exit 2, nothing written) for bad input."""
 from __future__ import annotations
 
 import json
-import math
 import re
 import shutil
 import subprocess
@@ -108,13 +107,13 @@ def test_arena_is_projection_plus_margin(converted_examples, tmp_path):
     board = load_board("esp32dev")
     projection = manifest["arena"]["projections"][board.arena_class]
     project = render(manifest.path, board.id, tmp_path / "default")
-    expected = math.ceil(projection * 1.10 / 16) * 16
+    expected = -(-projection * 110 // 1600) * 16
     assert f"#define DK_ARENA_BYTES {expected}\n" in (project / "src" / "dk_config.h").read_text()
-    assert expected % 16 == 0 and expected >= projection * 1.10
+    assert expected % 16 == 0 and projection * 110 <= expected * 100 < projection * 110 + 1600
     project = render(manifest.path, board.id, tmp_path / "fixed", arena_size=5000)
     assert f"-DDK_ARENA_BYTES=5008" in read_config(project).get(f"env:{board.id}", "build_flags")
     project = render(manifest.path, board.id, tmp_path / "margin", arena_margin=50)
-    assert f"#define DK_ARENA_BYTES {math.ceil(projection * 1.5 / 16) * 16}\n" in \
+    assert f"#define DK_ARENA_BYTES {-(-projection * 150 // 1600) * 16}\n" in \
         (project / "src" / "dk_config.h").read_text()
 
 
