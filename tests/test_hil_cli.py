@@ -1,0 +1,97 @@
+"""`deploykit hil run` from the command line: thresholds, JUnit, HTML, bad input (exit 2)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import pytest
+
+from deploykit.cli import main
+
+
+def cli(argv, capsys) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    out, err = capsys.readouterr()
+    return info.value.code, out, err
+
+
+def virtual(manifest, **opts) -> str:
+    query = "&".join(f"{k}={v}" for k, v in {"pacing": 0, **opts}.items())
+    return f"virtual://{manifest.path}?{query}"
+
+
+def test_thresholds_pass_with_junit_and_html(sine_manifest, tmp_path, capsys):
+    junit = tmp_path / "junit.xml"
+    code, out, err = cli(["hil", "run", "--manifest", str(sine_manifest.path), "--port", virtual(sine_manifest),
+                          "--limit", "100", "-o", str(tmp_path / "r"), "--junit", str(junit), "--quiet",
+                          "--min-agreement", "0.99", "--max-latency-us", "100000", "--max-arena", "1000000"], capsys)
+    assert code == 0, err
+    assert "100 samples" in out and "report.html" in out
+    suite = ET.parse(junit).getroot().find("testsuite")
+    assert suite.get("tests") == "3" and suite.get("failures") == "0"
+    assert len(suite.findall("testcase")) == 3
+    html = (tmp_path / "r" / "report.html").read_text()
+    assert html.count("data:image/png;base64,") >= 3 and "<script" not in html and "http" not in html
+    assert "agreement" in (tmp_path / "r" / "report.md").read_text().lower()
+
+
+def test_failed_threshold_exits_1_and_names_it(sine_manifest, tmp_path, capsys):
+    junit = tmp_path / "junit.xml"
+    code, out, err = cli(["hil", "run", "--manifest", str(sine_manifest.path), "--port", virtual(sine_manifest),
+                          "--limit", "50", "-o", str(tmp_path / "r"), "--junit", str(junit), "--quiet",
+                          "--min-agreement", "0.5", "--max-arena", "100"], capsys)
+    assert code == 1
+    assert "arena.used" in err and "<= 100" in err
+    suite = ET.parse(junit).getroot().find("testsuite")
+    failures = [c for c in suite.findall("testcase") if c.find("failure") is not None]
+    assert suite.get("tests") == "2" and len(failures) == 1 and "max_arena" in failures[0].get("name")
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert report["passed"] is False
+
+
+def assert_bad_input(code, out, err, tmp_path, needle):
+    assert code == 2
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and needle in lines[0], err
+    assert "Traceback" not in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_data_that_does_not_fit_the_input(sine_manifest, tmp_path, capsys):
+    np.savez(tmp_path / "wide.npz", x=np.zeros((10, 5), np.float32))
+    code, out, err = cli(["hil", "run", "--manifest", str(sine_manifest.path), "--port", virtual(sine_manifest),
+                          "--data", str(tmp_path / "wide.npz"), "-o", str(tmp_path / "r")], capsys)
+    assert_bad_input(code, out, err, tmp_path, "wants [1]")
+
+
+def test_manifest_without_its_model(sine_manifest, tmp_path, capsys):
+    lonely = tmp_path / "lonely"
+    lonely.mkdir()
+    shutil.copy(sine_manifest.path, lonely / "manifest.json")
+    code, out, err = cli(["hil", "run", "--manifest", str(lonely / "manifest.json"), "--port",
+                          virtual(sine_manifest), "-o", str(tmp_path / "r")], capsys)
+    assert_bad_input(code, out, err, tmp_path, "is missing")
+
+
+def test_port_that_does_not_exist(sine_manifest, tmp_path, capsys):
+    code, out, err = cli(["hil", "run", "--manifest", str(sine_manifest.path), "--port",
+                          str(tmp_path / "ttyACM9"), "-o", str(tmp_path / "r")], capsys)
+    assert_bad_input(code, out, err, tmp_path, "does not exist")
+
+
+def test_bad_limit(sine_manifest, tmp_path, capsys):
+    code, out, err = cli(["hil", "run", "--manifest", str(sine_manifest.path), "--port", virtual(sine_manifest),
+                          "--limit", "0", "-o", str(tmp_path / "r")], capsys)
+    assert_bad_input(code, out, err, tmp_path, "--limit 0")
+
+
+def test_stale_firmware_exits_with_both_hashes(converted_examples, tmp_path, capsys):
+    sine, linear = converted_examples["sine"], converted_examples["linear"]
+    code, out, err = cli(["hil", "run", "--manifest", str(sine.path), "--port", virtual(linear),
+                          "-o", str(tmp_path / "r")], capsys)
+    assert code == 1 and sine.sha256 in err and linear.sha256 in err
+    assert not (tmp_path / "r").exists()
