@@ -20,7 +20,7 @@ from deploykit.virtual_board.cost import Timing, inference_timing
 
 ARENA_MARGIN_PERCENT = 10
 _INVOKE_LOCK = threading.Lock()  # cached runners may be shared by boards in threads
-MAX_PAYLOAD_CAP = 4096
+MAX_PAYLOAD_CAP = 65535   # a u16 in HELLO
 
 
 @dataclass
@@ -48,7 +48,11 @@ class Firmware:
 
 
 def max_payload_for(window: int) -> int:
-    """Largest payload whose frame fits in `window` wire bytes (so one frame always fits)."""
+    """Largest payload whose frame fits in `window` wire bytes (so one frame always fits).
+
+    The rendered firmware sizes DK_MAX_PAYLOAD by the same rule
+    (deploykit.render.max_payload_for_window) and advertises rx_window = rx_buffer_bytes.
+    """
     payload = min(window, MAX_PAYLOAD_CAP)
     while payload > 0 and wire_size(payload) > window:
         payload -= 1
