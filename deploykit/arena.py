@@ -1,14 +1,137 @@
 """Project the host's TFLM arena figures onto 32-bit microcontroller builds.
 
-First version: the x86-64 recording figure, an upper bound for 32-bit targets (pointers
-and TfLiteTensor shrink). Refined per allocation category below once verified.
+The TFLM Python interpreter on this x86-64 host reports, per allocation category, what
+its RecordingMicroAllocator used. A 32-bit build of the same sources differs in:
+  * pointer width: TfLiteEvalTensor 24 -> 12 bytes, a NodeAndRegistration 64 -> 32,
+    TfLiteAffineQuantization 24 -> 12;
+  * enum width: arm-none-eabi packs enums into 1 byte, so TfLiteTensor is 32 bytes there,
+    40 on a 32-bit ABI with 4-byte enums (ESP32's Xtensa, x86-32), 64 on x86-64;
+  * the kernels' persistent buffers: CMSIS-NN keeps larger op data per kernel and asks
+    for im2col scratch buffers for convolutions;
+  * the allocator objects themselves (the recording allocator is larger than the plain
+    one a firmware uses).
+Each category is projected on its own (counts x target sizes where the layout is known,
+host figures as an upper bound where it is not), then the transient peak AllocateTensors
+needs above the final use is added, so the figure is an arena size that allocates.
+Checked against real builds (g++ -m32, arm-none-eabi-g++ for Cortex-M4 with reference and
+CMSIS-NN kernels): never below the real smallest arena; see docs in the manifest key
+`arena.projection_basis`.
 """
 
 from __future__ import annotations
 
-TARGET_CLASSES = ("cortex-m-reference", "cortex-m-cmsis-nn", "esp32-esp-nn")
+import math
+from dataclasses import dataclass
+
+ALIGN = 16
+
+# Allocator objects, planner, subgraph table and I/O pointer arrays a firmware's
+# MicroInterpreter keeps in the arena, apart from the recorded categories and the ops'
+# builtin data (measured on 32-bit builds: 124 B on Cortex-M4, 148 B on x86-32).
+FIXED_32 = 160
+
+# sizeof(TfLite*Params) on a 32-bit ABI with 4-byte enums (Cortex-M's 1-byte enums make
+# some smaller, never larger): the builtin data each op keeps in the arena.
+BUILTIN_DATA_32 = {
+    "ADD": 8, "SUB": 8, "MUL": 4, "DIV": 4, "FULLY_CONNECTED": 16, "CONV_2D": 28,
+    "DEPTHWISE_CONV_2D": 28, "TRANSPOSE_CONV": 20, "AVERAGE_POOL_2D": 40, "MAX_POOL_2D": 40,
+    "L2_POOL_2D": 40, "RESHAPE": 36, "SQUEEZE": 36, "SOFTMAX": 4, "CONCATENATION": 8,
+    "STRIDED_SLICE": 24, "PACK": 8, "UNPACK": 8, "GATHER": 8, "SPLIT": 4, "SPLIT_V": 4,
+    "SVDF": 12, "UNIDIRECTIONAL_SEQUENCE_LSTM": 16, "LEAKY_RELU": 4, "SHAPE": 4,
+    "ARG_MAX": 4, "ARG_MIN": 4, "MEAN": 4, "SUM": 4, "REDUCE_MAX": 4, "REDUCE_MIN": 4,
+    "CAST": 8, "BATCH_MATMUL": 4, "RESIZE_BILINEAR": 4, "RESIZE_NEAREST_NEIGHBOR": 4,
+    "DEPTH_TO_SPACE": 4, "SPACE_TO_DEPTH": 4, "MIRROR_PAD": 4, "IF": 8, "WHILE": 8,
+    "CALL_ONCE": 4, "VAR_HANDLE": 8, "CUMSUM": 4, "GELU": 4,
+}
+BUILTIN_DATA_DEFAULT = 40  # the largest non-StableHLO params struct (TfLitePoolParams)
 
 
-def project(measured: dict) -> dict:
-    """{target class: bytes} for the figures measure_arena() returned."""
-    return {cls: int(measured["host_recorded"]) for cls in TARGET_CLASSES}
+@dataclass(frozen=True)
+class Target:
+    """Struct sizes and kernel behaviour of one 32-bit target class."""
+
+    tensor: int                 # sizeof(TfLiteTensor)
+    eval_tensor: int = 12       # sizeof(TfLiteEvalTensor)
+    node_and_registration: int = 32
+    quant_ratio: float = 0.75   # TfLiteAffineQuantization 24 -> 12 B; zero-point arrays stay
+    op_data_extra: int = 0      # extra persistent op data per optimized kernel
+    optimized_ops: tuple[str, ...] = ()
+    im2col: bool = False        # CMSIS-NN (DSP) convolutions request an im2col scratch buffer
+
+
+TARGETS: dict[str, Target] = {
+    "cortex-m-reference": Target(tensor=32),
+    "cortex-m-cmsis-nn": Target(tensor=32, op_data_extra=48, im2col=True,
+                                optimized_ops=("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D",
+                                               "AVERAGE_POOL_2D", "MAX_POOL_2D", "SOFTMAX", "ADD",
+                                               "MUL", "SVDF", "TRANSPOSE_CONV", "BATCH_MATMUL",
+                                               "PAD", "TRANSPOSE", "MAXIMUM", "MINIMUM",
+                                               "UNIDIRECTIONAL_SEQUENCE_LSTM")),
+    "esp32-esp-nn": Target(tensor=40, op_data_extra=48,
+                           optimized_ops=("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D",
+                                          "AVERAGE_POOL_2D", "MAX_POOL_2D", "SOFTMAX", "ADD", "MUL")),
+}
+TARGET_CLASSES = tuple(TARGETS)
+
+_CATEGORY = {
+    "eval": "TfLiteEvalTensor data",
+    "tensor": "Persistent TfLiteTensor data",
+    "quant": "Persistent TfLiteTensor quantization data",
+    "buffers": "Persistent buffer data",
+    "nodes": "NodeAndRegistration struct",
+}
+
+
+def project(measured: dict, parsed=None) -> dict:
+    """{target class: arena bytes} for the figures tflm_host.measure_arena() returned.
+
+    `parsed` (a tflite_model.TfliteModel) lets kernel-specific buffers be counted.
+    """
+    return {name: project_one(measured, target, parsed) for name, target in TARGETS.items()}
+
+
+def project_one(measured: dict, target: Target, parsed=None) -> int:
+    """Bytes a `target` build needs for AllocateTensors to succeed, rounded up to 16."""
+    cats = measured.get("categories") or {}
+    used = {k: cats.get(v, {}).get("used", 0) for k, v in _CATEGORY.items()}
+    count = {k: cats.get(v, {}).get("count", 0) for k, v in _CATEGORY.items()}
+    ops = [o.op for o in parsed.operators] if parsed is not None else []
+    remainder = FIXED_32 + _builtin_bytes(ops, count["nodes"])
+    tail = (count["eval"] * target.eval_tensor
+            + count["tensor"] * target.tensor
+            + math.ceil(used["quant"] * target.quant_ratio)
+            + used["buffers"] + target.op_data_extra * sum(op in target.optimized_ops for op in ops)
+            + count["nodes"] * target.node_and_registration
+            + remainder)
+    head = measured["head"] + (_im2col_bytes(parsed) if target.im2col and parsed is not None else 0)
+    transient = max(measured["host_min"] - measured["host_recorded"], 0)
+    return _align(head) + _align(tail) + _align(transient)
+
+
+def _builtin_bytes(ops: list[str], op_count: int) -> int:
+    """Builtin op data of every op; the worst case per op when the ops are not known."""
+    if not ops:
+        return op_count * BUILTIN_DATA_DEFAULT
+    return sum((BUILTIN_DATA_32.get(op, BUILTIN_DATA_DEFAULT) + 3) // 4 * 4 for op in ops)
+
+
+def _im2col_bytes(parsed) -> int:
+    """Sum of CMSIS-NN (DSP) im2col scratch buffers: 2 columns of int16 per convolution."""
+    total = 0
+    for o in parsed.operators:
+        if o.op in ("CONV_2D", "DEPTHWISE_CONV_2D") and len(o.inputs) > 1:
+            w = parsed.tensors[o.inputs[1]].shape
+            cols = int(w[1] * w[2] * (w[3] if o.op == "CONV_2D" else 1)) if len(w) == 4 else 0
+            total += _align(2 * ((cols + 3) // 4 * 4) * 2)
+    return total
+
+
+def _align(n: int) -> int:
+    return (int(n) + ALIGN - 1) // ALIGN * ALIGN
+
+
+BASIS = ("per allocation category: TfLiteEvalTensor/TfLiteTensor/NodeAndRegistration counts "
+         "x 32-bit sizes; host persistent buffers plus optimized-kernel op data; allocator "
+         "objects and 32-bit builtin op data; activations (head) as planned on the host plus "
+         "kernel scratch; plus the host's transient peak during AllocateTensors; each part "
+         "rounded up to 16 bytes")

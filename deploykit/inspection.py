@@ -27,7 +27,7 @@ def inspect_model(path, test_data=None, label_column=None) -> dict:
               "arena": {"measured": {"host_recorded": measured["host_recorded"],
                                      "host_min": measured["host_min"],
                                      "categories": measured["categories"]},
-                        "projected": arena.project(measured)},
+                        "projected": arena.project(measured, parsed)},
               "agreement": None}
     if test_data is not None:
         result["agreement"] = desktop_agreement(model, parsed, test_data, label_column)

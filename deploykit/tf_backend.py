@@ -7,6 +7,7 @@ plain numpy arrays and bytes back.
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import os
 import sys
@@ -52,7 +53,16 @@ def model_format(path: Path) -> str:
 
 
 def load_keras(path: Path):
-    """Load a .keras/.h5 model for inference; BadInput if the file is not one."""
+    """Load a .keras/.h5 model for inference; BadInput if the file is not one.
+
+    Cached per (path, mtime, size): convert needs the model for its shape, the conversion
+    and the report, and loading costs a good part of a second."""
+    st = Path(path).stat()
+    return _load_keras(str(Path(path).resolve()), st.st_mtime_ns, st.st_size)
+
+
+@functools.lru_cache(maxsize=4)
+def _load_keras(path: str, mtime_ns: int, size: int):
     try:
         with _quiet():
             return keras().models.load_model(str(path), compile=False)

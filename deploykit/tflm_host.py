@@ -147,19 +147,26 @@ def measure_arena(model: bytes) -> dict:
 
 
 def _smallest_arena(model: bytes, recorded: int, generous: int) -> int:
-    """Binary search (16-byte steps) for the smallest arena with which allocation succeeds."""
-    fits = functools.partial(_fits, model)
-    hi = recorded if fits(recorded) else generous
-    lo = 0
+    """Smallest arena (16-byte steps) with which allocation succeeds: grow from the
+    recorded figure until it fits, then bisect. Few probes, each a forked child."""
+    lo, hi = 0, _round16(recorded)
+    while not _fits(model, hi):
+        lo, hi = hi, _round16(hi * 5 // 4 + 16)
+        if hi > generous:
+            raise BadInput(f"TFLM could not allocate this model even with a {generous}-byte arena")
     while hi - lo > 16:
-        mid = (lo + hi) // 2 // 16 * 16
-        if mid <= lo:
+        mid = _round16((lo + hi) // 2)
+        if mid in (lo, hi):
             break
-        if fits(mid):
+        if _fits(model, mid):
             hi = mid
         else:
             lo = mid
     return hi
+
+
+def _round16(n: int) -> int:
+    return (n + 15) // 16 * 16
 
 
 def _fits(model: bytes, size: int) -> bool:

@@ -1,0 +1,63 @@
+"""The 32-bit arena projection: per category, never below real builds' figures."""
+
+from __future__ import annotations
+
+import copy
+
+from deploykit import arena, tflite_model
+
+# arena_used_bytes() of real TFLM builds for the sine model, from the issue: a projection
+# that a firmware sizes its arena with must never be below these.
+SINE_REAL = {"cortex-m-reference": 932, "cortex-m-cmsis-nn": 1028, "esp32-esp-nn": 972}
+
+
+def _parsed(m):
+    return tflite_model.parse(m.model_bytes())
+
+
+def test_every_target_class_is_projected(converted_examples):
+    for m in converted_examples.values():
+        p = m["arena"]["projections"]
+        assert set(p) == set(arena.TARGET_CLASSES) and all(v % 16 == 0 for v in p.values())
+
+
+def test_sine_projection_covers_real_builds_without_wasting_ram(sine_manifest):
+    p = sine_manifest["arena"]["projections"]
+    for cls, real in SINE_REAL.items():
+        assert real <= p[cls] <= 2 * real, (cls, p[cls], real)
+
+
+def test_32_bit_projection_is_below_the_x86_64_host_minimum(converted_examples):
+    """Pointers and TfLiteTensor shrink on 32-bit, so reference kernels need less than the host."""
+    for m in converted_examples.values():
+        a = m["arena"]
+        assert a["projections"]["cortex-m-reference"] < a["host_min"]
+
+
+def test_cmsis_nn_counts_im2col_scratch_for_convolutions(converted_examples):
+    g = converted_examples["gestures"]
+    parsed = _parsed(g)
+    conv = [o for o in parsed.operators if o.op == "CONV_2D"][0]
+    w = parsed.tensors[conv.inputs[1]].shape
+    assert arena._im2col_bytes(parsed) >= 2 * w[1] * w[2] * w[3] * 2
+    sine = _parsed(converted_examples["sine"])
+    assert arena._im2col_bytes(sine) == 0
+
+
+def test_optimized_kernels_cost_more_persistent_data(converted_examples):
+    for m in converted_examples.values():
+        p = arena.project(m["arena"], _parsed(m))
+        assert p["cortex-m-cmsis-nn"] > p["cortex-m-reference"]
+
+
+def test_unknown_ops_are_projected_conservatively(sine_manifest):
+    measured = sine_manifest["arena"]
+    without = arena.project(measured)["cortex-m-reference"]
+    assert without >= arena.project(measured, _parsed(sine_manifest))["cortex-m-reference"]
+
+
+def test_more_tensors_project_more(sine_manifest):
+    measured = copy.deepcopy(sine_manifest["arena"])
+    base = arena.project_one(measured, arena.TARGETS["cortex-m-reference"])
+    measured["categories"]["TfLiteEvalTensor data"]["count"] += 10
+    assert arena.project_one(measured, arena.TARGETS["cortex-m-reference"]) >= base + 10 * 12 - arena.ALIGN
