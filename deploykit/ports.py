@@ -83,7 +83,8 @@ def _explain(url: str, exc: serial.SerialException) -> Exception:
     if code in _BUSY or "exclusively lock" in text:
         return DeviceError(f"serial port {url} is busy: another program (a serial monitor, "
                            "another deploykit run, ModemManager) has it open; close it and retry")
-    return DeviceError(f"cannot open serial port {url}: {_first_line(exc)}")
+    return DeviceError(f"cannot open serial port {url}: {_first_line(exc)}; check that the device "
+                       "(or the serial server of a network URL) is up and the port is right")
 
 
 def _first_line(exc: Exception) -> str:

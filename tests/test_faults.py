@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import time
 
 import pytest
 import serial
@@ -11,7 +10,7 @@ import serial
 from deploykit import ports
 from deploykit.boards import load_board
 from deploykit.errors import BadInput
-from deploykit.protocol import Ack, Begin, Hello, Input, Ping, Pong, ResultBatch, encode_message
+from deploykit.protocol import Ack, Begin, Hello, Input, Ping, ResultBatch, encode_message
 from deploykit.virtual_board import DeviceEngine, Faults, Link, VirtualBoard, build_firmware, parse_faults
 from deploykit.virtual_board.rawclient import RawClient
 
