@@ -190,8 +190,8 @@ def test_errors_for_unknown_type_bad_payload_bad_version(firmwares):
     raw[0] = 2                                                  # protocol version 2
     raw[-4:] = struct.pack("<I", zlib.crc32(bytes(raw[:-4])) & 0xFFFFFFFF)
     wire.raw(b"\x00" + cobs.encode(bytes(raw)) + b"\x00")
-    errors = [(m.code, m.detail) for m in wire.take()]
-    assert errors == [(1, 41), (2, 42), (4, 2)]
+    assert wire.take() == [ErrorMsg(1, 41, "unknown message type"), ErrorMsg(2, 42, "payload does not parse"),
+                           ErrorMsg(4, 2, "unsupported protocol version")]
 
 
 # ----- the input stream --------------------------------------------------------------------
@@ -277,8 +277,8 @@ def test_failed_invoke_reports_error_and_consumes_the_record(firmwares):
     wire.send(Begin(4), Input(4, b"\x01"))
     msgs = wire.take()
     assert msgs[:2] == [Ack(4), Ack(5)]
-    assert isinstance(msgs[2], ErrorMsg) and (msgs[2].code, msgs[2].detail) == (3, 4)
-    assert len(msgs) == 3
+    assert msgs[2] == ErrorMsg(3, 4, "Invoke failed")                # the C++ core's text
+    assert isinstance(msgs[3], Log) and "kTfLiteError" in msgs[3].text and len(msgs) == 4
 
 
 def test_reset_reboots_state_lost_seq_restarts(firmwares):

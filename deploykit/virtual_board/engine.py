@@ -9,6 +9,7 @@ can feel:
 - While an inference runs the CPU does not read the UART: bytes land in a receive ring
   of `rx_buffer_bytes`; bytes beyond it are dropped. The RESULT goes out when the
   simulated inference time has passed; the ACK of the frame went out before it ran.
+- Error codes, details and texts are the C++ core's (firmware_templates/src/dk_protocol.cpp).
 - A reboot (RESET, DTR, a fault) loses all state, is deaf for `boot_seconds`, then prints
   a boot banner as plain text and sends HELLO and a LOG labelling the arena figure.
 """
@@ -141,11 +142,11 @@ class DeviceEngine:
             return self._error(ErrorCode.BAD_VERSION, frame.version, "unsupported protocol version", t)
         cls = HANDLED.get(frame.type)
         if cls is None:
-            return self._error(ErrorCode.UNKNOWN_TYPE, frame.seq, f"unknown type 0x{frame.type:02x}", t)
+            return self._error(ErrorCode.UNKNOWN_TYPE, frame.seq, "unknown message type", t)
         try:
             msg = cls.parse(frame.payload)
-        except ProtocolError as exc:
-            return self._error(ErrorCode.BAD_PAYLOAD, frame.seq, str(exc), t)
+        except ProtocolError:
+            return self._error(ErrorCode.BAD_PAYLOAD, frame.seq, "payload does not parse", t)
         getattr(self, f"_on_{cls.__name__.lower()}")(msg, t)
 
     def _on_hellorequest(self, msg, t: float) -> None:
@@ -205,7 +206,8 @@ class DeviceEngine:
             output = self.fw.infer(data)
         except Exception as exc:  # the firmware reports a failed Invoke, it does not crash
             self._flush(clock)
-            self._error(ErrorCode.INVOKE_FAILED, record, f"Invoke failed: {exc}"[:120], clock)
+            self._error(ErrorCode.INVOKE_FAILED, record, "Invoke failed", clock)
+            self._send(Log(f"simulated: TFLM Invoke raised {type(exc).__name__}: {exc}"[:200]), clock)
             return clock
         self.stats["inferences"] += 1
         clock += self.fw.timing.seconds if self.timed else 0.0
