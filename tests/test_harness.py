@@ -83,8 +83,8 @@ def test_interrupted_run_resumes_without_loss_or_repeat(sine_manifest, tmp_path,
     real_append = run_mod.ResultsFile.append
     calls = {"n": 0}
 
-    def append_then_interrupt(self, row):
-        real_append(self, row)
+    def append_then_interrupt(self, row, flush=True):
+        real_append(self, row, flush)
         calls["n"] += 1
         if calls["n"] == 150:
             raise KeyboardInterrupt

@@ -64,16 +64,20 @@ class ResultsFile:
         self.rows = rows
         return good
 
-    def append(self, row: dict) -> None:
-        """Record one sample's row (first one wins) and flush it to disk."""
+    def append(self, row: dict, flush: bool = True) -> None:
+        """Record one sample's row (first one wins); flush it to disk unless told to wait."""
         if row["index"] in self.rows:
             return
         self.rows[row["index"]] = row
-        self._write(row)
+        self._write(row, flush)
 
-    def _write(self, obj: dict) -> None:
-        self._fh.write(json.dumps(obj, separators=(",", ":")) + "\n")
+    def flush(self) -> None:
         self._fh.flush()
+
+    def _write(self, obj: dict, flush: bool = True) -> None:
+        self._fh.write(json.dumps(obj, separators=(",", ":")) + "\n")
+        if flush:
+            self._fh.flush()
 
     def sync(self) -> None:
         if self._fh:

@@ -2,7 +2,7 @@
 
 run_hil() loads the manifest and the data (quantized as TFLite does), opens the device
 (handshake, model-hash check), runs warm-up inferences that are not counted, streams the
-samples not yet in DIR/results.jsonl (appended and flushed per sample, so a killed run
+samples not yet in DIR/results.jsonl (appended and flushed as they arrive, so a killed run
 resumes where it stopped), then compares the device's outputs with TFLM on the host,
 LiteRT on the desktop and the float model, and writes report.json/.md/.html and,
 when asked, junit.xml with one case per threshold.
@@ -119,10 +119,15 @@ def _stream(session, inputs, results, quiet: bool) -> tuple[int, float]:
     start = time.monotonic()
     with progress as bar:
         task = bar.add_task("HIL", total=len(inputs), completed=len(inputs) - len(todo)) if bar else None
-        for item in session.stream(inputs.records(todo)):
-            results.append(_row(session, todo[item.record], item))
-            if bar:
-                bar.advance(task)
+        shown, done = time.monotonic(), 0
+        for batch in session.stream_batches(inputs.records(todo)):
+            for item in batch:  # rows that arrived together are flushed together
+                results.append(_row(session, todo[item.record], item), flush=False)
+            results.flush()
+            done += len(batch)
+            if bar and (time.monotonic() - shown > 0.1 or done == len(todo)):
+                bar.update(task, completed=len(inputs) - len(todo) + done)
+                shown = time.monotonic()
     seconds = time.monotonic() - start
     results.sync()
     return len(todo), seconds
@@ -131,7 +136,7 @@ def _stream(session, inputs, results, quiet: bool) -> tuple[int, float]:
 def _row(session, index: int, item) -> dict:
     if isinstance(item, SampleFailure):
         return {"index": index, "error": item.reason}
-    outputs = [a.ravel().tolist() for a in session.decode_outputs(item.outputs)]
+    outputs = session.output_lists(item.outputs)
     return {"index": index, "outputs": outputs, "cycles": item.cycles, "us": item.micros,
             "round_trip_us": round(item.round_trip_s * 1e6, 1)}
 

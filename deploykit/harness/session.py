@@ -10,6 +10,7 @@ Every record ends with exactly one SampleResult or one SampleFailure.
 from __future__ import annotations
 
 import os
+import sys
 import time
 from dataclasses import asdict, dataclass
 
@@ -17,6 +18,7 @@ import numpy as np
 
 from deploykit.errors import DeviceError
 from deploykit.harness.link import Link, LinkLost
+from deploykit.harness.samples import SampleFailure, SampleResult
 from deploykit.protocol import Frame, FrameError, Hello, HelloRequest, Ping, Pong, Reset, decode_message
 from deploykit.protocol.messages import ErrorMsg, Log, ProtocolError
 
@@ -37,25 +39,6 @@ class Faults:
 
     def as_dict(self) -> dict:
         return asdict(self)
-
-
-@dataclass(frozen=True)
-class SampleResult:
-    """One record's outputs (raw output-record bytes) and timings."""
-
-    record: int
-    outputs: bytes
-    cycles: int
-    micros: int
-    round_trip_s: float
-
-
-@dataclass(frozen=True)
-class SampleFailure:
-    """A record the device could not run (ERROR INVOKE_FAILED)."""
-
-    record: int
-    reason: str
 
 
 @dataclass
@@ -92,6 +75,7 @@ class DeviceSession:
         self.logs: list[str] = []
         self.errors: list[ErrorMsg] = []
         self._token = 0
+        self._layout = (None, [])
 
     # --- lifecycle -------------------------------------------------------------------
     def open(self) -> Hello:
@@ -237,6 +221,11 @@ class DeviceSession:
         `records` is an (n, in_record) uint8 array, a list of bytes, or one bytes
         object of n * in_record bytes; record i of this call is record i on the wire.
         """
+        for batch in self.stream_batches(records):
+            yield from batch
+
+    def stream_batches(self, records):
+        """Like stream(), but yield the results that arrived together as one list."""
         from deploykit.harness.stream import Streamer
         data, n = self._as_stream(records)
         if n == 0:
@@ -257,6 +246,21 @@ class DeviceSession:
             off += spec.nbytes
         return arrays
 
+    def output_lists(self, outputs: bytes) -> list[list]:
+        """Split an output record into one flat list of numbers per output tensor (fast path)."""
+        if self._layout[0] is not self.hello:
+            self._layout = (self.hello, [(s.dtype.name, _STRUCT_CODES.get(s.dtype.name), s.nbytes)
+                                         for s in self.hello.outputs])
+        lists, off = [], 0
+        for dtype, code, nbytes in self._layout[1]:
+            chunk = outputs[off:off + nbytes]
+            if code is None:
+                lists.append(np.frombuffer(chunk, dtype=dtype).tolist())
+            else:
+                lists.append(memoryview(chunk).cast(code).tolist())
+            off += nbytes
+        return lists
+
     def _as_stream(self, records) -> tuple[bytes, int]:
         size = self.hello.input_record_bytes
         if isinstance(records, (bytes, bytearray, memoryview)):
@@ -268,6 +272,11 @@ class DeviceSession:
         if size == 0 or len(data) % size:
             raise ValueError(f"{len(data)} input bytes are not a whole number of {size}-byte records")
         return data, len(data) // size
+
+
+# memoryview.cast codes of the tensor dtypes (native byte order: little-endian hosts)
+_STRUCT_CODES = {"int8": "b", "uint8": "B", "int16": "h", "int32": "i", "float32": "f"} \
+    if sys.byteorder == "little" else {}
 
 
 def _looks_like_text(raw: bytes) -> bool:

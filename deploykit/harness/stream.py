@@ -21,6 +21,7 @@ import numpy as np
 
 from deploykit.errors import DeviceError
 from deploykit.harness.link import LinkLost
+from deploykit.harness.samples import SampleFailure, SampleResult
 from deploykit.protocol import Ack, Begin, Hello, Input, Nack, ResultBatch, wire_size
 from deploykit.protocol.messages import ErrorCode, ErrorMsg
 
@@ -76,6 +77,7 @@ class Streamer:
 
     # --- main loop -----------------------------------------------------------------------
     def run(self):
+        """Yield lists of SampleResult/SampleFailure, one list per batch that arrived."""
         self.s._barrier()
         self._begin(0)
         while self.n_done < self.n:
@@ -89,8 +91,9 @@ class Streamer:
                 self._configure(self.s.hello)
                 self.dev_seq = None
                 self._restart()
-            while self.out:
-                yield self.out.popleft()
+            if self.out:
+                batch, self.out = list(self.out), deque()
+                yield batch
 
     # --- sending -------------------------------------------------------------------------
     def _in_flight_bytes(self, now: float) -> int:
@@ -265,7 +268,6 @@ class Streamer:
     def _on_failure(self, msg: ErrorMsg) -> None:
         r = msg.detail
         if r < self.n and not self.done[r]:
-            from deploykit.harness.session import SampleFailure
             self._finish(r)
             self.out.append(SampleFailure(r, msg.text or "inference failed on the device"))
             self._progress(time.monotonic())
@@ -365,5 +367,4 @@ class Streamer:
 
 
 def _result(r, outputs, cycles, micros, rtt):
-    from deploykit.harness.session import SampleResult
     return SampleResult(r, outputs, int(cycles), int(micros), float(rtt))
