@@ -332,3 +332,15 @@ def test_bytes_are_buffered_not_lost_when_they_fit(firmwares):
     msgs = wire.take()
     assert msgs[-1] == Pong(b"x" * 100)
     assert wire.times[-1] >= wire.times[-2]                     # answered after the RESULT
+
+
+def test_result_batches_follow_the_cpp_room_rule(firmwares):
+    """sine: 1-byte outputs, 245-byte payloads, timing (4752 cycles, 74 us) as one run:
+    room while 6 + n + runs(n) + 1 + 13 <= 245, so a RESULT carries at most 221 records."""
+    fw = firmwares["sine"]
+    assert (fw.hello.max_payload, fw.out_record, fw.timing.cycles, fw.timing.micros) == (245, 1, 4752, 74)
+    wire = Wire(fw)
+    wire.take()
+    wire.send(Begin(0), Input(0, bytes(241)), Input(241, bytes(59)))
+    counts = [len(m.outputs) for m in wire.take() if isinstance(m, ResultBatch)]
+    assert counts == [221, 20, 59]                   # a frame's records flush when it is done

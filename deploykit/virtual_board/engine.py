@@ -22,11 +22,12 @@ from deploykit.protocol import (
     PROTOCOL_VERSION, Ack, Begin, ErrorMsg, Frame, FrameDecoder, HelloRequest, Input, Log, Nack,
     Ping, Pong, Reset, ResultBatch, encode_message,
 )
-from deploykit.protocol.messages import ErrorCode, ProtocolError
+from deploykit.protocol.messages import ErrorCode, ProtocolError, _varint
 from deploykit.virtual_board.faults import Faults
 
 HANDLED = {m.TYPE: m for m in (HelloRequest, Ping, Reset, Begin, Input)}
-RESULT_TIMING_RESERVE = 16  # bytes kept free in a RESULT for its timing runs
+RESULT_HEAD = 6       # first_record:u32 + count:u16
+MAX_RUN_BYTES = 13    # one timing run: run varint (<= 3 bytes) + two u32 varints
 
 
 class DeviceEngine:
@@ -202,6 +203,8 @@ class DeviceEngine:
         self.busy_until = max(self.busy_until, clock)
 
     def _infer(self, record: int, data: bytes, clock: float) -> float:
+        if self.pending and not self._has_room():
+            self._flush(clock)              # before this inference, as the C++ core does
         try:
             output = self.fw.infer(data)
         except Exception as exc:  # the firmware reports a failed Invoke, it does not crash
@@ -210,14 +213,15 @@ class DeviceEngine:
             self._send(Log(f"simulated: TFLM Invoke raised {type(exc).__name__}: {exc}"[:200]), clock)
             return clock
         self.stats["inferences"] += 1
-        clock += self.fw.timing.seconds if self.timed else 0.0
-        if self._result_size(len(self.pending) + 1) > self.fw.hello.max_payload:
-            self._flush(clock)
         self.pending.append((record, output))
-        return clock
+        return clock + (self.fw.timing.seconds if self.timed else 0.0)
 
-    def _result_size(self, count: int) -> int:
-        return 6 + count * self.fw.out_record + RESULT_TIMING_RESERVE
+    def _has_room(self) -> bool:
+        """Room for one more output record: the C++ ResultBatch::HasRoom rule."""
+        timing, n = self.fw.timing, len(self.pending)
+        runs = len(_varint(n)) + len(_varint(timing.cycles)) + len(_varint(timing.micros))
+        size = RESULT_HEAD + n * self.fw.out_record + runs
+        return n < 0xFFFF and size + self.fw.out_record + MAX_RUN_BYTES <= self.fw.hello.max_payload
 
     def _flush(self, t: float) -> None:
         if not self.pending:
