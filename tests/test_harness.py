@@ -148,3 +148,57 @@ def test_run_under_all_faults_reports_them(sine_manifest, tmp_path):
                          float_reference=False)
     assert report["agreement"]["tflm_host"]["exact_fraction"] == 1.0
     assert report["samples"] == 300 and sum(report["faults"].values()) > 0
+
+
+class FailOn:
+    """TFLM on the host, except that records starting with `byte` fail as a bad Invoke would."""
+
+    def __init__(self, runner, byte: int):
+        self.runner, self.byte = runner, byte
+
+    def invoke_raw(self, parts):
+        if parts[0][0] == self.byte:
+            raise RuntimeError("Invoke failed (test)")
+        return self.runner.invoke_raw(parts)
+
+
+def test_failed_inference_is_an_explicit_failure(sine_manifest, tmp_path):
+    """ERROR INVOKE_FAILED from the device: one row with an error, no retry loop, reported."""
+    from deploykit.boards import load_board
+    from deploykit.tflm_host import TflmRunner
+    from deploykit.virtual_board import DeviceEngine, Link, PtyServer, build_firmware
+    x = np.arange(-128, 128, dtype=np.int8).reshape(-1, 1)
+    np.savez(tmp_path / "q.npz", x=x)
+    runner = FailOn(TflmRunner(sine_manifest.model_bytes()), byte=0x05)
+    firmware = build_firmware(sine_manifest, load_board("virtual"), runner=runner)
+    server = PtyServer(Link(DeviceEngine(firmware), 115200))
+    port = server.start()
+    try:
+        report = run_hil(sine_manifest.path, port, data=tmp_path / "q.npz", warmup=0,
+                         outdir=tmp_path / "o", quiet=True, float_reference=False)
+    finally:
+        server.stop()
+    failed = [r for r in rows(tmp_path / "o") if "error" in r]
+    assert [r["index"] for r in failed] == [128 + 5] and "Invoke failed" in failed[0]["error"]
+    assert report["samples"] == 255 and report["samples_failed"] == 1
+    assert report["failures"][0]["index"] == 133
+    assert report["agreement"]["tflm_host"]["exact_fraction"] == 1.0
+
+
+def test_port_auto_uses_the_found_board_and_its_baud(sine_manifest, tmp_path, monkeypatch):
+    """--port auto: the port and board come from deploykit.devices (USB VID:PID lookup)."""
+    import deploykit.devices
+    seen = {}
+    with VirtualBoard(sine_manifest.path, board="nano33ble_sense", pacing=False) as port:
+        monkeypatch.setattr(deploykit.devices, "find_board_port", lambda board_id=None: (port, "nano33ble_sense"))
+        real = run_mod.DeviceSession
+
+        def spy(url, baud, **kw):
+            seen.update(url=url, baud=baud)
+            return real(url, baud, **kw)
+
+        monkeypatch.setattr(run_mod, "DeviceSession", spy)
+        report = run_hil(sine_manifest.path, "auto", limit=10, outdir=tmp_path, quiet=True,
+                         float_reference=False)
+    assert seen == {"url": port, "baud": 115200}
+    assert report["device"]["board_id"] == "nano33ble_sense" and report["samples"] == 10
