@@ -23,6 +23,9 @@ def dk_manifest(request, tmp_path_factory):
     given = getattr(request, "param", None) or request.config.getoption("dk_manifest")
     if given:
         return load(given)
+    if request.config.getoption("dk_port"):
+        pytest.fail("--port needs --manifest: the manifest.json of the model flashed on that board",
+                    pytrace=False)
     from deploykit.convert import convert
     from deploykit.examples import train_example
     root = tmp_path_factory.mktemp("hil-sine")

@@ -77,3 +77,9 @@ def test_without_manifest_the_plugin_skips(pytester):
     pytester.makepyfile(test_user="def test_needs(dk_session):\n    pass\n")
     result = run(pytester)
     result.assert_outcomes(skipped=1)
+
+
+def test_hil_with_a_port_but_no_manifest_says_what_is_missing(pytester):
+    result = run(pytester, str(HIL), "--port", "/dev/ttyACM9")
+    assert result.ret != 0
+    result.stdout.fnmatch_lines(["*--port needs --manifest*"])

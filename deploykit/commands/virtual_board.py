@@ -25,6 +25,7 @@ def virtual_board(manifest, board, baud, faults, seed, path, no_pacing):
     def ready(port: str) -> None:
         click.echo(port)
         click.get_text_stream("stdout").flush()
+        click.echo(_describe(board, baud, faults, seed, no_pacing), err=True)
 
     signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops it as cleanly as Ctrl-C
     try:
@@ -36,3 +37,10 @@ def virtual_board(manifest, board, baud, faults, seed, path, no_pacing):
 
 def _interrupt(signum, frame):
     raise KeyboardInterrupt
+
+
+def _describe(board, baud, faults, seed, no_pacing) -> str:
+    """The stderr line under the port path: what is being served."""
+    rate = f"{baud} baud" if baud else "the board's baud rate"
+    extra = (", no pacing" if no_pacing else "") + (f", faults {faults} (seed {seed})" if faults else "")
+    return f"virtual board {board} (simulated) at {rate}{extra}; Ctrl-C stops it"
