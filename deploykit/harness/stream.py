@@ -58,7 +58,8 @@ class Streamer:
         self.ghosts: list = []           # [expiry, wire] of frames we stopped tracking
         self.begin = None                # (offset, wire, sent_time) while its ACK is due
         self.acked = self.next_send = 0
-        self.strikes = 0
+        self.strikes = 0   # timeouts in a row without progress
+        self.dry = 0       # recoveries since the last new result (bounds a device that ACKs but never answers)
         self.last_ack = time.monotonic()
         self.last_goback = (-1, 0.0)
         self.ack_gap = self.result_delay = 0.0
@@ -162,6 +163,7 @@ class Streamer:
 
     def _go_back(self, offset: int) -> None:
         now = time.monotonic()
+        self._count_dry(f"resending from stream offset {offset}")
         self.faults.retries += 1
         self._shrink()
         self._ghost_inflight(now)
@@ -177,6 +179,7 @@ class Streamer:
 
     def _resync(self) -> None:
         """BEGIN at the first record without a result (results went missing)."""
+        self._count_dry(f"no RESULT for record {self.low}")
         self.faults.resyncs += 1
         self.faults.retries += 1
         self._shrink()
@@ -251,6 +254,8 @@ class Streamer:
     def _on_result(self, msg: ResultBatch) -> None:
         now = time.monotonic()
         fresh = False
+        if not msg.outputs:
+            return
         for i, outputs in enumerate(msg.outputs):
             r = msg.first_record + i
             if r >= self.n or self.done[r]:
@@ -263,6 +268,7 @@ class Streamer:
             if np.isfinite(self.acked_at[last]) and self.strikes == 0:
                 self.result_delay = max(now - self.acked_at[last], self.result_delay * DECAY)
             self.t_record = 1.5 * max(msg.micros) / 1e6 + 2e-4
+            self.dry = 0
             self._progress(now)
 
     def _on_failure(self, msg: ErrorMsg) -> None:
@@ -270,6 +276,7 @@ class Streamer:
         if r < self.n and not self.done[r]:
             self._finish(r)
             self.out.append(SampleFailure(r, msg.text or "inference failed on the device"))
+            self.dry = 0
             self._progress(time.monotonic())
 
     def _rebooted(self, seq: int) -> bool:
@@ -343,6 +350,18 @@ class Streamer:
             if waited > limit and not self._strike(f"no RESULT for record {self.low}"):
                 self._resync()
 
+    def _count_dry(self, what: str) -> None:
+        """Recoveries that bring no new result are bounded too (4 x max_retries)."""
+        self.dry += 1
+        if self.dry > 4 * self.s.max_retries:
+            self._give_up(what, 4 * self.s.max_retries)
+
+    def _give_up(self, what: str, retries: int) -> None:
+        raise DeviceError(
+            f"the device on {self.s.url} stopped responding ({what}) and {retries} retries did "
+            f"not help; {self.n_done} of {self.n} samples done (faults: {self.faults.as_dict()}); "
+            "reset the board and run again to resume")
+
     def _strike(self, what: str) -> bool:
         """Count a recovery without progress; True when it escalated to a re-handshake.
 
@@ -350,10 +369,7 @@ class Streamer:
         """
         self.strikes += 1
         if self.strikes > self.s.max_retries:
-            raise DeviceError(
-                f"the device on {self.s.url} stopped responding ({what}) and "
-                f"{self.s.max_retries} retries did not help; {self.n_done} of {self.n} samples done "
-                f"(faults: {self.faults.as_dict()}); reset the board and run again to resume")
+            self._give_up(what, self.s.max_retries)
         if self.strikes >= 4 and self.strikes % 2 == 0:
             self.s.handshake()
             self._configure(self.s.hello)
