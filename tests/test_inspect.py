@@ -86,3 +86,17 @@ def test_bad_test_data(tmp_path, capsys, sine_manifest):
     data = tmp_path / "d.npy"
     np.save(data, np.zeros((4, 3), np.float32))
     assert_refused(["inspect", str(sine_manifest.model_path), "--test-data", str(data)], capsys, "[3]", "[1]")
+
+
+def test_inspect_never_imports_tensorflow(converted_examples):
+    """inspect stays fast: a fresh interpreter, the flatbuffer schema and TFLM only."""
+    import subprocess
+    import sys
+    m = converted_examples["gestures"]
+    code = ("import sys; from deploykit.inspection import inspect_model; "
+            f"inspect_model({str(m.model_path)!r}, {str(m.source_path('test_data'))!r}); "
+            "print(sorted(k for k in sys.modules if k.split('.')[0] in ('tensorflow', 'keras')))")
+    import os
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.strip() == "[]"
