@@ -140,3 +140,16 @@ def test_device_that_stops_answering_fails_clearly(sine_manifest):
                 for r in dev.stream(x.view(np.uint8)):
                     got.append(r.record)
     assert len(got) == len(set(got)) and len(got) < 400
+
+
+def test_long_streams_are_split_where_u32_offsets_end(sine_manifest, monkeypatch):
+    """Stream offsets are u32 on the wire: a longer run goes in passes, records renumbered."""
+    import deploykit.harness.session as session_mod
+    monkeypatch.setattr(session_mod, "MAX_STREAM_OFFSET", 70)  # 69 one-byte records per pass
+    x = records(sine_manifest, 200)
+    runner = TflmRunner(sine_manifest.model_bytes())
+    expected = [b"".join(runner.invoke_raw([row.tobytes()])) for row in x]
+    with VirtualBoard(sine_manifest.path, pacing=False) as port:
+        with DeviceSession(port, 115200, expected_sha256=sine_manifest.sha256) as dev:
+            results = dev.infer(x.view(np.uint8))
+    check_exactly_once(results, expected)

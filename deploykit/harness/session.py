@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
@@ -21,6 +21,9 @@ from deploykit.harness.link import Link, LinkLost
 from deploykit.harness.samples import SampleFailure, SampleResult
 from deploykit.protocol import Frame, FrameError, Hello, HelloRequest, Ping, Pong, Reset, decode_message
 from deploykit.protocol.messages import ErrorMsg, Log, ProtocolError
+
+
+MAX_STREAM_OFFSET = 0xFFFFFFFF
 
 
 class StaleFirmware(DeviceError):
@@ -228,9 +231,13 @@ class DeviceSession:
         """Like stream(), but yield the results that arrived together as one list."""
         from deploykit.harness.stream import Streamer
         data, n = self._as_stream(records)
-        if n == 0:
-            return
-        yield from Streamer(self, data, n).run()
+        size = self.hello.input_record_bytes
+        per_pass = max(1, (MAX_STREAM_OFFSET // size) - 1)  # stream offsets are u32 on the wire
+        for first in range(0, n, per_pass):
+            count = min(per_pass, n - first)
+            part = data[first * size:(first + count) * size]
+            for batch in Streamer(self, part, count).run():
+                yield [replace(r, record=r.record + first) for r in batch] if first else batch
 
     def infer(self, records) -> list[SampleResult | SampleFailure]:
         """Run records and return their results ordered by record."""
