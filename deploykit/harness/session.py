@@ -10,16 +10,18 @@ Every record ends with exactly one SampleResult or one SampleFailure.
 from __future__ import annotations
 
 import os
-import sys
 import time
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
-from deploykit.errors import DeviceError
+from deploykit.errors import DeployKitError, DeviceError
 from deploykit.harness.link import Link, LinkLost
+from deploykit.harness.outputs import OutputLists, decode_outputs
 from deploykit.harness.samples import SampleFailure, SampleResult
-from deploykit.protocol import Frame, FrameError, Hello, HelloRequest, Ping, Pong, Reset, decode_message
+from deploykit.protocol import (
+    PROTOCOL_VERSION, Frame, FrameError, Hello, HelloRequest, Ping, Pong, Reset, decode_message,
+)
 from deploykit.protocol.messages import ErrorMsg, Log, ProtocolError
 
 
@@ -37,7 +39,7 @@ class Faults:
     retries: int = 0      # frames or handshakes sent again
     crc_errors: int = 0   # frames dropped for bad COBS/CRC/length, or unparsable payload
     resyncs: int = 0      # BEGIN-based recoveries of missing results
-    resets: int = 0       # device reboots seen (unsolicited HELLO)
+    resets: int = 0       # device reboots seen (unsolicited HELLO, frame numbers restarting)
     reconnects: int = 0   # port reopened after it vanished
 
     def as_dict(self) -> dict:
@@ -78,7 +80,7 @@ class DeviceSession:
         self.logs: list[str] = []
         self.errors: list[ErrorMsg] = []
         self._token = 0
-        self._layout = (None, [])
+        self._lists = (None, None)
 
     # --- lifecycle -------------------------------------------------------------------
     def open(self) -> Hello:
@@ -110,7 +112,7 @@ class DeviceSession:
             hello = self._wait_for(Hello, self.timeouts.hello * (1 + attempt * 0.25))
             if hello is not None:
                 self.accept_hello(hello)
-                self._barrier()
+                self.barrier()
                 return hello
         seen = bytes(self.link.tail)
         raise DeviceError(
@@ -128,7 +130,7 @@ class DeviceSession:
                 "(`deploykit deploy` or `deploykit build` + `deploykit flash`)")
         self.hello = hello
 
-    def _barrier(self, timeout: float = 0.5) -> None:
+    def barrier(self, timeout: float = 0.5) -> None:
         """PING a fresh token and drop everything the device sent before its PONG."""
         for attempt in range(self.handshake_retries):
             self._token += 1
@@ -152,21 +154,14 @@ class DeviceSession:
 
     # --- message parsing ---------------------------------------------------------------
     def parse(self, event, count_errors: bool = True):
-        """Frame -> message, FrameError -> None (counted); LOG/ERROR are recorded too."""
+        """Frame -> message; a bad frame -> None, counted as a CRC error unless it is text."""
         if isinstance(event, FrameError):
-            if count_errors and not _looks_like_text(event.raw):
-                self.faults.crc_errors += 1
-            return None
-        if not isinstance(event, Frame) or event.version != 1:
-            if count_errors:
-                self.faults.crc_errors += 1
-            return None
-        try:
-            msg = decode_message(event, self.hello)
-        except ProtocolError:
-            if count_errors:
-                self.faults.crc_errors += 1
-            return None
+            msg, bad = None, not _looks_like_text(event.raw)
+        else:
+            msg = _decode(event, self.hello)
+            bad = msg is None
+        if bad and count_errors:
+            self.faults.crc_errors += 1
         if isinstance(msg, Log):
             self.logs.append(msg.text)
         elif isinstance(msg, ErrorMsg):
@@ -185,12 +180,9 @@ class DeviceSession:
                 hello = self.handshake()
                 self.faults.reconnects += 1
                 return hello
-            except (LinkLost, DeviceError, OSError) as exc:
-                if isinstance(exc, StaleFirmware):
-                    raise
-                last = exc
-                self.link.close()
-            except Exception as exc:  # BadInput: the port path is gone for now
+            except StaleFirmware:
+                raise
+            except (LinkLost, DeployKitError, OSError) as exc:  # BadInput: path not back yet
                 last = exc
                 self.link.close()
             time.sleep(delay)
@@ -214,7 +206,7 @@ class DeviceSession:
         if hello is None:
             return self.handshake()
         self.accept_hello(hello)
-        self._barrier()
+        self.barrier()
         return hello
 
     # --- streaming ---------------------------------------------------------------------
@@ -245,28 +237,13 @@ class DeviceSession:
 
     def decode_outputs(self, outputs: bytes) -> list[np.ndarray]:
         """Split an output record into one array per output tensor (HELLO's specs)."""
-        arrays, off = [], 0
-        for spec in self.hello.outputs:
-            dtype = np.dtype(spec.dtype.name)
-            arrays.append(np.frombuffer(outputs, dtype=dtype, count=spec.nbytes // dtype.itemsize,
-                                        offset=off).reshape(spec.shape))
-            off += spec.nbytes
-        return arrays
+        return decode_outputs(self.hello.outputs, outputs)
 
     def output_lists(self, outputs: bytes) -> list[list]:
-        """Split an output record into one flat list of numbers per output tensor (fast path)."""
-        if self._layout[0] is not self.hello:
-            self._layout = (self.hello, [(s.dtype.name, _STRUCT_CODES.get(s.dtype.name), s.nbytes)
-                                         for s in self.hello.outputs])
-        lists, off = [], 0
-        for dtype, code, nbytes in self._layout[1]:
-            chunk = outputs[off:off + nbytes]
-            if code is None:
-                lists.append(np.frombuffer(chunk, dtype=dtype).tolist())
-            else:
-                lists.append(memoryview(chunk).cast(code).tolist())
-            off += nbytes
-        return lists
+        """Split an output record into one flat list of numbers per output tensor (fast)."""
+        if self._lists[0] is not self.hello:
+            self._lists = (self.hello, OutputLists(self.hello.outputs))
+        return self._lists[1](outputs)
 
     def _as_stream(self, records) -> tuple[bytes, int]:
         size = self.hello.input_record_bytes
@@ -281,9 +258,14 @@ class DeviceSession:
         return data, len(data) // size
 
 
-# memoryview.cast codes of the tensor dtypes (native byte order: little-endian hosts)
-_STRUCT_CODES = {"int8": "b", "uint8": "B", "int16": "h", "int32": "i", "float32": "f"} \
-    if sys.byteorder == "little" else {}
+def _decode(frame: Frame, hello: Hello | None):
+    """The frame's message, or None for another protocol version or a payload that does not parse."""
+    if frame.version != PROTOCOL_VERSION:
+        return None
+    try:
+        return decode_message(frame, hello)
+    except ProtocolError:
+        return None
 
 
 def _looks_like_text(raw: bytes) -> bool:

@@ -79,7 +79,7 @@ class Streamer:
     # --- main loop -----------------------------------------------------------------------
     def run(self):
         """Yield lists of SampleResult/SampleFailure, one list per batch that arrived."""
-        self.s._barrier()
+        self.s.barrier()
         self._begin(0)
         while self.n_done < self.n:
             try:
