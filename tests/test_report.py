@@ -60,7 +60,7 @@ def test_writers_produce_json_md_html_junit(tmp_path):
     md = paths["md"].read_text()
     assert "FAILED" in md and "| tflm_host | 0.8 |" in md and "Confusion matrix" in md
     html = paths["html"].read_text()
-    assert html.count("data:image/png;base64,") == 3 and "FAILED" in html
+    assert html.count("data:image/png;base64,") == 4 and "FAILED" in html  # confusion, scatter, latency, arena
     suite = ET.parse(paths["junit"]).getroot().find("testsuite")
     assert suite.get("tests") == "2" and suite.get("failures") == "1"
     failure = suite.find("testcase/failure")

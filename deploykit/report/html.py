@@ -38,8 +38,8 @@ def render_html(report: dict, plot: dict) -> str:
     for title, (header, rows) in section_rows(report).items():
         parts.append(f"<h2>{html.escape(title)}</h2>{_table(header, rows)}")
     parts.append("<h2>Plots</h2>")
-    parts.append(_img(plots.confusion_plot(plot.get("confusion")), "confusion matrix")
-                 or _img(plots.agreement_plot(plot.get("pairs")), "device versus desktop"))
+    parts.append(_img(plots.confusion_plot(plot.get("confusion")), "confusion matrix"))
+    parts.append(_img(plots.agreement_plot(plot.get("pairs")), "device versus desktop"))
     parts.append(_img(plots.latency_plot(plot.get("us"), plot.get("round_trip_us") or []), "latency histogram"))
     parts.append(_img(plots.arena_plot(report.get("arena") or {}), "arena"))
     parts.append("</body></html>")

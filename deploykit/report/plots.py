@@ -41,9 +41,14 @@ def confusion_plot(confusion) -> bytes | None:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(4.5, 4))
     im = ax.imshow(confusion, cmap="Blues")
+    peak = max(max(row) for row in confusion) or 1
     for i, row in enumerate(confusion):
         for j, v in enumerate(row):
-            ax.text(j, i, str(v), ha="center", va="center", fontsize=8)
+            ax.text(j, i, str(v), ha="center", va="center", fontsize=8,
+                    color="white" if v > peak / 2 else "black")
+    ticks = range(len(confusion))
+    ax.set_xticks(ticks)
+    ax.set_yticks(ticks)
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
     ax.set_title("confusion matrix (device)")
