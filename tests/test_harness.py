@@ -202,3 +202,13 @@ def test_port_auto_uses_the_found_board_and_its_baud(sine_manifest, tmp_path, mo
                          float_reference=False)
     assert seen == {"url": port, "baud": 115200}
     assert report["device"]["board_id"] == "nano33ble_sense" and report["samples"] == 10
+
+
+def test_larger_limit_resumes_the_smaller_run(sine_manifest, tmp_path):
+    with VirtualBoard(sine_manifest.path, pacing=False) as port:
+        first = run_hil(sine_manifest.path, port, limit=40, outdir=tmp_path, quiet=True, float_reference=False)
+        second = run_hil(sine_manifest.path, port, limit=100, outdir=tmp_path, quiet=True, float_reference=False)
+        third = run_hil(sine_manifest.path, port, limit=20, outdir=tmp_path, quiet=True, float_reference=False)
+    assert (first["resumed_samples"], second["resumed_samples"], third["resumed_samples"]) == (0, 40, 20)
+    assert second["throughput"]["measured_samples"] == 60 and third["throughput"]["measured_samples"] == 0
+    assert third["samples"] == 20 and sorted(r["index"] for r in rows(tmp_path)) == list(range(100))

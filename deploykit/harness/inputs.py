@@ -51,12 +51,12 @@ def load_inputs(manifest, data=None, limit: int | None = None) -> RunInputs:
     spec = manifest["inputs"][0]
     x = check_fits(dataset, spec)
     y = dataset.y
-    if limit is not None:
-        if limit < 1:
-            raise BadInput(f"--limit {limit} must be at least 1")
-        x, y = x[:limit], (y[:limit] if y is not None else None)
+    if limit is not None and limit < 1:
+        raise BadInput(f"--limit {limit} must be at least 1")
     x_model = _to_model_dtype(x, spec, path)
-    digest = hashlib.sha256(np.ascontiguousarray(x_model).tobytes()).hexdigest()
+    digest = hashlib.sha256(np.ascontiguousarray(x_model).tobytes()).hexdigest()  # of all samples,
+    if limit is not None:                               # so a run with a larger --limit resumes
+        x, x_model, y = x[:limit], x_model[:limit], (y[:limit] if y is not None else None)
     return RunInputs(x, x_model, y, path, digest)
 
 

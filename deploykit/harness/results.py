@@ -1,7 +1,7 @@
 """results.jsonl: one JSON line per sample, appended and flushed as results arrive.
 
-The first line is a header naming the model (sha256) and the data (sha256 of the
-quantized samples, their count). A run whose header matches continues the file: samples
+The first line is a header naming the model (sha256) and the data (sha256 of all its
+quantized samples, whatever --limit takes of them). A run whose header matches continues the file: samples
 already there are not sent again, and a torn last line (a run killed mid-write) is cut
 off. A file with another header is started afresh.
 
@@ -25,7 +25,7 @@ class ResultsFile:
         self.path = Path(path)
         self.header = {"schema": SCHEMA, **header}
         self.rows: dict[int, dict] = {}
-        self.resumed = 0
+        self.resumed: set[int] = set()  # indices found in the file when it was opened
         self._fh = None
 
     def open(self) -> "ResultsFile":
@@ -38,7 +38,7 @@ class ResultsFile:
             with open(self.path, "r+b") as fh:
                 fh.truncate(kept)  # drop a torn last line
             self._fh = open(self.path, "a", encoding="utf-8")
-            self.resumed = len(self.rows)
+            self.resumed = set(self.rows)
         return self
 
     def _load_matching(self) -> int | None:

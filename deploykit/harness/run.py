@@ -58,19 +58,19 @@ def run_hil(manifest_path, port: str, baud: int | None = None, data=None, limit:
     with session:
         _check_device(session.hello, manifest)
         ensure_writable_dir(outdir)
-        header = {"model_sha256": manifest.sha256, "data_sha256": inputs.sha256, "samples": len(inputs)}
+        header = {"model_sha256": manifest.sha256, "data_sha256": inputs.sha256}
         with ResultsFile(outdir / "results.jsonl", header) as results:
-            if len(results.rows) < len(inputs):
+            if any(i not in results.rows for i in range(len(inputs))):
                 _warm_up(session, inputs, warmup)
             measured, seconds = _stream(session, inputs, results, quiet)
-            rows = [results.rows[i] for i in sorted(results.rows)]
+            rows = [results.rows[i] for i in range(len(inputs)) if i in results.rows]
     hello, faults = session.hello, session.faults.as_dict()
     refs = _references(manifest, inputs, float_reference)
     in_bytes, out_bytes = hello.input_record_bytes, hello.output_record_bytes
     report = build_report(manifest=manifest, inputs=inputs, rows=rows, refs=refs, hello=hello,
                           faults=faults, estimate=_arena_estimate(manifest, hello.board_id),
                           throughput=throughput(measured, seconds, baud, in_bytes, out_bytes))
-    report["resumed_samples"] = results.resumed
+    report["resumed_samples"] = sum(1 for i in range(len(inputs)) if i in results.resumed)
     report["thresholds"] = evaluate(report, thresholds)
     report["passed"] = all(c["passed"] for c in report["thresholds"])
     write_reports(report, outdir, junit)
