@@ -70,6 +70,7 @@ def run_hil(manifest_path, port: str, baud: int | None = None, data=None, limit:
     report = build_report(manifest=manifest, inputs=inputs, rows=rows, refs=refs, hello=hello,
                           faults=faults, estimate=_arena_estimate(manifest, hello.board_id),
                           throughput=throughput(measured, seconds, baud, in_bytes, out_bytes))
+    report["device_log"] = session.logs[:50]
     report["resumed_samples"] = sum(1 for i in range(len(inputs)) if i in results.resumed)
     report["thresholds"] = evaluate(report, thresholds)
     report["passed"] = all(c["passed"] for c in report["thresholds"])

@@ -81,6 +81,7 @@ class DeviceSession:
         self.errors: list[ErrorMsg] = []
         self._token = 0
         self._lists = (None, None)
+        self._pending: list = []
 
     # --- lifecycle -------------------------------------------------------------------
     def open(self) -> Hello:
@@ -93,6 +94,7 @@ class DeviceSession:
             raise
 
     def close(self) -> None:
+        self._pending = []
         self.link.close()
 
     def __enter__(self) -> "DeviceSession":
@@ -142,13 +144,26 @@ class DeviceSession:
             self.faults.retries += 1
         raise DeviceError(f"the device on {self.url} does not answer PING; reset it and retry")
 
+    def receive(self) -> list:
+        """Frames and frame errors: those left over by the last wait, else one poll's worth."""
+        if self._pending:
+            events, self._pending = self._pending, []
+            return events
+        return self.link.receive()
+
     def _wait_for(self, kind, timeout: float, match=lambda m: True):
-        """Read until a message of `kind` matching `match` arrives; None on timeout."""
+        """Read until a message of `kind` matching `match` arrives; None on timeout.
+
+        Messages before it are dropped (LOG and ERROR recorded); those after it in the
+        same read are kept for the next receive().
+        """
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            for event in self.link.receive():
+            events = self.receive()
+            for i, event in enumerate(events):
                 msg = self.parse(event, count_errors=False)
                 if isinstance(msg, kind) and match(msg):
+                    self._pending = events[i + 1:]
                     return msg
         return None
 

@@ -84,7 +84,7 @@ class Streamer:
         while self.n_done < self.n:
             try:
                 self._fill()
-                for event in self.link.receive():
+                for event in self.s.receive():
                     self._handle(event)
                 self._check_timeouts()
             except LinkLost:
