@@ -153,3 +153,28 @@ def test_long_streams_are_split_where_u32_offsets_end(sine_manifest, monkeypatch
         with DeviceSession(port, 115200, expected_sha256=sine_manifest.sha256) as dev:
             results = dev.infer(x.view(np.uint8))
     check_exactly_once(results, expected)
+
+
+def test_slow_inference_is_waited_for_not_recomputed(sine_manifest):
+    """A board taking ~0.2 s per inference: the first record is sent alone until its RESULT
+    tells the inference time; missing results are probed with PING, not re-run."""
+    import dataclasses
+
+    from deploykit.boards import load_board
+    from deploykit.virtual_board import PtyServer
+    from deploykit.virtual_board.device import make_link
+    board = load_board("virtual")
+    slow = dataclasses.replace(board, cycles_per_mac=0.2 * board.clock_mhz * 1e6 / sine_manifest["macs_total"])
+    x = records(sine_manifest, 8)
+    runner = TflmRunner(sine_manifest.model_bytes())
+    server = PtyServer(make_link(sine_manifest, slow))
+    port = server.start()
+    try:
+        with DeviceSession(port, 115200, expected_sha256=sine_manifest.sha256) as dev:
+            results = dev.infer(x.view(np.uint8))
+            faults = dev.faults
+    finally:
+        server.stop()
+    check_exactly_once(results, [b"".join(runner.invoke_raw([row.tobytes()])) for row in x])
+    assert results[0].micros > 150_000
+    assert faults.resyncs == 0 and faults.resets == 0

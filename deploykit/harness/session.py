@@ -82,6 +82,7 @@ class DeviceSession:
         self._token = 0
         self._lists = (None, None)
         self._pending: list = []
+        self.record_time: float | None = None  # seconds per inference (with margin), once seen
 
     # --- lifecycle -------------------------------------------------------------------
     def open(self) -> Hello:
@@ -105,16 +106,24 @@ class DeviceSession:
         self.close()
 
     # --- handshake ---------------------------------------------------------------------
-    def handshake(self) -> Hello:
-        """HELLO_REQ until a HELLO arrives (bounded), then check the model hash."""
+    def handshake(self, patience: float = 0.0, other=None) -> Hello:
+        """HELLO_REQ until a HELLO arrives (bounded), then check the model hash.
+
+        `patience` seconds are added to every wait (a device still running queued
+        inferences answers only after them); `other(msg, frame)` gets every other
+        message that arrives meanwhile (a stream in progress keeps its RESULTs).
+        """
+        if other is not None:  # further HELLOs answer our own retries, not a reboot
+            other = _skipping(Hello, other)
         for attempt in range(self.handshake_retries):
             if attempt:
                 self.faults.retries += 1
             self.link.send(HelloRequest())
-            hello = self._wait_for(Hello, self.timeouts.hello * (1 + attempt * 0.25))
+            hello = self._wait_for(Hello, self.timeouts.hello * (1 + attempt * 0.25) + patience,
+                                   other=other)
             if hello is not None:
                 self.accept_hello(hello)
-                self.barrier()
+                self.barrier(other=other)
                 return hello
         seen = bytes(self.link.tail)
         raise DeviceError(
@@ -132,13 +141,13 @@ class DeviceSession:
                 "(`deploykit deploy` or `deploykit build` + `deploykit flash`)")
         self.hello = hello
 
-    def barrier(self, timeout: float = 0.5) -> None:
-        """PING a fresh token and drop everything the device sent before its PONG."""
+    def barrier(self, timeout: float = 0.5, other=None) -> None:
+        """PING a fresh token and drop (or hand to `other`) what the device sent before its PONG."""
         for attempt in range(self.handshake_retries):
             self._token += 1
             token = b"dk" + os.urandom(4) + self._token.to_bytes(4, "little")
             self.link.send(Ping(token))
-            pong = self._wait_for(Pong, timeout, lambda m: m.data == token)
+            pong = self._wait_for(Pong, timeout, lambda m: m.data == token, other)
             if pong is not None:
                 return
             self.faults.retries += 1
@@ -151,20 +160,22 @@ class DeviceSession:
             return events
         return self.link.receive()
 
-    def _wait_for(self, kind, timeout: float, match=lambda m: True):
+    def _wait_for(self, kind, timeout: float, match=lambda m: True, other=None):
         """Read until a message of `kind` matching `match` arrives; None on timeout.
 
-        Messages before it are dropped (LOG and ERROR recorded); those after it in the
-        same read are kept for the next receive().
+        Messages before it go to `other(msg, frame)` if given, else are dropped (LOG and
+        ERROR recorded); those after it in the same read are kept for the next receive().
         """
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             events = self.receive()
             for i, event in enumerate(events):
-                msg = self.parse(event, count_errors=False)
+                msg = self.parse(event, count_errors=other is not None)
                 if isinstance(msg, kind) and match(msg):
                     self._pending = events[i + 1:]
                     return msg
+                if other is not None:
+                    other(msg, event)
         return None
 
     # --- message parsing ---------------------------------------------------------------
@@ -271,6 +282,14 @@ class DeviceSession:
         if size == 0 or len(data) % size:
             raise ValueError(f"{len(data)} input bytes are not a whole number of {size}-byte records")
         return data, len(data) // size
+
+
+def _skipping(kind, other):
+    """`other`, except for messages of `kind`."""
+    def call(msg, event):
+        if not isinstance(msg, kind):
+            other(msg, event)
+    return call
 
 
 def _decode(frame: Frame, hello: Hello | None):

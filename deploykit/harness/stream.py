@@ -22,7 +22,7 @@ import numpy as np
 from deploykit.errors import DeviceError
 from deploykit.harness.link import LinkLost
 from deploykit.harness.samples import SampleFailure, SampleResult
-from deploykit.protocol import Ack, Begin, Hello, Input, Nack, ResultBatch, wire_size
+from deploykit.protocol import Ack, Begin, Hello, Input, Nack, Ping, Pong, ResultBatch, wire_size
 from deploykit.protocol.messages import ErrorCode, ErrorMsg
 
 MIN_FRAME_DATA = 64  # below this, half-window frames cost more in overhead than they save
@@ -63,10 +63,15 @@ class Streamer:
         self.last_ack = time.monotonic()
         self.last_goback = (-1, 0.0)
         self.ack_gap = self.result_delay = 0.0
-        self.t_record = FIRST_GUESS_S
+        self.t_record = session.record_time or FIRST_GUESS_S
         self.dev_seq = None
+        self.probe = None  # (PING token, sent time, records consumed when it was sent)
+        self._probes = 0
         self._configure(session.hello)
-        self.chunk = min(self.max_chunk, max(self.rec, 16))  # slow start: grow as ACKs come
+        # slow start: one record, stop-and-wait, until a RESULT tells the inference time (a
+        # slow model must not have records queued before the timeouts know about it)
+        self.chunk = min(self.max_chunk, self.rec)
+        self.timed = session.record_time is not None
 
     def _configure(self, hello: Hello) -> None:
         self.rec = hello.input_record_bytes
@@ -105,14 +110,15 @@ class Streamer:
     def _fill(self) -> None:
         now = time.monotonic()
         budget = self.window - self._in_flight_bytes(now)
-        while self.next_send < self.end:
+        end = self.end if self.timed else min(self.end, (self.low + 1) * self.rec)
+        while self.next_send < end:
             start = self.next_send
             if start % self.rec == 0 and self.done[start // self.rec]:
                 if not self._skip_done(start // self.rec, budget):
                     return
                 budget = self.window - self._in_flight_bytes(now)
                 continue
-            stop = min(start + self.chunk, self.end, self._next_done_offset(start))
+            stop = min(start + self.chunk, end, self._next_done_offset(start))
             wire = wire_size(4 + stop - start)
             if wire > budget:
                 return
@@ -151,13 +157,14 @@ class Streamer:
         offset = record * self.rec
         wire = self.link.send(Begin(record))
         self.begin = (offset, wire, now)
+        self.probe = None
         self.next_send = offset
         self.acked_at[record:] = np.inf
 
     def _ghost_inflight(self, now: float) -> None:
         """Stop tracking in-flight frames but keep their bytes in the window a while."""
         pending = sum(f[2] for f in self.inflight) + sum(g[1] for g in self.ghosts)
-        expiry = now + pending * self.byte_s * 2 + 0.05
+        expiry = now + pending * self.byte_s * 2 + 0.05 + self._compute_s()
         self.ghosts += [[expiry, f[2]] for f in self.inflight]
         self.inflight.clear()
 
@@ -175,7 +182,8 @@ class Streamer:
         self.chunk = max(min(MIN_CHUNK, self.max_chunk), self.chunk // 2)
 
     def _grow(self) -> None:
-        self.chunk = min(self.max_chunk, self.chunk + max(8, self.chunk // 4))
+        if self.timed:
+            self.chunk = min(self.max_chunk, self.chunk + max(8, self.chunk // 4))
 
     def _resync(self) -> None:
         """BEGIN at the first record without a result (results went missing)."""
@@ -192,7 +200,10 @@ class Streamer:
 
     # --- receiving -----------------------------------------------------------------------
     def _handle(self, event) -> None:
-        msg = self.s.parse(event)
+        self._dispatch(self.s.parse(event), event)
+
+    def _dispatch(self, msg, event) -> None:
+        """Act on one parsed message (None: a bad frame, already counted)."""
         if msg is not None and self._rebooted(event.seq):
             self._on_boot(msg if isinstance(msg, Hello) else None)
             if isinstance(msg, Hello):
@@ -207,6 +218,18 @@ class Streamer:
             self._on_boot(msg)  # unsolicited: the device rebooted
         elif isinstance(msg, ErrorMsg) and msg.code == ErrorCode.INVOKE_FAILED:
             self._on_failure(msg)
+        elif isinstance(msg, Pong):
+            self._on_pong(msg)
+
+    def _on_pong(self, msg: Pong) -> None:
+        """The answer to a probe: every record consumed before it has had its RESULT sent."""
+        if self.probe is None or msg.data != self.probe[0]:
+            return
+        consumed, self.probe = self.probe[2], None
+        self._progress(time.monotonic())  # the device is alive
+        self._advance_low()
+        if self.low < consumed:
+            self._resync()  # its RESULT was lost on the wire
 
     def _on_ack(self, offset: int) -> None:
         now = time.monotonic()
@@ -267,7 +290,8 @@ class Streamer:
             last = min(msg.first_record + len(msg.outputs), self.n) - 1
             if np.isfinite(self.acked_at[last]) and self.strikes == 0:
                 self.result_delay = max(now - self.acked_at[last], self.result_delay * DECAY)
-            self.t_record = 1.5 * max(msg.micros) / 1e6 + 2e-4
+            self.t_record = self.s.record_time = 1.5 * max(msg.micros) / 1e6 + 2e-4
+            self.timed = True
             self.dry = 0
             self._progress(now)
 
@@ -296,7 +320,7 @@ class Streamer:
             self._configure(hello)
         self.inflight.clear()
         self.ghosts.clear()
-        self.begin = None
+        self.begin = self.probe = None
         self._restart()
 
     def _finish(self, r: int) -> None:
@@ -343,12 +367,33 @@ class Streamer:
                     self._go_back(self.acked)
                 return
         self._advance_low()
-        if self.low < self.n and self.sent_at[self.low] > 0:
-            acked = self.acked_at[self.low]
-            waited = now - (acked if np.isfinite(acked) else self.sent_at[self.low])
-            limit = self._result_timeout() + (0 if np.isfinite(acked) else self._ack_timeout())
-            if waited > limit and not self._strike(f"no RESULT for record {self.low}"):
+        if self.low >= self.n or self.sent_at[self.low] == 0:
+            return
+        acked = self.acked_at[self.low]
+        if np.isfinite(acked):
+            self._check_result(now, acked)
+        elif now - self.sent_at[self.low] > self._result_timeout() + self._ack_timeout():
+            if not self._strike(f"record {self.low} was sent but never acknowledged"):
                 self._resync()
+
+    def _check_result(self, now: float, acked: float) -> None:
+        """A consumed record without RESULT: PING, and let the PONG tell whether it was lost.
+
+        The device answers a PING only after the RESULTs of everything it consumed
+        before it, so a slow inference is waited for, not recomputed.
+        """
+        if self.probe is None:
+            if now - acked > self._result_timeout():
+                self._send_probe(now)
+        elif now - self.probe[1] > self._result_timeout():
+            if not self._strike(f"no RESULT for record {self.low} and no PONG"):
+                self._send_probe(now)
+
+    def _send_probe(self, now: float) -> None:
+        self._probes += 1
+        token = b"dk-probe" + self._probes.to_bytes(4, "little")
+        self.link.send(Ping(token))
+        self.probe = (token, now, self.acked // self.rec)
 
     def _count_dry(self, what: str) -> None:
         """Recoveries that bring no new result are bounded too (4 x max_retries)."""
@@ -371,7 +416,7 @@ class Streamer:
         if self.strikes > self.s.max_retries:
             self._give_up(what, self.s.max_retries)
         if self.strikes >= 4 and self.strikes % 2 == 0:
-            self.s.handshake()
+            self.s.handshake(patience=self._compute_s() * self._backoff(), other=self._dispatch)
             self._configure(self.s.hello)
             self.dev_seq = None
             self.inflight.clear()
