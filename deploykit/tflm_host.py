@@ -52,7 +52,7 @@ class TflmRunner:
         parsed = tflite_model.parse(model)
         check_ops_supported(model, parsed)
         self.arena_size = arena_size or max(len(model) * GENEROUS_ARENA_FACTOR, 64 * 1024)
-        probe = run_forked(_load_and_invoke, model, self.arena_size)
+        probe = run_forked(_probe, model, self.arena_size)
         if not probe.ok:
             raise BadInput(f"TFLM cannot run this model with a {self.arena_size}-byte arena "
                            f"({probe.status}: {_last_line(probe.output)}); give a larger arena")
@@ -94,27 +94,23 @@ class TflmRunner:
         self._it.reset()
 
 
-def _load_and_invoke(model: bytes, arena_size: int) -> bool:
+def _load_and_invoke(model: bytes, arena_size: int):
+    """Child: allocate and run one inference on zeros; return the interpreter."""
     it = _interpreter(model, arena_size)
     for i in range(_count_inputs(model)):
         d = it.get_input_details(i)
         it.set_input(np.zeros(d["shape"], dtype=d["dtype"]), i)
     it.invoke()
-    return True
+    return it
 
 
 def _count_inputs(model: bytes) -> int:
     return len(tflite_model.parse(model).input_indices)
 
 
-def _record(model: bytes, arena_size: int) -> dict:
+def _record(model: bytes, arena_size: int) -> bool:
     """Child: allocate, invoke once, print the recording allocator's figures."""
-    it = _interpreter(model, arena_size)
-    for i in range(_count_inputs(model)):
-        d = it.get_input_details(i)
-        it.set_input(np.zeros(d["shape"], dtype=d["dtype"]), i)
-    it.invoke()
-    it.print_allocations()
+    _load_and_invoke(model, arena_size).print_allocations()
     return True
 
 
@@ -170,7 +166,12 @@ def _round16(n: int) -> int:
 
 
 def _fits(model: bytes, size: int) -> bool:
-    return run_forked(_load_and_invoke, model, size).ok
+    return run_forked(_probe, model, size).ok
+
+
+def _probe(model: bytes, arena_size: int) -> bool:
+    _load_and_invoke(model, arena_size)
+    return True
 
 
 @functools.lru_cache(maxsize=1)
