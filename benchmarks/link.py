@@ -78,7 +78,7 @@ def hex_ceiling(in_bytes: int, out_elems: int, out_bytes: int, chunk: int = 31) 
 def board_process(manifest_path, baud: int):
     """`deploykit virtual-board` in a child process; yield its pty path."""
     proc = subprocess.Popen([sys.executable, "-m", "deploykit", "virtual-board", str(manifest_path),
-                             "--baud", str(baud)], stdout=subprocess.PIPE, text=True)
+                             "--baud", str(baud)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         yield proc.stdout.readline().strip()
     finally:
