@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 
 from deploykit import manifest as manifest_mod
@@ -53,8 +54,30 @@ def run_hil(manifest_path, port: str, baud: int | None = None, data=None, limit:
         raise BadInput(f"--warmup {warmup} must be 0 or more")
     url, board_id = resolve_port(port)
     baud = int(baud or _board_baud(board_id) or DEFAULT_BAUD)
-    outdir = Path(outdir)
     session = DeviceSession(url, baud, expected_sha256=manifest.sha256, **(session_options or {}))
+    run = _measure(session, manifest, inputs, Path(outdir), warmup, quiet)
+    report = _report(manifest, inputs, run, baud, float_reference)
+    report["thresholds"] = evaluate(report, thresholds)
+    report["passed"] = all(c["passed"] for c in report["thresholds"])
+    write_reports(report, Path(outdir), junit)
+    return Report(report)
+
+
+@dataclass
+class _Run:
+    """What a session measured: rows of this data (sorted), and how the link fared."""
+
+    rows: list
+    resumed: int
+    measured: int
+    seconds: float
+    hello: object
+    faults: dict
+    logs: list
+
+
+def _measure(session, manifest, inputs, outdir: Path, warmup: int, quiet: bool) -> _Run:
+    """Open the device, resume or start results.jsonl, warm up, stream what is missing."""
     with session:
         _check_device(session.hello, manifest)
         ensure_writable_dir(outdir)
@@ -63,19 +86,24 @@ def run_hil(manifest_path, port: str, baud: int | None = None, data=None, limit:
             if any(i not in results.rows for i in range(len(inputs))):
                 _warm_up(session, inputs, warmup)
             measured, seconds = _stream(session, inputs, results, quiet)
-            rows = [results.rows[i] for i in range(len(inputs)) if i in results.rows]
-    hello, faults = session.hello, session.faults.as_dict()
-    refs = _references(manifest, inputs, float_reference)
-    in_bytes, out_bytes = hello.input_record_bytes, hello.output_record_bytes
-    report = build_report(manifest=manifest, inputs=inputs, rows=rows, refs=refs, hello=hello,
-                          faults=faults, estimate=_arena_estimate(manifest, hello.board_id),
-                          throughput=throughput(measured, seconds, baud, in_bytes, out_bytes))
-    report["device_log"] = session.logs[:50]
-    report["resumed_samples"] = sum(1 for i in range(len(inputs)) if i in results.resumed)
-    report["thresholds"] = evaluate(report, thresholds)
-    report["passed"] = all(c["passed"] for c in report["thresholds"])
-    write_reports(report, outdir, junit)
-    return Report(report)
+    mine = range(len(inputs))
+    return _Run(rows=[results.rows[i] for i in mine if i in results.rows],
+                resumed=sum(1 for i in mine if i in results.resumed), measured=measured,
+                seconds=seconds, hello=session.hello, faults=session.faults.as_dict(),
+                logs=session.logs[:50])
+
+
+def _report(manifest, inputs, run: _Run, baud: int, float_reference: bool) -> dict:
+    """The report dict: figures from the rows against the desktop references."""
+    hello = run.hello
+    report = build_report(
+        manifest=manifest, inputs=inputs, rows=run.rows, refs=_references(manifest, inputs, float_reference),
+        hello=hello, faults=run.faults, estimate=_arena_estimate(manifest, hello.board_id),
+        throughput=throughput(run.measured, run.seconds, baud, hello.input_record_bytes,
+                              hello.output_record_bytes))
+    report["device_log"] = run.logs
+    report["resumed_samples"] = run.resumed
+    return report
 
 
 def resolve_port(port: str) -> tuple[str, str | None]:
