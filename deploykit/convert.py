@@ -7,6 +7,7 @@ and TFLM on the host, and writes both files atomically.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from deploykit import __version__, arena, litert_host, metrics, tflite_model, tf
 from deploykit.atomic import ensure_writable_dir, write_bytes, write_json
 from deploykit.datafiles import Dataset, check_fits, load_data
 from deploykit.errors import BadInput
-from deploykit.manifest import SCHEMA, Manifest, load, sha256_file
+from deploykit.manifest import SCHEMA, Manifest, load
 from deploykit.quantization import to_float, to_input_dtype
 from deploykit.reference import agreement
 
@@ -92,20 +93,18 @@ def _convert_source(tf_backend, path, fmt, mode, rep: Dataset | None, test: Data
 
 
 def _finish(model, parsed, outdir, name, fmt, model_path, rep, test, label_column) -> Manifest:
+    """Analyse the .tflite, then write model.tflite and manifest.json (each atomically)."""
     tflm_host.check_ops_supported(model, parsed)
     measured = tflm_host.measure_arena(model)
     report = _report(model, parsed, fmt, model_path, test) if test else None
     ensure_writable_dir(outdir)
     data = {
         "schema": SCHEMA, "name": name, "model_file": "model.tflite",
-        "model_sha256": None, "model_bytes": len(model), "quantization": _mode_of(parsed),
-        "task": report["task"] if report else None,
+        "model_sha256": hashlib.sha256(model).hexdigest(), "model_bytes": len(model),
+        "quantization": _mode_of(parsed), "task": report["task"] if report else None,
         "inputs": parsed.inputs, "outputs": parsed.outputs,
         "ops": parsed.op_table(), "macs_total": parsed.macs_total,
-        "arena": {"host_recorded": measured["host_recorded"], "host_min": measured["host_min"],
-                  "head": measured["head"], "tail": measured["tail"],
-                  "categories": measured["categories"], "projections": arena.project(measured, parsed),
-                  "projection_basis": arena.BASIS},
+        "arena": _arena_section(measured, parsed),
         "source": {"model": _rel(model_path, outdir), "model_format": fmt,
                    "rep_data": _rel(rep.path, outdir) if rep else None,
                    "test_data": _rel(test.path, outdir) if test else None,
@@ -113,9 +112,16 @@ def _finish(model, parsed, outdir, name, fmt, model_path, rep, test, label_colum
         "report": report, "created_by": f"deploykit {__version__}",
     }
     write_bytes(outdir / "model.tflite", model)
-    data["model_sha256"] = sha256_file(outdir / "model.tflite")
     write_json(outdir / "manifest.json", data)
     return load(outdir / "manifest.json")
+
+
+def _arena_section(measured: dict, parsed) -> dict:
+    """Measured host figures (labelled as such) and the 32-bit projections."""
+    return {"host_recorded": measured["host_recorded"], "host_min": measured["host_min"],
+            "head": measured["head"], "tail": measured["tail"],
+            "categories": measured["categories"],
+            "projections": arena.project(measured, parsed), "projection_basis": arena.BASIS}
 
 
 def _mode_of(parsed) -> str:
