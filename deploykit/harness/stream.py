@@ -22,14 +22,13 @@ import numpy as np
 from deploykit.errors import DeviceError
 from deploykit.harness.link import LinkLost
 from deploykit.harness.samples import SampleFailure, SampleResult
+from deploykit.harness.timing import Timing, backoff
 from deploykit.protocol import Ack, Begin, Hello, Input, Nack, Ping, Pong, ResultBatch, wire_size
 from deploykit.protocol.messages import ErrorCode, ErrorMsg
 
 MIN_FRAME_DATA = 64  # below this, half-window frames cost more in overhead than they save
 MIN_CHUNK = 16       # the smallest frame the loss back-off shrinks to
 REBOOT_SEQ_GAP = 16  # device frame numbers going back further than this mean a reboot
-DECAY = 0.9          # observed delays decay so one stall does not stretch every later timeout
-FIRST_GUESS_S = 0.005  # seconds per inference assumed until the first RESULT tells
 
 
 def frame_data_size(max_payload: int, rx_window: int) -> int:
@@ -62,8 +61,7 @@ class Streamer:
         self.dry = 0       # recoveries since the last new result (bounds a device that ACKs but never answers)
         self.last_ack = time.monotonic()
         self.last_goback = (-1, 0.0)
-        self.ack_gap = self.result_delay = 0.0
-        self.t_record = session.record_time or FIRST_GUESS_S
+        self.timing = Timing(session.timeouts, session.record_time)
         self.dev_seq = None
         self.probe = None  # (PING token, sent time, records consumed when it was sent)
         self._probes = 0
@@ -71,7 +69,6 @@ class Streamer:
         # slow start: one record, stop-and-wait, until a RESULT tells the inference time (a
         # slow model must not have records queued before the timeouts know about it)
         self.chunk = min(self.max_chunk, self.rec)
-        self.timed = session.record_time is not None
 
     def _configure(self, hello: Hello) -> None:
         self.rec = hello.input_record_bytes
@@ -79,7 +76,7 @@ class Streamer:
         self.window = hello.rx_window
         self.max_chunk = frame_data_size(hello.max_payload, hello.rx_window)
         self.chunk = min(getattr(self, "chunk", self.max_chunk), self.max_chunk)
-        self.byte_s = 10.0 / max(self.s.baud, 1)
+        self.timing.configure(self.window, self.s.baud)
 
     # --- main loop -----------------------------------------------------------------------
     def run(self):
@@ -110,7 +107,7 @@ class Streamer:
     def _fill(self) -> None:
         now = time.monotonic()
         budget = self.window - self._in_flight_bytes(now)
-        end = self.end if self.timed else min(self.end, (self.low + 1) * self.rec)
+        end = self.end if self.timing.known else min(self.end, (self.low + 1) * self.rec)
         while self.next_send < end:
             start = self.next_send
             if start % self.rec == 0 and self.done[start // self.rec]:
@@ -164,7 +161,7 @@ class Streamer:
     def _ghost_inflight(self, now: float) -> None:
         """Stop tracking in-flight frames but keep their bytes in the window a while."""
         pending = sum(f[2] for f in self.inflight) + sum(g[1] for g in self.ghosts)
-        expiry = now + pending * self.byte_s * 2 + 0.05 + self._compute_s()
+        expiry = now + pending * self.timing.byte_s * 2 + 0.05 + self._compute_s()
         self.ghosts += [[expiry, f[2]] for f in self.inflight]
         self.inflight.clear()
 
@@ -182,7 +179,7 @@ class Streamer:
         self.chunk = max(min(MIN_CHUNK, self.max_chunk), self.chunk // 2)
 
     def _grow(self) -> None:
-        if self.timed:
+        if self.timing.known:
             self.chunk = min(self.max_chunk, self.chunk + max(8, self.chunk // 4))
 
     def _resync(self) -> None:
@@ -254,7 +251,7 @@ class Streamer:
         while self.inflight and self.inflight[0][1] <= offset:
             frame = self.inflight.popleft()
             if self.strikes == 0:
-                self.ack_gap = max(now - frame[3], self.ack_gap * DECAY)
+                self.timing.saw_ack(now - frame[3])
                 self._grow()
         self.next_send = max(self.next_send, offset)
         self._progress(now)
@@ -288,10 +285,9 @@ class Streamer:
             self.out.append(_result(r, outputs, msg.cycles[i], msg.micros[i], now - self.sent_at[r]))
         if fresh:
             last = min(msg.first_record + len(msg.outputs), self.n) - 1
-            if np.isfinite(self.acked_at[last]) and self.strikes == 0:
-                self.result_delay = max(now - self.acked_at[last], self.result_delay * DECAY)
-            self.t_record = self.s.record_time = 1.5 * max(msg.micros) / 1e6 + 2e-4
-            self.timed = True
+            clean = np.isfinite(self.acked_at[last]) and self.strikes == 0
+            delay = now - self.acked_at[last] if clean else None
+            self.s.record_time = self.timing.saw_result(delay, max(msg.micros))
             self.dry = 0
             self._progress(now)
 
@@ -335,23 +331,14 @@ class Streamer:
             self.low += 1
 
     # --- timeouts ------------------------------------------------------------------------
-    def _backoff(self) -> float:
-        return 2.0 ** min(self.strikes, 4)
-
     def _compute_s(self) -> float:
-        """Device time to run the records of two frames (an ACK can wait behind them)."""
-        return 2 * (self.chunk // self.rec + 1) * self.t_record
-
-    def _link_s(self) -> float:
-        return 0.03 + 4 * self.window * self.byte_s
+        return self.timing.compute_s(self.chunk // self.rec)
 
     def _ack_timeout(self) -> float:
-        base = max(self.s.timeouts.ack, self._link_s() + self._compute_s(), 2.5 * self.ack_gap)
-        return base * self._backoff()
+        return self.timing.ack(self.chunk // self.rec, self.strikes)
 
     def _result_timeout(self) -> float:
-        base = max(self.s.timeouts.result, self._link_s() + 2 * self._compute_s(), 2.5 * self.result_delay)
-        return base * self._backoff()
+        return self.timing.result(self.chunk // self.rec, self.strikes)
 
     def _check_timeouts(self) -> None:
         now = time.monotonic()
@@ -416,7 +403,7 @@ class Streamer:
         if self.strikes > self.s.max_retries:
             self._give_up(what, self.s.max_retries)
         if self.strikes >= 4 and self.strikes % 2 == 0:
-            self.s.handshake(patience=self._compute_s() * self._backoff(), other=self._dispatch)
+            self.s.handshake(patience=self._compute_s() * backoff(self.strikes), other=self._dispatch)
             self._configure(self.s.hello)
             self.dev_seq = None
             self.inflight.clear()
