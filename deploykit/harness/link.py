@@ -8,18 +8,17 @@ reopen it.
 
 from __future__ import annotations
 
-import time
-
 import serial
 
+from deploykit.errors import DeviceError
 from deploykit.ports import open_port
 from deploykit.protocol import FrameDecoder, encode_message
 
 POLL_S = 0.005  # how long one read waits for the first byte
 
 
-class LinkLost(Exception):
-    """The port failed under us (vanished, closed, I/O error)."""
+class LinkLost(DeviceError):
+    """The port failed under us (vanished, closed, I/O error); the session may reopen it."""
 
 
 class Link:
@@ -52,7 +51,7 @@ class Link:
         try:
             self.port.write(data)
         except (OSError, serial.SerialException, AttributeError, TypeError) as exc:
-            raise LinkLost(f"write failed: {exc}") from exc
+            raise LinkLost(f"lost the port {self.url} (write failed: {exc}); check the cable") from exc
         return len(data)
 
     def receive(self) -> list:
@@ -65,16 +64,8 @@ class Link:
                 if more:
                     data += self.port.read(more)
         except (OSError, serial.SerialException, AttributeError, TypeError) as exc:
-            raise LinkLost(f"read failed: {exc}") from exc
+            raise LinkLost(f"lost the port {self.url} (read failed: {exc}); check the cable") from exc
         if not data:
             return []
         self.tail = (self.tail + data)[-96:]
         return self.decoder.feed(bytes(data))
-
-    def drain(self, quiet_s: float = 0.02, within: float = 0.5) -> None:
-        """Discard input until the line has been quiet for `quiet_s` (or `within` passed)."""
-        deadline = time.monotonic() + within
-        last = time.monotonic()
-        while time.monotonic() < deadline and time.monotonic() - last < quiet_s:
-            if self.receive():
-                last = time.monotonic()
