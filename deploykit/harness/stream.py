@@ -15,7 +15,6 @@ Implements "Host recovery" of docs/protocol.md:
 from __future__ import annotations
 
 import time
-from collections import deque
 
 import numpy as np
 
@@ -23,6 +22,7 @@ from deploykit.errors import DeviceError
 from deploykit.harness.link import LinkLost
 from deploykit.harness.samples import SampleFailure, SampleResult
 from deploykit.harness.timing import Timing, backoff
+from deploykit.harness.window import Window
 from deploykit.protocol import Ack, Begin, Hello, Input, Nack, Ping, Pong, ResultBatch, wire_size
 from deploykit.protocol.messages import ErrorCode, ErrorMsg
 
@@ -52,16 +52,14 @@ class Streamer:
         self.sent_at = np.zeros(n)
         self.acked_at = np.full(n, np.inf)
         self.n_done = self.low = 0
-        self.out: deque = deque()
-        self.inflight: deque = deque()   # [start, end, wire, sent_time]
-        self.ghosts: list = []           # [expiry, wire] of frames we stopped tracking
-        self.begin = None                # (offset, wire, sent_time) while its ACK is due
+        self.out: list = []
         self.acked = self.next_send = 0
         self.strikes = 0   # timeouts in a row without progress
         self.dry = 0       # recoveries since the last new result (bounds a device that ACKs but never answers)
         self.last_ack = time.monotonic()
         self.last_goback = (-1, 0.0)
         self.timing = Timing(session.timeouts, session.record_time)
+        self.win = None
         self.dev_seq = None
         self.probe = None  # (PING token, sent time, records consumed when it was sent)
         self._probes = 0
@@ -74,6 +72,9 @@ class Streamer:
         self.rec = hello.input_record_bytes
         self.end = self.n * self.rec
         self.window = hello.rx_window
+        if getattr(self, "win", None) is None:
+            self.win = Window(hello.rx_window)
+        self.win.size = hello.rx_window
         self.max_chunk = frame_data_size(hello.max_payload, hello.rx_window)
         self.chunk = min(getattr(self, "chunk", self.max_chunk), self.max_chunk)
         self.timing.configure(self.window, self.s.baud)
@@ -95,32 +96,27 @@ class Streamer:
                 self.dev_seq = None
                 self._restart()
             if self.out:
-                batch, self.out = list(self.out), deque()
+                batch, self.out = self.out, []
                 yield batch
 
     # --- sending -------------------------------------------------------------------------
-    def _in_flight_bytes(self, now: float) -> int:
-        self.ghosts = [g for g in self.ghosts if g[0] > now]
-        begin = self.begin[1] if self.begin else 0
-        return sum(f[2] for f in self.inflight) + sum(g[1] for g in self.ghosts) + begin
-
     def _fill(self) -> None:
         now = time.monotonic()
-        budget = self.window - self._in_flight_bytes(now)
+        budget = self.win.free(now)
         end = self.end if self.timing.known else min(self.end, (self.low + 1) * self.rec)
         while self.next_send < end:
             start = self.next_send
             if start % self.rec == 0 and self.done[start // self.rec]:
                 if not self._skip_done(start // self.rec, budget):
                     return
-                budget = self.window - self._in_flight_bytes(now)
+                budget = self.win.free(now)
                 continue
             stop = min(start + self.chunk, end, self._next_done_offset(start))
             wire = wire_size(4 + stop - start)
             if wire > budget:
                 return
             self.link.send(Input(start, self.data[start:stop]))
-            self.inflight.append([start, stop, wire, now])
+            self.win.sent(start, stop, wire, now)
             self.sent_at[start // self.rec: stop // self.rec] = now
             self.next_send, budget = stop, budget - wire
 
@@ -142,7 +138,7 @@ class Streamer:
         if nxt >= self.n:
             self.next_send = self.end
             return True
-        if self.begin is not None or self.inflight or wire_size(4) > budget:
+        if self.win.begin is not None or self.win.frames or wire_size(4) > budget:
             return False
         self._begin(nxt)
         return True
@@ -150,27 +146,24 @@ class Streamer:
     def _begin(self, record: int) -> None:
         """BEGIN at `record`; frames sent before it stay counted until its ACK."""
         now = time.monotonic()
-        self._ghost_inflight(now)
+        self._give_up_in_flight(now)
         offset = record * self.rec
-        wire = self.link.send(Begin(record))
-        self.begin = (offset, wire, now)
+        self.win.begun(offset, self.link.send(Begin(record)), now)
         self.probe = None
         self.next_send = offset
         self.acked_at[record:] = np.inf
 
-    def _ghost_inflight(self, now: float) -> None:
-        """Stop tracking in-flight frames but keep their bytes in the window a while."""
-        pending = sum(f[2] for f in self.inflight) + sum(g[1] for g in self.ghosts)
-        expiry = now + pending * self.timing.byte_s * 2 + 0.05 + self._compute_s()
-        self.ghosts += [[expiry, f[2]] for f in self.inflight]
-        self.inflight.clear()
+    def _give_up_in_flight(self, now: float) -> None:
+        """Forget the frames in flight, counting their bytes until the device drained them."""
+        drain = self.win.pending_bytes() * self.timing.byte_s * 2 + 0.05 + self._compute_s()
+        self.win.give_up(now, drain)
 
     def _go_back(self, offset: int) -> None:
         now = time.monotonic()
         self._count_dry(f"resending from stream offset {offset}")
         self.faults.retries += 1
         self._shrink()
-        self._ghost_inflight(now)
+        self._give_up_in_flight(now)
         self.next_send = offset
         self.last_goback = (offset, now)
 
@@ -230,11 +223,10 @@ class Streamer:
 
     def _on_ack(self, offset: int) -> None:
         now = time.monotonic()
-        if self.begin is not None:
-            if offset != self.begin[0]:
+        if self.win.begin is not None:
+            if offset != self.win.begin.start:
                 return  # an ACK to a frame sent before the BEGIN
-            self.begin = None
-            self.ghosts.clear()
+            self.win.begin_acked()
             self.acked = offset
             self._progress(now)
             return
@@ -248,16 +240,15 @@ class Streamer:
             return
         self.acked_at[self.acked // self.rec: offset // self.rec] = now
         self.acked, self.last_ack = offset, now
-        while self.inflight and self.inflight[0][1] <= offset:
-            frame = self.inflight.popleft()
+        for frame in self.win.acked(offset):
             if self.strikes == 0:
-                self.timing.saw_ack(now - frame[3])
+                self.timing.saw_ack(now - frame.time)
                 self._grow()
         self.next_send = max(self.next_send, offset)
         self._progress(now)
 
     def _on_nack(self, expected: int) -> None:
-        if self.begin is not None or expected > self.end:
+        if self.win.begin is not None or expected > self.end:
             return
         now = time.monotonic()
         if expected > self.acked:
@@ -314,9 +305,8 @@ class Streamer:
         if hello is not None:
             self.s.accept_hello(hello)
             self._configure(hello)
-        self.inflight.clear()
-        self.ghosts.clear()
-        self.begin = self.probe = None
+        self.win.reset()
+        self.probe = None
         self._restart()
 
     def _finish(self, r: int) -> None:
@@ -342,13 +332,13 @@ class Streamer:
 
     def _check_timeouts(self) -> None:
         now = time.monotonic()
-        if self.begin is not None:
-            if now - self.begin[2] > self._ack_timeout() and not self._strike("no ACK to BEGIN"):
-                self._begin(self.begin[0] // self.rec)
+        if self.win.begin is not None:
+            if now - self.win.begin.time > self._ack_timeout() and not self._strike("no ACK to BEGIN"):
+                self._begin(self.win.begin.start // self.rec)
                 self.faults.retries += 1
             return
-        if self.inflight:
-            since = max(self.last_ack, self.inflight[0][3])
+        if self.win.frames:
+            since = max(self.last_ack, self.win.frames[0].time)
             if now - since > self._ack_timeout():
                 if not self._strike(f"no ACK beyond stream offset {self.acked}"):
                     self._go_back(self.acked)
@@ -406,9 +396,7 @@ class Streamer:
             self.s.handshake(patience=self._compute_s() * backoff(self.strikes), other=self._dispatch)
             self._configure(self.s.hello)
             self.dev_seq = None
-            self.inflight.clear()
-            self.ghosts.clear()
-            self.begin = None
+            self.win.reset()
             self._restart()
             return True
         return False
