@@ -9,7 +9,11 @@ Implements "Host recovery" of docs/protocol.md:
 - an unsolicited HELLO (reboot) or a vanished port (reopened by the session): BEGIN at
   the first record without a result;
 - the first CRC-valid RESULT of a record wins, duplicates are dropped;
+- a consumed record whose RESULT is late gets a PING first: the device answers it only
+  after the RESULTs of what it consumed before, so slow inferences are waited for and
+  only really lost results are run again;
 - recoveries without progress in between are bounded; then the run fails clearly.
+Flow-control bookkeeping lives in window.py, the adaptive timeouts in timing.py.
 """
 
 from __future__ import annotations
