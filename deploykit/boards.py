@@ -39,6 +39,7 @@ class Board:
     tflm_library_note: str
     tflm_header: str           # the port's umbrella header, included by the sketch ("" none)
     debug_log: str             # signature of the port's DebugLog: "string" | "va_list"
+    tflm_per_channel_fc: bool  # does the port's FULLY_CONNECTED honour per-channel weight scales?
     adapter: str               # firmware entry template: "arduino" | "host"
     mcu: str
     core: str
@@ -73,11 +74,12 @@ class Board:
 _OPTIONAL = {"build_flags"}
 _TYPES = {
     str: "a string", int: "an integer", float: "a number", tuple: "a list of strings",
+    bool: "true or false",
 }
 
 
 def _field_types() -> dict[str, type]:
-    hints = {"str": str, "int": int, "float": float, "tuple[str, ...]": tuple}
+    hints = {"str": str, "int": int, "float": float, "bool": bool, "tuple[str, ...]": tuple}
     return {f.name: hints[f.type] for f in fields(Board) if f.name != "path"}
 
 
@@ -88,6 +90,7 @@ def _check_type(path: Path, key: str, value, kind: type):
         int: isinstance(value, int) and not isinstance(value, bool),
         float: isinstance(value, (int, float)) and not isinstance(value, bool),
         tuple: isinstance(value, list) and all(isinstance(v, str) for v in value),
+        bool: isinstance(value, bool),
     }[kind]
     if not ok:
         raise BadInput(f"board file {path}: key {key!r} must be {_TYPES[kind]}, got {value!r}")

@@ -117,6 +117,20 @@ def resolver_ops(manifest: Manifest) -> list[dict]:
     return ops
 
 
+def check_per_channel_dense(model: bytes, board: Board, name: str) -> None:
+    """Refuse per-channel FULLY_CONNECTED weights on a port that applies one scale to all."""
+    if board.tflm_per_channel_fc:
+        return
+    from deploykit.tflite_model import parse
+    parsed = parse(model, origin=name)
+    for op in parsed.operators:
+        if op.op == "FULLY_CONNECTED" and len(op.inputs) > 1 and op.inputs[1] >= 0 \
+                and len(parsed.tensors[op.inputs[1]].scales) > 1:
+            raise BadInput(f"model {name!r} has per-channel quantized FULLY_CONNECTED weights, which the "
+                           f"TFLM port of board {board.id} computes wrongly (one scale for all channels); "
+                           f"re-run `deploykit convert` (it quantizes dense layers per tensor)")
+
+
 def arena_size(manifest: Manifest, board: Board, arena_bytes: int | None, margin_pct: float) -> tuple[int, str]:
     """Arena bytes for this board and a note on where the figure came from."""
     if arena_bytes is not None:
@@ -172,6 +186,7 @@ def plan(manifest_path, board_id: str, arena_bytes: int | None = None, arena_mar
     manifest = load_manifest(manifest_path)
     model = manifest.model_bytes()
     ops = resolver_ops(manifest)
+    check_per_channel_dense(model, board, str(manifest["name"]))
     inputs = [_tensor(t, f"input {i}") for i, t in enumerate(manifest["inputs"])]
     outputs = [_tensor(t, f"output {i}") for i, t in enumerate(manifest["outputs"])]
     if not inputs or not outputs or len(inputs) > 255 or len(outputs) > 255:

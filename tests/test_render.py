@@ -247,3 +247,25 @@ def test_cli_renders_and_says_where(converted_examples, tmp_path, capsys):
                               "--board", "esp32s3_devkitc", "-o", str(out))
     assert code == 0 and str(out) in stdout
     assert read_config(out).envs() == ["esp32s3_devkitc"]
+
+
+def test_per_channel_dense_weights_are_refused(converted_examples, example_files, tmp_path, capsys):
+    """TF's default per-channel dense quantization would compute wrongly on the pinned ports."""
+    import numpy as np
+    from deploykit import tf_backend as backend
+    t = backend.tf()
+    converter = backend._fixed_batch_converter(t, Path(example_files["sine"]["model"]), "keras")
+    converter.optimizations = [t.lite.Optimize.DEFAULT]
+    converter.representative_dataset = backend._representative(np.load(example_files["sine"]["rep_data"])["x"])
+    converter.target_spec.supported_ops = [t.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = converter.inference_output_type = t.int8
+    model = bytes(converter.convert())
+    manifest = copy_manifest(converted_examples["sine"], tmp_path / "m")
+    (manifest.parent / "model.tflite").write_bytes(model)
+    data = json.loads(manifest.read_text())
+    data.update(model_sha256=sha256_file(manifest.parent / "model.tflite"), model_bytes=len(model))
+    manifest.write_text(json.dumps(data))
+    out = tmp_path / "out"
+    line = _refused(capsys, out, str(manifest), "--board", "esp32dev")
+    assert "per-channel" in line and "esp32dev" in line
+    assert not out.exists()
