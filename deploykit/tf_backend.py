@@ -89,6 +89,10 @@ def convert(path: Path, fmt: str, mode: str, rep_x: np.ndarray | None) -> bytes:
         converter.optimizations = [t.lite.Optimize.DEFAULT]
         converter.representative_dataset = _representative(rep_x)
         converter.target_spec.supported_ops = [t.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        # Per-tensor weights for dense layers: the TFLM ports boards/ pins (TFLM of 2022 and
+        # mid-2024; per-channel FULLY_CONNECTED arrived in TFLM on 2024-09-27) and CMSIS-NN's
+        # per-tensor FC apply one scale, so per-channel dense weights give wrong outputs.
+        converter._experimental_disable_per_channel_quantization_for_dense_layers = True
     if mode == "int8":
         converter.inference_input_type = t.int8
         converter.inference_output_type = t.int8
