@@ -24,8 +24,8 @@ FAULTS = {
     "stall": "stall=300:1.0",
     "reset": "reset=250",
     "disconnect": "disconnect=600",
-    "all": "drop=0.003,corrupt=0.003,dup=0.01,garbage=0.01,stall=300:1.0,reset=250,disconnect=600",
 }
+FAULTS["all"] = ",".join(FAULTS.values())
 
 
 def records(manifest, n: int, seed: int = 0) -> np.ndarray:

@@ -120,7 +120,7 @@ class DeviceSession:
                 self.faults.retries += 1
             self.link.send(HelloRequest())
             hello = self._wait_for(Hello, self.timeouts.hello * (1 + attempt * 0.25) + patience,
-                                   other=other)
+                                   other=other, early=True)
             if hello is not None:
                 self.accept_hello(hello)
                 self.barrier(other=other)
@@ -147,7 +147,7 @@ class DeviceSession:
             self._token += 1
             token = b"dk" + os.urandom(4) + self._token.to_bytes(4, "little")
             self.link.send(Ping(token))
-            pong = self._wait_for(Pong, timeout, lambda m: m.data == token, other)
+            pong = self._wait_for(Pong, timeout, lambda m: m.data == token, other, early=True)
             if pong is not None:
                 return
             self.faults.retries += 1
@@ -160,11 +160,12 @@ class DeviceSession:
             return events
         return self.link.receive()
 
-    def _wait_for(self, kind, timeout: float, match=lambda m: True, other=None):
+    def _wait_for(self, kind, timeout: float, match=lambda m: True, other=None, early: bool = False):
         """Read until a message of `kind` matching `match` arrives; None on timeout.
 
         Messages before it go to `other(msg, frame)` if given, else are dropped (LOG and
         ERROR recorded); those after it in the same read are kept for the next receive().
+        `early`: give up at the first damaged frame too (likely the answer, corrupted).
         """
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -176,6 +177,9 @@ class DeviceSession:
                     return msg
                 if other is not None:
                     other(msg, event)
+                if early and msg is None and _damaged(event):
+                    self._pending = events[i + 1:]
+                    return None
         return None
 
     # --- message parsing ---------------------------------------------------------------
@@ -300,6 +304,11 @@ def _decode(frame: Frame, hello: Hello | None):
         return decode_message(frame, hello)
     except ProtocolError:
         return None
+
+
+def _damaged(event) -> bool:
+    """A frame that did not decode and is not plain text."""
+    return not (isinstance(event, FrameError) and _looks_like_text(event.raw))
 
 
 def _looks_like_text(raw: bytes) -> bool:

@@ -8,7 +8,7 @@ does not stretch every later timeout). Timeouts without progress back off expone
 
 from __future__ import annotations
 
-DECAY = 0.9            # per observation
+DECAY = 0.7            # per observation: a stall is forgotten within a few frames
 FIRST_GUESS_S = 0.005  # seconds per inference assumed until the first RESULT tells
 MAX_BACKOFF_STEPS = 4  # timeouts grow at most 2**4 = 16 times
 
