@@ -71,6 +71,13 @@ def test_every_board_renders_a_config_platformio_reads(sine_renders, board):
         assert (project / "src" / name).is_file()
 
 
+def test_ini_names_the_model_hash_for_flash(sine_renders, converted_examples):
+    """deploykit.flash reads "Model sha256 <hex>" from the rendered platformio.ini."""
+    from deploykit.flash import expected_sha256
+    for project in sine_renders.values():
+        assert expected_sha256(project) == converted_examples["sine"].sha256
+
+
 def test_protocol_core_is_copied_verbatim(sine_renders):
     for name in ("dk_protocol.h", "dk_protocol.cpp"):
         original = (data_dir("firmware_templates") / "src" / name).read_bytes()
