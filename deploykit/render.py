@@ -203,7 +203,7 @@ def plan(manifest_path, board_id: str, arena_bytes: int | None = None, arena_mar
         "model_file": str(manifest["model_file"]), "model_bytes": model, "model_len": len(model),
         "sha256": manifest.sha256, "sha256_bytes": bytes.fromhex(manifest.sha256),
         "ops": ops, "inputs": inputs, "outputs": outputs, "in_record": in_record,
-        "out_record": out_record, "macros": macros, "arena_bytes": arena, "arena_note": arena_note,
+        "out_record": out_record, "macros": macros, "max_payload": dict(macros)["DK_MAX_PAYLOAD"], "arena_bytes": arena, "arena_note": arena_note,
         "build_flags": flags, "debug_log_symbol": log_symbol,
     }
     return Plan(manifest, board, model, arena, context)
@@ -220,7 +220,8 @@ def _environment() -> jinja2.Environment:
 def render_files(p: Plan, arduino_sketch: bool = False) -> dict[str, bytes]:
     """Relative path -> file bytes of the whole project (nothing touches the disk)."""
     env, root = _environment(), data_dir("firmware_templates")
-    wanted = {**COMMON_FILES, **ADAPTER_FILES[p.board.adapter], "platformio.ini": "platformio.ini.j2"}
+    wanted = {**COMMON_FILES, **ADAPTER_FILES[p.board.adapter], "platformio.ini": "platformio.ini.j2",
+              "README.md": "README.md.j2"}
     files = {}
     for out, template in sorted(wanted.items()):
         if template is None:
