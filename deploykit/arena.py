@@ -32,6 +32,8 @@ Arduino library the board files pin (no TF_LITE_STATIC_MEMORY), on the int8 exam
                     Cortex-M4 Chirale (CMSIS-NN)  1588  1828     2224       +22 %
                     ESP-NN on a 32-bit host ABI   1420  1772     2112       +19 %
 
+Also checked: the Oct 2022 TFLM of tflite-micro-arduino-examples@25b752e (the Teensy 4.1
+board file's library), Cortex-M4 CMSIS-NN: smallest arenas 1104 / 624 / 1752 bytes.
 The projection was never below the smallest working arena; it wastes 240-540 bytes on
 these small models. Each part was at least its counterpart in these builds (the fixed
 allocator objects and the op data of optimized kernels are calibrated on them).
