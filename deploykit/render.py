@@ -131,7 +131,8 @@ def check_per_channel_dense(model: bytes, board: Board, name: str) -> None:
                            f"re-run `deploykit convert` (it quantizes dense layers per tensor)")
 
 
-def arena_size(manifest: Manifest, board: Board, arena_bytes: int | None, margin_pct: float) -> tuple[int, str]:
+def arena_size(manifest: Manifest, board: Board, arena_bytes: int | None,
+               margin_pct: float) -> tuple[int, str]:
     """Arena bytes for this board and a note on where the figure came from."""
     if arena_bytes is not None:
         if arena_bytes <= 0:
@@ -170,42 +171,54 @@ def check_fit(board: Board, model_len: int, arena: int, protocol_ram: int, name:
                        f"choose a bigger board or a smaller model/arena")
 
 
-def _protocol_macros(board: Board, in_record: int, out_record: int) -> list[tuple[str, int]]:
+def _protocol_macros(board: Board, in_record: int, out_record: int) -> dict[str, int]:
     payload = max_payload_for_window(board.rx_buffer_bytes)
     if out_record + RESULT_OVERHEAD > payload:
         raise BadInput(f"the model's output record ({out_record} bytes) does not fit one RESULT frame "
                        f"of board {board.id} (max payload {payload} for its {board.rx_buffer_bytes}-byte "
                        f"receive buffer); use a model with smaller outputs")
-    return [("DK_MAX_PAYLOAD", payload), ("DK_MAX_INPUT_BYTES", in_record),
-            ("DK_MAX_OUTPUT_BYTES", out_record), ("DK_RX_WINDOW", board.rx_buffer_bytes)]
+    return {"DK_MAX_PAYLOAD": payload, "DK_MAX_INPUT_BYTES": in_record,
+            "DK_MAX_OUTPUT_BYTES": out_record, "DK_RX_WINDOW": board.rx_buffer_bytes}
+
+
+def _tensors(manifest: Manifest) -> tuple[list[dict], list[dict]]:
+    inputs = [_tensor(t, f"input {i}") for i, t in enumerate(manifest["inputs"])]
+    outputs = [_tensor(t, f"output {i}") for i, t in enumerate(manifest["outputs"])]
+    if not 1 <= len(inputs) <= 255 or not 1 <= len(outputs) <= 255:
+        raise BadInput(f"manifest {manifest.path} must list 1..255 inputs and outputs; "
+                       f"re-run `deploykit convert`")
+    return inputs, outputs
+
+
+def _context(manifest: Manifest, board: Board, model: bytes, **sized) -> dict:
+    """Everything the templates see; `sized` holds ops, tensors, macros and the arena."""
+    log_symbol, log_flags = ADAPTER_LOG[board.adapter]
+    flags = [f"-D{k}={v}" for k, v in sized["macros"].items()]
+    flags += [f"-DDK_ARENA_BYTES={sized['arena_bytes']}", *log_flags, *board.build_flags]
+    return {
+        "version": __version__, "board": board, "model_name": str(manifest["name"]),
+        "model_file": str(manifest["model_file"]), "model_bytes": model, "model_len": len(model),
+        "sha256": manifest.sha256, "sha256_bytes": bytes.fromhex(manifest.sha256),
+        "max_payload": sized["macros"]["DK_MAX_PAYLOAD"], "build_flags": flags,
+        "debug_log_symbol": log_symbol, **sized,
+    }
 
 
 def plan(manifest_path, board_id: str, arena_bytes: int | None = None, arena_margin: float = 10.0) -> Plan:
     """Load, check and size everything; raise BadInput before anything is written."""
     board = load_board(board_id)
     manifest = load_manifest(manifest_path)
-    model = manifest.model_bytes()
+    name, model = str(manifest["name"]), manifest.model_bytes()
     ops = resolver_ops(manifest)
-    check_per_channel_dense(model, board, str(manifest["name"]))
-    inputs = [_tensor(t, f"input {i}") for i, t in enumerate(manifest["inputs"])]
-    outputs = [_tensor(t, f"output {i}") for i, t in enumerate(manifest["outputs"])]
-    if not inputs or not outputs or len(inputs) > 255 or len(outputs) > 255:
-        raise BadInput(f"manifest {manifest.path} must list 1..255 inputs and outputs; re-run `deploykit convert`")
+    check_per_channel_dense(model, board, name)
+    inputs, outputs = _tensors(manifest)
     in_record, out_record = sum(t["bytes"] for t in inputs), sum(t["bytes"] for t in outputs)
     macros = _protocol_macros(board, in_record, out_record)
     arena, arena_note = arena_size(manifest, board, arena_bytes, arena_margin)
-    protocol_ram = in_record + 3 * dict(macros)["DK_MAX_PAYLOAD"] + PROTOCOL_RAM_SLACK
-    check_fit(board, len(model), arena, protocol_ram, str(manifest["name"]))
-    log_symbol, log_flags = ADAPTER_LOG[board.adapter]
-    flags = [f"-D{k}={v}" for k, v in macros] + [f"-DDK_ARENA_BYTES={arena}"] + log_flags + list(board.build_flags)
-    context = {
-        "version": __version__, "board": board, "model_name": str(manifest["name"]),
-        "model_file": str(manifest["model_file"]), "model_bytes": model, "model_len": len(model),
-        "sha256": manifest.sha256, "sha256_bytes": bytes.fromhex(manifest.sha256),
-        "ops": ops, "inputs": inputs, "outputs": outputs, "in_record": in_record,
-        "out_record": out_record, "macros": macros, "max_payload": dict(macros)["DK_MAX_PAYLOAD"], "arena_bytes": arena, "arena_note": arena_note,
-        "build_flags": flags, "debug_log_symbol": log_symbol,
-    }
+    check_fit(board, len(model), arena, in_record + 3 * macros["DK_MAX_PAYLOAD"] + PROTOCOL_RAM_SLACK, name)
+    context = _context(manifest, board, model, ops=ops, inputs=inputs, outputs=outputs,
+                       in_record=in_record, out_record=out_record, macros=macros,
+                       arena_bytes=arena, arena_note=arena_note)
     return Plan(manifest, board, model, arena, context)
 
 
