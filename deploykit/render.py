@@ -10,11 +10,10 @@ Nothing depends on time or paths, so the same inputs give byte-identical files.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
-from fractions import Fraction
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import jinja2
@@ -281,10 +280,3 @@ def render(manifest_path, board_id: str, outdir, arena_size: int | None = None,
             target.write_bytes(data)
     return outdir
 
-
-def digest(files: dict[str, bytes]) -> str:
-    """One sha256 over a rendered file set (used to compare renders)."""
-    h = hashlib.sha256()
-    for path in sorted(files):
-        h.update(path.encode() + b"\0" + files[path] + b"\0")
-    return h.hexdigest()
