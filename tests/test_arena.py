@@ -6,9 +6,10 @@ import copy
 
 from deploykit import arena, tflite_model
 
-# arena_used_bytes() of real TFLM builds for the sine model, from the issue: a projection
-# that a firmware sizes its arena with must never be below these.
-SINE_REAL = {"cortex-m-reference": 932, "cortex-m-cmsis-nn": 1028, "esp32-esp-nn": 972}
+# Smallest arena AllocateTensors accepted in real 32-bit TFLM builds (Cortex-M4 reference,
+# Cortex-M4 CMSIS-NN, ESP-NN kernels on a 32-bit ABI) for the sine model as converted: a
+# projection that a firmware sizes its arena with must never be below these.
+SINE_REAL = {"cortex-m-reference": 1068, "cortex-m-cmsis-nn": 1156, "esp32-esp-nn": 1100}
 
 
 def _parsed(m):
@@ -24,7 +25,7 @@ def test_every_target_class_is_projected(converted_examples):
 def test_sine_projection_covers_real_builds_without_wasting_ram(sine_manifest):
     p = sine_manifest["arena"]["projections"]
     for cls, real in SINE_REAL.items():
-        assert real <= p[cls] <= 2 * real, (cls, p[cls], real)
+        assert real <= p[cls] <= 1.6 * real, (cls, p[cls], real)
 
 
 def test_32_bit_projection_is_below_the_x86_64_host_minimum(converted_examples):
