@@ -16,13 +16,20 @@ Schema "deploykit.manifest/1" (keys; all sizes in bytes):
   ops             list of {op: "FULLY_CONNECTED", count, macs} in first-use order
   macs_total      sum of ops[].macs
   arena           {host_recorded: bytes TFLM's RecordingMicroAllocator reported on this
-                  host, host_min: smallest arena AllocateTensors accepted on this host,
-                  projections: {target class: bytes}, e.g. "cortex-m-reference",
-                  "cortex-m-cmsis-nn", "esp32-esp-nn"; each a projection for a 32-bit
-                  build, never below the real figure}
+                  host (measured), host_min: smallest arena AllocateTensors accepted on
+                  this host (measured), head, tail, categories: the recording allocator's
+                  per-category figures, projections: {target class: bytes}, e.g.
+                  "cortex-m-reference", "cortex-m-cmsis-nn", "esp32-esp-nn"; each the
+                  arena a 32-bit build needs to allocate (projected, never below the real
+                  figure), projection_basis: how the projection was made}
   source          {model, model_format, rep_data, test_data, label_column}: paths
                   relative to the manifest's directory where possible, else absolute
-  report          float-versus-quantized report on the test data, or null
+  report          float-versus-quantized report on the test data, or null: task, samples,
+                  size {source_bytes, tflite_bytes, float_weight_bytes}; regression:
+                  float_vs_target, quantized_vs_target, quantized_vs_float {mae, rmse,
+                  max_error}; classification: classes, float_accuracy, quantized_accuracy,
+                  top1_agreement, confusion_float, confusion_quantized; and
+                  tflm_host_vs_litert (agreement of the two desktop runtimes)
   created_by      "deploykit X.Y.Z"
 """
 
