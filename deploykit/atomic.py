@@ -57,7 +57,10 @@ def replace_dir(target: Path) -> Iterator[Path]:
     """
     target = Path(target)
     ensure_writable_dir(target.parent if target.parent != Path("") else Path("."))
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    except OSError as exc:  # e.g. a directory root may pass access() but refuse new entries
+        raise BadInput(f"cannot write output directory {target}: {exc.strerror}; choose another with -o") from exc
     try:
         yield tmp
     except BaseException:

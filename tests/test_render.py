@@ -240,6 +240,14 @@ def test_unwritable_output_is_refused(converted_examples, tmp_path, capsys):
     assert blocker.read_text() == "not a directory"
 
 
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux /proc")
+def test_directory_refusing_new_entries_is_refused(converted_examples, capsys):
+    """/proc passes access(W_OK) for root yet refuses new entries: still one line, exit 2."""
+    out = Path("/proc/deploykit-render-test")
+    line = _refused(capsys, out, str(converted_examples["sine"].path), "--board", "teensy41")
+    assert str(out) in line and not out.exists()
+
+
 def test_non_project_directory_is_not_replaced(converted_examples, tmp_path, capsys):
     out = tmp_path / "home"
     out.mkdir()
