@@ -96,6 +96,59 @@ def test_arduino_sketch_wires_the_boards_timer(sine_renders):
             assert "int main()" in main and "extern \"C\" void DebugLog" in main
 
 
+# Stand-ins for what each Arduino core's own headers declare, so the sketch's reboot
+# branches can be syntax-checked with the host g++ (no Arduino core is installed here).
+STUB_ARDUINO_H = """#pragma once
+#include <stddef.h>
+#include <stdint.h>
+struct StubSerial { void begin(unsigned long) {} int available() { return 0; } int read() { return -1; }
+  size_t write(const uint8_t*, size_t n) { return n; } void flush() {} };
+extern StubSerial Serial;
+unsigned long micros();
+struct StubEsp { void restart(); uint32_t getCycleCount(); };
+extern StubEsp ESP;
+struct StubRp2040 { void reboot(); };
+extern StubRp2040 rp2040;
+#define SCB_AIRCR (*(volatile uint32_t*)0xE000ED0CUL)
+#ifdef STUB_CMSIS
+#define __CORTEX_M 4U
+void NVIC_SystemReset(void);
+#endif
+"""
+# core macros -> what RESET must call (None: no hook, RESET restarts the protocol only)
+REBOOT_BRANCHES = {
+    ("-DARDUINO_ARCH_ESP32",): "ESP.restart",
+    ("-DARDUINO_ARCH_MBED", "-DARDUINO_ARCH_RP2040"): "NVIC_SystemReset",
+    ("-DARDUINO_ARCH_RP2040",): "rp2040.reboot",
+    ("-DTEENSYDUINO=159",): "0xE000ED0CUL) = 0x05FA0004UL",  # SCB_AIRCR, expanded
+    ("-DSTUB_CMSIS",): "NVIC_SystemReset",
+    (): None,
+}
+
+
+@needs_gpp
+def test_arduino_sketch_reset_reboots_the_chip(sine_renders, tmp_path):
+    """RESET calls the core's reboot (picked by its macros); a target none names gets no hook."""
+    stub = tmp_path / "stub"
+    stub.mkdir()
+    (stub / "Arduino.h").write_text(STUB_ARDUINO_H)
+    (stub / "mbed.h").write_text("void NVIC_SystemReset(void);\n")
+    for board in (b for b in BOARDS if b.tflm_header):
+        (stub / board.tflm_header).write_text("")
+    for board in (b for b in BOARDS if b.adapter == "arduino"):
+        main = sine_renders[board.id] / "src" / "main.cpp"
+        assert "dk::Io{DkReadByte, DkWrite, nullptr, DK_REBOOT_HOOK}" in main.read_text()
+        for macros, call in REBOOT_BRANCHES.items():
+            cmd = ["g++", "-std=c++11", "-Wall", "-Werror", "-I", str(stub), "-I", str(main.parent), *macros]
+            subprocess.run([*cmd, "-fsyntax-only", str(main)], check=True, capture_output=True)
+            text = subprocess.run([*cmd, "-E", "-P", str(main)], check=True, capture_output=True,
+                                  text=True).stdout
+            hook = re.search(r"dk::Io\{DkReadByte, DkWrite, nullptr, (\w+)\}", text).group(1)
+            assert hook == ("DkReboot" if call else "nullptr"), (board.id, macros)
+            if call:
+                assert call in text.split("static void DkReboot(void*)")[1].split("\n}")[0], (board.id, macros)
+
+
 @pytest.mark.parametrize("example", ["sine", "linear", "gestures"])
 def test_op_resolver_lists_exactly_the_models_ops(converted_examples, tmp_path, example):
     manifest = converted_examples[example]
