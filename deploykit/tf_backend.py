@@ -19,7 +19,6 @@ import numpy as np
 
 from deploykit.errors import BadInput
 
-MODES = ("int8", "int8-float-io", "float32")
 REP_SAMPLES = 500
 
 

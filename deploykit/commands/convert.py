@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import click
 
-MODE_CHOICES = ("int8", "int8-float-io", "float32", "dynamic", "float16")
-
 
 @click.command("convert")
 @click.argument("model", type=click.Path(path_type=str))
