@@ -13,13 +13,13 @@ from pathlib import Path
 
 import numpy as np
 
-from deploykit import __version__, arena, litert_host, metrics, tflite_model, tflm_host
+from deploykit import __version__, arena, metrics, tflite_model, tflm_host
 from deploykit.atomic import ensure_writable_dir, write_bytes, write_json
 from deploykit.datafiles import Dataset, check_fits, load_data
 from deploykit.errors import BadInput
 from deploykit.manifest import SCHEMA, Manifest, load
-from deploykit.quantization import to_float, to_input_dtype
-from deploykit.reference import agreement
+from deploykit.quantization import to_float
+from deploykit.reference import agreement, quantized_outputs
 
 MODES = ("int8", "int8-float-io", "float32")
 REFUSED = {
@@ -139,15 +139,13 @@ def _report(model, parsed, fmt, model_path, test: Dataset) -> dict:
     from deploykit import tf_backend
     spec_in, spec_out = parsed.inputs[0], parsed.outputs[0]
     x = check_fits(test, spec_in).astype(np.float32)
-    x_model = to_input_dtype(x, spec_in)
-    tflm = tflm_host.TflmRunner(model).predict(x_model)
+    tflm, litert = quantized_outputs(model, spec_in, x)
     quant = to_float(tflm, spec_out)
     floats = tf_backend.predict_float(model_path, fmt, x) if fmt != "tflite" else None
     task = metrics.infer_task(test.y, spec_out["shape"])
     report = metrics.compare(task, test.y, floats, quant) if task else {"task": None, "samples": len(x)}
     report["size"] = _sizes(model_path, model, fmt, tf_backend)
-    report["tflm_host_vs_litert"] = agreement(tflm, litert_host.predict(model, x_model),
-                                              spec_out["scale"], spec_out["zero_point"])
+    report["tflm_host_vs_litert"] = agreement(tflm, litert, spec_out["scale"], spec_out["zero_point"])
     return report
 
 

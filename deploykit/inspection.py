@@ -36,12 +36,11 @@ def inspect_model(path, test_data=None, label_column=None) -> dict:
 
 def desktop_agreement(model: bytes, parsed, test_data, label_column=None) -> dict:
     """Agreement of TFLM-host and LiteRT on the test inputs, in output quantization steps."""
-    from deploykit import litert_host
     from deploykit.datafiles import check_fits, load_data
-    from deploykit.quantization import to_input_dtype
-    from deploykit.reference import agreement
+    from deploykit.reference import agreement, quantized_outputs
     spec_in, spec_out = parsed.inputs[0], parsed.outputs[0]
     x = check_fits(load_data(test_data, label_column), spec_in)
-    xq = x if x.dtype.name == spec_in["dtype"] else to_input_dtype(x.astype("float32"), spec_in)
-    tflm = tflm_host.TflmRunner(model).predict(xq)
-    return agreement(tflm, litert_host.predict(model, xq), spec_out["scale"], spec_out["zero_point"])
+    if x.dtype.name != spec_in["dtype"]:
+        x = x.astype("float32")
+    tflm, litert = quantized_outputs(model, spec_in, x)
+    return agreement(tflm, litert, spec_out["scale"], spec_out["zero_point"])

@@ -46,6 +46,15 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.dot(a, b) / (na * nb))
 
 
+def quantized_outputs(model: bytes, spec_in: dict, x) -> tuple[np.ndarray, np.ndarray]:
+    """Outputs of TFLM-host and LiteRT (desktop) for the same inputs: x in the model's
+    input dtype already, or float, then quantized once so both runtimes see the same bytes."""
+    from deploykit.tflm_host import TflmRunner
+    x = np.asarray(x)
+    x_model = x if x.dtype == np.dtype(spec_in["dtype"]) else to_input_dtype(x, spec_in)
+    return TflmRunner(model).predict(x_model), litert_host.predict(model, x_model)
+
+
 def reference_predictions(manifest, x, include_float: bool = True) -> dict:
     """Outputs of TFLM-host and LiteRT (in the output dtype) and the float model (float).
 
@@ -53,15 +62,13 @@ def reference_predictions(manifest, x, include_float: bool = True) -> dict:
     quantized model and used as is for the float model. The float model (TensorFlow) is
     only loaded when asked for and reachable.
     """
-    from deploykit.tflm_host import TflmRunner
     spec = manifest["inputs"][0]
     x = np.asarray(x)
-    x_model = x if x.dtype == np.dtype(spec["dtype"]) else to_input_dtype(x, spec)
-    model = manifest.model_bytes()
-    result = {"tflm_host": TflmRunner(model).predict(x_model),
-              "desktop": litert_host.predict(model, x_model), "float": None}
+    tflm, desktop = quantized_outputs(manifest.model_bytes(), spec, x)
+    result = {"tflm_host": tflm, "desktop": desktop, "float": None}
     if include_float:
-        result["float"] = float_predictions(manifest, to_float(x, spec) if x.dtype == x_model.dtype else x)
+        in_model_dtype = x.dtype == np.dtype(spec["dtype"])
+        result["float"] = float_predictions(manifest, to_float(x, spec) if in_model_dtype else x)
     return result
 
 
