@@ -30,9 +30,13 @@ def _runtime():
     return runtime
 
 
+def generous_arena(model: bytes) -> int:
+    """An arena far above any model's need, for loads whose size is not the question."""
+    return max(len(model) * GENEROUS_ARENA_FACTOR, 64 * 1024)
+
+
 def _interpreter(model: bytes, arena_size: int | None):
-    size = arena_size or max(len(model) * GENEROUS_ARENA_FACTOR, 64 * 1024)
-    return _runtime().Interpreter.from_bytes(model, arena_size=size)
+    return _runtime().Interpreter.from_bytes(model, arena_size=arena_size or generous_arena(model))
 
 
 def _spec(details: dict, name: str) -> dict:
@@ -51,7 +55,7 @@ class TflmRunner:
         model = bytes(model)
         parsed = tflite_model.parse(model)
         check_ops_supported(model, parsed)
-        self.arena_size = arena_size or max(len(model) * GENEROUS_ARENA_FACTOR, 64 * 1024)
+        self.arena_size = arena_size or generous_arena(model)
         probe = run_forked(_probe, model, self.arena_size)
         if not probe.ok:
             raise BadInput(f"TFLM cannot run this model with a {self.arena_size}-byte arena "
@@ -132,7 +136,7 @@ def measure_arena(model: bytes) -> dict:
     Every probe runs in a forked child: TFLM segfaults when the arena is too small.
     """
     model = bytes(model)
-    generous = max(len(model) * GENEROUS_ARENA_FACTOR, 64 * 1024)
+    generous = generous_arena(model)
     rec = run_forked(_record, model, generous)
     if not rec.ok:
         raise BadInput(f"TFLM could not allocate this model ({rec.status}: {_last_line(rec.output)})")
