@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+
+from deploykit.errors import BadInput
 
 
 @dataclass(frozen=True)
@@ -18,6 +21,15 @@ class Thresholds:
     min_agreement: float | None = None
     max_latency_us: float | None = None
     max_arena: int | None = None
+
+    def __post_init__(self):
+        """Refuse a limit no run could meet before anything is measured or written."""
+        for attr, ok, what in (("min_agreement", lambda v: 0 <= v <= 1, "a fraction from 0 to 1"),
+                               ("max_latency_us", lambda v: v > 0, "microseconds above 0"),
+                               ("max_arena", lambda v: v > 0, "bytes above 0")):
+            value = getattr(self, attr)
+            if value is not None and not (math.isfinite(value) and ok(value)):
+                raise BadInput(f"--{attr.replace('_', '-')} {value} is not usable; give {what}")
 
 
 CHECKS = (
