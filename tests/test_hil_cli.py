@@ -95,3 +95,48 @@ def test_stale_firmware_exits_with_both_hashes(converted_examples, tmp_path, cap
                           "-o", str(tmp_path / "r")], capsys)
     assert code == 1 and sine.sha256 in err and linear.sha256 in err
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("flag, value", [("--min-agreement", "1.5"), ("--min-agreement", "nan"),
+                                         ("--max-latency-us", "-5"), ("--max-arena", "0")])
+def test_threshold_no_run_could_meet(sine_manifest, tmp_path, capsys, flag, value):
+    code, out, err = cli(["hil", "run", "--manifest", str(sine_manifest.path), "--port", virtual(sine_manifest),
+                          flag, value, "-o", str(tmp_path / "r")], capsys)
+    assert_bad_input(code, out, err, tmp_path, f"{flag} {value}")
+
+
+@pytest.mark.parametrize("baud", ["0", "-5"])
+def test_bad_baud(sine_manifest, tmp_path, capsys, baud):
+    code, out, err = cli(["hil", "run", "--manifest", str(sine_manifest.path), "--port", virtual(sine_manifest),
+                          "--baud", baud, "-o", str(tmp_path / "r")], capsys)
+    assert_bad_input(code, out, err, tmp_path, f"--baud {baud}")
+
+
+def test_unknown_board(sine_manifest, tmp_path, capsys):
+    code, out, err = cli(["hil", "run", "--manifest", str(sine_manifest.path), "--port", virtual(sine_manifest),
+                          "--board", "nope", "-o", str(tmp_path / "r")], capsys)
+    assert_bad_input(code, out, err, tmp_path, "unknown board 'nope'")
+
+
+def test_device_of_another_board_is_refused(sine_manifest, tmp_path, capsys):
+    code, out, err = cli(["hil", "run", "--manifest", str(sine_manifest.path),
+                          "--port", virtual(sine_manifest, board="nano33ble_sense"), "--board", "esp32dev",
+                          "-o", str(tmp_path / "r")], capsys)
+    assert code == 1 and "'nano33ble_sense', not 'esp32dev'" in err and "Traceback" not in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_board_sets_the_default_baud(sine_manifest, tmp_path, capsys, monkeypatch):
+    """Every board file says 115200 today, so one is given another rate for this test."""
+    import dataclasses
+
+    from deploykit import boards
+    real = boards.load_board
+    monkeypatch.setattr(boards, "load_board", lambda board_id, directory=None: dataclasses.replace(
+        real(board_id, directory), baud=230400) if board_id == "esp32dev" else real(board_id, directory))
+    code, out, err = cli(["hil", "run", "--manifest", str(sine_manifest.path), "--limit", "10",
+                          "--port", virtual(sine_manifest, board="esp32dev"), "--board", "esp32dev",
+                          "-o", str(tmp_path / "r"), "--quiet"], capsys)
+    assert code == 0, err
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert report["device"]["board_id"] == "esp32dev" and report["throughput"]["baud"] == 230400

@@ -21,7 +21,10 @@ def hil():
               help="manifest.json written by `deploykit convert` (or its directory).")
 @click.option("--port", "-p", required=True,
               help="Serial port or pyserial URL (/dev/ttyACM0, COM3, rfc2217://h:p, socket://h:p, virtual://M), or `auto`.")
-@click.option("--baud", type=int, default=None, help="Line rate (default: the board's, 115200).")
+@click.option("--board", default=None,
+              help="Board id (boards/ID.toml): sets the default --baud; the device must announce this board.")
+@click.option("--baud", type=int, default=None,
+              help="Line rate (default: the --board's, or the board --port auto found, else 115200).")
 @click.option("--data", type=click.Path(dir_okay=False), default=None,
               help="Test data (.npz x[,y], .npy, .csv); default: the test split the converter recorded.")
 @click.option("--limit", type=int, default=None, help="Only the first N samples.")
@@ -32,12 +35,13 @@ def hil():
 @click.option("--min-agreement", type=float, default=None, help="Fail unless agreement.tflm_host.exact_fraction >= F.")
 @click.option("--max-latency-us", type=float, default=None, help="Fail unless latency.us.p99 <= F.")
 @click.option("--max-arena", type=int, default=None, help="Fail unless arena.used <= N bytes.")
-def run(manifest, port, baud, data, limit, warmup, outdir, junit, quiet, min_agreement, max_latency_us, max_arena):
+def run(manifest, port, board, baud, data, limit, warmup, outdir, junit, quiet, min_agreement, max_latency_us,
+        max_arena):
     """Stream test data to the device and report agreement, accuracy, latency and arena."""
     from deploykit.harness.run import Thresholds, run_hil
 
     report = run_hil(manifest, port, baud=baud, data=data, limit=limit, warmup=warmup, outdir=outdir,
-                     junit=junit, quiet=quiet,
+                     junit=junit, quiet=quiet, board=board,
                      thresholds=Thresholds(min_agreement, max_latency_us, max_arena))
     click.echo(summary(report))
     failed = [c["message"] for c in report["thresholds"] if not c["passed"]]

@@ -46,16 +46,24 @@ class Report(dict):
 def run_hil(manifest_path, port: str, baud: int | None = None, data=None, limit: int | None = None,
             warmup: int = DEFAULT_WARMUP, outdir=DEFAULT_OUTDIR, junit=None, quiet: bool = False,
             thresholds: Thresholds | None = None, float_reference: bool = True,
-            session_options: dict | None = None) -> Report:
-    """Run the HIL test and write its reports; see the module docstring."""
+            session_options: dict | None = None, board: str | None = None) -> Report:
+    """Run the HIL test and write its reports; see the module docstring.
+
+    `board` (a boards/ id), when given, sets the default baud and must be the board the
+    device's HELLO names; without it the baud defaults to the board `--port auto` found,
+    else 115200.
+    """
     manifest = manifest_mod.load(manifest_path)
     inputs = load_inputs(manifest, data, limit)
     if warmup < 0:
         raise BadInput(f"--warmup {warmup} must be 0 or more")
-    url, board_id = resolve_port(port)
-    baud = int(baud or _board_baud(board_id) or DEFAULT_BAUD)
+    if baud is not None and baud <= 0:
+        raise BadInput(f"--baud {baud} must be a positive line rate, e.g. 115200")
+    board_baud = _board_baud(board)  # an unknown --board fails here, before any port is opened
+    url, found = resolve_port(port, board)
+    baud = int(baud or board_baud or _board_baud(found) or DEFAULT_BAUD)
     session = DeviceSession(url, baud, expected_sha256=manifest.sha256, **(session_options or {}))
-    run = _measure(session, manifest, inputs, Path(outdir), warmup, quiet)
+    run = _measure(session, manifest, inputs, Path(outdir), warmup, quiet, board)
     report = _report(manifest, inputs, run, baud, float_reference)
     report["thresholds"] = evaluate(report, thresholds)
     report["passed"] = all(c["passed"] for c in report["thresholds"])
@@ -76,10 +84,10 @@ class _Run:
     logs: list
 
 
-def _measure(session, manifest, inputs, outdir: Path, warmup: int, quiet: bool) -> _Run:
+def _measure(session, manifest, inputs, outdir: Path, warmup: int, quiet: bool, board: str | None) -> _Run:
     """Open the device, resume or start results.jsonl, warm up, stream what is missing."""
     with session:
-        _check_device(session.hello, manifest)
+        _check_device(session.hello, manifest, board, session.url)
         ensure_writable_dir(outdir)
         header = {"model_sha256": manifest.sha256, "data_sha256": inputs.sha256}
         with ResultsFile(outdir / "results.jsonl", header) as results:
@@ -106,14 +114,14 @@ def _report(manifest, inputs, run: _Run, baud: int, float_reference: bool) -> di
     return report
 
 
-def resolve_port(port: str) -> tuple[str, str | None]:
-    """`auto` -> the first connected known board (by USB VID:PID); anything else as is."""
+def resolve_port(port: str, board: str | None = None) -> tuple[str, str | None]:
+    """`auto` -> the one connected known board (of `board`, if given) by USB VID:PID; anything else as is."""
     if not port:
         raise BadInput("no --port given; pass a serial port, a pyserial URL or `auto`")
     if port != "auto":
         return port, None
     from deploykit.devices import find_board_port
-    return find_board_port()
+    return find_board_port(board)
 
 
 def _board_baud(board_id: str | None) -> int | None:
@@ -123,9 +131,12 @@ def _board_baud(board_id: str | None) -> int | None:
     return load_board(board_id).baud
 
 
-def _check_device(hello, manifest) -> None:
-    """The hash matched; the tensor sizes must too (a firmware bug otherwise)."""
+def _check_device(hello, manifest, board: str | None, url: str) -> None:
+    """The hash matched; the board must be the one asked for, the tensor sizes the manifest's."""
     from deploykit.protocol.messages import TensorSpec, record_bytes
+    if board and hello.board_id != board:
+        raise DeviceError(f"the device on {url} announces board {hello.board_id!r}, not {board!r}; "
+                          f"check --port, or pass --board {hello.board_id}")
     want = record_bytes([TensorSpec.from_manifest(s) for s in manifest["inputs"]])
     if hello.input_record_bytes != want:
         raise DeviceError(f"device announces {hello.input_record_bytes}-byte input records but the "
