@@ -127,8 +127,10 @@ def choose_target(board: str | None, port: str, profile: str) -> Target:
     return Target(device.board_ids[0], device.port, False, f"found {device.board_ids[0]} on {device.port}")
 
 
-def check_inputs(model, data, rep_data) -> None:
-    """Refuse missing files before anything is written."""
+def check_inputs(model, data, rep_data, limit: int | None = None) -> None:
+    """Refuse missing files and a bad --limit before anything is written."""
+    if limit is not None and limit < 1:
+        raise BadInput(f"--limit {limit} must be at least 1")
     if not Path(model).exists():
         raise BadInput(f"model {model} does not exist; give a .keras, .h5, SavedModel directory, "
                        ".tflite or an existing manifest.json")
@@ -147,27 +149,37 @@ def deploy(model, outdir, board: str | None = None, port: str = "auto", profile:
     """Run every stage for `model` on the chosen target; return the result (also OUT/deploy.json).
 
     `stages` times the stages and may show them (a StageTimer subclass); None: time only."""
+    from deploykit.report import Thresholds
+
     stages = stages or StageTimer()
-    check_inputs(model, data, rep_data)
+    check_inputs(model, data, rep_data, limit)
+    limits = Thresholds(**(thresholds or {}))
     target = choose_target(board, port, profile)
     stages.note(target.note)
     outdir = Path(outdir)
     created = not outdir.exists()
     try:
-        manifest_path = _convert(stages, model, outdir / "model", name, quantize, rep_data, data, label_column)
-    except BadInput:
+        result = _run_stages(stages, model, outdir, target, port, data, rep_data, name, quantize,
+                             label_column, limit, limits, arena_size, arena_margin, junit)
+    except BadInput:  # the user's input, found wrong by a later stage: leave no half-made directory
         if created:
             shutil.rmtree(outdir, ignore_errors=True)
         raise
+    from deploykit.atomic import write_json
+
+    write_json(outdir / "deploy.json", result.to_dict())
+    return result
+
+
+def _run_stages(stages, model, outdir, target, port, data, rep_data, name, quantize, label_column,
+                limit, limits, arena_size, arena_margin, junit) -> DeployResult:
+    manifest_path = _convert(stages, model, outdir / "model", name, quantize, rep_data, data, label_column)
     fit, project = _render(stages, manifest_path, target.board_id, outdir / "firmware", arena_size, arena_margin)
     result = DeployResult(outdir, target, manifest_path, project, outdir / "hil", fit, {},
                           model_name=fit.pop("model_name"))
     _build_and_flash(stages, result, port)
-    result.report = _hil(stages, result, data, limit, thresholds, junit)
+    result.report = _hil(stages, result, data, limit, limits, junit)
     result.timings = stages.timings
-    from deploykit.atomic import write_json
-
-    write_json(outdir / "deploy.json", result.to_dict())
     return result
 
 
@@ -225,12 +237,11 @@ def _build_and_flash(stages, result: DeployResult, port: str) -> None:
 
 
 def _hil(stages, result: DeployResult, data, limit, thresholds, junit) -> dict:
-    from deploykit.boards import load_board
-    from deploykit.harness.run import Thresholds, run_hil
+    from deploykit.harness.run import run_hil
 
-    baud = load_board(result.target.board_id).baud
-    options = dict(baud=baud, data=data, limit=limit, outdir=result.report_dir, junit=junit,
-                   quiet=True, thresholds=Thresholds(**(thresholds or {})))
+    board = result.target.board_id  # sets the baud; the device's HELLO must name this board
+    options = dict(board=board, data=data, limit=limit, outdir=result.report_dir, junit=junit,
+                   quiet=True, thresholds=thresholds)
     # deploy measures afresh: the firmware may have been rebuilt and reflashed (`hil run` resumes)
     (result.report_dir / "results.jsonl").unlink(missing_ok=True)
     with stages.stage("hil"):
@@ -238,7 +249,7 @@ def _hil(stages, result: DeployResult, data, limit, thresholds, junit) -> dict:
             return run_hil(result.manifest_path, result.target.port, **options)
         from deploykit.virtual_board import VirtualBoard
 
-        with VirtualBoard(result.manifest_path, board=result.target.board_id, baud=baud) as port:
+        with VirtualBoard(result.manifest_path, board=board) as port:
             result.target.port = port
             return run_hil(result.manifest_path, port, **options)
 
