@@ -139,6 +139,8 @@ def _report(model, parsed, fmt, model_path, test: Dataset) -> dict:
     from deploykit import tf_backend
     spec_in, spec_out = parsed.inputs[0], parsed.outputs[0]
     x = check_fits(test, spec_in).astype(np.float32)
+    if test.y is not None:
+        metrics.check_labels(test.y, spec_out["shape"], test.path)
     tflm, litert = quantized_outputs(model, spec_in, x)
     quant = to_float(tflm, spec_out)
     floats = tf_backend.predict_float(model_path, fmt, x) if fmt != "tflite" else None

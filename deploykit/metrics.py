@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from deploykit.errors import BadInput
+
 
 def infer_task(y: np.ndarray | None, output_shape: list[int]) -> str | None:
     """'classification' when outputs are per-class scores and labels are class ids or
@@ -23,6 +25,23 @@ def infer_task(y: np.ndarray | None, output_shape: list[int]) -> str | None:
     if y.ndim == 2 and y.shape[1] == classes and np.isin(y, (0, 1)).all() and (y.sum(1) == 1).all():
         return "classification"
     return "regression"
+
+
+def check_labels(y: np.ndarray, output_shape: list[int], where) -> None:
+    """BadInput unless y holds, per sample, one target per model output (regression or
+    one-hot) or one class id below the number of outputs: anything else would be
+    broadcast against the outputs into figures that mean nothing."""
+    outputs = int(np.prod(output_shape[1:])) if len(output_shape) > 1 else 1
+    per_sample = int(np.prod(y.shape[1:])) if y.ndim > 1 else 1
+    if per_sample == outputs:
+        return
+    if y.ndim == 1 and outputs >= 2 and _integral(y):
+        if y.min() >= 0 and y.max() < outputs:
+            return
+        raise BadInput(f"labels y in {where} run from {y.min():g} to {y.max():g} but the model has "
+                       f"{outputs} classes (0..{outputs - 1}); give class ids in that range or one-hot rows")
+    raise BadInput(f"labels y in {where} have {per_sample} value(s) per sample but the model gives {outputs}; "
+                   "give one target per output, integer class ids or one-hot rows")
 
 
 def labels(y: np.ndarray) -> np.ndarray:

@@ -118,3 +118,21 @@ def test_failed_convert_leaves_existing_output_alone(tmp_path, capsys, sine_mani
     code, lines = run_cli(["convert", str(bad), "-o", str(out)], capsys)
     assert code == 2 and (out / "model.tflite").read_bytes() == b"old"
     assert sorted(p.name for p in out.iterdir()) == ["model.tflite"]
+
+
+@pytest.mark.parametrize("example, y, words", [
+    ("gestures", lambda n: np.full(n, 99), ("99", "4 classes")),
+    ("gestures", lambda n: np.full(n, -1), ("-1", "4 classes")),
+    ("gestures", lambda n: np.full(n, 0.5), ("1 value(s) per sample", "gives 4")),
+    ("gestures", lambda n: np.zeros((n, 7)), ("7 value(s)", "gives 4")),
+    ("sine", lambda n: np.zeros((n, 3)), ("3 value(s)", "gives 1")),
+])
+def test_labels_that_fit_neither_outputs_nor_classes(tmp_path, capsys, converted_examples, example, y, words):
+    """Labels are checked against the model's outputs, never broadcast into a meaningless report."""
+    manifest = converted_examples[example]
+    x = np.load(manifest.source_path("test_data"))["x"][:20]
+    data = tmp_path / "test.npz"
+    np.savez(data, x=x, y=y(len(x)))
+    out = tmp_path / "out"
+    assert_refused(["convert", str(manifest.model_path), "-o", str(out), "--test-data", str(data)],
+                   capsys, out, "labels", *words)
