@@ -6,6 +6,8 @@ temp dir first (not timed).
 
 link_efficiency = samples/s measured by run_hil (report.json throughput) over the wire
 limit baud/10/(in_bytes + out_bytes): the payload alone, no framing, no ACKs, no compute.
+That limit counts input and output bytes one after the other, but the UART is full duplex,
+so a protocol that overlaps inputs with results (this one) can exceed 1 (sine does).
 The virtual board paces its UART at the given baud and holds results back by its cost
 model's inference time, so the figure includes compute as a board would. It runs as
 `deploykit virtual-board` in its own process, as a board is its own device (with
@@ -40,6 +42,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 EPOCHS = {"sine": 8, "linear": 500, "gestures": 6}
+FULL_DUPLEX_NOTE = ("efficiency > 1 is no error: the wire limit counts input and output bytes one after the "
+                    "other, but the UART is full duplex and inputs overlap results")
 WARMUP = 20
 
 
@@ -131,6 +135,7 @@ def main(argv=None) -> None:
                       f"{r['samples_per_s']:>11.0f}{r['wire_limit_samples_per_s']:>10.0f}"
                       f"{r['link_efficiency']:>11.3f}{b64_ack_ceiling(r['in'], r['out']):>9.3f}"
                       f"{hex_ceiling(r['in'], out_elems, r['out']):>7.3f}  {faults}", flush=True)
+        print(FULL_DUPLEX_NOTE)
 
 
 if __name__ == "__main__":

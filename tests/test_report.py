@@ -6,7 +6,9 @@ import json
 import xml.etree.ElementTree as ET
 
 import numpy as np
+import pytest
 
+from deploykit.errors import BadInput
 from deploykit.harness.stats import distribution, recommended_arena, throughput
 from deploykit.report import Thresholds, evaluate, write_reports
 
@@ -46,6 +48,10 @@ def test_thresholds_each_become_a_case():
         ("min_agreement", False), ("max_latency_us", True), ("max_arena", True)]
     assert "agreement.tflm_host.exact_fraction = 0.8, required >= 0.9" == cases[0]["message"]
     assert evaluate(report, Thresholds()) == []
+    for bad in (dict(min_agreement=1.01), dict(min_agreement=-0.1), dict(max_latency_us=0),
+                dict(max_latency_us=float("inf")), dict(max_arena=-1)):
+        with pytest.raises(BadInput, match=next(iter(bad)).replace("_", "-")):
+            Thresholds(**bad)
     report["agreement"] = {}
     assert evaluate(report, Thresholds(min_agreement=0.1))[0]["passed"] is False
 
@@ -61,6 +67,7 @@ def test_writers_produce_json_md_html_junit(tmp_path):
     assert "FAILED" in md and "| tflm_host | 0.8 |" in md and "Confusion matrix" in md
     html = paths["html"].read_text()
     assert html.count("data:image/png;base64,") == 4 and "FAILED" in html  # confusion, scatter, latency, arena
+    assert "full duplex" in md and "full duplex" in html  # why link_efficiency may exceed 1
     suite = ET.parse(paths["junit"]).getroot().find("testsuite")
     assert suite.get("tests") == "2" and suite.get("failures") == "1"
     failure = suite.find("testcase/failure")

@@ -6,7 +6,7 @@ import base64
 import html
 
 from deploykit.report import plots
-from deploykit.report.markdown import _fmt, section_rows
+from deploykit.report.markdown import NOTES, _fmt, section_rows
 
 STYLE = """body{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto;color:#222}
 table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:3px 8px;
@@ -37,6 +37,8 @@ def render_html(report: dict, plot: dict) -> str:
              f"{_fmt(report['simulated'])}; model sha256 <code>{html.escape(str(model.get('sha256')))}</code></p>"]
     for title, (header, rows) in section_rows(report).items():
         parts.append(f"<h2>{html.escape(title)}</h2>{_table(header, rows)}")
+        if title in NOTES:
+            parts.append(f"<p>{html.escape(NOTES[title])}</p>")
     parts.append("<h2>Plots</h2>")
     parts.append(_img(plots.confusion_plot(plot.get("confusion")), "confusion matrix"))
     parts.append(_img(plots.agreement_plot(plot.get("pairs")), "device versus desktop"))

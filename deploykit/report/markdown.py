@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 
+# One line under a table, where its figures need reading with care.
+NOTES = {"Throughput": "link_efficiency = samples/s over the wire limit, which counts each sample's input "
+                       "and output bytes one after the other at baud/10; the UART is full duplex (inputs "
+                       "go out while results come back), so an overlapping protocol can exceed 1."}
+
+
 def _fmt(v) -> str:
     if v is None:
         return "–"
@@ -58,6 +64,8 @@ def render_markdown(report: dict) -> str:
              f"- data: `{report.get('data', {}).get('path')}`", ""]
     for title, (header, rows) in section_rows(report).items():
         lines += [f"## {title}", ""] + _table(header, rows)
+        if title in NOTES:
+            lines += [NOTES[title], ""]
     confusion = ((report.get("accuracy") or {}).get("device") or {}).get("confusion")
     if confusion:
         lines += ["## Confusion matrix (device; rows true, columns predicted)", ""]
