@@ -102,6 +102,9 @@ def load(path: Path | str, verify: bool = True) -> Manifest:
     missing = [k for k in REQUIRED if k not in data]
     if missing:
         raise BadInput(f"manifest {path} lacks {', '.join(missing)}; re-run `deploykit convert`")
+    problem = _shape_problem(data)
+    if problem:
+        raise BadInput(f"manifest {path}: {problem}; re-run `deploykit convert`")
     manifest = Manifest(path.resolve(), data)
     if verify:
         model = manifest.model_path
@@ -113,3 +116,45 @@ def load(path: Path | str, verify: bool = True) -> Manifest:
                 f"model {model} has sha256 {actual[:16]}… but manifest {path} says "
                 f"{manifest.sha256[:16]}…; the files are out of step, re-run `deploykit convert`")
     return manifest
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _tensor_problem(key: str, specs) -> str | None:
+    if not isinstance(specs, list) or not specs:
+        return f"{key} must be a non-empty list of tensor specs"
+    for i, t in enumerate(specs):
+        if not isinstance(t, dict) or not isinstance(t.get("dtype"), str) \
+                or not isinstance(t.get("shape"), list) or not all(_is_int(d) for d in t["shape"]):
+            return f"{key}[{i}] must be a tensor spec with a dtype string and a shape of integers"
+        if not isinstance(t.get("scale", 0.0), (int, float)) or not _is_int(t.get("zero_point", 0)):
+            return f"{key}[{i}] must have a numeric scale and an integer zero_point"
+    return None
+
+
+def _shape_problem(data: dict) -> str | None:
+    """What is wrong with the types of the keys later stages read (a hand-edited or
+    damaged manifest), or None: caught here, it never surfaces as a traceback."""
+    for key in ("name", "model_file", "model_sha256", "quantization"):
+        if not isinstance(data[key], str):
+            return f"{key} must be a string"
+    for key in ("model_bytes", "macs_total"):
+        if not _is_int(data[key]):
+            return f"{key} must be an integer"
+    for key in ("inputs", "outputs"):
+        problem = _tensor_problem(key, data[key])
+        if problem:
+            return problem
+    ops = data["ops"]
+    if not isinstance(ops, list) or not all(isinstance(o, dict) and isinstance(o.get("op"), str) for o in ops):
+        return "ops must be a list of {op, count, macs}"
+    arena = data["arena"]
+    if not isinstance(arena, dict) or not isinstance(arena.get("projections", {}), dict):
+        return "arena must be an object with a projections object"
+    if not all(_is_int(v) and v > 0 for v in arena.get("projections", {}).values()):
+        return "arena projections must be positive integers (bytes)"
+    if not all(_is_int(arena.get(k, 0)) for k in ("host_recorded", "host_min")):
+        return "arena host_recorded and host_min must be integers (bytes)"
+    return None

@@ -267,6 +267,23 @@ def test_sha_mismatch_is_refused(converted_examples, tmp_path, capsys):
     assert not out.exists()
 
 
+@pytest.mark.parametrize("changes, words", [
+    ({"ops": "FULLY_CONNECTED"}, ("ops",)),
+    ({"inputs": None}, ("inputs",)),
+    ({"outputs": [{"name": "y", "dtype": "int8", "shape": "1x1"}]}, ("outputs[0]", "shape")),
+    ({"arena": []}, ("arena",)),
+    ({"arena": {"projections": {"cortex-m-cmsis-nn": None}}}, ("projections",)),
+    ({"model_bytes": "2880"}, ("model_bytes",)),
+])
+def test_damaged_manifest_is_refused(converted_examples, tmp_path, capsys, changes, words):
+    """A hand-edited manifest with wrong types: one line naming the key, not a traceback."""
+    manifest = copy_manifest(converted_examples["sine"], tmp_path / "m", **changes)
+    out = tmp_path / "out"
+    line = _refused(capsys, out, str(manifest), "--board", "nano33ble_sense")
+    assert all(word in line for word in words), line
+    assert not out.exists()
+
+
 def test_model_too_big_is_refused_with_figures(converted_examples, tmp_path, capsys):
     sine = converted_examples["sine"]
     manifest = copy_manifest(sine, tmp_path / "m")
