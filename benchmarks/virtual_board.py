@@ -21,18 +21,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-EPOCHS = {"sine": 8, "linear": 500, "gestures": 6}
-
-
-def example_manifests(root: Path) -> list:
-    from deploykit.convert import convert
-    from deploykit.examples import train_example
-    out = []
-    for name, epochs in EPOCHS.items():
-        files = train_example(name, root / "trained" / name, seed=0, epochs=epochs)
-        out.append(convert(files["model"], root / name, name=name, quantize="int8",
-                           rep_data=files["rep_data"], test_data=files["test_data"]))
-    return out
+from _examples import example_manifests  # noqa: E402  (a sibling script module)
 
 
 def records_for(manifest, n: int) -> list[bytes]:

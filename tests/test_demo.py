@@ -4,21 +4,8 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
 from deploykit import deploy as deploy_mod
-from deploykit.cli import main
-
-
-def run_cli(args):
-    with pytest.raises(SystemExit) as exit_:
-        main(args)
-    return exit_.value.code
-
-
-@pytest.fixture
-def no_boards(mocker):
-    return mocker.patch("deploykit.devices.list_ports.comports", return_value=[])
+from test_deploy import no_boards, run_cli  # noqa: F401  (no_boards is a fixture)
 
 
 def test_demo_trains_once_then_reuses_the_model(mocker, tmp_path, capsys, no_boards):
