@@ -6,6 +6,8 @@ import json
 
 import click
 
+from deploykit.commands import text_table
+
 
 @click.command("boards")
 @click.option("--json", "as_json", is_flag=True, help="Print every field of every board as JSON.")
@@ -20,6 +22,5 @@ def boards(as_json):
     rows = [(b.id, b.name, f"{b.platform}/{b.board or '-'}", b.core, f"{b.clock_mhz} MHz",
              f"{b.ram_bytes // 1024} KB", f"{b.flash_bytes // 1024} KB", b.timer) for b in found]
     header = ("ID", "NAME", "PLATFORM/BOARD", "CORE", "CLOCK", "RAM", "FLASH", "TIMER")
-    widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
-    for row in [header, *rows]:
-        click.echo("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip())
+    for line in text_table(header, rows):
+        click.echo(line)

@@ -7,6 +7,8 @@ import json
 
 import click
 
+from deploykit.commands import text_table
+
 
 @click.command("inspect")
 @click.argument("model", type=click.Path(path_type=str))
@@ -28,11 +30,11 @@ def inspect(model, as_json, test_data, label_column):
 
 def format_report(r: dict) -> list[str]:
     lines = [f"{r['file']}: {r['size']} bytes, {r['macs_total']} MACs, all ops supported by TFLM", ""]
-    lines += _table(("OP", "COUNT", "MACS"), [(o["op"], o["count"], o["macs"]) for o in r["ops"]])
+    lines += text_table(("OP", "COUNT", "MACS"), [(o["op"], o["count"], o["macs"]) for o in r["ops"]])
     lines.append("")
     rows = [(kind, t["name"], t["dtype"], "x".join(map(str, t["shape"])), f"{t['scale']:.6g}", t["zero_point"])
             for kind, group in (("in", r["inputs"]), ("out", r["outputs"])) for t in group]
-    lines += _table(("", "TENSOR", "DTYPE", "SHAPE", "SCALE", "ZERO POINT"), rows)
+    lines += text_table(("", "TENSOR", "DTYPE", "SHAPE", "SCALE", "ZERO POINT"), rows)
     m = r["arena"]["measured"]
     lines += ["", f"arena, measured on this host (TFLM Python interpreter): recorded {m['host_recorded']} B, "
               f"smallest that allocates {m['host_min']} B"]
@@ -42,8 +44,3 @@ def format_report(r: dict) -> list[str]:
         lines += ["", f"TFLM-host vs LiteRT on {a['samples']} inputs: {a['exact_fraction']:.1%} identical, "
                   f"max {a['max_abs_steps']} step(s), mean abs {a['mae']:.4g}"]
     return lines
-
-
-def _table(header, rows) -> list[str]:
-    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
-    return ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in [header, *rows]]
