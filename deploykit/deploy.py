@@ -249,7 +249,8 @@ def _hil(stages, result: DeployResult, data, limit, thresholds, junit) -> dict:
             return run_hil(result.manifest_path, result.target.port, **options)
         from deploykit.virtual_board import VirtualBoard
 
-        with VirtualBoard(result.manifest_path, board=board) as port:
+        # it stands in for the rendered firmware, so it has that firmware's arena
+        with VirtualBoard(result.manifest_path, board=board, arena_configured=result.fit["arena"]) as port:
             result.target.port = port
             return run_hil(result.manifest_path, port, **options)
 

@@ -84,7 +84,21 @@ def test_failed_threshold_exits_1_with_the_table(sine_manifest, tmp_path, capsys
     code = run_cli(["deploy", str(sine_manifest.path), "--board", "virtual", "--max-latency-us", "1",
                     "-o", str(tmp_path / "out"), "--limit", "10", "--quiet"])
     captured = capsys.readouterr()
-    assert code == 1 and "FAIL" in captured.out and "thresholds failed" in captured.err
+    assert code == 1 and "FAIL" in captured.out and "HIL run failed" in captured.err
+
+
+def test_virtual_board_gets_the_rendered_arena_and_fails_as_the_firmware_would(sine_manifest, tmp_path,
+                                                                              capsys, no_boards):
+    """--arena-size too small: the rendered firmware's AllocateTensors fails, so every sample does."""
+    out = tmp_path / "out"
+    code = run_cli(["deploy", str(sine_manifest.path), "--board", "virtual", "--arena-size", "64",
+                    "-o", str(out), "--limit", "5", "--quiet"])
+    captured = capsys.readouterr()
+    assert code == 1 and "no sample ran" in captured.err and "FAIL" in captured.out
+    report = json.loads((out / "hil" / "report.json").read_text())
+    assert report["arena"]["configured"] == 64 and report["arena"]["used"] == 0
+    assert report["samples"] == 0 and report["samples_failed"] == 5 and report["passed"] is False
+    assert any("AllocateTensors failed with a 64-byte arena" in line for line in report["device_log"])
 
 
 def test_build_failure_stops_the_pipeline_with_the_reason(mocker, sine_manifest, tmp_path, capsys):

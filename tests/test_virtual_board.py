@@ -116,6 +116,18 @@ def test_arena_configured_can_be_given(converted_examples):
     assert fw.hello.arena_configured == 8000
 
 
+def test_arena_too_small_fails_allocation_as_the_firmware_does(converted_examples):
+    """The rendered firmware's AllocateTensors fails: arena_used 0, every record INVOKE_FAILED."""
+    fw = build_firmware(converted_examples["sine"], load_board("virtual"), arena_configured=64)
+    assert (fw.hello.arena_configured, fw.hello.arena_used) == (64, 0)
+    wire = Wire(fw)
+    boot = wire.take()
+    assert any(isinstance(m, Log) and "AllocateTensors failed with a 64-byte arena" in m.text for m in boot)
+    wire.send(Begin(0), Input(0, b"\x01\x02"))
+    errors = [m for m in wire.take() if isinstance(m, ErrorMsg)]
+    assert errors == [ErrorMsg(3, 0, "Invoke failed"), ErrorMsg(3, 1, "Invoke failed")]
+
+
 def test_board_figures_come_from_the_board_file(converted_examples):
     board = load_board("nano33ble_sense")
     fw = build_firmware(converted_examples["gestures"], board)

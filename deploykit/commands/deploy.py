@@ -87,7 +87,8 @@ def run_with_display(quiet: bool, call, stage_names=()):
             result = call(stages)
     print_summary(console, result)
     if not result.passed:
-        raise ThresholdFailed(f"thresholds failed; see {result.report_dir / 'report.md'}")
+        raise ThresholdFailed(f"the HIL run failed (a threshold, or no sample ran on the device); "
+                              f"see {result.report_dir / 'report.md'}")
     return result
 
 

@@ -44,9 +44,11 @@ def run(manifest, port, board, baud, data, limit, warmup, outdir, junit, quiet, 
                      junit=junit, quiet=quiet, board=board,
                      thresholds=Thresholds(min_agreement, max_latency_us, max_arena))
     click.echo(summary(report))
-    failed = [c["message"] for c in report["thresholds"] if not c["passed"]]
-    if failed:
-        raise ThresholdFailed("threshold failed: " + "; ".join(failed))
+    if not report.passed:
+        failed = [c["message"] for c in report["thresholds"] if not c["passed"]]
+        raise ThresholdFailed("threshold failed: " + "; ".join(failed) if failed else
+                              f"no sample produced a result on the device ({report['samples_failed']} "
+                              f"failed); see {report['files']['md']}")
 
 
 def summary(report) -> str:

@@ -66,7 +66,7 @@ def run_hil(manifest_path, port: str, baud: int | None = None, data=None, limit:
     run = _measure(session, manifest, inputs, Path(outdir), warmup, quiet, board)
     report = _report(manifest, inputs, run, baud, float_reference)
     report["thresholds"] = evaluate(report, thresholds)
-    report["passed"] = all(c["passed"] for c in report["thresholds"])
+    report["passed"] = report["samples"] > 0 and all(c["passed"] for c in report["thresholds"])
     write_reports(report, Path(outdir), junit)
     return Report(report)
 

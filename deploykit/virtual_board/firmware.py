@@ -5,7 +5,9 @@ kernels) through deploykit.tflm_host.TflmRunner. The arena HELLO reports is the
 manifest's 32-bit projection of TFLM's recording-allocator figure for the board's
 arena class (arena_used); arena_configured is that plus a 10 % margin rounded up to 16
 bytes, as the renderer sizes a board's arena, unless given. A LOG frame after every
-boot says so, since a host figure stands in for a measured one.
+boot says so, since a host figure stands in for a measured one. An arena configured
+smaller than that fails as the rendered firmware's AllocateTensors does: HELLO says
+arena_used 0 and every record gets ERROR INVOKE_FAILED.
 """
 
 from __future__ import annotations
@@ -68,6 +70,8 @@ def arena_figures(manifest, board, configured: int | None = None) -> tuple[int, 
                        f"(board {board.id}); re-run `deploykit convert`")
     used = int(projections[board.arena_class])
     configured = int(configured) if configured else _round16(used * (100 + ARENA_MARGIN_PERCENT), 100)
+    if configured < used:
+        return configured, 0, f"AllocateTensors failed with a {configured}-byte arena (simulated: it needs {used} B)"
     note = (f"simulated: arena_used {used} B is the {board.arena_class} 32-bit projection of "
             f"TFLM's recording allocator (host recorded {arena.get('host_recorded', '?')} B); "
             f"arena_configured {configured} B")
@@ -93,11 +97,23 @@ def build_firmware(manifest, board, arena_configured: int | None = None, runner=
     """Load the manifest's model into TFLM and describe it as the board would."""
     configured, used, note = arena_figures(manifest, board, arena_configured)
     hello = make_hello(manifest, board, configured, used)
-    if runner is None:
+    if used == 0:
+        runner = _NoInterpreter(note)
+    elif runner is None:
         runner = _runner(str(manifest.model_path), manifest.sha256)
     banner = (f"\r\ndeploykit virtual board ({board.id}, simulated)\r\n"
               f"model {manifest.sha256[:16]} arena {used}/{configured} B\r\n").encode("ascii", "replace")
     return Firmware(hello, runner, inference_timing(manifest["ops"], board), banner, note)
+
+
+class _NoInterpreter:
+    """The firmware after a failed AllocateTensors: RunnerInfer fails for every record."""
+
+    def __init__(self, why: str):
+        self.why = why
+
+    def invoke_raw(self, inputs):
+        raise RuntimeError(self.why)
 
 
 @functools.lru_cache(maxsize=8)
