@@ -54,6 +54,10 @@ def test_other_modes(tmp_path, example_files, mode, in_dtype):
     m = convert(f["model"], tmp_path / mode, quantize=mode, rep_data=f["rep_data"], test_data=f["test_data"])
     assert m["quantization"] == mode and m["inputs"][0]["dtype"] == in_dtype
     assert m["report"]["quantized_vs_float"]["mae"] < (1e-4 if mode == "float32" else 0.3)
+    from deploykit.commands.inspect import format_report
+    from deploykit.inspection import inspect_model
+    text = "\n".join(format_report(inspect_model(m.model_path, f["test_data"])))
+    assert "TFLM-host vs LiteRT on 1000 inputs" in text and "None" not in text
 
 
 def test_tflite_taken_as_is(tmp_path, sine_manifest):
@@ -88,3 +92,14 @@ def test_csv_data_and_cli_summary(tmp_path, example_files, capsys):
     assert "model.tflite" in out and "FULLY_CONNECTED" in out and "projected" in out
     d = json.loads((tmp_path / "o" / "manifest.json").read_text())
     assert d["name"] == "lin" and d["report"]["samples"] == 51 and d["source"]["label_column"] == 1
+
+
+def test_cli_summary_of_a_classifier(converted_examples):
+    from deploykit.commands.convert import summary
+    m = converted_examples["gestures"]
+    line = summary(m.data, m.directory)[-1]
+    r = m["report"]
+    assert line.startswith(f"accuracy on {r['samples']} test samples: converted (int8) {r['quantized_accuracy']:.3f}")
+    assert f"float {r['float_accuracy']:.3f}" in line and "nan" not in line
+    taken_as_is = dict(m.data, report={k: v for k, v in r.items() if not k.startswith(("float", "top1"))})
+    assert "float" not in summary(taken_as_is, m.directory)[-1]

@@ -39,9 +39,15 @@ def summary(m: dict, where) -> list[str]:
     if r and r.get("task") == "regression":
         lines.append(_regression(r))
     elif r and r.get("task") == "classification":
-        lines.append(f"accuracy on {r['samples']} test samples: float {r.get('float_accuracy', float('nan')):.3f}, "
-                     f"int8 {r['quantized_accuracy']:.3f}, top-1 agreement {r.get('top1_agreement', float('nan')):.3f}")
+        lines.append(_classification(r, m["quantization"]))
     return lines
+
+
+def _classification(r: dict, mode: str) -> str:
+    text = f"accuracy on {r['samples']} test samples: converted ({mode}) {r['quantized_accuracy']:.3f}"
+    if "float_accuracy" in r:  # absent when a .tflite was taken as is
+        text += f", float {r['float_accuracy']:.3f}, top-1 agreement {r['top1_agreement']:.3f}"
+    return text
 
 
 def _regression(r: dict) -> str:

@@ -41,6 +41,7 @@ def format_report(r: dict) -> list[str]:
     lines += [f"arena, projected for {cls} (32-bit build): {size} B" for cls, size in r["arena"]["projected"].items()]
     a = r.get("agreement")
     if a:
+        steps = "" if a["max_abs_steps"] is None else f"max {a['max_abs_steps']} step(s), "  # None: float outputs
         lines += ["", f"TFLM-host vs LiteRT on {a['samples']} inputs: {a['exact_fraction']:.1%} identical, "
-                  f"max {a['max_abs_steps']} step(s), mean abs {a['mae']:.4g}"]
+                  f"{steps}mean abs {a['mae']:.4g}"]
     return lines
