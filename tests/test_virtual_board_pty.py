@@ -85,6 +85,27 @@ def test_cli_bad_input_exits_2_one_line_nothing_written(converted_examples, tmp_
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("where, words", [("file", "already exists"), ("file/port", "cannot make the port link")])
+def test_cli_link_never_replaces_a_file(converted_examples, tmp_path, capsys, where, words):
+    """--link at an existing file (say /etc/passwd), or under one: refused, the file untouched."""
+    from deploykit.cli import main
+    precious = tmp_path / "file"
+    precious.write_text("keep me")
+    with pytest.raises(SystemExit) as info:
+        main(["virtual-board", str(converted_examples["sine"].path), "--link", str(tmp_path / where)])
+    err = capsys.readouterr().err.strip()
+    assert info.value.code == 2 and len(err.splitlines()) == 1 and words in err
+    assert precious.read_text() == "keep me" and sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+
+
+def test_a_stale_link_of_a_killed_board_is_replaced(converted_examples, tmp_path):
+    link = tmp_path / "port"
+    link.symlink_to("/dev/pts/9999")
+    with VirtualBoard(converted_examples["sine"], pacing=False, path=link) as path:
+        assert os.readlink(path) != "/dev/pts/9999" and os.readlink(path).startswith("/dev/pts/")
+    assert not os.path.lexists(link) and list(tmp_path.iterdir()) == []
+
+
 def test_cli_missing_manifest_is_bad_input(tmp_path, capsys):
     from deploykit.cli import main
     with pytest.raises(SystemExit) as info:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import errno
 import os
+import secrets
 import select
 import tempfile
 import termios
@@ -26,9 +27,16 @@ import time
 import tty
 from pathlib import Path
 
+from deploykit.errors import BadInput
+
 RESET_BAUD = termios.B1200
 RECONNECT_DELAY = 0.3     # seconds the port is gone during a disconnect fault
 MAX_IDLE_WAIT = 0.01     # also how often the 1200-baud touch is looked for
+
+
+def _is_pty_link(path: Path) -> bool:
+    """A symlink into /dev/pts: one a virtual board left behind (killed), safe to replace."""
+    return path.is_symlink() and os.readlink(path).startswith("/dev/pts/")
 
 
 class PtyServer:
@@ -52,8 +60,7 @@ class PtyServer:
         tty.setraw(self.slave)
         os.set_blocking(self.master, False)
         self._speed = termios.tcgetattr(self.slave)[4]
-        tmp = self.path.with_name(self.path.name + ".new")
-        tmp.unlink(missing_ok=True)
+        tmp = self.path.with_name(f".{self.path.name}.{secrets.token_hex(4)}")  # a new name: nothing is overwritten
         os.symlink(os.ttyname(self.slave), tmp)
         os.replace(tmp, self.path)
 
@@ -67,8 +74,16 @@ class PtyServer:
             self.path.unlink()
 
     def start(self) -> str:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._open_pty()
+        """Open the pty behind the link; refuse a path that is anything but a stale pty link."""
+        if os.path.lexists(self.path) and not _is_pty_link(self.path):
+            raise BadInput(f"{self.path} already exists and is not a pty link; give --link a new path")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._open_pty()
+        except OSError as exc:
+            self._close_pty()
+            raise BadInput(f"cannot make the port link {self.path}: {exc.strerror or exc}; "
+                           "give --link a path in a writable directory") from exc
         self._thread = threading.Thread(target=self._run, name=f"virtual-board {self.path}", daemon=True)
         self._thread.start()
         return str(self.path)
