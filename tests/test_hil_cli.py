@@ -140,3 +140,10 @@ def test_board_sets_the_default_baud(sine_manifest, tmp_path, capsys, monkeypatc
     assert code == 0, err
     report = json.loads((tmp_path / "r" / "report.json").read_text())
     assert report["device"]["board_id"] == "esp32dev" and report["throughput"]["baud"] == 230400
+
+
+def test_junit_path_that_cannot_be_written(sine_manifest, tmp_path, capsys):
+    (tmp_path / "afile").write_text("x")
+    code, out, err = cli(["hil", "run", "--manifest", str(sine_manifest.path), "--port", virtual(sine_manifest),
+                          "--junit", str(tmp_path / "afile" / "junit.xml"), "-o", str(tmp_path / "r")], capsys)
+    assert_bad_input(code, out, err, tmp_path, "cannot write --junit")

@@ -63,7 +63,7 @@ def run_hil(manifest_path, port: str, baud: int | None = None, data=None, limit:
     url, found = resolve_port(port, board)
     baud = int(baud or board_baud or _board_baud(found) or DEFAULT_BAUD)
     session = DeviceSession(url, baud, expected_sha256=manifest.sha256, **(session_options or {}))
-    run = _measure(session, manifest, inputs, Path(outdir), warmup, quiet, board)
+    run = _measure(session, manifest, inputs, Path(outdir), junit, warmup, quiet, board)
     report = _report(manifest, inputs, run, baud, float_reference)
     report["thresholds"] = evaluate(report, thresholds)
     report["passed"] = report["samples"] > 0 and all(c["passed"] for c in report["thresholds"])
@@ -84,11 +84,12 @@ class _Run:
     logs: list
 
 
-def _measure(session, manifest, inputs, outdir: Path, warmup: int, quiet: bool, board: str | None) -> _Run:
+def _measure(session, manifest, inputs, outdir: Path, junit, warmup: int, quiet: bool,
+             board: str | None) -> _Run:
     """Open the device, resume or start results.jsonl, warm up, stream what is missing."""
     with session:
         _check_device(session.hello, manifest, board, session.url)
-        ensure_writable_dir(outdir)
+        _prepare_outputs(outdir, junit)
         header = {"model_sha256": manifest.sha256, "data_sha256": inputs.sha256}
         with ResultsFile(outdir / "results.jsonl", header) as results:
             if any(i not in results.rows for i in range(len(inputs))):
@@ -129,6 +130,17 @@ def _board_baud(board_id: str | None) -> int | None:
         return None
     from deploykit.boards import load_board
     return load_board(board_id).baud
+
+
+def _prepare_outputs(outdir: Path, junit) -> None:
+    """Make the output directories now, so a bad path fails before the run, not after it."""
+    if junit:
+        try:
+            ensure_writable_dir(Path(junit).parent)
+        except BadInput:
+            raise BadInput(f"cannot write --junit {junit}: {Path(junit).parent} is not a writable "
+                           "directory; choose another path") from None
+    ensure_writable_dir(outdir)
 
 
 def _check_device(hello, manifest, board: str | None, url: str) -> None:
