@@ -319,6 +319,8 @@ def demo(outdir="deploykit-demo", stages=None, retrain: bool = False, limit: int
     """Train the sine example (or reuse OUT/example/), then deploy it to the virtual board."""
     stages = stages or StageTimer()
     outdir = Path(outdir)
+    if outdir.exists() and not outdir.is_dir():
+        raise BadInput(f"{outdir} exists and is not a directory; choose another with -o")
     files = None if retrain else cached_example(outdir / "example")
     if files is None:
         with stages.stage("train"):

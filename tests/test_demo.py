@@ -56,3 +56,11 @@ def test_cached_example_needs_every_file(tmp_path, example_files):
     assert deploy_mod.cached_example(tmp_path) is None
     (tmp_path / "example.json").write_text("not json")
     assert deploy_mod.cached_example(tmp_path) is None
+
+
+def test_output_that_is_a_file_is_bad_input(tmp_path, capsys):
+    (tmp_path / "afile").write_text("keep")
+    assert run_cli(["demo", "-o", str(tmp_path / "afile"), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "is not a directory" in err and "Traceback" not in err
+    assert (tmp_path / "afile").read_text() == "keep"
