@@ -50,6 +50,8 @@ ADAPTER_LOG = {
     "arduino": ("__wrap_DebugLog", ["-Wl,--wrap=DebugLog"]),
     "host": ("DebugLog", []),
 }
+# Directories PlatformIO gives a meaning to: the sketch folder must not take one's name.
+PIO_DIRS = ("src", "include", "lib", "test", "data", "boards")
 FRAME_OVERHEAD = 8      # version, type, seq, CRC-32 (docs/protocol.md)
 RESULT_OVERHEAD = 19    # RESULT header and one timing run, as dk_protocol.h asserts
 PROTOCOL_RAM_SLACK = 512
@@ -250,6 +252,8 @@ def _sketch_files(p: Plan, files: dict[str, bytes]) -> dict[str, bytes]:
     if p.board.adapter != "arduino":
         raise BadInput(f"board {p.board.id} is not an Arduino board; drop --arduino-sketch")
     name = c_ident(p.context["model_name"], prefix="dk")
+    if name.lower() in PIO_DIRS:  # src/src.ino would be built by `pio run` beside main.cpp
+        name = f"dk_{name}"
     sketch = {f"{name}/{name}.ino": files["src/main.cpp"]}
     for path, data in files.items():
         if path.startswith("src/") and path != "src/main.cpp":

@@ -216,6 +216,15 @@ def test_arduino_sketch_folder_has_the_same_code(converted_examples, tmp_path):
         assert (sketch / name).read_bytes() == (project / "src" / name).read_bytes()
 
 
+@pytest.mark.parametrize("name", ["src", "Lib", "test"])
+def test_sketch_folder_never_takes_a_platformio_directory(converted_examples, tmp_path, name):
+    """A model called "src" must not put src/src.ino (a second setup/loop) into the PlatformIO build."""
+    manifest = copy_manifest(converted_examples["sine"], tmp_path / "m", name=name)
+    project = render(manifest, "nano33ble_sense", tmp_path / "p", arduino_sketch=True)
+    assert sorted(p.name for p in (project / "src").iterdir() if p.suffix == ".ino") == []
+    assert (project / f"dk_{name}" / f"dk_{name}.ino").is_file()
+
+
 @needs_gpp
 def test_hostile_names_compile_to_harmless_c(converted_examples, tmp_path):
     """A hostile model and tensor name: model_data.cpp compiles and stores the exact bytes."""
