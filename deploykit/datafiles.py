@@ -109,10 +109,13 @@ def _as_samples(path: Path, x: np.ndarray) -> np.ndarray:
 
 
 def _check_values(path: Path, name: str, a: np.ndarray) -> None:
+    if a.ndim == 0:
+        raise BadInput(f"data file {path}: {name} is a single value, not an array of samples; "
+                       "save one sample per row")
     if a.size == 0 or len(a) == 0:
         raise BadInput(f"data file {path} has an empty {name}; it needs at least one sample")
-    if not (np.issubdtype(a.dtype, np.number) or a.dtype == np.bool_):
-        raise BadInput(f"data file {path}: {name} has dtype {a.dtype}; save numbers")
+    if not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating) or a.dtype == np.bool_):
+        raise BadInput(f"data file {path}: {name} has dtype {a.dtype}; save real numbers")
     if np.issubdtype(a.dtype, np.floating) and not np.isfinite(a).all():
         bad = int((~np.isfinite(a)).sum())
         raise BadInput(f"data file {path}: {name} holds {bad} NaN or infinite values; clean the data first")
