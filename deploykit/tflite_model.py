@@ -7,7 +7,7 @@ extents) turn a truncated or corrupted file into BadInput before any C++ code se
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -39,7 +39,6 @@ class Tensor:
     shape: list[int]
     scales: list[float]
     zero_points: list[int]
-    const_bytes: int
 
     def spec(self) -> dict:
         """The manifest form: {name, dtype, shape, scale, zero_point} (per-tensor)."""
@@ -61,14 +60,10 @@ class TfliteModel:
     """What deploykit needs to know about a .tflite: tensors, operators, size."""
 
     size: int
-    version: int
-    description: str
     tensors: list[Tensor]
     operators: list[Operator]
     input_indices: list[int]
     output_indices: list[int]
-    subgraphs: int = 1
-    op_codes: list[str] = field(default_factory=list)
 
     @property
     def inputs(self) -> list[dict]:
@@ -90,11 +85,6 @@ class TfliteModel:
     @property
     def macs_total(self) -> int:
         return sum(o.macs for o in self.operators)
-
-    def to_dict(self) -> dict:
-        return {"size": self.size, "ops": self.op_table(), "macs_total": self.macs_total,
-                "inputs": self.inputs, "outputs": self.outputs, "subgraphs": self.subgraphs,
-                "tensors": [vars(t) for t in self.tensors]}
 
 
 def parse(data: bytes, origin: str = "model") -> TfliteModel:
@@ -127,11 +117,8 @@ def _read(data: bytes) -> TfliteModel:
     outs = [int(v) for v in g.OutputsAsNumpy()] if g.OutputsLength() else []
     for idx in ins + outs:
         _check_index(idx, len(tensors), "subgraph input/output")
-    desc = root.Description()
-    return TfliteModel(size=len(data), version=root.Version(),
-                       description=desc.decode("utf-8", "replace") if desc else "",
-                       tensors=tensors, operators=operators, input_indices=ins,
-                       output_indices=outs, subgraphs=root.SubgraphsLength(), op_codes=codes)
+    return TfliteModel(size=len(data), tensors=tensors, operators=operators,
+                       input_indices=ins, output_indices=outs)
 
 
 def _buffer_size(buf, total: int) -> int:
@@ -178,7 +165,7 @@ def _tensor(s, t, index: int, buffers: list[int]) -> Tensor:
     name = t.Name()
     return Tensor(index=index, name=name.decode("utf-8", "replace") if name else f"tensor_{index}",
                   dtype=_DTYPES.get(type_name, type_name.lower()), shape=shape, scales=scales,
-                  zero_points=zps, const_bytes=buffers[t.Buffer()] if buffers else 0)
+                  zero_points=zps)
 
 
 def _operator(o, codes: list[str], tensors: list[Tensor]) -> Operator:
@@ -205,8 +192,10 @@ def _macs(op: str, ins: list[int], outs: list[int], tensors: list[Tensor]) -> in
     w = tensors[ins[1]].shape
     if op == "FULLY_CONNECTED" and w:
         return out * int(w[-1])
-    if op in ("CONV_2D", "CONV_3D") and len(w) >= 4:
+    if op == "CONV_2D" and len(w) == 4:  # weights [out, h, w, in]
         return out * int(np.prod(w[1:]))
+    if op == "CONV_3D" and len(w) == 5:  # weights [d, h, w, in, out]
+        return out * int(np.prod(w[:4]))
     if op == "DEPTHWISE_CONV_2D" and len(w) == 4:
         return out * int(w[1] * w[2])
     if op == "TRANSPOSE_CONV" and len(w) == 4 and len(ins) >= 3:
