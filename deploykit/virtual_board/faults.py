@@ -39,10 +39,6 @@ class FaultSpec:
     disconnects: tuple[int, ...] = ()
     text: str = field(default="", compare=False)
 
-    @property
-    def wire_faults(self) -> bool:
-        return any((self.drop, self.corrupt, self.dup, self.garbage))
-
 
 def _bad(spec: str, why: str) -> BadInput:
     return BadInput(f"fault spec {spec!r}: {why}; write e.g. {_EXAMPLE}")
