@@ -15,11 +15,12 @@ import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from deploykit.arena import TARGET_CLASSES
 from deploykit.errors import BadInput
 from deploykit.resources import data_dir
 
 TIMERS = ("dwt", "ccount", "mcycle", "micros")
-ARENA_CLASSES = ("cortex-m-reference", "cortex-m-cmsis-nn", "esp32-esp-nn")
+ARENA_CLASSES = TARGET_CLASSES  # a board names the arena projection its TFLM port needs
 ADAPTERS = ("arduino", "host")
 DEBUG_LOGS = ("string", "va_list")
 _ID = re.compile(r"^[a-z][a-z0-9_]*$")
