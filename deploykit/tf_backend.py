@@ -71,13 +71,18 @@ def _load_keras(path: str, mtime_ns: int, size: int):
 
 
 def input_shape(path: Path, fmt: str) -> tuple[int, ...]:
-    """The model's input shape without the batch dimension."""
+    """The model's input shape without the batch dimension; every dimension must be fixed."""
     if fmt == "saved_model":
-        return tuple(_saved_model_spec(path)[1].shape[1:])
-    model = load_keras(path)
-    if len(model.inputs) != 1:
-        raise BadInput(f"{path} has {len(model.inputs)} inputs; deploykit converts single-input models")
-    return tuple(int(d) for d in model.inputs[0].shape[1:])
+        shape = tuple(_saved_model_spec(path)[1].shape[1:])
+    else:
+        model = load_keras(path)
+        if len(model.inputs) != 1:
+            raise BadInput(f"{path} has {len(model.inputs)} inputs; deploykit converts single-input models")
+        shape = tuple(model.inputs[0].shape[1:])
+    if any(d is None for d in shape):
+        raise BadInput(f"{path} has input shape {['batch', *shape]} with unknown dimensions; TFLM needs "
+                       "fixed shapes, so export the model with a fixed input shape (only the batch may vary)")
+    return tuple(int(d) for d in shape)
 
 
 def convert(path: Path, fmt: str, mode: str, rep_x: np.ndarray | None) -> bytes:

@@ -136,3 +136,15 @@ def test_labels_that_fit_neither_outputs_nor_classes(tmp_path, capsys, converted
     out = tmp_path / "out"
     assert_refused(["convert", str(manifest.model_path), "-o", str(out), "--test-data", str(data)],
                    capsys, out, "labels", *words)
+
+
+def test_input_with_unknown_dimensions(tmp_path, capsys, example_files):
+    """A variable-length input cannot be fixed for a microcontroller: refused before converting."""
+    from deploykit import tf_backend
+    keras = tf_backend.keras()
+    model = keras.Sequential([keras.Input((None, 1)), keras.layers.Dense(1)])
+    path = tmp_path / "variable.keras"
+    model.save(path)
+    out = tmp_path / "out"
+    assert_refused(["convert", str(path), "-o", str(out), "--rep-data", str(example_files["sine"]["rep_data"])],
+                   capsys, out, "unknown dimensions", "None")
