@@ -16,6 +16,8 @@ import click
 from deploykit import __version__
 from deploykit.errors import DeployKitError
 
+_NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())  # click >= 8.2
+
 # name -> (module path, attribute, one-line help shown by `deploykit --help`)
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "convert": ("deploykit.commands.convert", "convert", "Quantize a model and write model.tflite + manifest.json."),
@@ -74,6 +76,13 @@ def main(argv=None) -> None:
     except click.exceptions.Abort:
         click.echo("deploykit: interrupted", err=True)
         sys.exit(130)
+    except click.UsageError as exc:  # a bad option or argument: one line, like any bad input
+        if isinstance(exc, _NO_ARGS_IS_HELP):  # bare `deploykit`: the help is the answer
+            exc.show()
+            sys.exit(exc.exit_code)
+        where = exc.ctx.command_path if exc.ctx else "deploykit"
+        click.echo(f"deploykit: error: {exc.format_message().rstrip('.')}; see `{where} --help`", err=True)
+        sys.exit(exc.exit_code)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)

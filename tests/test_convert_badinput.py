@@ -148,3 +148,14 @@ def test_input_with_unknown_dimensions(tmp_path, capsys, example_files):
     out = tmp_path / "out"
     assert_refused(["convert", str(path), "-o", str(out), "--rep-data", str(example_files["sine"]["rep_data"])],
                    capsys, out, "unknown dimensions", "None")
+
+
+@pytest.mark.parametrize("args, words", [
+    (["convert", "--bogus", "m.keras"], ("No such option '--bogus'", "deploykit convert --help")),
+    (["convert"], ("Missing argument 'MODEL'",)),
+    (["render", "manifest.json", "--board", "virtual", "--arena-size", "lots"], ("'lots' is not a valid integer",)),
+    (["no-such-command"], ("No such command",)),
+])
+def test_usage_errors_are_one_line(tmp_path, capsys, args, words):
+    """click's own refusals follow the same rule as BadInput: one line, exit 2."""
+    assert_refused(args, capsys, tmp_path / "nothing", *words)
