@@ -218,11 +218,10 @@ def _references(manifest, inputs, with_float: bool) -> dict:
 
 def _arena_estimate(manifest, board_id: str) -> int | None:
     """The manifest's projection for the device's board class, else the host figure."""
+    from deploykit.boards import load_board
     arena = manifest["arena"] or {}
-    try:
-        from deploykit.boards import load_board
-        cls = load_board(board_id).arena_class
-        return int(arena.get("projections", {})[cls])
-    except Exception:
+    try:  # a board deploykit has no file for, or a manifest without its projection
+        return int((arena.get("projections") or {})[load_board(board_id).arena_class])
+    except (BadInput, KeyError):
         value = arena.get("host_recorded")
         return int(value) if value is not None else None
