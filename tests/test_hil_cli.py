@@ -147,3 +147,16 @@ def test_junit_path_that_cannot_be_written(sine_manifest, tmp_path, capsys):
     code, out, err = cli(["hil", "run", "--manifest", str(sine_manifest.path), "--port", virtual(sine_manifest),
                           "--junit", str(tmp_path / "afile" / "junit.xml"), "-o", str(tmp_path / "r")], capsys)
     assert_bad_input(code, out, err, tmp_path, "cannot write --junit")
+
+
+def test_resume_is_the_default_and_no_resume_starts_afresh(sine_manifest, tmp_path, capsys):
+    args = ["hil", "run", "--manifest", str(sine_manifest.path), "--port", virtual(sine_manifest),
+            "--limit", "10", "-o", str(tmp_path / "r"), "--quiet"]
+    resumed = []
+    for extra in ([], [], ["--no-resume"]):
+        code, out, err = cli(args + extra, capsys)
+        assert code == 0, err
+        resumed.append(json.loads((tmp_path / "r" / "report.json").read_text())["resumed_samples"])
+        rows = (tmp_path / "r" / "results.jsonl").read_text().splitlines()[1:]
+        assert sorted(json.loads(r)["index"] for r in rows) == list(range(10))
+    assert resumed == [0, 10, 0]

@@ -31,17 +31,19 @@ def hil():
 @click.option("--warmup", type=int, default=3, show_default=True, help="Warm-up inferences, not counted.")
 @click.option("-o", "--outdir", default="hil-report", show_default=True, help="Directory for results and reports.")
 @click.option("--junit", type=click.Path(dir_okay=False), default=None, help="Write JUnit XML here (one case per threshold).")
+@click.option("--resume/--no-resume", default=True, show_default=True,
+              help="Continue DIR/results.jsonl when it was written for this model and data.")
 @click.option("--quiet", is_flag=True, help="No progress bar (CI).")
 @click.option("--min-agreement", type=float, default=None, help="Fail unless agreement.tflm_host.exact_fraction >= F.")
 @click.option("--max-latency-us", type=float, default=None, help="Fail unless latency.us.p99 <= F.")
 @click.option("--max-arena", type=int, default=None, help="Fail unless arena.used <= N bytes.")
-def run(manifest, port, board, baud, data, limit, warmup, outdir, junit, quiet, min_agreement, max_latency_us,
-        max_arena):
+def run(manifest, port, board, baud, data, limit, warmup, outdir, junit, resume, quiet, min_agreement,
+        max_latency_us, max_arena):
     """Stream test data to the device and report agreement, accuracy, latency and arena."""
     from deploykit.harness.run import Thresholds, run_hil
 
     report = run_hil(manifest, port, baud=baud, data=data, limit=limit, warmup=warmup, outdir=outdir,
-                     junit=junit, quiet=quiet, board=board,
+                     junit=junit, quiet=quiet, board=board, resume=resume,
                      thresholds=Thresholds(min_agreement, max_latency_us, max_arena))
     click.echo(summary(report))
     if not report.passed:

@@ -3,7 +3,7 @@
 The first line is a header naming the model (sha256) and the data (sha256 of all its
 quantized samples, whatever --limit takes of them). A run whose header matches continues the file: samples
 already there are not sent again, and a torn last line (a run killed mid-write) is cut
-off. A file with another header is started afresh.
+off. A file with another header, or opened with resume=False, is started afresh.
 
 Row: {"index", "outputs": [[ints or floats per output tensor]], "cycles", "us",
 "round_trip_us"} or {"index", "error": text} for a sample the device could not run.
@@ -21,16 +21,17 @@ SCHEMA = "deploykit.hil-results/1"
 class ResultsFile:
     """Append-only per-sample results with resume."""
 
-    def __init__(self, path: Path, header: dict):
+    def __init__(self, path: Path, header: dict, resume: bool = True):
         self.path = Path(path)
         self.header = {"schema": SCHEMA, **header}
+        self.resume = resume
         self.rows: dict[int, dict] = {}
         self.resumed: set[int] = set()  # indices found in the file when it was opened
         self._fh = None
 
     def open(self) -> "ResultsFile":
         """Load a matching file (resume) or start a new one; open for appending."""
-        kept = self._load_matching()
+        kept = self._load_matching() if self.resume else None
         if kept is None:
             self._fh = open(self.path, "w", encoding="utf-8")
             self._write(self.header)

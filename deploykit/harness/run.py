@@ -46,7 +46,7 @@ class Report(dict):
 def run_hil(manifest_path, port: str, baud: int | None = None, data=None, limit: int | None = None,
             warmup: int = DEFAULT_WARMUP, outdir=DEFAULT_OUTDIR, junit=None, quiet: bool = False,
             thresholds: Thresholds | None = None, float_reference: bool = True,
-            session_options: dict | None = None, board: str | None = None) -> Report:
+            session_options: dict | None = None, board: str | None = None, resume: bool = True) -> Report:
     """Run the HIL test and write its reports; see the module docstring.
 
     `board` (a boards/ id), when given, sets the default baud and must be the board the
@@ -63,7 +63,7 @@ def run_hil(manifest_path, port: str, baud: int | None = None, data=None, limit:
     url, found = resolve_port(port, board)
     baud = int(baud or board_baud or _board_baud(found) or DEFAULT_BAUD)
     session = DeviceSession(url, baud, expected_sha256=manifest.sha256, **(session_options or {}))
-    run = _measure(session, manifest, inputs, Path(outdir), junit, warmup, quiet, board)
+    run = _measure(session, manifest, inputs, Path(outdir), junit, warmup, quiet, board, resume)
     report = _report(manifest, inputs, run, baud, float_reference)
     report["thresholds"] = evaluate(report, thresholds)
     report["passed"] = report["samples"] > 0 and all(c["passed"] for c in report["thresholds"])
@@ -85,13 +85,13 @@ class _Run:
 
 
 def _measure(session, manifest, inputs, outdir: Path, junit, warmup: int, quiet: bool,
-             board: str | None) -> _Run:
-    """Open the device, resume or start results.jsonl, warm up, stream what is missing."""
+             board: str | None, resume: bool) -> _Run:
+    """Open the device, resume (if asked) or start results.jsonl, warm up, stream what is missing."""
     with session:
         _check_device(session.hello, manifest, board, session.url)
         _prepare_outputs(outdir, junit)
         header = {"model_sha256": manifest.sha256, "data_sha256": inputs.sha256}
-        with ResultsFile(outdir / "results.jsonl", header) as results:
+        with ResultsFile(outdir / "results.jsonl", header, resume) as results:
             if any(i not in results.rows for i in range(len(inputs))):
                 _warm_up(session, inputs, warmup)
             measured, seconds = _stream(session, inputs, results, quiet)
