@@ -76,6 +76,9 @@ def _explain(url: str, exc: serial.SerialException) -> Exception:
     if code in (errno.ENOENT, errno.ENXIO, errno.ENODEV):
         return BadInput(f"serial port {url} does not exist; plug the board in and check "
                         f"`deploykit devices`, or pass --port with a port it lists")
+    if code in (errno.EISDIR, errno.ENOTTY) or "Inappropriate ioctl" in text:
+        return BadInput(f"{url} is not a serial port (a directory or a plain file); give the board's "
+                        "device (see `deploykit devices`) or a pyserial URL")
     if code in (errno.EACCES, errno.EPERM):
         return DeviceError(f"permission denied opening {url}; add yourself to the dialout group "
                            "(`sudo usermod -aG dialout $USER`, then log in again) or install "

@@ -23,6 +23,15 @@ def test_missing_port_is_bad_input_naming_it():
     assert "/dev/ttyDOES_NOT_EXIST does not exist" in msg and "\n" not in msg
 
 
+@pytest.mark.parametrize("kind", ["file", "directory"])
+def test_a_plain_file_or_directory_is_not_a_port(tmp_path, kind):
+    path = tmp_path / "x"
+    path.mkdir() if kind == "directory" else path.write_text("not a tty")
+    with pytest.raises(BadInput) as info:
+        ports.open_port(str(path), 115200)
+    assert f"{path} is not a serial port" in str(info.value) and "\n" not in str(info.value)
+
+
 def test_permission_denied_names_dialout_and_udev(mocker):
     mocker.patch.object(serial, "serial_for_url",
                         _raise(errno.EACCES, "could not open port /dev/ttyACM0: [Errno 13] Permission denied"))
