@@ -25,6 +25,8 @@ ADAPTERS = ("arduino", "host")
 DEBUG_LOGS = ("string", "va_list")
 _ID = re.compile(r"^[a-z][a-z0-9_]*$")
 _USB_ID = re.compile(r"^[0-9A-F]{4}:[0-9A-F]{4}$")
+_GIT_REF = re.compile(r"#[\w.\-/]+$")
+_EXACT_VERSION = re.compile(r"@=?\d+(\.\d+)*([\-+][\w.]+)?$")
 
 
 @dataclass(frozen=True)
@@ -125,12 +127,20 @@ def _check_values(path: Path, b: dict) -> None:
     if not b["lib_deps"]:
         bad("lib_deps", "must name the TFLM library (pinned to a version or commit)")
     for dep in b["lib_deps"]:
-        if "#" not in dep and "@" not in dep:
-            bad("lib_deps", f"entry {dep!r} is not pinned; add @version or #commit")
+        if not _pinned(dep):
+            bad("lib_deps", f"entry {dep!r} is not pinned; give a repository URL with #commit or tag, "
+                            "or owner/name@exact.version")
     if b["adapter"] != "host":
         for key in ("board", "framework"):
             if not b[key]:
                 bad(key, "must not be empty for a board built with an Arduino framework")
+
+
+def _pinned(dep: str) -> bool:
+    """A repository with a #ref, or a registry library at one exact version (no ^ ~ > < *)."""
+    if "://" in dep or dep.startswith("git@") or dep.endswith(".git"):
+        return bool(_GIT_REF.search(dep))
+    return bool(_EXACT_VERSION.search(dep))
 
 
 def parse_board(path: Path) -> Board:

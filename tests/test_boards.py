@@ -38,7 +38,7 @@ def test_shipped_boards_cover_the_issue():
 def test_board_fields_are_sane(board):
     assert board.path.stem == board.id
     assert board.timer in boards_mod.TIMERS and board.arena_class in boards_mod.ARENA_CLASSES
-    assert all("#" in dep or "@" in dep for dep in board.lib_deps), "TFLM dependency must be pinned"
+    assert all(boards_mod._pinned(dep) for dep in board.lib_deps), "TFLM dependency must be pinned"
     assert len(board.tflm_library_note) > 80, "record why this TFLM port"
     assert board.runtime_flash_bytes < board.flash_bytes and board.runtime_ram_bytes < board.ram_bytes
     if board.adapter == "arduino":
@@ -79,8 +79,10 @@ def _copy_board(tmp_path: Path, edit) -> Path:
     (lambda t: re.sub(r"(?m)^timer = .*$", 'timer = "systick"', t), "timer"),
     (lambda t: re.sub(r"(?m)^usb_ids = .*$", 'usb_ids = ["2341-805A"]', t), "usb_ids"),
     (lambda t: re.sub(r"#46da2f9\w+", "", t), "lib_deps"),
+    (lambda t: re.sub(r'(?m)^lib_deps = .*$', 'lib_deps = ["git@github.com:a/tflm.git"]', t), "lib_deps"),
+    (lambda t: re.sub(r'(?m)^lib_deps = .*$', 'lib_deps = ["owner/tflm@^1.2.0"]', t), "lib_deps"),
     (lambda t: re.sub(r'(?m)^id = .*$', 'id = "other"', t), "id"),
-], ids=["unknown", "missing", "type", "choice", "usb", "unpinned", "id-vs-file"])
+], ids=["unknown", "missing", "type", "choice", "usb", "unpinned", "ssh-unpinned", "caret-range", "id-vs-file"])
 def test_bad_board_file_names_file_and_key(tmp_path, edit, key):
     path = _copy_board(tmp_path, edit)
     with pytest.raises(BadInput) as exc:
