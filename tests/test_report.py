@@ -72,3 +72,11 @@ def test_writers_produce_json_md_html_junit(tmp_path):
     assert suite.get("tests") == "2" and suite.get("failures") == "1"
     failure = suite.find("testcase/failure")
     assert failure is not None and "exact_fraction" in failure.get("message")
+
+
+def test_simulated_latency_is_labelled_so():
+    from deploykit.report.markdown import render_markdown
+    report = sample_report()
+    assert "## Latency\n" in render_markdown(report)
+    report["simulated"] = True
+    assert "## Latency (simulated: the board's cost model)\n" in render_markdown(report)

@@ -42,7 +42,8 @@ def render_html(report: dict, plot: dict) -> str:
     parts.append("<h2>Plots</h2>")
     parts.append(_img(plots.confusion_plot(plot.get("confusion")), "confusion matrix"))
     parts.append(_img(plots.agreement_plot(plot.get("pairs")), "device versus desktop"))
-    parts.append(_img(plots.latency_plot(plot.get("us"), plot.get("round_trip_us") or []), "latency histogram"))
+    parts.append(_img(plots.latency_plot(plot.get("us"), plot.get("round_trip_us") or [],
+                                         bool(report.get("simulated"))), "latency histogram"))
     parts.append(_img(plots.arena_plot(report.get("arena") or {}), "arena"))
     parts.append("</body></html>")
     return "\n".join(parts)

@@ -38,7 +38,8 @@ def section_rows(report: dict) -> dict[str, tuple[list[str], list[list]]]:
         tables[f"Accuracy against labels ({report['accuracy'].get('task')})"] = (
             ["model"] + keys, [[name] + [(v or {}).get(k) for k in keys] for name, v in accuracy.items()])
     stat = ["mean", "p50", "p90", "p99", "max", "stdev"]
-    tables["Latency"] = (["figure"] + stat, [[name] + [(d or {}).get(k) for k in stat]
+    latency = "Latency (simulated: the board's cost model)" if report.get("simulated") else "Latency"
+    tables[latency] = (["figure"] + stat, [[name] + [(d or {}).get(k) for k in stat]
                                               for name, d in (report.get("latency") or {}).items()])
     arena = report.get("arena") or {}
     tables["Arena (bytes)"] = (list(arena), [list(arena.values())])

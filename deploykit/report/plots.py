@@ -56,13 +56,13 @@ def confusion_plot(confusion) -> bytes | None:
     return _png(fig)
 
 
-def latency_plot(us, round_trip_us) -> bytes | None:
+def latency_plot(us, round_trip_us, simulated: bool = False) -> bytes | None:
     if not us:
         return None
     plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
     axes[0].hist(us, bins=40)
-    axes[0].set_title("inference (µs, device timer)")
+    axes[0].set_title("inference (µs, simulated)" if simulated else "inference (µs, device timer)")
     rt = [v for v in round_trip_us if v is not None]
     if rt:
         axes[1].hist(rt, bins=40, color="tab:orange")
