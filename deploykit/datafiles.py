@@ -30,7 +30,7 @@ def load_data(path, label_column: int | None = None) -> Dataset:
     """Load and validate a data file; raise BadInput on anything unusable."""
     path = Path(path)
     if not path.is_file():
-        raise BadInput(f"data file {path} does not exist; give an .npz, .npy or .csv file")
+        raise BadInput(f"data file {path} does not exist or is not a file; give an .npz, .npy or .csv file")
     suffix = path.suffix.lower()
     if suffix not in SUFFIXES:
         raise BadInput(f"data file {path} has suffix {suffix!r}; use .npz (x, optional y), .npy or .csv")
