@@ -44,6 +44,8 @@ class FlashResult:
 def flash(project_dir, port: str = "auto", board_id: str | None = None, manifest=None,
           on_line=None, wait_s: float = WAIT_S) -> FlashResult:
     """Upload DIR's firmware to the board on `port` ("auto": find it by VID:PID) and verify it."""
+    if not wait_s > 0:
+        raise BadInput(f"--wait {wait_s} must be a positive number of seconds (the board needs time to come back)")
     project_dir = Path(project_dir)
     env = pio.choose_env(project_dir, board_id)
     board = load_board(env)

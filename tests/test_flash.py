@@ -163,6 +163,15 @@ def test_no_board_connected_is_bad_input(mocker, bus, project, capsys):
     popen.assert_not_called()
 
 
+@pytest.mark.parametrize("wait", ["0", "-1"])
+def test_wait_must_be_positive(mocker, project, capsys, wait):
+    popen = mocker.patch("deploykit.pio.subprocess.Popen")
+    assert run_cli(["flash", str(project), "--wait", wait, "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert f"--wait {float(wait)} must be a positive" in err and len(err.strip().splitlines()) == 1
+    popen.assert_not_called()
+
+
 def test_board_that_never_comes_back(mocker, bus, project, spare_pty):
     bus.ports = [usb_port(spare_pty)]
     install(mocker).then("upload_success_disk.txt", 0, on_exit=bus.reenumerate())
