@@ -105,13 +105,15 @@ class StageTimer:
 def choose_target(board: str | None, port: str, profile: str) -> Target:
     """Resolve --board/--port: a named board, the one connected board, or the virtual board."""
     from deploykit.boards import load_board
-    from deploykit.devices import list_devices
+    from deploykit.devices import find_board_port, list_devices
 
     if board == VIRTUAL:
         load_board(profile)
         return Target(profile, None, True, f"virtual board with the {profile} profile")
     if board is not None:
         load_board(board)
+        if port == "auto":  # find the board now, not after a build of several minutes
+            port, _ = find_board_port(board)
         return Target(board, port, False)
     if port != "auto":
         raise BadInput(f"--port {port} needs --board to say which board is on it (see `deploykit boards`)")

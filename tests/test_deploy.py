@@ -120,6 +120,7 @@ def test_build_failure_stops_the_pipeline_with_the_reason(mocker, sine_manifest,
     (["MODEL", "--board", "virtual", "--limit", "-1"], "--limit -1 must be at least 1"),
     (["MODEL", "--board", "virtual", "--min-agreement", "2"], "--min-agreement 2.0 is not usable"),
     (["MODEL", "--board", "virtual", "--arena-size", "-16"], "--arena-size must be a positive"),
+    (["MODEL", "--board", "teensy41"], "no connected serial port matches a teensy41 board"),
 ])
 def test_bad_input_one_line_exit_2_nothing_written(sine_manifest, tmp_path, capsys, no_boards, args, expect):
     out = tmp_path / "out"
