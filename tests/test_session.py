@@ -111,6 +111,29 @@ def test_ping_and_reset(sine_manifest):
             assert len(dev.infer(records(sine_manifest, 5).view(np.uint8))) == 5
 
 
+def test_reset_of_a_board_whose_usb_port_vanishes(sine_manifest):
+    """A native-USB board re-enumerates when it reboots: reset() reopens the port."""
+    from deploykit.boards import load_board
+    from deploykit.virtual_board import DeviceEngine, Link, PtyServer, build_firmware
+
+    class UsbBoard(DeviceEngine):
+        def _on_reset(self, msg, t):
+            self.disconnect_requested = True
+            self.power_off()
+
+    firmware = build_firmware(sine_manifest, load_board("virtual"))
+    server = PtyServer(Link(UsbBoard(firmware, timed=False), 115200, paced=False))
+    port = server.start()
+    try:
+        with DeviceSession(port, 115200, expected_sha256=sine_manifest.sha256) as dev:
+            hello = dev.reset()
+            assert hello.model_sha256.hex() == sine_manifest.sha256 and dev.faults.reconnects == 1
+            assert server.reconnects == 1
+            assert len(dev.infer(records(sine_manifest, 5).view(np.uint8))) == 5
+    finally:
+        server.stop()
+
+
 def test_missing_port_is_bad_input(tmp_path):
     with pytest.raises(BadInput, match="does not exist"):
         DeviceSession(str(tmp_path / "ttyNOPE"), 115200).open()

@@ -230,9 +230,12 @@ class DeviceSession:
         return pong.data
 
     def reset(self) -> Hello:
-        """Ask the device to reboot and wait for its HELLO."""
+        """Ask the device to reboot and wait for its HELLO (a USB board's port may vanish meanwhile)."""
         self.link.send(Reset())
-        hello = self._wait_for(Hello, max(3.0, self.timeouts.hello * 3))
+        try:
+            hello = self._wait_for(Hello, max(3.0, self.timeouts.hello * 3))
+        except LinkLost:  # native-USB boards drop off the bus when they reboot
+            return self.reconnect()
         if hello is None:
             return self.handshake()
         self.accept_hello(hello)
