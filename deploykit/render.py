@@ -24,6 +24,7 @@ from deploykit.boards import Board, load_board
 from deploykit.cfilters import FILTERS, c_ident
 from deploykit.errors import BadInput
 from deploykit.manifest import Manifest, load as load_manifest
+from deploykit.protocol.framing import max_payload_for_window
 from deploykit.resources import data_dir
 
 # manifest dtype -> (TfLiteType code, bytes per element)
@@ -52,7 +53,6 @@ ADAPTER_LOG = {
 }
 # Directories PlatformIO gives a meaning to: the sketch folder must not take one's name.
 PIO_DIRS = ("src", "include", "lib", "test", "data", "boards")
-FRAME_OVERHEAD = 8      # version, type, seq, CRC-32 (docs/protocol.md)
 RESULT_OVERHEAD = 19    # RESULT header and one timing run, as dk_protocol.h asserts
 PROTOCOL_RAM_SLACK = 512
 
@@ -66,17 +66,6 @@ class Plan:
     model: bytes
     arena_bytes: int
     context: dict
-
-
-def max_payload_for_window(window: int) -> int:
-    """Largest payload whose whole wire frame (0x00 + COBS + 0x00) fits `window` bytes."""
-    payload = window
-    while payload > 0:
-        body = payload + FRAME_OVERHEAD
-        if 2 + body + body // 254 + 1 <= window:
-            return payload
-        payload -= 1
-    return 0
 
 
 def _tensor(spec: dict, where: str) -> dict:

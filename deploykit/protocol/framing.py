@@ -51,6 +51,18 @@ def wire_size(payload_len: int) -> int:
     return body + body // 254 + 1 + 2
 
 
+def max_payload_for_window(window: int, cap: int = 65535) -> int:
+    """Largest payload (at most `cap`, a u16 in HELLO) whose whole frame fits `window` wire bytes.
+
+    The firmware sizes DK_MAX_PAYLOAD and the virtual board its HELLO by this rule, so one
+    frame always fits the receive window a device advertises.
+    """
+    payload = min(window, cap)
+    while payload > 0 and wire_size(payload) > window:
+        payload -= 1
+    return payload
+
+
 def max_encoded_size(max_payload: int) -> int:
     return wire_size(max_payload) - 2
 

@@ -17,7 +17,8 @@ import threading
 from dataclasses import dataclass
 
 from deploykit.errors import BadInput
-from deploykit.protocol import Hello, TensorSpec, TimerKind, wire_size
+from deploykit.protocol import Hello, TensorSpec, TimerKind
+from deploykit.protocol.framing import max_payload_for_window
 from deploykit.virtual_board.cost import Timing, inference_timing
 
 ARENA_MARGIN_PERCENT = 10
@@ -49,18 +50,6 @@ class Firmware:
             return b"".join(self.runner.invoke_raw(parts))
 
 
-def max_payload_for(window: int) -> int:
-    """Largest payload whose frame fits in `window` wire bytes (so one frame always fits).
-
-    The rendered firmware sizes DK_MAX_PAYLOAD by the same rule
-    (deploykit.render.max_payload_for_window) and advertises rx_window = rx_buffer_bytes.
-    """
-    payload = min(window, MAX_PAYLOAD_CAP)
-    while payload > 0 and wire_size(payload) > window:
-        payload -= 1
-    return payload
-
-
 def arena_figures(manifest, board, configured: int | None = None) -> tuple[int, int, str]:
     """(arena_configured, arena_used, note) for HELLO, from the manifest's projection."""
     arena = manifest["arena"]
@@ -88,7 +77,7 @@ def make_hello(manifest, board, configured: int, used: int) -> Hello:
     return Hello(
         board_id=board.id, model_sha256=bytes.fromhex(manifest.sha256),
         cpu_hz=int(board.clock_mhz) * 1_000_000, timer=TimerKind[board.timer],
-        arena_configured=configured, arena_used=used, max_payload=max_payload_for(window),
+        arena_configured=configured, arena_used=used, max_payload=max_payload_for_window(window, MAX_PAYLOAD_CAP),
         rx_window=window, inputs=tuple(TensorSpec.from_manifest(s) for s in manifest["inputs"]),
         outputs=tuple(TensorSpec.from_manifest(s) for s in manifest["outputs"]), simulated=True)
 
