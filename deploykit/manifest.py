@@ -81,6 +81,14 @@ class Manifest:
         p = Path(value)
         return p if p.is_absolute() else (self.directory / p).resolve()
 
+    def arena_projection(self, arena_class: str, board_id: str, fix: str = "re-run `deploykit convert`") -> int:
+        """The 32-bit arena projection for a board's arena class, or BadInput naming the fix."""
+        projections = self.data["arena"].get("projections") or {}
+        if arena_class not in projections:
+            raise BadInput(f"manifest {self.path} has no arena projection for {arena_class!r} "
+                           f"(board {board_id}); {fix}")
+        return int(projections[arena_class])
+
     def __getitem__(self, key):
         return self.data[key]
 

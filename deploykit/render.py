@@ -132,11 +132,9 @@ def arena_size(manifest: Manifest, board: Board, arena_bytes: int | None,
     if margin_pct < 0 or not math.isfinite(margin_pct):
         raise BadInput(f"--arena-margin must be a percentage >= 0, not {margin_pct}")
     arena = manifest["arena"]
-    projections = arena.get("projections") or {}
-    if board.arena_class not in projections:
-        raise BadInput(f"manifest {manifest.path} has no arena projection for {board.arena_class!r} "
-                       f"(board {board.id}); re-run `deploykit convert` or pass --arena-size")
-    base, source = int(projections[board.arena_class]), f"projection {board.arena_class}"
+    base = manifest.arena_projection(board.arena_class, board.id,
+                                     "re-run `deploykit convert` or pass --arena-size")
+    source = f"projection {board.arena_class}"
     if board.adapter == "host":  # built for this host's pointer width: the host figures bind
         base = max(base, int(arena.get("host_recorded") or 0), int(arena.get("host_min") or 0))
         source += " or this host's measured figures, whichever is larger"

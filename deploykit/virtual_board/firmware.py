@@ -16,7 +16,6 @@ import functools
 import threading
 from dataclasses import dataclass
 
-from deploykit.errors import BadInput
 from deploykit.protocol import Hello, TensorSpec, TimerKind
 from deploykit.protocol.framing import max_payload_for_window
 from deploykit.virtual_board.cost import Timing, inference_timing
@@ -53,11 +52,7 @@ class Firmware:
 def arena_figures(manifest, board, configured: int | None = None) -> tuple[int, int, str]:
     """(arena_configured, arena_used, note) for HELLO, from the manifest's projection."""
     arena = manifest["arena"]
-    projections = arena.get("projections") or {}
-    if board.arena_class not in projections:
-        raise BadInput(f"manifest {manifest.path} has no arena projection for {board.arena_class!r} "
-                       f"(board {board.id}); re-run `deploykit convert`")
-    used = int(projections[board.arena_class])
+    used = manifest.arena_projection(board.arena_class, board.id)
     configured = int(configured) if configured else _round16(used * (100 + ARENA_MARGIN_PERCENT), 100)
     if configured < used:
         return configured, 0, f"AllocateTensors failed with a {configured}-byte arena (simulated: it needs {used} B)"
