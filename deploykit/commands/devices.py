@@ -6,6 +6,8 @@ import json
 
 import click
 
+from deploykit.commands import text_table
+
 
 @click.command("devices")
 @click.option("--json", "as_json", is_flag=True, help="Print the ports as JSON.")
@@ -24,7 +26,5 @@ def devices(as_json, show_all):
         return
     rows = [(d.port, "/".join(d.board_ids) or "-", d.vid_pid or "-", d.serial_number or "-", d.description)
             for d in found]
-    header = ("PORT", "BOARD", "USB", "SERIAL", "DESCRIPTION")
-    widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
-    for row in [header, *rows]:
-        click.echo("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip())
+    for line in text_table(("PORT", "BOARD", "USB", "SERIAL", "DESCRIPTION"), rows):
+        click.echo(line)
