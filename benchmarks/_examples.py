@@ -9,7 +9,7 @@ EPOCHS = {"sine": 8, "linear": 500, "gestures": 6}
 
 def example_manifests(root: Path) -> list:
     """Train and convert sine, linear and gestures under `root`; return their Manifests."""
-    from deploykit.convert import convert
+    from deploykit.model.convert import convert
     from deploykit.examples import train_example
     out = []
     for name, epochs in EPOCHS.items():

@@ -20,11 +20,11 @@ def timed(fn):
 
 
 def main() -> None:
-    from deploykit import tf_backend
+    from deploykit.model import tf_backend
     _, t_import = timed(tf_backend.tf)
-    from deploykit.convert import convert
+    from deploykit.model.convert import convert
     from deploykit.examples import train_example
-    from deploykit.inspection import inspect_model
+    from deploykit.model.inspect import inspect_model
 
     with tempfile.TemporaryDirectory() as tmp:
         files, t_train = timed(lambda: train_example("sine", Path(tmp) / "train"))

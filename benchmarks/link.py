@@ -84,7 +84,7 @@ def measure(manifest, baud: int, seconds: float, workdir: Path, in_process: bool
     """run_hil on a virtual board at `baud` with about `seconds` of data; report figures."""
     from deploykit.harness.inputs import load_inputs
     from deploykit.harness.run import run_hil
-    from deploykit.harness.stats import wire_limit
+    from deploykit.report.stats import wire_limit
     from deploykit.virtual_board import VirtualBoard
     base = load_inputs(manifest)
     in_b, out_b = _tensor_bytes(manifest["inputs"]), _tensor_bytes(manifest["outputs"])
@@ -109,7 +109,7 @@ def main(argv=None) -> None:
     parser.add_argument("--bauds", default="115200,921600")
     parser.add_argument("--in-process", action="store_true", help="serve the virtual board in a thread")
     args = parser.parse_args(argv)
-    from deploykit import manifest as manifest_mod
+    from deploykit.model import manifest as manifest_mod
     with tempfile.TemporaryDirectory(prefix="dk-link-") as tmp:
         tmp = Path(tmp)
         manifests = [manifest_mod.load(m) for m in args.manifests] or example_manifests(tmp)

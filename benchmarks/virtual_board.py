@@ -32,7 +32,7 @@ def records_for(manifest, n: int) -> list[bytes]:
 
 
 def rate_tflm(manifest, records) -> float:
-    from deploykit.tflm_host import TflmRunner
+    from deploykit.model.tflm_host import TflmRunner
     runner = TflmRunner(manifest.model_bytes())
     start = time.perf_counter()
     for rec in records:
@@ -81,7 +81,7 @@ def main() -> None:
     parser.add_argument("manifests", nargs="*")
     parser.add_argument("--samples", type=int, default=2000)
     args = parser.parse_args()
-    from deploykit.manifest import load
+    from deploykit.model.manifest import load
     with tempfile.TemporaryDirectory() as tmp:
         manifests = [load(m) for m in args.manifests] or example_manifests(Path(tmp))
         print(f"virtual board, pacing off, {args.samples} records each (inferences per second)")

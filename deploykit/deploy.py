@@ -104,8 +104,8 @@ class StageTimer:
 
 def choose_target(board: str | None, port: str, profile: str) -> Target:
     """Resolve --board/--port: a named board, the one connected board, or the virtual board."""
-    from deploykit.boards import load_board
-    from deploykit.devices import find_board_port, list_devices
+    from deploykit.firmware.boards import load_board
+    from deploykit.toolchain.devices import find_board_port, list_devices
 
     if board == VIRTUAL:
         load_board(profile)
@@ -189,11 +189,11 @@ def _convert(stages, model, outdir, name, quantize, rep_data, data, label_column
     model = Path(model)
     manifest = model / "manifest.json" if model.is_dir() and (model / "manifest.json").is_file() else model
     if manifest.name == "manifest.json":
-        from deploykit.manifest import load
+        from deploykit.model.manifest import load
 
         stages.skip("convert", f"reusing {manifest}")
         return load(manifest).path
-    from deploykit.convert import convert
+    from deploykit.model.convert import convert
 
     with stages.stage("convert"):
         return convert(model, outdir, name=name, quantize=quantize, rep_data=rep_data,
@@ -201,7 +201,7 @@ def _convert(stages, model, outdir, name, quantize, rep_data, data, label_column
 
 
 def _render(stages, manifest_path, board_id, project_dir, arena_size, arena_margin):
-    from deploykit import render
+    from deploykit.firmware import render
 
     with stages.stage("render"):
         plan = render.plan(manifest_path, board_id, arena_size, arena_margin)
@@ -224,7 +224,7 @@ def _build_and_flash(stages, result: DeployResult, port: str) -> None:
         stages.skip("build", "the virtual board needs no firmware")
         stages.skip("flash", "the virtual board needs no firmware")
         return
-    from deploykit import flash, pio
+    from deploykit.toolchain import flash, pio
 
     with stages.stage("build") as on_line:
         built = pio.build_project(result.project_dir, result.target.board_id, on_line=on_line)

@@ -61,7 +61,7 @@ def dk_manifest(request):
     path = _value(request, "dk_manifest")
     if not path:
         pytest.skip("no --manifest given: pass the manifest.json of the model to test")
-    from deploykit.manifest import load
+    from deploykit.model.manifest import load
     return load(path)
 
 
@@ -80,7 +80,7 @@ def dk_baud(request, dk_board_id):
     if given:
         return int(given)
     if dk_board_id:
-        from deploykit.boards import load_board
+        from deploykit.firmware.boards import load_board
         return load_board(dk_board_id).baud
     return 115200
 
@@ -113,5 +113,5 @@ def dk_session(dk_port, dk_baud, dk_manifest):
 @pytest.fixture(scope="session")
 def dk_board(dk_board_id, dk_session):
     """The Board: --board, or the one the device's HELLO names."""
-    from deploykit.boards import load_board
+    from deploykit.firmware.boards import load_board
     return load_board(dk_board_id or dk_session.hello.board_id)

@@ -19,14 +19,14 @@ if not any(ep.value == "deploykit.pytest_plugin" for ep in entry_points(group="p
 @pytest.fixture(scope="session")
 def dk_manifest(request, tmp_path_factory):
     """--manifest, or the sine example converted for this run."""
-    from deploykit.manifest import load
+    from deploykit.model.manifest import load
     given = getattr(request, "param", None) or request.config.getoption("dk_manifest")
     if given:
         return load(given)
     if request.config.getoption("dk_port"):
         pytest.fail("--port needs --manifest: the manifest.json of the model flashed on that board",
                     pytrace=False)
-    from deploykit.convert import convert
+    from deploykit.model.convert import convert
     from deploykit.examples import train_example
     root = tmp_path_factory.mktemp("hil-sine")
     files = train_example("sine", root / "trained", seed=0, epochs=8)

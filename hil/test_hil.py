@@ -28,7 +28,7 @@ def device_results(dk_session, inputs):
 @pytest.fixture(scope="session")
 def host_outputs(dk_manifest, inputs):
     """The same samples through TFLM on the host: the reference the device must match."""
-    from deploykit.tflm_host import TflmRunner
+    from deploykit.model.tflm_host import TflmRunner
     runner = TflmRunner(dk_manifest.model_bytes())
     records = inputs.records(range(len(inputs)))
     return [b"".join(runner.invoke_raw([bytes(r)])) for r in records]

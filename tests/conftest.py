@@ -23,7 +23,7 @@ def example_files(tmp_path_factory) -> dict:
 @pytest.fixture(scope="session")
 def converted_examples(example_files, tmp_path_factory) -> dict:
     """name -> Manifest of each example converted to int8 with its rep and test data."""
-    from deploykit.convert import convert
+    from deploykit.model.convert import convert
     root = tmp_path_factory.mktemp("converted")
     return {name: convert(files["model"], root / name, name=name, quantize="int8",
                           rep_data=files["rep_data"], test_data=files["test_data"])
@@ -38,7 +38,7 @@ def sine_manifest(converted_examples):
 @pytest.fixture(scope="session")
 def atan2_saved_model(tmp_path_factory):
     """A real SavedModel using ATAN2, an op TFLite has and TFLM does not."""
-    from deploykit import tf_backend
+    from deploykit.model import tf_backend
     tf = tf_backend.tf()
 
     class Angle(tf.Module):
@@ -55,7 +55,7 @@ def atan2_saved_model(tmp_path_factory):
 @pytest.fixture(scope="session")
 def atan2_tflite(atan2_saved_model):
     """The ATAN2 SavedModel converted by TFLite as is (float), for `inspect`."""
-    from deploykit import tf_backend
+    from deploykit.model import tf_backend
     tf = tf_backend.tf()
     path = atan2_saved_model.parent / "atan2.tflite"
     path.write_bytes(tf.lite.TFLiteConverter.from_saved_model(str(atan2_saved_model)).convert())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 
-from deploykit import arena, tflite_model
+from deploykit.model import arena, tflite_model
 
 # Smallest arena AllocateTensors accepted in real 32-bit TFLM builds (Cortex-M4 reference,
 # Cortex-M4 CMSIS-NN, ESP-NN kernels on a 32-bit ABI) for the sine model as converted: a

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from deploykit import boards as boards_mod
-from deploykit.boards import all_boards, load_board, parse_board
+from deploykit.firmware import boards as boards_mod
+from deploykit.firmware.boards import all_boards, load_board, parse_board
 from deploykit.errors import BadInput
-from deploykit.resources import data_dir
+from deploykit.firmware.resources import data_dir
 
 REQUIRED_IDS = {"nano33ble_sense", "nano33ble_sense_rev2", "portenta_h7_m7", "nano_rp2040_connect",
                 "esp32dev", "esp32s3_devkitc", "teensy41", "virtual"}
@@ -113,8 +113,8 @@ def test_cli_boards_table_and_json(capsys):
 def test_no_code_branches_on_board_names():
     """Boards are data: no board id appears as a literal in the code or templates that read them."""
     ids = {b.id for b in all_boards()} - {"virtual"}
-    root = Path(boards_mod.__file__).parent
-    sources = [root / "boards.py", root / "render.py", root / "cfilters.py",
+    root = Path(boards_mod.__file__).parents[1]
+    sources = [root / "firmware" / "boards.py", root / "firmware" / "render.py", root / "firmware" / "cfilters.py",
                root / "commands" / "boards.py", root / "commands" / "render.py"]
     sources += [p for p in data_dir("firmware_templates").rglob("*") if p.is_file() and p.suffix != ".json"]
     for path in sources:

@@ -53,9 +53,9 @@ def test_build_failures_are_explained(mocker, project, capsys, fixture, expect):
 
 
 def test_pio_missing(mocker, project, capsys, tmp_path):
-    mocker.patch("deploykit.pio.sys.executable", str(tmp_path / "nowhere" / "python"))
+    mocker.patch("deploykit.toolchain.pio.sys.executable", str(tmp_path / "nowhere" / "python"))
     hide_platformio_module(mocker)
-    mocker.patch("deploykit.pio.shutil.which", return_value=None)
+    mocker.patch("deploykit.toolchain.pio.shutil.which", return_value=None)
     assert run_cli(["build", str(project), "--quiet"]) == 1
     err = capsys.readouterr().err
     assert "PlatformIO (`pio`) is not installed" in err and "pip install platformio" in err
@@ -67,7 +67,7 @@ def test_pio_missing(mocker, project, capsys, tmp_path):
     (lambda d: (d / "platformio.ini").write_text("[env:a\nboard = x\n"), "cannot be read by PlatformIO"),
 ])
 def test_bad_input_one_line_exit_2_nothing_written(mocker, tmp_path, capsys, setup, expect):
-    popen = mocker.patch("deploykit.pio.subprocess.Popen")
+    popen = mocker.patch("deploykit.toolchain.pio.subprocess.Popen")
     d = tmp_path / "p"
     d.mkdir()
     setup(d)

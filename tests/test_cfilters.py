@@ -12,7 +12,7 @@ import subprocess
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from deploykit.cfilters import _C_KEYWORDS, c_bytes, c_comment, c_ident, c_string
+from deploykit.firmware.cfilters import _C_KEYWORDS, c_bytes, c_comment, c_ident, c_string
 
 HOSTILE = ['x"; system("rm -rf /"); //', "naïve ☃ модель", "*/ #include <evil> /*", "a\\\nb",
            "??/ trigraph", "", "123", "int", "__reserved", "\x00\x01\x7f", "tab\there"]

@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from deploykit import manifest as manifest_mod
+from deploykit.model import manifest as manifest_mod
 from deploykit.cli import main
-from deploykit.convert import convert
+from deploykit.model.convert import convert
 
 
 def test_manifest_contract(converted_examples):
@@ -55,7 +55,7 @@ def test_other_modes(tmp_path, example_files, mode, in_dtype):
     assert m["quantization"] == mode and m["inputs"][0]["dtype"] == in_dtype
     assert m["report"]["quantized_vs_float"]["mae"] < (1e-4 if mode == "float32" else 0.3)
     from deploykit.commands.inspect import format_report
-    from deploykit.inspection import inspect_model
+    from deploykit.model.inspect import inspect_model
     text = "\n".join(format_report(inspect_model(m.model_path, f["test_data"])))
     assert "TFLM-host vs LiteRT on 1000 inputs" in text and "None" not in text
 
@@ -68,7 +68,7 @@ def test_tflite_taken_as_is(tmp_path, sine_manifest):
 
 
 def test_saved_model_and_h5(tmp_path, example_files):
-    from deploykit import tf_backend
+    from deploykit.model import tf_backend
     keras = tf_backend.keras()
     model = keras.models.load_model(example_files["linear"]["model"])
     model.export(str(tmp_path / "saved"), verbose=False)

@@ -140,7 +140,7 @@ def test_labels_that_fit_neither_outputs_nor_classes(tmp_path, capsys, converted
 
 def test_input_with_unknown_dimensions(tmp_path, capsys, example_files):
     """A variable-length input cannot be fixed for a microcontroller: refused before converting."""
-    from deploykit import tf_backend
+    from deploykit.model import tf_backend
     keras = tf_backend.keras()
     model = keras.Sequential([keras.Input((None, 1)), keras.layers.Dense(1)])
     path = tmp_path / "variable.keras"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import given, strategies as st
 
-from deploykit.quantization import dequantize, quantize
+from deploykit.model.quantization import dequantize, quantize
 
 
 def test_rounds_half_away_from_zero_not_to_even():

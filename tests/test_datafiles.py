@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from deploykit.datafiles import check_fits, load_data
+from deploykit.model.datafiles import check_fits, load_data
 from deploykit.errors import BadInput
 
 

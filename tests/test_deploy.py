@@ -25,7 +25,7 @@ def run_cli(args):
 
 @pytest.fixture
 def no_boards(mocker):
-    return mocker.patch("deploykit.devices.list_ports.comports", return_value=[])
+    return mocker.patch("deploykit.toolchain.devices.list_ports.comports", return_value=[])
 
 
 @pytest.mark.parametrize("example", ["sine", "linear", "gestures"])
@@ -62,7 +62,7 @@ def test_mocked_real_board_builds_flashes_and_tests(mocker, sine_manifest, tmp_p
     with VirtualBoard(sine_manifest.path, board="nano33ble_sense") as port:
         info = ListPortInfo(port, skip_link_detection=True)
         info.vid, info.pid = 0x2341, 0x805A
-        mocker.patch("deploykit.devices.list_ports.comports", return_value=[info])
+        mocker.patch("deploykit.toolchain.devices.list_ports.comports", return_value=[info])
         fake = install(mocker).then("build_success.txt", 0).then("upload_success_disk.txt", 0)
         code = run_cli(["deploy", str(sine_manifest.path), "--board", "nano33ble_sense",
                         "--min-agreement", "0.99", "-o", str(out), "--limit", "20", "--quiet"])

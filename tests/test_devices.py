@@ -7,7 +7,7 @@ import json
 import pytest
 from serial.tools.list_ports_common import ListPortInfo
 
-from deploykit import devices
+from deploykit.toolchain import devices
 from deploykit.cli import main
 from deploykit.errors import BadInput
 
@@ -21,7 +21,7 @@ def port(device, vid=None, pid=None, serial=None, description="n/a"):
 @pytest.fixture
 def comports(mocker):
     def set_ports(*ports):
-        mocker.patch("deploykit.devices.list_ports.comports", return_value=list(ports))
+        mocker.patch("deploykit.toolchain.devices.list_ports.comports", return_value=list(ports))
     return set_ports
 
 

@@ -2,9 +2,9 @@
 
 import numpy as np
 
-from deploykit.datafiles import load_data
-from deploykit.quantization import to_float, to_input_dtype
-from deploykit.tflm_host import TflmRunner
+from deploykit.model.datafiles import load_data
+from deploykit.model.quantization import to_float, to_input_dtype
+from deploykit.model.tflm_host import TflmRunner
 
 
 def test_each_example_writes_model_and_data(example_files):
@@ -22,7 +22,7 @@ def test_linear_predicts_19_at_10(converted_examples):
     x = np.array([[3.0]], np.float32)
     y = to_float(runner.predict(to_input_dtype(x, m["inputs"][0])), m["outputs"][0])
     assert abs(float(y[0, 0]) - 5.0) < 0.1
-    from deploykit import tf_backend
+    from deploykit.model import tf_backend
     assert abs(float(tf_backend.predict_float(m.source_path("model"), "keras", np.array([[10.0]]))[0, 0]) - 19) < 0.2
 
 
@@ -44,6 +44,6 @@ def test_training_is_seeded(tmp_path):
     a = train_example("linear", tmp_path / "a", seed=3, epochs=50)
     b = train_example("linear", tmp_path / "b", seed=3, epochs=50)
     assert np.array_equal(np.load(a["rep_data"])["x"], np.load(b["rep_data"])["x"])
-    from deploykit import tf_backend
+    from deploykit.model import tf_backend
     x = np.array([[1.5]], np.float32)
     assert np.allclose(tf_backend.predict_float(a["model"], "keras", x), tf_backend.predict_float(b["model"], "keras", x))

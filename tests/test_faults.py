@@ -7,8 +7,8 @@ import os
 import pytest
 import serial
 
-from deploykit import ports
-from deploykit.boards import load_board
+from deploykit.link import ports
+from deploykit.firmware.boards import load_board
 from deploykit.errors import BadInput
 from deploykit.protocol import Ack, Begin, Hello, Input, Ping, ResultBatch, encode_message
 from deploykit.virtual_board import DeviceEngine, Faults, Link, VirtualBoard, build_firmware, parse_faults

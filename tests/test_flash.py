@@ -15,10 +15,10 @@ import pytest
 import serial
 from serial.tools.list_ports_common import ListPortInfo
 
-from deploykit import flash, pio
+from deploykit.toolchain import flash, pio
 from deploykit.cli import main
-from deploykit.harness.session import StaleFirmware
-from deploykit.render import render
+from deploykit.link.session import StaleFirmware
+from deploykit.firmware.render import render
 from deploykit.virtual_board import VirtualBoard
 from test_pio_fakes import install
 
@@ -56,7 +56,7 @@ class Bus:
 @pytest.fixture
 def bus(mocker):
     b = Bus()
-    mocker.patch("deploykit.devices.list_ports.comports", side_effect=b.comports)
+    mocker.patch("deploykit.toolchain.devices.list_ports.comports", side_effect=b.comports)
     return b
 
 
@@ -143,9 +143,9 @@ def test_upload_that_had_to_build_first_reports_the_build_failure(mocker, bus, p
 
 @pytest.mark.parametrize("code, words", [(errno.EBUSY, "is busy"), (errno.EACCES, "dialout group")])
 def test_port_checked_before_upload(mocker, bus, project, spare_pty, capsys, code, words):
-    mocker.patch("deploykit.ports.serial.serial_for_url",
+    mocker.patch("deploykit.link.ports.serial.serial_for_url",
                  side_effect=serial.SerialException(code, f"could not open port {spare_pty}"))
-    popen = mocker.patch("deploykit.pio.subprocess.Popen")
+    popen = mocker.patch("deploykit.toolchain.pio.subprocess.Popen")
     assert run_cli(["flash", str(project), "--port", spare_pty, "--quiet"]) == 1
     err = capsys.readouterr().err
     assert words in err and len(err.strip().splitlines()) == 1
@@ -153,7 +153,7 @@ def test_port_checked_before_upload(mocker, bus, project, spare_pty, capsys, cod
 
 
 def test_no_board_connected_is_bad_input(mocker, bus, project, capsys):
-    popen = mocker.patch("deploykit.pio.subprocess.Popen")
+    popen = mocker.patch("deploykit.toolchain.pio.subprocess.Popen")
     before = sorted(p.name for p in project.iterdir())
     assert run_cli(["flash", str(project), "--quiet"]) == 2
     err = capsys.readouterr().err
@@ -165,7 +165,7 @@ def test_no_board_connected_is_bad_input(mocker, bus, project, capsys):
 
 @pytest.mark.parametrize("wait", ["0", "-1"])
 def test_wait_must_be_positive(mocker, project, capsys, wait):
-    popen = mocker.patch("deploykit.pio.subprocess.Popen")
+    popen = mocker.patch("deploykit.toolchain.pio.subprocess.Popen")
     assert run_cli(["flash", str(project), "--wait", wait, "--quiet"]) == 2
     err = capsys.readouterr().err
     assert f"--wait {float(wait)} must be a positive" in err and len(err.strip().splitlines()) == 1

@@ -71,7 +71,7 @@ def test_int8_data_passes_as_is(sine_manifest, tmp_path):
         report = run_hil(sine_manifest.path, port, data=tmp_path / "q.npz", warmup=0,
                          outdir=tmp_path / "o", quiet=True, float_reference=False)
     assert report["samples"] == 256 and report["accuracy"] == {}
-    from deploykit.tflm_host import TflmRunner
+    from deploykit.model.tflm_host import TflmRunner
     runner = TflmRunner(sine_manifest.model_bytes())
     got = {r["index"]: r["outputs"][0][0] for r in rows(tmp_path / "o")}
     want = [int(np.frombuffer(runner.invoke_raw([row.tobytes()])[0], np.int8)[0]) for row in x]
@@ -164,8 +164,8 @@ class FailOn:
 
 def test_failed_inference_is_an_explicit_failure(sine_manifest, tmp_path):
     """ERROR INVOKE_FAILED from the device: one row with an error, no retry loop, reported."""
-    from deploykit.boards import load_board
-    from deploykit.tflm_host import TflmRunner
+    from deploykit.firmware.boards import load_board
+    from deploykit.model.tflm_host import TflmRunner
     from deploykit.virtual_board import DeviceEngine, Link, PtyServer, build_firmware
     x = np.arange(-128, 128, dtype=np.int8).reshape(-1, 1)
     np.savez(tmp_path / "q.npz", x=x)
@@ -186,11 +186,11 @@ def test_failed_inference_is_an_explicit_failure(sine_manifest, tmp_path):
 
 
 def test_port_auto_uses_the_found_board_and_its_baud(sine_manifest, tmp_path, monkeypatch):
-    """--port auto: the port and board come from deploykit.devices (USB VID:PID lookup)."""
-    import deploykit.devices
+    """--port auto: the port and board come from deploykit.toolchain.devices (USB VID:PID lookup)."""
+    import deploykit.toolchain.devices
     seen = {}
     with VirtualBoard(sine_manifest.path, board="nano33ble_sense", pacing=False) as port:
-        monkeypatch.setattr(deploykit.devices, "find_board_port", lambda board_id=None: (port, "nano33ble_sense"))
+        monkeypatch.setattr(deploykit.toolchain.devices, "find_board_port", lambda board_id=None: (port, "nano33ble_sense"))
         real = run_mod.DeviceSession
 
         def spy(url, baud, **kw):

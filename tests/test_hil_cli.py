@@ -130,7 +130,7 @@ def test_board_sets_the_default_baud(sine_manifest, tmp_path, capsys, monkeypatc
     """Every board file says 115200 today, so one is given another rate for this test."""
     import dataclasses
 
-    from deploykit import boards
+    from deploykit.firmware import boards
     real = boards.load_board
     monkeypatch.setattr(boards, "load_board", lambda board_id, directory=None: dataclasses.replace(
         real(board_id, directory), baud=230400) if board_id == "esp32dev" else real(board_id, directory))

@@ -93,7 +93,7 @@ def test_inspect_never_imports_tensorflow(converted_examples):
     import subprocess
     import sys
     m = converted_examples["gestures"]
-    code = ("import sys; from deploykit.inspection import inspect_model; "
+    code = ("import sys; from deploykit.model.inspect import inspect_model; "
             f"inspect_model({str(m.model_path)!r}, {str(m.source_path('test_data'))!r}); "
             "print(sorted(k for k in sys.modules if k.split('.')[0] in ('tensorflow', 'keras')))")
     import os

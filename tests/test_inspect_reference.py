@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from deploykit.reference import agreement, reference_predictions
+from deploykit.model.reference import agreement, reference_predictions
 
 
 def test_agreement_quantized_steps():

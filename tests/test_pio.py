@@ -1,4 +1,4 @@
-"""deploykit/pio.py against real PlatformIO output captured on this machine."""
+"""deploykit/toolchain/pio.py against real PlatformIO output captured on this machine."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from deploykit import pio
+from deploykit.toolchain import pio
 from deploykit.errors import BadInput, ToolError
 from test_pio_fakes import captured, hide_platformio_module, install
 
@@ -33,13 +33,13 @@ def test_find_pio_prefers_the_one_beside_python():
 def test_find_pio_missing_says_how_to_install(mocker, tmp_path):
     mocker.patch.object(pio.sys, "executable", str(tmp_path / "python"))
     hide_platformio_module(mocker)
-    mocker.patch("deploykit.pio.shutil.which", return_value=None)
+    mocker.patch("deploykit.toolchain.pio.shutil.which", return_value=None)
     with pytest.raises(pio.PioMissing, match="pip install platformio"):
         pio.find_pio()
 
 
 def test_pio_that_cannot_start_is_missing(mocker, project):
-    mocker.patch("deploykit.pio.subprocess.Popen", side_effect=FileNotFoundError(2, "No such file"))
+    mocker.patch("deploykit.toolchain.pio.subprocess.Popen", side_effect=FileNotFoundError(2, "No such file"))
     with pytest.raises(pio.PioMissing, match="pip install platformio"):
         pio.build(project, "nano33ble_sense", project / "build.log")
 
@@ -160,6 +160,6 @@ def test_timeout_kills_a_silent_pio(mocker, project):
 
     proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"],
                             stdout=subprocess.PIPE, text=True)
-    mocker.patch("deploykit.pio.subprocess.Popen", return_value=proc)
+    mocker.patch("deploykit.toolchain.pio.subprocess.Popen", return_value=proc)
     with pytest.raises(ToolError, match="longer than 0 s"):
         pio.run(["run"], project / "build.log", timeout=0.3)

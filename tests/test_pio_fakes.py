@@ -1,6 +1,6 @@
 """A fake `pio` process for tests: replays captured PlatformIO output (tests/fixtures/pio/).
 
-Only `subprocess.Popen` is replaced, the edge where deploykit/pio.py meets PlatformIO;
+Only `subprocess.Popen` is replaced, the edge where deploykit/toolchain/pio.py meets PlatformIO;
 everything above it (streaming, logging, parsing, explaining) runs for real. This module
 holds no tests.
 """
@@ -73,16 +73,16 @@ def _is_pio(argv) -> bool:
 
 
 def install(mocker) -> FakePio:
-    """Replace subprocess.Popen as deploykit.pio sees it; return the fake to script."""
+    """Replace subprocess.Popen as deploykit.toolchain.pio sees it; return the fake to script."""
     fake = FakePio()
-    mocker.patch("deploykit.pio.subprocess.Popen", side_effect=fake)
+    mocker.patch("deploykit.toolchain.pio.subprocess.Popen", side_effect=fake)
     return fake
 
 
 def hide_platformio_module(mocker) -> None:
-    """Make `import platformio` look impossible to deploykit.pio.find_pio, nothing else."""
+    """Make `import platformio` look impossible to deploykit.toolchain.pio.find_pio, nothing else."""
     import importlib.util
 
     real = importlib.util.find_spec
-    mocker.patch("deploykit.pio.importlib.util.find_spec",
+    mocker.patch("deploykit.toolchain.pio.importlib.util.find_spec",
                  side_effect=lambda name, *a: None if name == "platformio" else real(name, *a))

@@ -1,4 +1,4 @@
-"""deploykit.ports: open failures give one clear line each (pyserial faked at the edge)."""
+"""deploykit.link.ports: open failures give one clear line each (pyserial faked at the edge)."""
 
 import errno
 import os
@@ -6,7 +6,7 @@ import os
 import pytest
 import serial
 
-from deploykit import ports
+from deploykit.link import ports
 from deploykit.errors import BadInput, DeviceError
 
 
@@ -83,7 +83,7 @@ def test_loop_url_opens_and_echoes():
 def test_handler_package_registered_once():
     import importlib
     importlib.reload(ports)
-    assert serial.protocol_handler_packages.count("deploykit.serial_handlers") == 1
+    assert serial.protocol_handler_packages.count("deploykit.link.serial_handlers") == 1
 
 
 def test_wait_for_port_gives_up_with_the_same_line():

@@ -625,7 +625,7 @@ def test_device_over_a_pty_answers_pyserial(cpp_programs):
 
 def test_harness_session_drives_the_cpp_device_over_a_pty(cpp_programs):
     """The harness's DeviceSession (deploykit/harness) against the real C++ core."""
-    session = pytest.importorskip("deploykit.harness.session", reason="deploykit.harness is not there yet")
+    session = pytest.importorskip("deploykit.link.session", reason="deploykit.harness is not there yet")
     import numpy as np
     args = [*BASE_ARGS, "--window", "200", "--inputs", "9:5:0.1:0", "--outputs", "9:3:0.1:0",
             "--infer-us", "200", "--fail-byte", "238", "--pty"]

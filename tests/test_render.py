@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from deploykit.boards import all_boards, load_board
-from deploykit.manifest import sha256_file
-from deploykit.render import max_payload_for_window, render
-from deploykit.resources import data_dir
+from deploykit.firmware.boards import all_boards, load_board
+from deploykit.model.manifest import sha256_file
+from deploykit.firmware.render import max_payload_for_window, render
+from deploykit.firmware.resources import data_dir
 
 BOARDS = all_boards()
 HOSTILE_NAME = 'x"; system("rm -rf /"); // naïve ☃'
@@ -72,8 +72,8 @@ def test_every_board_renders_a_config_platformio_reads(sine_renders, board):
 
 
 def test_ini_names_the_model_hash_for_flash(sine_renders, converted_examples):
-    """deploykit.flash reads "Model sha256 <hex>" from the rendered platformio.ini."""
-    from deploykit.flash import expected_sha256
+    """deploykit.toolchain.flash reads "Model sha256 <hex>" from the rendered platformio.ini."""
+    from deploykit.toolchain.flash import expected_sha256
     for project in sine_renders.values():
         assert expected_sha256(project) == converted_examples["sine"].sha256
 
@@ -346,7 +346,7 @@ def test_cli_renders_and_says_where(converted_examples, tmp_path, capsys):
 def test_per_channel_dense_weights_are_refused(converted_examples, example_files, tmp_path, capsys):
     """TF's default per-channel dense quantization would compute wrongly on the pinned ports."""
     import numpy as np
-    from deploykit import tf_backend as backend
+    from deploykit.model import tf_backend as backend
     t = backend.tf()
     converter = backend._fixed_batch_converter(t, Path(example_files["sine"]["model"]), "keras")
     converter.optimizations = [t.lite.Optimize.DEFAULT]

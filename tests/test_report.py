@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from deploykit.errors import BadInput
-from deploykit.harness.stats import distribution, recommended_arena, throughput
+from deploykit.report.stats import distribution, recommended_arena, throughput
 from deploykit.report import Thresholds, evaluate, write_reports
 
 

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from deploykit.errors import BadInput, DeviceError
-from deploykit.harness.session import DeviceSession, SampleResult, StaleFirmware, Timeouts
-from deploykit.tflm_host import TflmRunner
+from deploykit.link.session import DeviceSession, SampleResult, StaleFirmware, Timeouts
+from deploykit.model.tflm_host import TflmRunner
 from deploykit.virtual_board import VirtualBoard
 
 FAULTS = {
@@ -113,7 +113,7 @@ def test_ping_and_reset(sine_manifest):
 
 def test_reset_of_a_board_whose_usb_port_vanishes(sine_manifest):
     """A native-USB board re-enumerates when it reboots: reset() reopens the port."""
-    from deploykit.boards import load_board
+    from deploykit.firmware.boards import load_board
     from deploykit.virtual_board import DeviceEngine, Link, PtyServer, build_firmware
 
     class UsbBoard(DeviceEngine):
@@ -167,7 +167,7 @@ def test_device_that_stops_answering_fails_clearly(sine_manifest):
 
 def test_long_streams_are_split_where_u32_offsets_end(sine_manifest, monkeypatch):
     """Stream offsets are u32 on the wire: a longer run goes in passes, records renumbered."""
-    import deploykit.harness.session as session_mod
+    import deploykit.link.session as session_mod
     monkeypatch.setattr(session_mod, "MAX_STREAM_OFFSET", 70)  # 69 one-byte records per pass
     x = records(sine_manifest, 200)
     runner = TflmRunner(sine_manifest.model_bytes())
@@ -183,7 +183,7 @@ def test_slow_inference_is_waited_for_not_recomputed(sine_manifest):
     tells the inference time; missing results are probed with PING, not re-run."""
     import dataclasses
 
-    from deploykit.boards import load_board
+    from deploykit.firmware.boards import load_board
     from deploykit.virtual_board import PtyServer
     from deploykit.virtual_board.device import make_link
     board = load_board("virtual")

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from deploykit import tflm_host
+from deploykit.model import tflm_host
 from deploykit.errors import BadInput
-from deploykit.quantization import to_input_dtype
+from deploykit.model.quantization import to_input_dtype
 
 
 def test_specs_match_manifest(sine_manifest):

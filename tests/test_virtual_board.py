@@ -11,7 +11,7 @@ import struct
 import numpy as np
 import pytest
 
-from deploykit.boards import load_board
+from deploykit.firmware.boards import load_board
 from deploykit.protocol import (
     Ack, Begin, ErrorMsg, Hello, HelloRequest, Input, Log, Nack, Ping, Pong, Reset, ResultBatch,
     encode_frame, encode_message, wire_size,

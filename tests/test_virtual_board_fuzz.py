@@ -6,7 +6,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from deploykit.boards import load_board
+from deploykit.firmware.boards import load_board
 from deploykit.protocol import (
     Begin, FrameDecoder, HelloRequest, Input, Ping, Reset, encode_frame, encode_message,
 )

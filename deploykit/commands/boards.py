@@ -13,7 +13,7 @@ from deploykit.commands import text_table
 @click.option("--json", "as_json", is_flag=True, help="Print every field of every board as JSON.")
 def boards(as_json):
     """List the boards deploykit knows."""
-    from deploykit.boards import all_boards
+    from deploykit.firmware.boards import all_boards
 
     found = all_boards()
     if as_json:

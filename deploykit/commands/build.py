@@ -13,7 +13,7 @@ import click
 @click.option("--quiet", is_flag=True, help="No progress display.")
 def build(project_dir, board_id, quiet):
     """Build a rendered project (`pio run`); record RAM and flash use in DIR/build.json."""
-    from deploykit.pio import build_project, line_status
+    from deploykit.toolchain.pio import build_project, line_status
 
     with line_status(f"Building {project_dir}", quiet=quiet) as on_line:
         result = build_project(project_dir, board_id, on_line=on_line)

@@ -20,7 +20,7 @@ import click
 @click.option("--label-column", type=int, default=None, help="CSV column holding labels.")
 def convert(model, outdir, name, mode, rep_data, test_data, label_column):
     """Quantize a model and write model.tflite + manifest.json."""
-    from deploykit.convert import convert as run
+    from deploykit.model.convert import convert as run
 
     manifest = run(model, outdir, name=name, quantize=mode, rep_data=rep_data,
                    test_data=test_data, label_column=label_column)

@@ -14,7 +14,7 @@ from deploykit.commands import text_table
 @click.option("--all", "show_all", is_flag=True, help="Also list ports no board file matches.")
 def devices(as_json, show_all):
     """List connected boards (port, board id, USB VID:PID, serial number)."""
-    from deploykit.devices import list_devices
+    from deploykit.toolchain.devices import list_devices
 
     found = list_devices(known_only=not show_all)
     if as_json:

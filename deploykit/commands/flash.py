@@ -19,8 +19,8 @@ import click
 @click.option("--quiet", is_flag=True, help="No progress display.")
 def flash(project_dir, port, board_id, manifest, wait_s, quiet):
     """Upload a built project, wait for the board to re-appear, check its model hash."""
-    from deploykit.flash import flash as flash_project
-    from deploykit.pio import line_status
+    from deploykit.toolchain.flash import flash as flash_project
+    from deploykit.toolchain.pio import line_status
 
     with line_status(f"Flashing {project_dir}", quiet=quiet) as on_line:
         result = flash_project(project_dir, port, board_id, manifest, on_line=on_line, wait_s=wait_s)

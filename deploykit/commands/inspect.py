@@ -18,7 +18,7 @@ from deploykit.commands import text_table
 @click.option("--label-column", type=int, default=None, help="CSV column holding labels.")
 def inspect(model, as_json, test_data, label_column):
     """Show ops, tensors, TFLM support and arena of a .tflite."""
-    from deploykit.inspection import inspect_model
+    from deploykit.model.inspect import inspect_model
 
     result = inspect_model(model, test_data, label_column)
     if as_json:

@@ -18,7 +18,7 @@ import click
 @click.option("--arduino-sketch", is_flag=True, help="Also write NAME/NAME.ino with the same sources.")
 def render(manifest, board_id, outdir, arena_size, arena_margin, arduino_sketch):
     """Render a PlatformIO project for a manifest and a board."""
-    from deploykit.render import render as render_project
+    from deploykit.firmware.render import render as render_project
 
     if outdir is None:
         base = manifest if manifest.is_dir() else manifest.parent

@@ -9,7 +9,7 @@ import numpy as np
 
 def seeded_keras(seed: int):
     """Keras with Python, numpy and TensorFlow seeded, for repeatable training."""
-    from deploykit import tf_backend
+    from deploykit.model import tf_backend
     keras = tf_backend.keras()
     keras.utils.set_random_seed(seed)
     return keras

@@ -1,7 +1,7 @@
 """The test data of a run: loaded, checked against the model input, quantized, hashed.
 
 Float data is quantized with the input tensor's scale and zero point exactly as TFLite
-does (deploykit.quantization: round half away from zero, clamp); data already in the
+does (deploykit.model.quantization: round half away from zero, clamp); data already in the
 input dtype passes as is. The hash names the data in results.jsonl so a resumed run
 only continues a file written for the same model and the same data.
 """
@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from deploykit.datafiles import check_fits, load_data
+from deploykit.model.datafiles import check_fits, load_data
 from deploykit.errors import BadInput
-from deploykit.quantization import to_input_dtype
+from deploykit.model.quantization import to_input_dtype
 
 
 @dataclass

@@ -15,13 +15,13 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
-from deploykit import manifest as manifest_mod
+from deploykit.model import manifest as manifest_mod
 from deploykit.atomic import ensure_writable_dir
 from deploykit.errors import BadInput, DeviceError
 from deploykit.harness.inputs import load_inputs
 from deploykit.harness.results import ResultsFile
-from deploykit.harness.session import DeviceSession, SampleFailure
-from deploykit.harness.stats import throughput
+from deploykit.link.session import DeviceSession, SampleFailure
+from deploykit.report.stats import throughput
 from deploykit.report import Thresholds, build_report, evaluate, write_reports
 
 DEFAULT_WARMUP = 3
@@ -121,14 +121,14 @@ def resolve_port(port: str, board: str | None = None) -> tuple[str, str | None]:
         raise BadInput("no --port given; pass a serial port, a pyserial URL or `auto`")
     if port != "auto":
         return port, None
-    from deploykit.devices import find_board_port
+    from deploykit.toolchain.devices import find_board_port
     return find_board_port(board)
 
 
 def _board_baud(board_id: str | None) -> int | None:
     if not board_id:
         return None
-    from deploykit.boards import load_board
+    from deploykit.firmware.boards import load_board
     return load_board(board_id).baud
 
 
@@ -211,14 +211,14 @@ def _progress():
 
 def _references(manifest, inputs, with_float: bool) -> dict:
     """TFLM-host, LiteRT and (when asked and available) float predictions for every sample."""
-    from deploykit.reference import reference_predictions
+    from deploykit.model.reference import reference_predictions
     x = inputs.x if inputs.x.dtype != inputs.x_model.dtype else inputs.x_model
     return reference_predictions(manifest, x, include_float=with_float)
 
 
 def _arena_estimate(manifest, board_id: str) -> int | None:
     """The manifest's projection for the device's board class, else the host figure."""
-    from deploykit.boards import load_board
+    from deploykit.firmware.boards import load_board
     arena = manifest["arena"] or {}
     try:  # a board deploykit has no file for, or a manifest without its projection
         return int((arena.get("projections") or {})[load_board(board_id).arena_class])

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from deploykit import metrics
-from deploykit.harness.stats import distribution, recommended_arena
-from deploykit.quantization import to_float
-from deploykit.reference import agreement
+from deploykit.model import metrics
+from deploykit.report.stats import distribution, recommended_arena
+from deploykit.model.quantization import to_float
+from deploykit.model.reference import agreement
 
 SCHEMA = "deploykit.hil-report/1"
 KEEP_POINTS = 2000  # device-versus-desktop pairs kept for the plots

@@ -10,7 +10,7 @@ bytes beyond its receive buffer, reboots on reset, and injects seeded faults.
 
 Layers: firmware.py (model, HELLO, cost) → engine.py (pure protocol state machine in
 simulated time) → link.py (UART pacing, wire faults) → pty_server.py (a thread serving a
-pty behind a stable symlink) or deploykit/serial_handlers/protocol_virtual.py.
+pty behind a stable symlink) or deploykit/link/serial_handlers/protocol_virtual.py.
 """
 
 from __future__ import annotations

@@ -20,14 +20,14 @@ def load_manifest(manifest):
     """A Manifest object as is; a path (file or directory) loaded and verified."""
     if hasattr(manifest, "data") and hasattr(manifest, "model_path"):
         return manifest
-    from deploykit.manifest import load
+    from deploykit.model.manifest import load
     return load(Path(manifest))
 
 
 def make_link(manifest, board: str = DEFAULT_BOARD, baud: int | None = None, pacing: bool = True,
               faults=None, seed: int = 0, arena_configured: int | None = None) -> Link:
     """A powered-on virtual board behind its wire, ready for `Link.step(now)`."""
-    from deploykit.boards import load_board
+    from deploykit.firmware.boards import load_board
     fault_state = faults if isinstance(faults, Faults) else Faults(faults, seed)
     board_obj = load_board(board) if isinstance(board, str) else board
     if baud is not None and int(baud) <= 0:

@@ -1,7 +1,7 @@
 """What the virtual board is "flashed" with: the model in TFLM, its HELLO, its cost.
 
 The model runs in the TFLM interpreter of the `tflite-micro` package (real reference
-kernels) through deploykit.tflm_host.TflmRunner. The arena HELLO reports is the
+kernels) through deploykit.model.tflm_host.TflmRunner. The arena HELLO reports is the
 manifest's 32-bit projection of TFLM's recording-allocator figure for the board's
 arena class (arena_used); arena_configured is that plus a 10 % margin rounded up to 16
 bytes, as the renderer sizes a board's arena, unless given. A LOG frame after every
@@ -103,6 +103,6 @@ class _NoInterpreter:
 @functools.lru_cache(maxsize=8)
 def _runner(model_path: str, sha256: str):
     """One TFLM interpreter per model file and hash (loading forks probe children)."""
-    from deploykit.tflm_host import TflmRunner
+    from deploykit.model.tflm_host import TflmRunner
     with open(model_path, "rb") as fh:
         return TflmRunner(fh.read())

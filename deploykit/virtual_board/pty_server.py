@@ -9,7 +9,7 @@ pyserial's `port.dtr = ...` raises OSError on it; and `send_break()` (tcsendbrea
 silent no-op on Linux ptys (the pty driver has no break_ctl), the master never sees it.
 What does reach the master is the slave's termios: so the pty form takes the Arduino
 "1200-baud touch" as its DTR: setting the port to 1200 baud reboots the board (boot
-banner, state lost, new HELLO). deploykit.ports.pulse_reset() sends a DTR pulse and falls
+banner, state lost, new HELLO). deploykit.link.ports.pulse_reset() sends a DTR pulse and falls
 back to the 1200-baud touch where the port has no DTR, so harness code resets a real
 port and a virtual one with the same call. The `virtual://` URL form has real DTR.
 """

@@ -20,12 +20,12 @@ import jinja2
 
 from deploykit import __version__
 from deploykit.atomic import replace_dir
-from deploykit.boards import Board, load_board
-from deploykit.cfilters import FILTERS, c_ident
+from deploykit.firmware.boards import Board, load_board
+from deploykit.firmware.cfilters import FILTERS, c_ident
 from deploykit.errors import BadInput
-from deploykit.manifest import Manifest, load as load_manifest
+from deploykit.model.manifest import Manifest, load as load_manifest
 from deploykit.protocol.framing import max_payload_for_window
-from deploykit.resources import data_dir
+from deploykit.firmware.resources import data_dir
 
 # manifest dtype -> (TfLiteType code, bytes per element)
 DTYPES = {"float32": (1, 4), "int32": (2, 4), "uint8": (3, 1), "int64": (4, 8),
@@ -111,7 +111,7 @@ def check_per_channel_dense(model: bytes, board: Board, name: str) -> None:
     """Refuse per-channel FULLY_CONNECTED weights on a port that applies one scale to all."""
     if board.tflm_per_channel_fc:
         return
-    from deploykit.tflite_model import parse
+    from deploykit.model.tflite_model import parse
     parsed = parse(model, origin=name)
     for op in parsed.operators:
         if op.op == "FULLY_CONNECTED" and len(op.inputs) > 1 and op.inputs[1] >= 0 \

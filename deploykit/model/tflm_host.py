@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from deploykit import tflite_model
-from deploykit._fork import run_forked
+from deploykit.model import tflite_model
+from deploykit.model._fork import run_forked
 from deploykit.errors import BadInput
 
 _ALLOC_TOTAL = re.compile(r"Arena allocation total (\d+) bytes")

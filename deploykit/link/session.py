@@ -16,9 +16,9 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 
 from deploykit.errors import DeployKitError, DeviceError
-from deploykit.harness.link import Link, LinkLost
-from deploykit.harness.outputs import OutputLists, decode_outputs
-from deploykit.harness.samples import SampleFailure, SampleResult
+from deploykit.link.errors import Link, LinkLost
+from deploykit.link.outputs import OutputLists, decode_outputs
+from deploykit.link.samples import SampleFailure, SampleResult
 from deploykit.protocol import (
     PROTOCOL_VERSION, Frame, FrameError, Hello, HelloRequest, Ping, Pong, Reset, decode_message,
 )
@@ -254,7 +254,7 @@ class DeviceSession:
 
     def stream_batches(self, records):
         """Like stream(), but yield the results that arrived together as one list."""
-        from deploykit.harness.stream import Streamer
+        from deploykit.link.stream import Streamer
         data, n = self._as_stream(records)
         size = self.hello.input_record_bytes
         per_pass = max(1, (MAX_STREAM_OFFSET // size) - 1)  # stream offsets are u32 on the wire

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from deploykit import arena, tflite_model, tflm_host
+from deploykit.model import arena, tflite_model, tflm_host
 from deploykit.errors import BadInput
 
 
@@ -36,8 +36,8 @@ def inspect_model(path, test_data=None, label_column=None) -> dict:
 
 def desktop_agreement(model: bytes, parsed, test_data, label_column=None) -> dict:
     """Agreement of TFLM-host and LiteRT on the test inputs, in output quantization steps."""
-    from deploykit.datafiles import check_fits, load_data
-    from deploykit.reference import agreement, quantized_outputs
+    from deploykit.model.datafiles import check_fits, load_data
+    from deploykit.model.reference import agreement, quantized_outputs
     spec_in, spec_out = parsed.inputs[0], parsed.outputs[0]
     x = check_fits(load_data(test_data, label_column), spec_in)
     if x.dtype.name != spec_in["dtype"]:

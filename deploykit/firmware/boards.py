@@ -15,9 +15,9 @@ import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from deploykit.arena import TARGET_CLASSES
+from deploykit.model.arena import TARGET_CLASSES
 from deploykit.errors import BadInput
-from deploykit.resources import data_dir
+from deploykit.firmware.resources import data_dir
 
 TIMERS = ("dwt", "ccount", "mcycle", "micros")
 ARENA_CLASSES = TARGET_CLASSES  # a board names the arena projection its TFLM port needs

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from serial.tools import list_ports
 
-from deploykit.boards import all_boards
+from deploykit.firmware.boards import all_boards
 from deploykit.errors import BadInput
 
 

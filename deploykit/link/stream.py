@@ -23,10 +23,10 @@ import time
 import numpy as np
 
 from deploykit.errors import DeviceError
-from deploykit.harness.link import LinkLost
-from deploykit.harness.samples import SampleFailure, SampleResult
-from deploykit.harness.timing import Timing, backoff
-from deploykit.harness.window import Window
+from deploykit.link.errors import LinkLost
+from deploykit.link.samples import SampleFailure, SampleResult
+from deploykit.link.timing import Timing, backoff
+from deploykit.link.window import Window
 from deploykit.protocol import Ack, Begin, Hello, Input, Nack, Ping, Pong, ResultBatch, wire_size
 from deploykit.protocol.messages import ErrorCode, ErrorMsg
 

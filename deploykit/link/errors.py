@@ -1,4 +1,4 @@
-"""One serial link: a port from deploykit.ports, frame encoding and decoding, reopening.
+"""One serial link: a port from deploykit.link.ports, frame encoding and decoding, reopening.
 
 The only state here is the byte stream: the port, the frame decoder and our sequence
 number. What the frames mean is session.py's business. Any I/O failure of the port
@@ -11,7 +11,7 @@ from __future__ import annotations
 import serial
 
 from deploykit.errors import DeviceError
-from deploykit.ports import open_port
+from deploykit.link.ports import open_port
 from deploykit.protocol import FrameDecoder, encode_message
 
 POLL_S = 0.005  # how long one read waits for the first byte
@@ -32,7 +32,7 @@ class Link:
         self.tail = bytearray()  # the last bytes received, shown when a handshake times out
 
     def open(self) -> None:
-        """Open the port (raises BadInput/DeviceError from deploykit.ports)."""
+        """Open the port (raises BadInput/DeviceError from deploykit.link.ports)."""
         self.port = open_port(self.url, self.baud, timeout=POLL_S)
         self.decoder = FrameDecoder(max_payload=65535)
 

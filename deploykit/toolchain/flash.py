@@ -1,6 +1,6 @@
 """Flash a built project and prove the board runs it.
 
-Upload goes through deploykit/pio.py. Many boards drop off the bus after an upload: the
+Upload goes through deploykit/toolchain/pio.py. Many boards drop off the bus after an upload: the
 Nano 33 BLE family re-enumerates (sometimes under a new /dev/ttyACM name), an RP2040
 reboots from its UF2 drive back into a serial port. So after the upload we wait, bounded,
 for a port with the board's USB VID:PID (or the same device path) to come back, then
@@ -16,8 +16,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from deploykit import devices, pio
-from deploykit.boards import Board, load_board
+from deploykit.toolchain import devices, pio
+from deploykit.firmware.boards import Board, load_board
 from deploykit.errors import BadInput, DeviceError
 
 WAIT_S = 20.0      # how long a board may take to come back after an upload
@@ -61,7 +61,7 @@ def flash(project_dir, port: str = "auto", board_id: str | None = None, manifest
 def expected_sha256(project_dir: Path, manifest=None) -> str:
     """The model hash the flashed board must report: the manifest's, else the rendered one."""
     if manifest is not None:
-        from deploykit.manifest import load
+        from deploykit.model.manifest import load
 
         return load(manifest).sha256
     found = _INI_SHA.search((project_dir / "platformio.ini").read_text(encoding="utf-8"))
@@ -85,14 +85,14 @@ def check_port(url: str, baud: int) -> None:
     Network and virtual URLs are left to the uploader."""
     if "://" in url:
         return
-    from deploykit.ports import open_port
+    from deploykit.link.ports import open_port
 
     open_port(url, baud, timeout=0.1).close()
 
 
 def handshake_when_back(board: Board, url: str, by_usb: bool, sha: str, wait_s: float) -> dict:
     """Wait for the board to re-appear after the upload, then handshake and check the hash."""
-    from deploykit.harness.session import DeviceSession, StaleFirmware
+    from deploykit.link.session import DeviceSession, StaleFirmware
 
     deadline = time.monotonic() + wait_s
     last: Exception | None = None

@@ -9,7 +9,7 @@ URL format:  virtual://PATH/TO/manifest.json[?board=ID&baud=N&faults=SPEC&seed=N
   and '=' need no escaping); seed: the fault seed (default 0); pacing=0 turns UART
   pacing and simulated inference time off (tests where timing is not the subject).
 
-Registered by `import deploykit.ports`, which appends "deploykit.serial_handlers" to
+Registered by `import deploykit.link.ports`, which appends "deploykit.link.serial_handlers" to
 serial.protocol_handler_packages. Unlike a pty this port has DTR: a DTR transition from
 deasserted to asserted while open reboots the board (banner, state lost, new HELLO).
 A disconnect fault makes reads and writes fail as an unplugged USB port does; the same

@@ -13,13 +13,15 @@ from pathlib import Path
 
 import numpy as np
 
-from deploykit import __version__, arena, metrics, tflite_model, tflm_host
+from deploykit import __version__
+
+from deploykit.model import arena, metrics, tflite_model, tflm_host
 from deploykit.atomic import ensure_writable_dir, write_bytes, write_json
-from deploykit.datafiles import Dataset, check_fits, load_data
+from deploykit.model.datafiles import Dataset, check_fits, load_data
 from deploykit.errors import BadInput
-from deploykit.manifest import SCHEMA, Manifest, load
-from deploykit.quantization import to_float
-from deploykit.reference import agreement, quantized_outputs
+from deploykit.model.manifest import SCHEMA, Manifest, load
+from deploykit.model.quantization import to_float
+from deploykit.model.reference import agreement, quantized_outputs
 
 MODES = ("int8", "int8-float-io", "float32")
 REFUSED = {
@@ -33,7 +35,7 @@ REFUSED = {
 def convert(model_path, outdir, name=None, quantize="int8", rep_data=None, test_data=None,
             label_column=None) -> Manifest:
     """Convert (or take as is) a model, analyse it and write OUTDIR/model.tflite + manifest.json."""
-    from deploykit import tf_backend
+    from deploykit.model import tf_backend
     model_path = Path(model_path)
     _check_mode(quantize)
     if not model_path.exists():
@@ -136,7 +138,7 @@ def _mode_of(parsed) -> str:
 
 def _report(model, parsed, fmt, model_path, test: Dataset) -> dict:
     """Float-versus-quantized report on the test data (TFLM-host runs the quantized model)."""
-    from deploykit import tf_backend
+    from deploykit.model import tf_backend
     spec_in, spec_out = parsed.inputs[0], parsed.outputs[0]
     x = check_fits(test, spec_in).astype(np.float32)
     if test.y is not None:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from deploykit import litert_host
-from deploykit.quantization import dequantize, to_float, to_input_dtype
+from deploykit.model import litert_host
+from deploykit.model.quantization import dequantize, to_float, to_input_dtype
 
 
 def agreement(a: np.ndarray, b: np.ndarray, scale: float, zero_point: int) -> dict:
@@ -49,7 +49,7 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> float:
 def quantized_outputs(model: bytes, spec_in: dict, x) -> tuple[np.ndarray, np.ndarray]:
     """Outputs of TFLM-host and LiteRT (desktop) for the same inputs: x in the model's
     input dtype already, or float, then quantized once so both runtimes see the same bytes."""
-    from deploykit.tflm_host import TflmRunner
+    from deploykit.model.tflm_host import TflmRunner
     x = np.asarray(x)
     x_model = x if x.dtype == np.dtype(spec_in["dtype"]) else to_input_dtype(x, spec_in)
     return TflmRunner(model).predict(x_model), litert_host.predict(model, x_model)
@@ -78,5 +78,5 @@ def float_predictions(manifest, x_float: np.ndarray):
     fmt = (manifest.data.get("source") or {}).get("model_format")
     if source is None or fmt not in ("keras", "h5", "saved_model") or not source.exists():
         return None
-    from deploykit import tf_backend
+    from deploykit.model import tf_backend
     return tf_backend.predict_float(source, fmt, x_float)

@@ -2,7 +2,7 @@
 
 Every `--port` in deploykit is a pyserial URL: a device path (/dev/ttyACM0), rfc2217://,
 socket://, loop://, or virtual://MANIFEST (the virtual board, see
-deploykit/serial_handlers/protocol_virtual.py, registered here on import). Open failures
+deploykit/link/serial_handlers/protocol_virtual.py, registered here on import). Open failures
 become one line that names the port and the fix: a missing port and an unknown URL are
 the user's input (BadInput), permission denied and a busy port are the machine's state
 (DeviceError).
@@ -17,7 +17,7 @@ import serial
 
 from deploykit.errors import BadInput, DeviceError
 
-HANDLER_PACKAGE = "deploykit.serial_handlers"
+HANDLER_PACKAGE = "deploykit.link.serial_handlers"
 if HANDLER_PACKAGE not in serial.protocol_handler_packages:
     serial.protocol_handler_packages.append(HANDLER_PACKAGE)
 

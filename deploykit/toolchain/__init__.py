@@ -1,0 +1,1 @@
+"""Stage 3: the toolchain. PlatformIO as a subprocess (build, upload), flashing, and finding connected boards."""
