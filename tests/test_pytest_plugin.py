@@ -14,8 +14,13 @@ INSTALLED = any(ep.value == "deploykit.pytest_plugin" for ep in entry_points(gro
 PLUGIN = [] if INSTALLED else ["-p", "deploykit.pytest_plugin"]
 
 
+# labgrid's own plugin starts a process-wide step logger and cannot run twice in one
+# process, so in-process pytester runs leave it out (coexistence is tested in a subprocess).
+NO_LABGRID = ["-p", "no:labgrid"] if any(ep.name == "labgrid" for ep in entry_points(group="pytest11")) else []
+
+
 def run(pytester, *args):
-    return pytester.runpytest(*PLUGIN, "-p", "no:cacheprovider", *args)
+    return pytester.runpytest(*PLUGIN, *NO_LABGRID, "-p", "no:cacheprovider", *args)
 
 
 def test_options_are_grouped_under_deploykit(pytester):
