@@ -68,3 +68,19 @@ def test_allocation_lines_parse():
             "(requested 48 bytes for 2 allocations)\n")
     a = tflm_host.parse_allocations(text)
     assert a["total"] == 100 and a["categories"]["TfLiteEvalTensor data"] == {"used": 48, "requested": 48, "count": 2}
+
+
+def test_probes_never_fork_the_calling_process(monkeypatch):
+    """TFLM probes run in forkserver children: the caller (which may have TensorFlow's
+    threads running) is never forked, so Python 3.12's fork-with-threads hazard cannot arise."""
+    import os
+
+    from deploykit.model import isolated
+
+    def no_fork():
+        raise AssertionError("os.fork called in the process that runs the probes")
+
+    monkeypatch.setattr(os, "fork", no_fork)
+    crash = isolated.run_isolated(os.abort)
+    assert not crash.ok and crash.status == "signal SIGABRT"
+    assert isolated.run_isolated(divmod, 7, 2).value == (3, 1)

@@ -1,7 +1,7 @@
 """TensorFlow Lite Micro on the host, through the `tflite-micro` Python package.
 
 Real TFLM reference kernels, the same code a board runs. Anything that may crash in C++
-(a too-small arena, an op TFLM lacks, a malformed model) is tried first in a forked child.
+(a too-small arena, an op TFLM lacks, a malformed model) is tried first in a child process.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from deploykit.model import tflite_model
-from deploykit.model._fork import run_forked
+from deploykit.model.isolated import run_isolated
 from deploykit.errors import BadInput
 
 _ALLOC_TOTAL = re.compile(r"Arena allocation total (\d+) bytes")
@@ -49,14 +49,14 @@ def _spec(details: dict, name: str) -> dict:
 
 
 class TflmRunner:
-    """One TFLM interpreter on the host, loaded only after a forked child proved it safe."""
+    """One TFLM interpreter on the host, loaded only after a child process proved it safe."""
 
     def __init__(self, model: bytes, arena_size: int | None = None):
         model = bytes(model)
         parsed = tflite_model.parse(model)
         check_ops_supported(model, parsed)
         self.arena_size = arena_size or generous_arena(model)
-        probe = run_forked(_probe, model, self.arena_size)
+        probe = run_isolated(_probe, model, self.arena_size)
         if not probe.ok:
             raise BadInput(f"TFLM cannot run this model with a {self.arena_size}-byte arena "
                            f"({probe.status}: {_last_line(probe.output)}); give a larger arena")
@@ -133,11 +133,11 @@ def parse_allocations(text: str) -> dict:
 def measure_arena(model: bytes) -> dict:
     """Recorded arena use and the smallest arena AllocateTensors accepts, on this host.
 
-    Every probe runs in a forked child: TFLM segfaults when the arena is too small.
+    Every probe runs in a child process: TFLM segfaults when the arena is too small.
     """
     model = bytes(model)
     generous = generous_arena(model)
-    rec = run_forked(_record, model, generous)
+    rec = run_isolated(_record, model, generous)
     if not rec.ok:
         raise BadInput(f"TFLM could not allocate this model ({rec.status}: {_last_line(rec.output)})")
     alloc = parse_allocations(rec.output)
@@ -148,7 +148,7 @@ def measure_arena(model: bytes) -> dict:
 
 def _smallest_arena(model: bytes, recorded: int, generous: int) -> int:
     """Smallest arena (16-byte steps) with which allocation succeeds: grow from the
-    recorded figure until it fits, then bisect. Few probes, each a forked child."""
+    recorded figure until it fits, then bisect. Few probes, each a child process."""
     lo, hi = 0, _round16(recorded)
     while not _fits(model, hi):
         lo, hi = hi, _round16(hi * 5 // 4 + 16)
@@ -170,7 +170,7 @@ def _round16(n: int) -> int:
 
 
 def _fits(model: bytes, size: int) -> bool:
-    return run_forked(_probe, model, size).ok
+    return run_isolated(_probe, model, size).ok
 
 
 def _probe(model: bytes, arena_size: int) -> bool:
@@ -194,7 +194,7 @@ def check_ops_supported(model: bytes, parsed=None) -> None:
     known = set(supported_ops())
     missing = [o["op"] for o in parsed.op_table() if known and o["op"] not in known]
     if not missing:
-        probe = run_forked(_load_only, bytes(model))
+        probe = run_isolated(_load_only, bytes(model))
         missing = _MISSING_OP.findall(probe.output) if not probe.ok else []
         if not probe.ok and not missing:
             raise BadInput(f"TFLM cannot load this model ({probe.status}: {_last_line(probe.output)}); "
