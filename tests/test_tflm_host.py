@@ -84,3 +84,32 @@ def test_probes_never_fork_the_calling_process(monkeypatch):
     crash = isolated.run_isolated(os.abort)
     assert not crash.ok and crash.status == "signal SIGABRT"
     assert isolated.run_isolated(divmod, 7, 2).value == (3, 1)
+
+
+@pytest.mark.slow
+def test_arena_is_searched_not_guessed(tmp_path):
+    """A small CNN on 64x64 inputs needs over 100 KB of arena with a model of a few KB: the
+    old probe arena, max(10 x model bytes, 64 KB), refused it as 'TFLM cannot load'."""
+    from deploykit.model import tf_backend
+    from deploykit.model.convert import convert
+
+    keras = tf_backend.keras()
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([
+        keras.Input((64, 64, 3)),
+        keras.layers.Conv2D(16, 3, padding="same", activation="relu"),
+        keras.layers.Conv2D(16, 3, padding="same", activation="relu"),
+        keras.layers.GlobalAveragePooling2D(),
+        keras.layers.Dense(2),
+    ])
+    model.save(tmp_path / "cnn.keras")
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "rep.npz", x=rng.random((8, 64, 64, 3), dtype=np.float32))
+    manifest = convert(tmp_path / "cnn.keras", tmp_path / "out", rep_data=tmp_path / "rep.npz",
+                       test_data=tmp_path / "rep.npz")
+    model_bytes = (tmp_path / "out" / "model.tflite").read_bytes()
+    measured = tflm_host.measure_arena(model_bytes)
+    assert len(model_bytes) * 10 < 64 * 1024 < measured["host_min"] <= measured["host_recorded"] + 16
+    runner = tflm_host.TflmRunner(model_bytes)
+    assert runner.arena_size >= measured["host_min"]
+    assert manifest.data["arena"]["host_min"] == measured["host_min"]

@@ -22,7 +22,7 @@ _ALLOC_TAIL = re.compile(r"Arena allocation tail (\d+) bytes")
 _ALLOC_CAT = re.compile(r"'([^']+)' used (\d+) bytes with alignment overhead \(requested (\d+) bytes for (\d+) ")
 _MISSING_OP = re.compile(r"Didn't find op for builtin opcode '([A-Z0-9_]+)'")
 _REGISTER = re.compile(rb"_ZN6tflite5micro\d+Register_([A-Z0-9_]+)Ev")
-GENEROUS_ARENA_FACTOR = 10
+ARENA_CAP = 16 * 1024 * 1024  # the largest arena a probe tries: beyond any microcontroller's RAM
 
 
 def _runtime():
@@ -30,13 +30,30 @@ def _runtime():
     return runtime
 
 
-def generous_arena(model: bytes) -> int:
-    """An arena far above any model's need, for loads whose size is not the question."""
-    return max(len(model) * GENEROUS_ARENA_FACTOR, 64 * 1024)
+@functools.lru_cache(maxsize=8)
+def working_arena(model: bytes) -> int:
+    """An arena AllocateTensors accepts, found by probing, not guessed: start from every
+    tensor's bytes plus 16 KB (above the planner's need for most models) and double until
+    a probe succeeds, up to ARENA_CAP."""
+    size = _round16(sum(_tensor_bytes(t) for t in tflite_model.parse(model).tensors) + 16 * 1024)
+    while not _fits(model, min(size, ARENA_CAP)):
+        if size >= ARENA_CAP:
+            raise BadInput(f"TFLM could not allocate this model even with a {ARENA_CAP:,}-byte arena "
+                           "(more than any microcontroller has)")
+        size *= 2
+    return min(size, ARENA_CAP)
+
+
+def _tensor_bytes(t) -> int:
+    n = int(np.prod([max(d, 1) for d in t.shape], dtype=np.int64)) if t.shape else 1
+    try:
+        return n * np.dtype(t.dtype).itemsize
+    except TypeError:
+        return n * 8
 
 
 def _interpreter(model: bytes, arena_size: int | None):
-    return _runtime().Interpreter.from_bytes(model, arena_size=arena_size or generous_arena(model))
+    return _runtime().Interpreter.from_bytes(model, arena_size=arena_size or working_arena(model))
 
 
 def _spec(details: dict, name: str) -> dict:
@@ -55,7 +72,7 @@ class TflmRunner:
         model = bytes(model)
         parsed = tflite_model.parse(model)
         check_ops_supported(model, parsed)
-        self.arena_size = arena_size or generous_arena(model)
+        self.arena_size = arena_size or working_arena(model)
         probe = run_isolated(_probe, model, self.arena_size)
         if not probe.ok:
             raise BadInput(f"TFLM cannot run this model with a {self.arena_size}-byte arena "
@@ -136,24 +153,22 @@ def measure_arena(model: bytes) -> dict:
     Every probe runs in a child process: TFLM segfaults when the arena is too small.
     """
     model = bytes(model)
-    generous = generous_arena(model)
-    rec = run_isolated(_record, model, generous)
+    working = working_arena(model)
+    rec = run_isolated(_record, model, working)
     if not rec.ok:
         raise BadInput(f"TFLM could not allocate this model ({rec.status}: {_last_line(rec.output)})")
     alloc = parse_allocations(rec.output)
-    minimum = _smallest_arena(model, alloc["total"], generous)
+    minimum = _smallest_arena(model, alloc["total"], working)
     return {"host_recorded": alloc["total"], "host_min": minimum, "head": alloc["head"],
             "tail": alloc["tail"], "categories": alloc["categories"]}
 
 
-def _smallest_arena(model: bytes, recorded: int, generous: int) -> int:
+def _smallest_arena(model: bytes, recorded: int, working: int) -> int:
     """Smallest arena (16-byte steps) with which allocation succeeds: grow from the
-    recorded figure until it fits, then bisect. Few probes, each a child process."""
-    lo, hi = 0, _round16(recorded)
-    while not _fits(model, hi):
-        lo, hi = hi, _round16(hi * 5 // 4 + 16)
-        if hi > generous:
-            raise BadInput(f"TFLM could not allocate this model even with a {generous}-byte arena")
+    recorded figure until it fits (`working` is known to), then bisect. Few probes."""
+    lo, hi = 0, min(_round16(recorded), working)
+    while hi < working and not _fits(model, hi):
+        lo, hi = hi, min(_round16(hi * 5 // 4 + 16), working)
     while hi - lo > 16:
         mid = _round16((lo + hi) // 2)
         if mid in (lo, hi):
@@ -205,7 +220,8 @@ def check_ops_supported(model: bytes, parsed=None) -> None:
 
 
 def _load_only(model: bytes) -> bool:
-    _interpreter(model, None)
+    """Child: resolve every op; the arena is the cap, so only a missing op or a broken model fails."""
+    _interpreter(model, ARENA_CAP)
     return True
 
 
