@@ -35,6 +35,9 @@ def summary(m: dict, where) -> list[str]:
              f"ops: {ops}; {m['macs_total']} MACs",
              f"arena: measured {a['host_recorded']} B on this host; projected "
              + ", ".join(f"{k} {v} B" for k, v in a["projections"].items())]
+    if (m.get("source") or {}).get("recurrent_unrolled"):
+        lines.append("recurrent layers unrolled: TensorFlow's converter crashed on the fused LSTM, "
+                     "so this is a clone with unroll=True and the same weights")
     r = m.get("report")
     if r and r.get("task") == "regression":
         lines.append(_regression(r))

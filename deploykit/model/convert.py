@@ -18,7 +18,8 @@ from deploykit import __version__
 from deploykit.model import arena, metrics, tflite_model, tflm_host
 from deploykit.atomic import ensure_writable_dir, write_bytes, write_json
 from deploykit.model.datafiles import Dataset, check_fits, load_data
-from deploykit.errors import BadInput
+from deploykit.errors import BadInput, RigError
+from deploykit.model.isolated import run_isolated
 from deploykit.model.manifest import SCHEMA, Manifest, load
 from deploykit.model.quantization import to_float
 from deploykit.model.reference import agreement, quantized_outputs
@@ -45,12 +46,14 @@ def convert(model_path, outdir, name=None, quantize="int8", rep_data=None, test_
     fmt = tf_backend.model_format(model_path)
     rep = load_data(rep_data, label_column) if rep_data else None
     test = load_data(test_data, label_column) if test_data else None
+    unrolled = False
     if fmt == "tflite":
         model = _read_tflite(model_path)
         parsed = tflite_model.parse(model, str(model_path))
     else:
-        model, parsed = _convert_source(tf_backend, model_path, fmt, quantize, rep, test)
-    return _finish(model, parsed, outdir, name or model_path.stem, fmt, model_path, rep, test, label_column)
+        model, parsed, unrolled = _convert_source(tf_backend, model_path, fmt, quantize, rep, test)
+    return _finish(model, parsed, outdir, name or model_path.stem, fmt, model_path, rep, test, label_column,
+                   unrolled)
 
 
 def _check_mode(mode: str) -> None:
@@ -90,11 +93,29 @@ def _convert_source(tf_backend, path, fmt, mode, rep: Dataset | None, test: Data
             raise BadInput(f"--quantize {mode} needs representative data: give --rep-data FILE "
                            "(or --test-data FILE), an .npz with array x")
         rep_x = check_fits(test, spec)
-    model = tf_backend.convert(path, fmt, mode, rep_x)
-    return model, tflite_model.parse(model, f"converted {path}")
+    model, unrolled = _convert_contained(tf_backend, path, fmt, mode, rep_x)
+    return model, tflite_model.parse(model, f"converted {path}"), unrolled
 
 
-def _finish(model, parsed, outdir, name, fmt, model_path, rep, test, label_column) -> Manifest:
+def _convert_contained(tf_backend, path, fmt, mode, rep_x) -> tuple[bytes, bool]:
+    """TensorFlow's converter in a child process: a crash in its C++ (TF 2.21 segfaults on the
+    int8 fused LSTM) becomes one line. A Keras model with recurrent layers gets one more try
+    as a clone with the layers unrolled (same weights), which converts where the fused op crashes.
+    Returns the .tflite bytes and whether the unrolled clone was used."""
+    first = run_isolated(tf_backend.convert, path, fmt, mode, rep_x)
+    if first.ok:
+        return first.value, False
+    first.reraise()  # the converter refused the model: BadInput with its reason
+    if fmt in ("keras", "h5") and tf_backend.has_recurrent_layers(path):
+        retry = run_isolated(tf_backend.convert, path, fmt, mode, rep_x, True)
+        if retry.ok:
+            return retry.value, True
+        retry.reraise()
+    raise RigError(f"TensorFlow's converter crashed ({first.status}) on {path} in mode {mode}; "
+                   "try --quantize float32 or --quantize int8-float-io, or replace the op it fails on")
+
+
+def _finish(model, parsed, outdir, name, fmt, model_path, rep, test, label_column, unrolled=False) -> Manifest:
     """Analyse the .tflite, then write model.tflite and manifest.json (each atomically)."""
     tflm_host.check_ops_supported(model, parsed)
     measured = tflm_host.measure_arena(model)
@@ -110,7 +131,7 @@ def _finish(model, parsed, outdir, name, fmt, model_path, rep, test, label_colum
         "source": {"model": _rel(model_path, outdir), "model_format": fmt,
                    "rep_data": _rel(rep.path, outdir) if rep else None,
                    "test_data": _rel(test.path, outdir) if test else None,
-                   "label_column": label_column},
+                   "label_column": label_column, "recurrent_unrolled": unrolled},
         "report": report, "created_by": f"deploykit {__version__}",
     }
     write_bytes(outdir / "model.tflite", model)

@@ -30,6 +30,12 @@ class ChildResult:
     value: object
     output: str
     status: str  # "exit 0", "exit 3", "signal SIGSEGV"
+    raised: BaseException | None = None  # what fn raised, when it could be sent back
+
+    def reraise(self) -> None:
+        """Raise again in the caller what fn raised in the child (a deploykit error keeps its type)."""
+        if self.raised is not None:
+            raise self.raised
 
 
 def run_isolated(fn, *args) -> ChildResult:
@@ -65,8 +71,11 @@ def _child(fn, args, sender, out_path: str) -> None:
         os.dup2(fd, 2)
         sender.send(("value", fn(*args)))
     except BaseException as exc:  # report, never return into multiprocessing's own handling
-        sender.send(("error", f"{type(exc).__name__}: {exc}"))
         code = 3
+        try:
+            sender.send(("raised", exc))
+        except Exception:  # not picklable: its text is enough
+            sender.send(("error", f"{type(exc).__name__}: {exc}"))
     finally:
         _flush_c_stdio()
         os._exit(code)
@@ -84,9 +93,12 @@ def _flush_c_stdio() -> None:
 def _result(exitcode: int | None, message, text: str) -> ChildResult:
     if exitcode is not None and exitcode < 0:
         return ChildResult(False, None, text, f"signal {signal.Signals(-exitcode).name}")
-    value = None
-    if message and message[0] == "error":
+    value, raised = None, None
+    if message and message[0] == "raised":
+        raised = message[1]
+        text = (text + "\n" + f"{type(raised).__name__}: {raised}").strip()
+    elif message and message[0] == "error":
         text = (text + "\n" + message[1]).strip()
     elif message:
         value = message[1]
-    return ChildResult(exitcode == 0, value, text, f"exit {exitcode}")
+    return ChildResult(exitcode == 0, value, text, f"exit {exitcode}", raised)

@@ -85,10 +85,13 @@ def input_shape(path: Path, fmt: str) -> tuple[int, ...]:
     return tuple(int(d) for d in shape)
 
 
-def convert(path: Path, fmt: str, mode: str, rep_x: np.ndarray | None) -> bytes:
-    """Convert to TFLite with batch fixed to 1 (no SHAPE/STRIDED_SLICE/PACK ops)."""
+def convert(path: Path, fmt: str, mode: str, rep_x: np.ndarray | None, unroll: bool = False) -> bytes:
+    """Convert to TFLite with batch fixed to 1 (no SHAPE/STRIDED_SLICE/PACK ops).
+
+    unroll: convert a clone of a Keras model whose recurrent layers are unrolled (same
+    weights), for when the fused LSTM path crashes the converter."""
     t = tf()
-    converter = _fixed_batch_converter(t, Path(path), fmt)
+    converter = _fixed_batch_converter(t, Path(path), fmt, unroll)
     if mode != "float32":
         converter.optimizations = [t.lite.Optimize.DEFAULT]
         converter.representative_dataset = _representative(rep_x)
@@ -119,14 +122,41 @@ def predict_float(path: Path, fmt: str, x: np.ndarray) -> np.ndarray:
     return np.asarray(model(x, training=False))
 
 
-def _fixed_batch_converter(t, path: Path, fmt: str):
+def has_recurrent_layers(path: Path) -> bool:
+    """True for a Keras model with an LSTM, GRU or other RNN layer (not for SavedModels)."""
+    return any(isinstance(layer, keras().layers.RNN) for layer in _all_layers(load_keras(path)))
+
+
+def _all_layers(model):
+    for layer in model.layers:
+        yield layer
+        if hasattr(layer, "layers"):
+            yield from _all_layers(layer)
+
+
+def _unrolled(model):
+    """A clone whose recurrent layers run unrolled, with the same weights."""
+    k = keras()
+
+    def clone(layer):
+        config = layer.get_config()
+        if isinstance(layer, k.layers.RNN):
+            config["unroll"] = True
+        return layer.__class__.from_config(config)
+
+    copy = k.models.clone_model(model, clone_function=clone)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def _fixed_batch_converter(t, path: Path, fmt: str, unroll: bool = False):
     if fmt == "saved_model":
         fn, spec = _saved_model_spec(path)
         fixed = t.TensorSpec((1,) + tuple(spec.shape[1:]), spec.dtype, name=spec.name)
         wrapped = t.function(lambda x: fn(**{spec.name: x})).get_concrete_function(fixed)
         return t.lite.TFLiteConverter.from_concrete_functions([wrapped])
     k = keras()
-    model = load_keras(path)
+    model = _unrolled(load_keras(path)) if unroll else load_keras(path)
     inp = k.Input(batch_shape=(1,) + tuple(int(d) for d in model.inputs[0].shape[1:]))
     return t.lite.TFLiteConverter.from_keras_model(k.Model(inp, model(inp)))
 
