@@ -144,7 +144,7 @@ def check_inputs(model, data, rep_data, limit: int | None = None) -> None:
 # --------------------------------------------------------------------------- the stages
 
 def deploy(model, outdir, board: str | None = None, port: str = "auto", profile: str = VIRTUAL,
-           data=None, rep_data=None, name: str | None = None, quantize: str = "int8",
+           data=None, rep_data=None, name: str | None = None, quantize: str | None = None,
            label_column=None, limit: int | None = None, thresholds: dict | None = None,
            arena_size: int | None = None, arena_margin: float = 10.0, junit=None,
            stages=None) -> DeployResult:

@@ -159,3 +159,16 @@ def test_input_with_unknown_dimensions(tmp_path, capsys, example_files):
 def test_usage_errors_are_one_line(tmp_path, capsys, args, words):
     """click's own refusals follow the same rule as BadInput: one line, exit 2."""
     assert_refused(args, capsys, tmp_path / "nothing", *words)
+
+
+def test_float_tflite_asked_for_int8_is_refused_not_silently_kept(tmp_path, capsys, example_files):
+    """A float .tflite given --quantize int8 --rep-data used to stay float32 without a word."""
+    from deploykit.model.convert import convert
+    files = example_files["sine"]
+    float_model = convert(files["model"], tmp_path / "float", quantize="float32")
+    tflite = float_model.directory / "model.tflite"
+    out = tmp_path / "out"
+    assert_refused(["convert", str(tflite), "--quantize", "int8", "--rep-data", str(files["rep_data"]),
+                    "-o", str(out)], capsys, out, "float32 model", "does not re-quantize", "--quantize int8")
+    as_is = convert(tflite, tmp_path / "as_is")
+    assert as_is.data["quantization"] == "float32"

@@ -11,8 +11,9 @@ import click
 @click.option("-o", "--outdir", type=click.Path(path_type=str), default=None,
               help="Output directory (default: the model's name).")
 @click.option("--name", default=None, help="Model name recorded in the manifest.")
-@click.option("--quantize", "mode", default="int8", show_default=True,
-              help="int8 | int8-float-io | float32 (dynamic and float16 are refused for MCUs).")
+@click.option("--quantize", "mode", default=None,
+              help="int8 (default) | int8-float-io | float32 (dynamic and float16 are refused for MCUs); "
+                   "a .tflite is taken as it is.")
 @click.option("--rep-data", type=click.Path(path_type=str), default=None,
               help="Representative inputs for int8: .npz (x), .npy or .csv.")
 @click.option("--test-data", type=click.Path(path_type=str), default=None,

@@ -103,7 +103,7 @@ def run_with_display(quiet: bool, call, stage_names=()):
 @click.option("--rep-data", type=click.Path(path_type=Path), help="Representative data for int8 calibration.")
 @click.option("--label-column", help="CSV column holding labels.")
 @click.option("--name", help="Model name (default: the file's).")
-@click.option("--quantize", default="int8", show_default=True, help="int8, int8-float-io or float32.")
+@click.option("--quantize", default=None, help="int8 (default), int8-float-io or float32; a .tflite is taken as it is.")
 @click.option("-o", "--output", "outdir", type=click.Path(path_type=Path), default=Path("deploykit-out"),
               show_default=True, help="Directory for every stage's artifacts.")
 @click.option("--limit", type=int, help="Run only the first N samples on the device.")

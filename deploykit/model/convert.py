@@ -33,12 +33,15 @@ REFUSED = {
 }
 
 
-def convert(model_path, outdir, name=None, quantize="int8", rep_data=None, test_data=None,
+def convert(model_path, outdir, name=None, quantize=None, rep_data=None, test_data=None,
             label_column=None) -> Manifest:
-    """Convert (or take as is) a model, analyse it and write OUTDIR/model.tflite + manifest.json."""
+    """Convert (or take as is) a model, analyse it and write OUTDIR/model.tflite + manifest.json.
+
+    quantize: a mode of MODES; None is int8 for a Keras/SavedModel source, and a .tflite as it is."""
     from deploykit.model import tf_backend
     model_path = Path(model_path)
-    _check_mode(quantize)
+    if quantize is not None:
+        _check_mode(quantize)
     if not model_path.exists():
         raise BadInput(f"model {model_path} does not exist; give a .keras, .h5, SavedModel directory or .tflite")
     outdir = Path(outdir) if outdir is not None else Path(model_path.stem if model_path.is_file() else model_path.name + "_out")
@@ -50,8 +53,9 @@ def convert(model_path, outdir, name=None, quantize="int8", rep_data=None, test_
     if fmt == "tflite":
         model = _read_tflite(model_path)
         parsed = tflite_model.parse(model, str(model_path))
+        _check_tflite_mode(model_path, parsed, quantize)
     else:
-        model, parsed, unrolled = _convert_source(tf_backend, model_path, fmt, quantize, rep, test)
+        model, parsed, unrolled = _convert_source(tf_backend, model_path, fmt, quantize or "int8", rep, test)
     return _finish(model, parsed, outdir, name or model_path.stem, fmt, model_path, rep, test, label_column,
                    unrolled)
 
@@ -74,6 +78,15 @@ def _check_outdir(outdir: Path) -> None:
         raise BadInput(f"output directory {outdir}: {probe} is a file, not a directory; choose another with -o")
     if not os.access(probe, os.W_OK | os.X_OK):
         raise BadInput(f"output directory {outdir} cannot be written ({probe} is not writable); choose another with -o")
+
+
+def _check_tflite_mode(path: Path, parsed, asked: str | None) -> None:
+    """A .tflite is taken as it is: asking for another mode is refused, never silently ignored."""
+    mode = _mode_of(parsed)
+    if asked is not None and asked != mode:
+        raise BadInput(f"{path} is already a {mode} model and deploykit does not re-quantize a .tflite; "
+                       f"convert the Keras/SavedModel it came from with --quantize {asked}, "
+                       f"or drop --quantize to run it as {mode}")
 
 
 def _read_tflite(path: Path) -> bytes:
