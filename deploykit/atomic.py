@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import secrets
@@ -10,6 +11,26 @@ import tempfile
 from pathlib import Path
 
 from deploykit.errors import BadInput
+
+
+def lstat_or_none(path: Path) -> os.stat_result | None:
+    """os.lstat (links not followed), None when nothing is there; a name the file system
+    refuses (too long, a loop) is bad input in one line, not an OSError traceback."""
+    try:
+        return os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as exc:
+        if exc.errno == errno.ENAMETOOLONG:
+            raise BadInput(f"output {_short(path)} has a name too long for the file system (names of at most "
+                           f"255 bytes on most systems); choose a shorter path with -o") from exc
+        raise BadInput(f"cannot use output {_short(path)}: {exc.strerror}; choose another with -o") from exc
+
+
+def _short(path) -> str:
+    """A path fit for one line: very long ones keep their start and end."""
+    text = str(path)
+    return text if len(text) <= 120 else f"{text[:60]}…{text[-40:]} ({len(text)} characters)"
 
 
 def ensure_writable_dir(path: Path) -> Path:

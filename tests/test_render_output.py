@@ -87,7 +87,7 @@ def test_deploy_refuses_a_users_project_as_its_firmware_folder(sine, tmp_path, m
     from deploykit.errors import BadInput
     mocker.patch("deploykit.toolchain.devices.list_ports.comports", return_value=[])
     out = tmp_path / "out"
-    project = users_project(out / "firmware")
+    users_project(out / "firmware")
     before = tree(out)
     with pytest.raises(BadInput, match="src/main.cpp"):
         deploy(sine, out, board="virtual", profile=BOARD, limit=5)
@@ -241,3 +241,21 @@ def test_name_near_the_limit_renders(sine, tmp_path):
     out = render(sine, BOARD, tmp_path / ("p" * 250))
     assert (out / "platformio.ini").is_file() and (out / MARKER).is_file()
     assert sorted(p.name for p in tmp_path.iterdir()) == [out.name]
+
+
+def test_existing_empty_folder_is_rendered_in_place(sine, tmp_path):
+    out = tmp_path / "fw"
+    out.mkdir()
+    inode = os.stat(out).st_ino
+    render(sine, BOARD, out)
+    assert os.stat(out).st_ino == inode and (out / "platformio.ini").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fw"]
+
+
+def test_deploy_output_name_too_long_is_bad_input(sine, tmp_path, mocker):
+    from deploykit.deploy import deploy
+    from deploykit.errors import BadInput
+    mocker.patch("deploykit.toolchain.devices.list_ports.comports", return_value=[])
+    with pytest.raises(BadInput, match="too long"):
+        deploy(sine, tmp_path / ("d" * 300), board="virtual", profile=BOARD, limit=5)
+    assert os.listdir(tmp_path) == []

@@ -17,7 +17,6 @@ not touched, so PlatformIO's incremental build keeps its work.
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
 import os
@@ -27,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from deploykit import __version__
-from deploykit.atomic import ensure_writable_dir, make_temp_dir
+from deploykit.atomic import ensure_writable_dir, lstat_or_none, make_temp_dir
 from deploykit.errors import BadInput, DeployKitError
 
 MARKER = ".deploykit-render.json"
@@ -60,34 +59,16 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _short(path) -> str:
-    text = str(path)
-    return text if len(text) <= 120 else f"{text[:60]}…{text[-40:]} ({len(text)} characters)"
-
-
 def _names(items: list[str]) -> str:
     shown = ", ".join(items[:SHOWN])
     return shown + (f" and {len(items) - SHOWN} more" if len(items) > SHOWN else "")
-
-
-def _lstat(path: Path) -> os.stat_result | None:
-    """lstat, with "absent" for a missing path and one line for a name the system refuses."""
-    try:
-        return os.lstat(path)
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-    except OSError as exc:
-        if exc.errno == errno.ENAMETOOLONG:
-            raise BadInput(f"output {_short(path)} has a name too long for the file system "
-                           f"(at most 255 bytes per name); choose a shorter path with -o") from exc
-        raise BadInput(f"cannot use output {_short(path)}: {exc.strerror}; choose another with -o") from exc
 
 
 # --------------------------------------------------------------------------- the folder as found
 
 def check_output(outdir: Path) -> os.stat_result | None:
     """Refuse a symlinked, dangling or non-directory -o; return its lstat (None: absent)."""
-    st = _lstat(outdir)
+    st = lstat_or_none(outdir)
     if st is None:
         return None
     if stat.S_ISLNK(st.st_mode):
@@ -105,7 +86,7 @@ def check_output(outdir: Path) -> os.stat_result | None:
 def read_marker(outdir: Path) -> Recorded | None:
     """The earlier render's record in `outdir`, None if there is none; BadInput if damaged."""
     path = outdir / MARKER
-    st = _lstat(path)
+    st = lstat_or_none(path)
     if st is None:
         return None
     try:
@@ -140,7 +121,7 @@ def _parent_problem(outdir: Path, rel: str) -> str | None:
     here = outdir
     for part in PurePosixPath(rel).parts[:-1]:
         here = here / part
-        st = _lstat(here)
+        st = lstat_or_none(here)
         if st is None:
             return None
         if stat.S_ISLNK(st.st_mode):
@@ -152,7 +133,7 @@ def _parent_problem(outdir: Path, rel: str) -> str | None:
 
 def _on_disk(path: Path) -> str | None:
     """The sha256 of a regular file at `path`; None if absent; "" if something else is there."""
-    st = _lstat(path)
+    st = lstat_or_none(path)
     if st is None:
         return None
     if not stat.S_ISREG(st.st_mode):
