@@ -132,13 +132,17 @@ def _parent_problem(outdir: Path, rel: str) -> str | None:
 
 
 def _on_disk(path: Path) -> str | None:
-    """The sha256 of a regular file at `path`; None if absent; "" if something else is there."""
+    """The sha256 of a regular file at `path`; None if absent; "" if something else is there
+    (a folder, a link); "unreadable" if it cannot be read."""
     st = lstat_or_none(path)
     if st is None:
         return None
     if not stat.S_ISREG(st.st_mode):
         return ""
-    return sha256(path.read_bytes())
+    try:
+        return sha256(path.read_bytes())
+    except OSError:  # unreadable: it cannot be shown to be render's, so it is kept and named
+        return "unreadable"
 
 
 def plan_update(outdir: Path, files: dict[str, bytes], recorded: Recorded) -> Update:
@@ -160,8 +164,8 @@ def plan_update(outdir: Path, files: dict[str, bytes], recorded: Recorded) -> Up
             update.unchanged.append(rel)
         elif rel in update.current:
             (update.write if wanted else update.remove).append(rel)
-        elif digest == "":
-            problems.append(f"{rel} (not a regular file)")
+        elif digest in ("", "unreadable"):
+            problems.append(f"{rel} ({'not a regular file' if digest == '' else 'unreadable'})")
         elif rel in recorded.hashes:
             problems.append(f"{rel} (edited since render wrote it)")
         else:
@@ -175,8 +179,8 @@ def plan_update(outdir: Path, files: dict[str, bytes], recorded: Recorded) -> Up
 
 def _refuse_foreign(outdir: Path, files: dict[str, bytes]) -> None:
     """A non-empty folder render did not write: say what is in it and what would be overwritten."""
-    entries = sorted(entry.name + ("/" if entry.is_dir(follow_symlinks=False) else "")
-                     for entry in os.scandir(outdir))
+    with os.scandir(outdir) as found:
+        entries = sorted(entry.name + ("/" if entry.is_dir(follow_symlinks=False) else "") for entry in found)
     clash = [rel for rel in sorted(files) if os.path.lexists(outdir / rel)]
     risk = f"; rendering would overwrite {_names(clash)}" if clash else ""
     raise BadInput(f"output directory {outdir} holds files deploykit render did not write "
@@ -212,25 +216,45 @@ def write_project(outdir, files: dict[str, bytes], about: dict) -> Path:
     """Write `files` (relative path -> bytes) into `outdir`, keeping every file render did not write."""
     outdir = Path(outdir)
     st = check_output(outdir)
-    recorded = None
-    if st is not None:
-        recorded = read_marker(outdir)
-        if recorded is None:
-            if any(os.scandir(outdir)):
-                _refuse_foreign(outdir, files)
-            recorded = Recorded()
-        update = plan_update(outdir, files, recorded)
+    update = None if st is None else plan_update(outdir, files, _recorded_or_refuse(outdir, files))
     hashes = {rel: sha256(data) for rel, data in files.items()}
-    parent = ensure_writable_dir(outdir.parent)
-    tmp = make_temp_dir(parent, TEMP_PREFIX, target=outdir)
+    tmp = make_temp_dir(_temp_home(outdir, st), TEMP_PREFIX, target=outdir)
     try:
-        if st is None:
+        if update is None:
             _write_new(outdir, tmp, files, hashes, about)
         else:
             _update(outdir, tmp, files, hashes, about, update)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return outdir
+
+
+def _recorded_or_refuse(outdir: Path, files: dict[str, bytes]) -> Recorded:
+    """The marker's record; an empty folder counts as an empty record; anything else is refused."""
+    recorded = read_marker(outdir)
+    if recorded is not None:
+        return recorded
+    try:
+        with os.scandir(outdir) as entries:
+            empty = not any(entries)
+    except OSError as exc:
+        raise BadInput(f"cannot read output directory {outdir}: {exc.strerror}; choose another with -o") from exc
+    if not empty:
+        _refuse_foreign(outdir, files)
+    return Recorded()
+
+
+def _temp_home(outdir: Path, st: os.stat_result | None) -> Path:
+    """Where to stage: beside `outdir`; inside an existing one when beside is another file
+    system (renames could not cross it) or not writable."""
+    if st is None:
+        return ensure_writable_dir(outdir.parent)
+    parent = outdir.parent
+    try:
+        same = os.stat(parent).st_dev == st.st_dev and os.access(parent, os.W_OK | os.X_OK)
+    except OSError:
+        same = False
+    return parent if same else outdir
 
 
 def _write_new(outdir: Path, tmp: Path, files, hashes, about) -> None:
