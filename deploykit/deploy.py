@@ -151,6 +151,7 @@ def deploy(model, outdir, board: str | None = None, port: str = "auto", profile:
     """Run every stage for `model` on the chosen target; return the result (also OUT/deploy.json).
 
     `stages` times the stages and may show them (a StageTimer subclass); None: time only."""
+    from deploykit.atomic import lstat_or_none
     from deploykit.report import Thresholds
 
     stages = stages or StageTimer()
@@ -159,7 +160,7 @@ def deploy(model, outdir, board: str | None = None, port: str = "auto", profile:
     target = choose_target(board, port, profile)
     stages.note(target.note)
     outdir = Path(outdir)
-    created = not outdir.exists()
+    created = lstat_or_none(outdir) is None  # a link (even dangling) is not ours to remove
     try:
         result = _run_stages(stages, model, outdir, target, port, data, rep_data, name, quantize,
                              label_column, limit, limits, arena_size, arena_margin, junit)
@@ -319,9 +320,11 @@ DEMO_PROFILE = "nano33ble_sense"   # the virtual board impersonates an Arduino N
 
 def demo(outdir="deploykit-demo", stages=None, retrain: bool = False, limit: int | None = None) -> DeployResult:
     """Train the sine example (or reuse OUT/example/), then deploy it to the virtual board."""
+    from deploykit.atomic import lstat_or_none
+
     stages = stages or StageTimer()
     outdir = Path(outdir)
-    if outdir.exists() and not outdir.is_dir():
+    if lstat_or_none(outdir) is not None and not outdir.is_dir():
         raise BadInput(f"{outdir} exists and is not a directory; choose another with -o")
     files = None if retrain else cached_example(outdir / "example")
     if files is None:

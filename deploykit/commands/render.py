@@ -11,7 +11,8 @@ import click
 @click.argument("manifest", type=click.Path(path_type=Path))
 @click.option("--board", "board_id", required=True, help="Board id (see `deploykit boards`).")
 @click.option("-o", "--output", "outdir", type=click.Path(path_type=Path), default=None,
-              help="Output directory (replaced whole). Default: firmware-<board> beside the manifest.")
+              help="Output directory: new, empty, or one render wrote (its unedited files are updated; "
+                   "files you added and .pio/ stay). Default: firmware-<board> beside the manifest.")
 @click.option("--arena-size", type=int, default=None, help="Tensor arena bytes (overrides the projection).")
 @click.option("--arena-margin", type=float, default=10.0, show_default=True,
               help="Percent added to the manifest's arena projection.")

@@ -4,7 +4,8 @@ Inputs: a verified manifest (the .tflite's sha256 must match) and a board file. 
 directory that builds with plain `pio run`: platformio.ini, the protocol core copied
 verbatim, model data, a TFLM runner with exactly the model's ops, and a thin main for the
 board's adapter. Everything is computed and checked (ops known to TFLM, arena, fit,
-frame sizes) before a byte is written; the directory is then swapped in atomically.
+frame sizes) before a byte is written; the files are then written by project_dir, which
+never loses a file render did not write.
 Nothing depends on time or paths, so the same inputs give byte-identical files.
 """
 
@@ -19,9 +20,9 @@ from pathlib import Path
 import jinja2
 
 from deploykit import __version__
-from deploykit.atomic import replace_dir
 from deploykit.firmware.boards import Board, load_board
 from deploykit.firmware.cfilters import FILTERS, c_ident
+from deploykit.firmware.project_dir import write_project
 from deploykit.errors import BadInput
 from deploykit.model.manifest import Manifest, load as load_manifest
 from deploykit.protocol.framing import max_payload_for_window
@@ -248,26 +249,13 @@ def _sketch_files(p: Plan, files: dict[str, bytes]) -> dict[str, bytes]:
     return sketch
 
 
-def _check_replaceable(outdir: Path) -> None:
-    """Only an empty directory or an earlier render may be replaced wholesale."""
-    if outdir.exists() and not outdir.is_dir():
-        raise BadInput(f"output {outdir} is a file, not a directory; choose another with -o")
-    if outdir.is_dir() and any(outdir.iterdir()) and not (outdir / "platformio.ini").is_file():
-        raise BadInput(f"output directory {outdir} is not empty and holds no rendered project; "
-                       f"choose an empty or new directory with -o")
-
-
 def render(manifest_path, board_id: str, outdir, arena_size: int | None = None,
            arena_margin: float = 10.0, arduino_sketch: bool = False) -> Path:
-    """Render the project for `manifest_path` on `board_id` into `outdir` (replaced whole)."""
+    """Render the project for `manifest_path` on `board_id` into `outdir`.
+
+    `outdir` is new, empty, or a project render wrote: only render's own unedited files in
+    it are replaced (see deploykit.firmware.project_dir); anything else is refused.
+    """
     p = plan(manifest_path, board_id, arena_size, arena_margin)
     files = render_files(p, arduino_sketch)
-    outdir = Path(outdir)
-    _check_replaceable(outdir)
-    with replace_dir(outdir) as tmp:
-        for rel, data in files.items():
-            target = tmp / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(data)
-    return outdir
-
+    return write_project(outdir, files, {"board": p.board.id, "model_sha256": p.manifest.sha256})
