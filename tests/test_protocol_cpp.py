@@ -128,7 +128,8 @@ def _writer_request(row) -> list | None:
     if row["type"] == 0x81:
         return ["hello", seq, _hex(f["board_id"].encode()), f["model_sha256"], f["cpu_hz"], f["timer"],
                 f["arena_configured"], f["arena_used"], f["max_payload"], f["rx_window"],
-                int(f["simulated"]), _spec_arg(f["inputs"]), _spec_arg(f["outputs"])]
+                int(f["simulated"]), _spec_arg(f["inputs"]), _spec_arg(f["outputs"]),
+                f["firmware_id"] or "-", f["capabilities"]]
     assert row["type"] < 0x80, f"device message {name} has no C++ writer check: add one"
     return None
 
@@ -212,7 +213,7 @@ def test_core_cuts_long_log_text_at_a_utf8_boundary(checker):
 
 SHA = bytes(range(32))
 BASE_ARGS = ["--board", "nano33ble", "--sha", SHA.hex(), "--hz", "64000000", "--timer", "1",
-             "--arena", "1040:932", "--window", "512",
+             "--arena", "1040:932", "--window", "512", "--firmware-id", vectors.HELLO.firmware_id.hex(),
              "--inputs", "9:1x1:0.05859375:-128", "--outputs", "9:1x1:0.01171875:-26"]
 
 
@@ -517,9 +518,9 @@ def test_unknown_type_bad_payload_and_bad_version_get_errors(device):
         dev.write(wire)
         err = dev.next(ErrorMsg)
         assert (err.code, err.detail) == (code, detail)
-    dev.write(_frame_with_version(2, 0x01, 46))
+    dev.write(_frame_with_version(1, 0x01, 46))  # a protocol-1 host
     err = dev.next(ErrorMsg)
-    assert (err.code, err.detail) == (4, 2)
+    assert (err.code, err.detail) == (4, 1)
 
 
 def _frame_with_version(version: int, msg_type: int, seq: int) -> bytes:
