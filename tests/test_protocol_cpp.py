@@ -28,6 +28,7 @@ from deploykit.protocol import (
     Pong, Reset, ResultBatch, decode_message, encode_message, vectors, wire_size,
 )
 from deploykit.protocol.framing import Frame, encode_frame
+from deploykit.protocol.spec import DType
 
 ROOT = Path(__file__).resolve().parents[1]
 CORE = ROOT / "firmware_templates" / "src"
@@ -390,6 +391,15 @@ def test_input_is_acked_at_once_then_answered_with_results(device):
     assert dev.next(Ack) == Ack(77)  # the ACK comes before any RESULT
     _check_results([dev.next(ResultBatch)], records, 6, first=4)
     assert dev.quiet() == []
+
+
+@pytest.mark.parametrize("dtype", list(DType), ids=lambda d: d.name)
+def test_core_record_sizes_follow_the_spec_dtypes(device, dtype):
+    """dk_spec.h's DtypeSize is generated from spec.py: both sides size records alike."""
+    dev = device("--inputs", f"{int(dtype)}:2x3:0.5:0")
+    assert dev.hello.inputs[0].dtype is dtype  # the Python decoder knows every code the core sends
+    dev.send(Begin(1))
+    assert dev.next(Ack) == Ack(6 * dtype.itemsize)
 
 
 def test_a_record_chunked_over_several_frames_runs_once_complete(device):
