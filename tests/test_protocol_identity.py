@@ -85,10 +85,10 @@ def sine_records(n: int) -> np.ndarray:
 
 def test_frames_of_an_unknown_type_are_counted_and_skipped(sine_manifest, sine_fw):
     """Before: one 0x88 frame ahead of each device frame failed the handshake ("does not answer PING")."""
-    with served(HostileEngine(sine_fw, unknown=True)) as port:
-        with DeviceSession(port, 115200, expected_sha256=sine_manifest.sha256) as dev:
-            results = dev.infer(sine_records(40))
-            faults = dev.faults.as_dict()
+    with served(HostileEngine(sine_fw, unknown=True)) as port, \
+            DeviceSession(port, 115200, expected_sha256=sine_manifest.sha256) as dev:
+        results = dev.infer(sine_records(40))
+        faults = dev.faults.as_dict()
     assert [r.record for r in results] == list(range(40))
     assert all(isinstance(r, SampleResult) for r in results)
     assert faults["unknown_frames"] >= 40 and faults["crc_errors"] == 0
@@ -101,7 +101,8 @@ def _int8(shape, scale, zero_point):
 
 
 @pytest.mark.parametrize("change, named", [
-    (lambda h: {"outputs": (_int8((1, 2), h.outputs[0].scale, h.outputs[0].zero_point),)}, ["output 0 has shape [1, 2]"]),
+    (lambda h: {"outputs": (_int8((1, 2), h.outputs[0].scale, h.outputs[0].zero_point),)},
+     ["output 0 has shape [1, 2]"]),
     (lambda h: {"outputs": (replace(h.outputs[0], scale=h.outputs[0].scale * 2),)}, ["output 0 has scale"]),
     (lambda h: {"inputs": (replace(h.inputs[0], zero_point=h.inputs[0].zero_point + 1),)}, ["input 0 has zero point"]),
     (lambda h: {"inputs": (replace(h.inputs[0], dtype=DType.uint8),)}, ["input 0 has dtype uint8"]),
@@ -113,10 +114,9 @@ def test_a_hello_that_differs_from_the_manifest_is_refused_at_once(sine_manifest
     """Before: a spec mismatch ran (wrong numbers kept) or ended 20 s later as "stopped responding"."""
     lying = replace(sine_fw.hello, **change(sine_fw.hello))
     start = time.monotonic()
-    with served(HostileEngine(sine_fw, hello=lying)) as port:
-        with pytest.raises(IdentityMismatch) as info:
-            run_hil(sine_manifest.path, port, limit=20, warmup=0, outdir=tmp_path / "out", quiet=True,
-                    float_reference=False, board="virtual")
+    with served(HostileEngine(sine_fw, hello=lying)) as port, pytest.raises(IdentityMismatch) as info:
+        run_hil(sine_manifest.path, port, limit=20, warmup=0, outdir=tmp_path / "out", quiet=True,
+                float_reference=False, board="virtual")
     message = str(info.value)
     assert all(part in message for part in named), message
     assert "\n" not in message and "flash" in message
@@ -128,16 +128,16 @@ def test_an_unknown_timer_kind_is_one_clear_error(sine_manifest, sine_fw):
     """Before: `ValueError: 9 is not a valid TimerKind` escaped from the decoder."""
     payload = bytearray(sine_fw.hello.payload())
     payload[6] = 9  # the timer byte
-    with served(HostileEngine(sine_fw, raw_hello=(2, bytes(payload)))) as port:
-        with pytest.raises(IdentityMismatch, match="timer kind 9"):
-            DeviceSession(port, 115200, expected_sha256=sine_manifest.sha256).open()
+    with served(HostileEngine(sine_fw, raw_hello=(2, bytes(payload)))) as port, \
+            pytest.raises(IdentityMismatch, match="timer kind 9"):
+        DeviceSession(port, 115200, expected_sha256=sine_manifest.sha256).open()
 
 
 def test_a_device_of_another_protocol_version_is_told_so(sine_manifest, sine_fw):
     """A protocol-1 firmware's HELLO is named as such, not taken for line noise."""
-    with served(HostileEngine(sine_fw, raw_hello=(1, sine_fw.hello.payload()))) as port:
-        with pytest.raises(IdentityMismatch, match="speaks protocol version 1, this deploykit speaks 2"):
-            DeviceSession(port, 115200, expected_sha256=sine_manifest.sha256).open()
+    with served(HostileEngine(sine_fw, raw_hello=(1, sine_fw.hello.payload()))) as port, \
+            pytest.raises(IdentityMismatch, match="speaks protocol version 1, this deploykit speaks 2"):
+        DeviceSession(port, 115200, expected_sha256=sine_manifest.sha256).open()
 
 
 # ----- a reboot mid-run into other firmware ---------------------------------------------------
@@ -152,20 +152,19 @@ def test_a_reboot_into_other_firmware_ends_the_run_naming_the_change(sine_fw, ch
     """Before: the new HELLO was adopted (only the hash was checked) and the run carried on."""
     other = replace(sine_fw.hello, **change)
     got = []
-    with served(HostileEngine(sine_fw, "reset=25", reboot_hello=other)) as port:
-        with DeviceSession(port, 115200) as dev:  # no expected hash: the first HELLO is the reference
-            with pytest.raises(DeviceChanged) as info:
-                for result in dev.stream(sine_records(80)):
-                    got.append(result.record)
-            assert dev.hello == sine_fw.hello  # never adopted
+    # no expected hash: the first HELLO is the reference
+    with served(HostileEngine(sine_fw, "reset=25", reboot_hello=other)) as port, DeviceSession(port, 115200) as dev:
+        with pytest.raises(DeviceChanged) as info:
+            for result in dev.stream(sine_records(80)):
+                got.append(result.record)
+        assert dev.hello == sine_fw.hello  # never adopted
     assert named in str(info.value) and "\n" not in str(info.value)
     assert 0 < len(got) < 80
 
 
 def test_a_reboot_into_the_same_firmware_is_recovered(sine_fw):
     """The control: the same identity after the reboot, and the run completes."""
-    with served(HostileEngine(sine_fw, "reset=25")) as port:
-        with DeviceSession(port, 115200) as dev:
-            results = dev.infer(sine_records(80))
-            assert dev.faults.resets >= 1
+    with served(HostileEngine(sine_fw, "reset=25")) as port, DeviceSession(port, 115200) as dev:
+        results = dev.infer(sine_records(80))
+        assert dev.faults.resets >= 1
     assert [r.record for r in results] == list(range(80))

@@ -48,7 +48,7 @@ def id_file(firmware_id: bytes) -> bytes:
             "// A hash of every other rendered file and the TFLM library ref; do not edit.\n"
             "#ifndef DK_FIRMWARE_ID_H_\n#define DK_FIRMWARE_ID_H_\n\n#include <stdint.h>\n\n"
             f"static const uint8_t kDkFirmwareId[{FIRMWARE_ID_BYTES}] = {{\n{c_bytes(firmware_id)}\n}};\n\n"
-            f"// {firmware_id.hex()}\n#endif  // DK_FIRMWARE_ID_H_\n").encode("utf-8")
+            f"// {firmware_id.hex()}\n#endif  // DK_FIRMWARE_ID_H_\n").encode()
 
 
 def stamp(files: dict[str, bytes], lib_deps) -> dict[str, bytes]:

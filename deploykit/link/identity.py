@@ -43,7 +43,7 @@ def spec_differences(side: str, device, manifest) -> list[str]:
     if len(device) != len(manifest):
         return [f"{len(device)} {side} announced, the manifest has {len(manifest)}"]
     out = []
-    for i, (dev, want) in enumerate(zip(device, manifest)):
+    for i, (dev, want) in enumerate(zip(device, manifest, strict=True)):
         fields = []
         if dev.dtype.name != want.get("dtype"):
             fields.append(f"dtype {dev.dtype.name} (manifest {want.get('dtype')})")

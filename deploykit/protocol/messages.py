@@ -43,7 +43,7 @@ class TensorSpec:
         return dims + _TENSOR_TAIL.pack(self.scale, self.zero_point)
 
     @classmethod
-    def unpack_from(cls, buf: bytes, offset: int) -> tuple["TensorSpec", int]:
+    def unpack_from(cls, buf: bytes, offset: int) -> tuple[TensorSpec, int]:
         dtype, ndims = struct.unpack_from("<BB", buf, offset)
         if dtype not in DType.__members__.values() or ndims > MAX_DIMS:
             raise ProtocolError(f"tensor spec with dtype code {dtype} and {ndims} dims: "
@@ -55,7 +55,7 @@ class TensorSpec:
         return cls(DType(dtype), tuple(shape), scale, zero_point), offset + _TENSOR_TAIL.size
 
     @classmethod
-    def from_manifest(cls, spec: dict) -> "TensorSpec":
+    def from_manifest(cls, spec: dict) -> TensorSpec:
         return cls(DType[spec["dtype"]], tuple(int(d) for d in spec["shape"]),
                    float(spec.get("scale") or 0.0), int(spec.get("zero_point") or 0))
 
