@@ -112,3 +112,13 @@ def unreadable_hello(url: str, version: int, why: Exception) -> IdentityMismatch
     else:
         what = f"sent a HELLO this deploykit cannot read ({why})"
     return IdentityMismatch(f"the device on {url} {what}; {REFLASH} with this deploykit")
+
+
+def require_capability(hello, capability, render_option: str, url: str) -> None:
+    """Refuse (BadInput, exit 2) an optional request the device's firmware was not built with."""
+    from deploykit.errors import BadInput
+    from deploykit.protocol.spec import CAPABILITY_NOTES
+    if not hello.capabilities & int(capability):
+        what = CAPABILITY_NOTES[capability].replace(" (reserved)", "")
+        raise BadInput(f"the firmware on {url} was built without {what} (HELLO capability "
+                       f"{capability.name}); render it with {render_option}, build and flash it again")
