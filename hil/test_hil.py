@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from deploykit.link.identity import differences
+from deploykit.link.identity import Expected, differences
 from deploykit.protocol import PROTOCOL_VERSION
 from deploykit.protocol.spec import FIRMWARE_ID_BYTES
 
@@ -51,7 +51,7 @@ def test_model_hash_matches_the_manifest(dk_session, dk_manifest):
 
 def test_tensor_specs_match_the_manifest(dk_session, dk_manifest):
     """Count, dtype, shape, scale (as HELLO's f32) and zero point of every tensor, and the hash."""
-    assert differences(dk_session.hello, dk_manifest) == []
+    assert differences(dk_session.hello, Expected.of_manifest(dk_manifest)) == []
 
 
 def test_every_sample_has_a_result(device_results, inputs):

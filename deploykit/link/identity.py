@@ -1,18 +1,21 @@
-"""Is this the device the run expects? HELLO checked against the manifest, and against itself.
+"""Is this the device the run expects? One check of HELLO, against the manifest or the first HELLO.
 
-A result is only worth keeping from a device whose identity was checked (ARCHITECTURE.md):
-when the harness connects, every field of HELLO that describes the firmware is compared
-with what the run expects (differences()); after a reboot mid-run the new HELLO must
-announce the same firmware as the first one (changes()). Either way each difference is
-named, so the one-line error says what is wrong rather than timing out later.
+A result is only worth keeping from a device whose identity was checked (ARCHITECTURE.md).
+`differences(hello, expected)` is that check: every field of HELLO that says which
+firmware runs, compared with an `Expected` identity. When the harness connects, the
+expectation comes from the manifest (and the board asked for); after a reboot mid-run it
+is the session's first HELLO, so a device that comes back as other firmware is caught.
+Each difference is named, so the one-line error says what is wrong instead of the run
+timing out later.
 """
 
 from __future__ import annotations
 
 import struct
+from dataclasses import dataclass
 
-from deploykit.errors import DeviceError
-from deploykit.protocol.spec import PROTOCOL_VERSION, DType
+from deploykit.errors import BadInput, DeviceError
+from deploykit.protocol.spec import CAPABILITY_NOTES, PROTOCOL_VERSION
 
 REFLASH = "render, build and flash the firmware for this manifest (`deploykit deploy`)"
 
@@ -26,82 +29,107 @@ class DeviceChanged(IdentityMismatch):
 
 
 def _f32(value) -> float:
-    """The value as HELLO carries it (a float32)."""
+    """The value as HELLO carries it (a float32); NaN for one that cannot be."""
     try:
         return struct.unpack("<f", struct.pack("<f", float(value or 0.0)))[0]
     except (OverflowError, ValueError, TypeError):
         return float("nan")
 
 
-def _spec_text(spec) -> str:
-    name = spec.dtype.name if isinstance(spec.dtype, DType) else str(spec.dtype)
-    return f"{name}{list(spec.shape)} scale {spec.scale:.9g} zero point {spec.zero_point}"
+@dataclass(frozen=True)
+class Spec:
+    """One tensor as HELLO describes it: dtype name, shape, scale (as f32), zero point."""
+
+    dtype: str
+    shape: tuple[int, ...]
+    scale: float
+    zero_point: int
+
+    @classmethod
+    def of_hello(cls, spec) -> Spec:
+        return cls(spec.dtype.name, tuple(spec.shape), spec.scale, spec.zero_point)
+
+    @classmethod
+    def of_manifest(cls, spec: dict) -> Spec:
+        zero_point = spec.get("zero_point") or 0
+        return cls(str(spec.get("dtype")), tuple(int(d) for d in spec.get("shape", [])),
+                   _f32(spec.get("scale")), int(zero_point) if isinstance(zero_point, (int, float)) else -1)
 
 
-def spec_differences(side: str, device, manifest) -> list[str]:
-    """Tensor specs of one side (inputs/outputs): device HELLO against manifest dicts."""
-    if len(device) != len(manifest):
-        return [f"{len(device)} {side} announced, the manifest has {len(manifest)}"]
+@dataclass(frozen=True)
+class Expected:
+    """The identity a device must announce; None fields are not checked."""
+
+    model_sha256: str
+    inputs: tuple[Spec, ...]
+    outputs: tuple[Spec, ...]
+    board_id: str | None = None
+    firmware_id: bytes | None = None
+    protocol_version: int = PROTOCOL_VERSION
+
+    @classmethod
+    def of_manifest(cls, manifest, board: str | None = None) -> Expected:
+        """What a run of `manifest` expects when it connects (board: the one asked for, if any)."""
+        return cls(str(manifest.sha256).lower(), tuple(map(Spec.of_manifest, manifest["inputs"])),
+                   tuple(map(Spec.of_manifest, manifest["outputs"])), board or None)
+
+    @classmethod
+    def of_hello(cls, hello) -> Expected:
+        """What a device must announce again after a reboot: everything its first HELLO said."""
+        return cls(hello.model_sha256.hex(), tuple(map(Spec.of_hello, hello.inputs)),
+                   tuple(map(Spec.of_hello, hello.outputs)), hello.board_id, hello.firmware_id,
+                   hello.protocol_version)
+
+
+def _spec_differences(side: str, got: tuple[Spec, ...], want: tuple[Spec, ...]) -> list[str]:
+    if len(got) != len(want):
+        return [f"{len(got)} {side} (expected {len(want)})"]
     out = []
-    for i, (dev, want) in enumerate(zip(device, manifest, strict=True)):
-        fields = []
-        if dev.dtype.name != want.get("dtype"):
-            fields.append(f"dtype {dev.dtype.name} (manifest {want.get('dtype')})")
-        if list(dev.shape) != [int(d) for d in want.get("shape", [])]:
-            fields.append(f"shape {list(dev.shape)} (manifest {list(want.get('shape', []))})")
-        if dev.scale != _f32(want.get("scale")):
-            fields.append(f"scale {dev.scale:.9g} (manifest {want.get('scale')})")
-        if dev.zero_point != int(want.get("zero_point") or 0):
-            fields.append(f"zero point {dev.zero_point} (manifest {want.get('zero_point')})")
+    for i, (g, w) in enumerate(zip(got, want, strict=True)):
+        fields = [f"{name} {_show(getattr(g, name))} (expected {_show(getattr(w, name))})"
+                  for name in ("dtype", "shape", "scale", "zero_point") if getattr(g, name) != getattr(w, name)]
         if fields:
-            out.append(f"{side[:-1]} {i} has " + ", ".join(fields))
+            out.append(f"{side[:-1]} {i} has " + ", ".join(fields).replace("zero_point", "zero point"))
     return out
 
 
-def differences(hello, manifest, board: str | None = None) -> list[str]:
-    """Everything about `hello` that is not what a run of `manifest` (on `board`) expects."""
+def _show(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.9g}"
+    return str(list(value)) if isinstance(value, tuple) else str(value)
+
+
+def differences(hello, expected: Expected) -> list[str]:
+    """Everything `hello` announces differently from `expected`, one phrase each."""
     out = []
-    if hello.protocol_version != PROTOCOL_VERSION:
-        out.append(f"protocol version {hello.protocol_version} (this deploykit speaks {PROTOCOL_VERSION})")
-    if hello.model_sha256.hex() != str(manifest.sha256).lower():
-        out.append(f"model sha256 {hello.model_sha256.hex()[:16]}… (manifest {str(manifest.sha256)[:16]}…)")
-    if board and hello.board_id != board:
-        out.append(f"board {hello.board_id!r}, not {board!r} (check --port, or pass --board {hello.board_id})")
-    out += spec_differences("inputs", hello.inputs, manifest["inputs"])
-    out += spec_differences("outputs", hello.outputs, manifest["outputs"])
+    if hello.protocol_version != expected.protocol_version:
+        out.append(f"protocol version {hello.protocol_version} (expected {expected.protocol_version})")
+    if hello.model_sha256.hex() != expected.model_sha256:
+        out.append(f"model sha256 {hello.model_sha256.hex()[:16]}… (expected {expected.model_sha256[:16]}…)")
+    if expected.board_id is not None and hello.board_id != expected.board_id:
+        out.append(f"board {hello.board_id!r} (expected {expected.board_id!r})")
+    if expected.firmware_id is not None and hello.firmware_id != expected.firmware_id:
+        out.append(f"firmware id {hello.firmware_id.hex() or 'none'} (expected {expected.firmware_id.hex() or 'none'})")
+    out += _spec_differences("inputs", tuple(map(Spec.of_hello, hello.inputs)), expected.inputs)
+    out += _spec_differences("outputs", tuple(map(Spec.of_hello, hello.outputs)), expected.outputs)
     return out
 
 
 def check(hello, manifest, board: str | None, url: str) -> None:
-    """Raise IdentityMismatch naming every difference between `hello` and the run's expectation."""
-    found = differences(hello, manifest, board)
+    """At connect: raise IdentityMismatch naming every way `hello` is not the run's firmware."""
+    found = differences(hello, Expected.of_manifest(manifest, board))
     if found:
+        hint = f"check --port, or pass --board {hello.board_id}; else " if board and hello.board_id != board else ""
         raise IdentityMismatch(f"the device on {url} does not run this manifest's firmware: "
-                               f"{'; '.join(found)}; {REFLASH}")
-
-
-def changes(first, again) -> list[str]:
-    """What a later HELLO (after a reboot) announces differently from the first one."""
-    out = []
-    if again.model_sha256 != first.model_sha256:
-        out.append(f"model sha256 {first.model_sha256.hex()[:16]}… → {again.model_sha256.hex()[:16]}…")
-    if again.board_id != first.board_id:
-        out.append(f"board {first.board_id!r} → {again.board_id!r}")
-    if again.firmware_id != first.firmware_id:
-        out.append(f"firmware id {first.firmware_id.hex() or 'none'} → {again.firmware_id.hex() or 'none'}")
-    for side in ("inputs", "outputs"):
-        was, now = getattr(first, side), getattr(again, side)
-        if was != now:
-            out.append(f"{side} {', '.join(map(_spec_text, was))} → {', '.join(map(_spec_text, now))}")
-    return out
+                               f"{'; '.join(found)}; {hint}{REFLASH}")
 
 
 def check_same(first, again, url: str) -> None:
-    """Raise DeviceChanged when a HELLO after a reboot announces other firmware than the first."""
-    found = changes(first, again)
+    """After a reboot: raise DeviceChanged when `again` announces other firmware than `first`."""
+    found = differences(again, Expected.of_hello(first))
     if found:
         raise DeviceChanged(f"the device on {url} came back from a reboot as other firmware "
-                            f"({'; '.join(found)}); the run stops rather than mix two firmwares; "
+                            f"({'; '.join(found)}); the run stops rather than mix two firmwares' results; "
                             "check what else flashed or uses this port, then run again")
 
 
@@ -116,8 +144,6 @@ def unreadable_hello(url: str, version: int, why: Exception) -> IdentityMismatch
 
 def require_capability(hello, capability, render_option: str, url: str) -> None:
     """Refuse (BadInput, exit 2) an optional request the device's firmware was not built with."""
-    from deploykit.errors import BadInput
-    from deploykit.protocol.spec import CAPABILITY_NOTES
     if not hello.capabilities & int(capability):
         what = CAPABILITY_NOTES[capability].replace(" (reserved)", "")
         raise BadInput(f"the firmware on {url} was built without {what} (HELLO capability "
