@@ -7,7 +7,8 @@ arena class (arena_used); arena_configured is that plus a 10 % margin rounded up
 bytes, as the renderer sizes a board's arena, unless given. A LOG frame after every
 boot says so, since a host figure stands in for a measured one. An arena configured
 smaller than that fails as the rendered firmware's AllocateTensors does: HELLO says
-arena_used 0 and every record gets ERROR INVOKE_FAILED.
+arena_used 0 and every record gets ERROR INVOKE_FAILED. Its HELLO firmware id hashes the
+manifest file, the board file and the deploykit version (deploykit.firmware.build_id).
 """
 
 from __future__ import annotations
