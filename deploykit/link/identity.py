@@ -107,7 +107,7 @@ def differences(hello, expected: Expected) -> list[str]:
     if hello.model_sha256.hex() != expected.model_sha256:
         out.append(f"model sha256 {hello.model_sha256.hex()[:16]}… (expected {expected.model_sha256[:16]}…)")
     if expected.board_id is not None and hello.board_id != expected.board_id:
-        out.append(f"board {hello.board_id!r} (expected {expected.board_id!r})")
+        out.append(f"board {hello.board_id!r}, not {expected.board_id!r}")
     if expected.firmware_id is not None and hello.firmware_id != expected.firmware_id:
         out.append(f"firmware id {hello.firmware_id.hex() or 'none'} (expected {expected.firmware_id.hex() or 'none'})")
     out += _spec_differences("inputs", tuple(map(Spec.of_hello, hello.inputs)), expected.inputs)
