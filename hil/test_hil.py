@@ -10,7 +10,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from deploykit.protocol.messages import TensorSpec
+from deploykit.link.identity import Expected, differences
+from deploykit.protocol import PROTOCOL_VERSION
+from deploykit.protocol.spec import FIRMWARE_ID_BYTES
 
 
 @pytest.fixture(scope="session")
@@ -36,7 +38,8 @@ def host_outputs(dk_manifest, inputs):
 
 def test_handshake_names_protocol_board_and_limits(dk_session, dk_board):
     hello = dk_session.hello
-    assert hello.protocol_version == 1
+    assert hello.protocol_version == PROTOCOL_VERSION
+    assert len(hello.firmware_id) == FIRMWARE_ID_BYTES  # every build (and the virtual board) carries an id
     assert hello.board_id == dk_board.id
     assert hello.cpu_hz == dk_board.clock_mhz * 1_000_000
     assert 0 < hello.max_payload and 0 < hello.rx_window <= dk_board.rx_buffer_bytes
@@ -47,12 +50,8 @@ def test_model_hash_matches_the_manifest(dk_session, dk_manifest):
 
 
 def test_tensor_specs_match_the_manifest(dk_session, dk_manifest):
-    hello = dk_session.hello
-    for got, spec in zip(hello.inputs + hello.outputs, dk_manifest["inputs"] + dk_manifest["outputs"]):
-        want = TensorSpec.from_manifest(spec)
-        assert (got.dtype, got.shape, got.zero_point) == (want.dtype, want.shape, want.zero_point)
-        assert got.scale == np.float32(want.scale)          # HELLO carries scales as f32
-    assert (len(hello.inputs), len(hello.outputs)) == (len(dk_manifest["inputs"]), len(dk_manifest["outputs"]))
+    """Count, dtype, shape, scale (as HELLO's f32) and zero point of every tensor, and the hash."""
+    assert differences(dk_session.hello, Expected.of_manifest(dk_manifest)) == []
 
 
 def test_every_sample_has_a_result(device_results, inputs):

@@ -7,7 +7,7 @@ from hypothesis import given, settings, strategies as st
 
 from deploykit.protocol import FrameDecoder, FrameError, decode_message, encode_message
 from deploykit.protocol import vectors
-from deploykit.protocol.framing import Frame, wire_size
+from deploykit.protocol.framing import Frame, encode_frame, wire_size
 from deploykit.protocol.messages import ProtocolError, ResultBatch
 
 VECTORS = json.loads(vectors.PATH.read_text())
@@ -45,6 +45,33 @@ def test_byte_at_a_time_feeding_gives_the_same_events(row):
     decoder = FrameDecoder(256)
     piecewise = [e for b in wire for e in decoder.feed(bytes([b]))]
     assert piecewise == whole
+
+
+def test_a_frame_of_an_unknown_type_decodes_to_unknown_not_an_error():
+    """Forward compatibility (docs/protocol.md): newer device messages are skipped, not errors."""
+    from deploykit.protocol import Unknown
+    frame = FrameDecoder(512).feed(encode_frame(0x88, 5, b"from a newer firmware"))[0]
+    msg = decode_message(frame, vectors.HELLO)
+    assert msg == Unknown(0x88, b"from a newer firmware")
+    assert encode_message(msg, 5) == encode_frame(0x88, 5, b"from a newer firmware")
+
+
+def test_hello_without_a_firmware_id_round_trips_as_empty():
+    wire = encode_message(vectors.HELLO_BARE, 3)
+    payload = FrameDecoder(4096).feed(wire)[0].payload
+    assert bytes(16) in payload  # zeros on the wire
+    assert decode_message(FrameDecoder(4096).feed(wire)[0]) == vectors.HELLO_BARE
+    assert vectors.HELLO_BARE.firmware_id == b"" and vectors.HELLO.firmware_id != b""
+
+
+def test_a_capability_the_firmware_lacks_is_bad_input_naming_the_render_option():
+    from deploykit.errors import BadInput
+    from deploykit.link.identity import require_capability
+    from deploykit.protocol import Capability
+    require_capability(vectors.HELLO_BARE, Capability.OP_TIMING, "--op-timing", "virtual://x")
+    with pytest.raises(BadInput, match="--op-timing") as info:
+        require_capability(vectors.HELLO, Capability.OP_TIMING, "--op-timing", "/dev/ttyACM0")
+    assert info.value.exit_code == 2 and "per-operator timing" in str(info.value)
 
 
 def test_result_timings_run_length_encode_identical_values():

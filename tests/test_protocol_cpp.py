@@ -28,6 +28,7 @@ from deploykit.protocol import (
     Pong, Reset, ResultBatch, decode_message, encode_message, vectors, wire_size,
 )
 from deploykit.protocol.framing import Frame, encode_frame
+from deploykit.protocol.spec import DType
 
 ROOT = Path(__file__).resolve().parents[1]
 CORE = ROOT / "firmware_templates" / "src"
@@ -128,7 +129,8 @@ def _writer_request(row) -> list | None:
     if row["type"] == 0x81:
         return ["hello", seq, _hex(f["board_id"].encode()), f["model_sha256"], f["cpu_hz"], f["timer"],
                 f["arena_configured"], f["arena_used"], f["max_payload"], f["rx_window"],
-                int(f["simulated"]), _spec_arg(f["inputs"]), _spec_arg(f["outputs"])]
+                int(f["simulated"]), _spec_arg(f["inputs"]), _spec_arg(f["outputs"]),
+                f["firmware_id"] or "-", f["capabilities"]]
     assert row["type"] < 0x80, f"device message {name} has no C++ writer check: add one"
     return None
 
@@ -212,7 +214,7 @@ def test_core_cuts_long_log_text_at_a_utf8_boundary(checker):
 
 SHA = bytes(range(32))
 BASE_ARGS = ["--board", "nano33ble", "--sha", SHA.hex(), "--hz", "64000000", "--timer", "1",
-             "--arena", "1040:932", "--window", "512",
+             "--arena", "1040:932", "--window", "512", "--firmware-id", vectors.HELLO.firmware_id.hex(),
              "--inputs", "9:1x1:0.05859375:-128", "--outputs", "9:1x1:0.01171875:-26"]
 
 
@@ -391,6 +393,15 @@ def test_input_is_acked_at_once_then_answered_with_results(device):
     assert dev.quiet() == []
 
 
+@pytest.mark.parametrize("dtype", list(DType), ids=lambda d: d.name)
+def test_core_record_sizes_follow_the_spec_dtypes(device, dtype):
+    """dk_spec.h's DtypeSize is generated from spec.py: both sides size records alike."""
+    dev = device("--inputs", f"{int(dtype)}:2x3:0.5:0")
+    assert dev.hello.inputs[0].dtype is dtype  # the Python decoder knows every code the core sends
+    dev.send(Begin(1))
+    assert dev.next(Ack) == Ack(6 * dtype.itemsize)
+
+
 def test_a_record_chunked_over_several_frames_runs_once_complete(device):
     dev = device("--inputs", "9:10x10:0.1:0", "--outputs", "9:1x4:0.1:0")
     record = _records(1, 100)[0]
@@ -517,9 +528,9 @@ def test_unknown_type_bad_payload_and_bad_version_get_errors(device):
         dev.write(wire)
         err = dev.next(ErrorMsg)
         assert (err.code, err.detail) == (code, detail)
-    dev.write(_frame_with_version(2, 0x01, 46))
+    dev.write(_frame_with_version(1, 0x01, 46))  # a protocol-1 host
     err = dev.next(ErrorMsg)
-    assert (err.code, err.detail) == (4, 2)
+    assert (err.code, err.detail) == (4, 1)
 
 
 def _frame_with_version(version: int, msg_type: int, seq: int) -> bytes:

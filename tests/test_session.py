@@ -57,7 +57,7 @@ def test_clean_stream_matches_tflm_host(sine_manifest, expected_outputs):
             assert dev.hello.simulated and dev.hello.model_sha256.hex() == sine_manifest.sha256
             results = list(dev.stream(x.view(np.uint8)))
             assert dev.faults.as_dict() == {"retries": 0, "crc_errors": 0, "resyncs": 0,
-                                            "resets": 0, "reconnects": 0}
+                                            "resets": 0, "reconnects": 0, "unknown_frames": 0}
             assert all(r.micros > 0 and r.cycles > 0 and r.round_trip_s > 0 for r in results)
     check_exactly_once(results, expected)
 

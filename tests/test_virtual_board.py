@@ -199,11 +199,11 @@ def test_errors_for_unknown_type_bad_payload_bad_version(firmwares):
     from cobs import cobs
     import zlib
     raw = bytearray(cobs.decode(bytes(body[1:-1])))
-    raw[0] = 2                                                  # protocol version 2
+    raw[0] = 1                                                  # protocol version 1 (now 2)
     raw[-4:] = struct.pack("<I", zlib.crc32(bytes(raw[:-4])) & 0xFFFFFFFF)
     wire.raw(b"\x00" + cobs.encode(bytes(raw)) + b"\x00")
     assert wire.take() == [ErrorMsg(1, 41, "unknown message type"), ErrorMsg(2, 42, "payload does not parse"),
-                           ErrorMsg(4, 2, "unsupported protocol version")]
+                           ErrorMsg(4, 1, "unsupported protocol version")]
 
 
 # ----- the input stream --------------------------------------------------------------------

@@ -25,14 +25,16 @@ from deploykit.firmware.cfilters import FILTERS, c_ident
 from deploykit.firmware.project_dir import write_project
 from deploykit.errors import BadInput
 from deploykit.model.manifest import Manifest, load as load_manifest
+from deploykit.firmware import build_id
 from deploykit.protocol.framing import max_payload_for_window
+from deploykit.protocol.spec import RESULT_OVERHEAD, DType
 from deploykit.firmware.resources import data_dir
 
-# manifest dtype -> (TfLiteType code, bytes per element)
-DTYPES = {"float32": (1, 4), "int32": (2, 4), "uint8": (3, 1), "int64": (4, 8),
-          "bool": (6, 1), "int16": (7, 2), "int8": (9, 1), "float16": (10, 2)}
+# manifest dtype -> (TfLiteType code, bytes per element), from the protocol spec
+DTYPES = {d.name: (int(d), d.itemsize) for d in DType}
 # Files every project gets: output path -> template (None: copied verbatim).
 COMMON_FILES = {
+    "src/dk_spec.h": None,
     "src/dk_protocol.h": None,
     "src/dk_protocol.cpp": None,
     "src/dk_config.h": "src/dk_config.h.j2",
@@ -54,7 +56,6 @@ ADAPTER_LOG = {
 }
 # Directories PlatformIO gives a meaning to: the sketch folder must not take one's name.
 PIO_DIRS = ("src", "include", "lib", "test", "data", "boards")
-RESULT_OVERHEAD = 19    # RESULT header and one timing run, as dk_protocol.h asserts
 PROTOCOL_RAM_SLACK = 512
 
 
@@ -230,6 +231,7 @@ def render_files(p: Plan, arduino_sketch: bool = False) -> dict[str, bytes]:
             files[out] = (root / out).read_bytes()
         else:
             files[out] = env.get_template(template).render(p.context).encode("utf-8")
+    files.update(build_id.stamp(files, p.board.lib_deps))  # last: it hashes every other file
     if arduino_sketch:
         files.update(_sketch_files(p, files))
     return files

@@ -144,15 +144,9 @@ def _prepare_outputs(outdir: Path, junit) -> None:
 
 
 def _check_device(hello, manifest, board: str | None, url: str) -> None:
-    """The hash matched; the board must be the one asked for, the tensor sizes the manifest's."""
-    from deploykit.protocol.messages import TensorSpec, record_bytes
-    if board and hello.board_id != board:
-        raise DeviceError(f"the device on {url} announces board {hello.board_id!r}, not {board!r}; "
-                          f"check --port, or pass --board {hello.board_id}")
-    want = record_bytes([TensorSpec.from_manifest(s) for s in manifest["inputs"]])
-    if hello.input_record_bytes != want:
-        raise DeviceError(f"device announces {hello.input_record_bytes}-byte input records but the "
-                          f"manifest's inputs take {want}; the firmware is inconsistent, rebuild it")
+    """The whole HELLO against the manifest and the board asked for: see link/identity.py."""
+    from deploykit.link.identity import check
+    check(hello, manifest, board, url)
 
 
 def _warm_up(session, inputs, warmup: int) -> None:

@@ -17,10 +17,11 @@ import numpy as np
 
 from deploykit.errors import DeployKitError, DeviceError
 from deploykit.link.errors import Link, LinkLost
+from deploykit.link.identity import IdentityMismatch, check_same, unreadable_hello
 from deploykit.link.outputs import OutputLists, decode_outputs
 from deploykit.link.samples import SampleFailure, SampleResult
 from deploykit.protocol import (
-    PROTOCOL_VERSION, Frame, FrameError, Hello, HelloRequest, Ping, Pong, Reset, decode_message,
+    Frame, FrameError, Hello, HelloRequest, MsgType, Ping, Pong, Reset, Unknown, decode_message,
 )
 from deploykit.protocol.messages import ErrorMsg, Log, ProtocolError
 
@@ -28,7 +29,7 @@ from deploykit.protocol.messages import ErrorMsg, Log, ProtocolError
 MAX_STREAM_OFFSET = 0xFFFFFFFF
 
 
-class StaleFirmware(DeviceError):
+class StaleFirmware(IdentityMismatch):
     """The device runs a different model than the manifest describes."""
 
 
@@ -41,6 +42,7 @@ class Faults:
     resyncs: int = 0      # BEGIN-based recoveries of missing results
     resets: int = 0       # device reboots seen (unsolicited HELLO, frame numbers restarting)
     reconnects: int = 0   # port reopened after it vanished
+    unknown_frames: int = 0  # CRC-valid frames of a message type this deploykit does not know (skipped)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -77,6 +79,7 @@ class DeviceSession:
         self.faults = Faults()
         self.link = Link(url, self.baud)
         self.hello: Hello | None = None
+        self.first_hello: Hello | None = None  # every later HELLO must announce the same firmware
         self.logs: list[str] = []
         self.errors: list[ErrorMsg] = []
         self._token = 0
@@ -132,13 +135,16 @@ class DeviceSession:
             "flashed, the port and --baud are right")
 
     def accept_hello(self, hello: Hello) -> None:
-        """Adopt a HELLO after checking its model hash against the manifest's."""
+        """Adopt a HELLO after checking its model hash, and that it is the session's first firmware."""
         got = hello.model_sha256.hex()
         if self.expected_sha256 and got != self.expected_sha256.lower():
             raise StaleFirmware(
                 f"the device on {self.url} runs model sha256 {got} but the manifest has "
                 f"{self.expected_sha256}; flash firmware built from this manifest "
                 "(`deploykit deploy` or `deploykit build` + `deploykit flash`)")
+        if self.first_hello is None:
+            self.first_hello = hello
+        check_same(self.first_hello, hello, self.url)  # a reboot into other firmware: never adopted
         self.hello = hello
 
     def barrier(self, timeout: float = 0.5, other=None) -> None:
@@ -188,15 +194,30 @@ class DeviceSession:
         if isinstance(event, FrameError):
             msg, bad = None, not _looks_like_text(event.raw)
         else:
-            msg = _decode(event, self.hello)
+            msg = self._decode(event)
             bad = msg is None
         if bad and count_errors:
             self.faults.crc_errors += 1
-        if isinstance(msg, Log):
+        if isinstance(msg, Unknown):  # forward compatibility: skipped, never a damaged answer
+            self.faults.unknown_frames += 1
+        elif isinstance(msg, Log):
             self.logs.append(msg.text)
         elif isinstance(msg, ErrorMsg):
             self.errors.append(msg)
         return msg
+
+    def _decode(self, frame: Frame):
+        """The frame's message; None for a payload that does not parse.
+
+        A HELLO that does not parse (another protocol version, an unknown timer kind) is
+        the device's identity failing, not line noise: it ends the session at once.
+        """
+        try:
+            return decode_message(frame, self.hello)
+        except ProtocolError as exc:
+            if frame.type == MsgType.HELLO:
+                raise unreadable_hello(self.url, frame.version, exc) from exc
+            return None
 
     # --- recovery building blocks ------------------------------------------------------
     def reconnect(self) -> Hello:
@@ -210,7 +231,7 @@ class DeviceSession:
                 hello = self.handshake()
                 self.faults.reconnects += 1
                 return hello
-            except StaleFirmware:
+            except IdentityMismatch:
                 raise
             except (LinkLost, DeployKitError, OSError) as exc:  # BadInput: path not back yet
                 last = exc
@@ -297,16 +318,6 @@ def _skipping(kind, other):
         if not isinstance(msg, kind):
             other(msg, event)
     return call
-
-
-def _decode(frame: Frame, hello: Hello | None):
-    """The frame's message, or None for another protocol version or a payload that does not parse."""
-    if frame.version != PROTOCOL_VERSION:
-        return None
-    try:
-        return decode_message(frame, hello)
-    except ProtocolError:
-        return None
 
 
 def _damaged(event) -> bool:

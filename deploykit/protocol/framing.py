@@ -12,9 +12,11 @@ from dataclasses import dataclass
 
 from cobs import cobs
 
-PROTOCOL_VERSION = 1
+from deploykit.protocol.spec import FRAME_CRC, FRAME_HEADER, PROTOCOL_VERSION
+
 HEADER = struct.Struct("<BBH")  # version, type, seq
 CRC = struct.Struct("<I")
+assert (HEADER.size, CRC.size) == (FRAME_HEADER, FRAME_CRC)
 # Bytes a frame adds to its payload before COBS: header + CRC; on the wire add 2
 # delimiters and COBS's 1 byte per 254 (at least 1).
 FRAME_OVERHEAD = HEADER.size + CRC.size

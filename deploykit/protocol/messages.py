@@ -6,48 +6,22 @@ NACK, RESULT, ERROR, LOG. docs/protocol.md is the normative description.
 
 from __future__ import annotations
 
-import enum
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
 
+from deploykit.errors import DeviceError
 from deploykit.protocol.framing import Frame, encode_frame
+from deploykit.protocol.spec import (  # noqa: F401  (DType, TimerKind, ErrorCode, Capability: re-exported)
+    FIRMWARE_ID_BYTES, HELLO_FLAG_SIMULATED, MAX_DIMS, PROTOCOL_VERSION, RESULT_HEAD, Capability, DType,
+    ErrorCode, MsgType, TimerKind,
+)
 
 
-class ProtocolError(ValueError):
-    """A CRC-valid frame whose payload does not parse."""
-
-
-class DType(enum.IntEnum):
-    """TfLiteType codes, as TFLM uses them."""
-
-    float32 = 1
-    int32 = 2
-    uint8 = 3
-    int64 = 4
-    int16 = 7
-    int8 = 9
-
-    @property
-    def itemsize(self) -> int:
-        return np.dtype(self.name).itemsize
-
-
-class TimerKind(enum.IntEnum):
-    micros = 0
-    dwt = 1
-    ccount = 2
-    mcycle = 3
-
-
-class ErrorCode(enum.IntEnum):
-    UNKNOWN_TYPE = 1
-    BAD_PAYLOAD = 2
-    INVOKE_FAILED = 3
-    BAD_VERSION = 4
-    OVERFLOW = 5
+class ProtocolError(DeviceError, ValueError):
+    """A CRC-valid frame whose payload does not parse (the decoder's only exception)."""
 
 
 _TENSOR_TAIL = struct.Struct("<fi")
@@ -69,8 +43,11 @@ class TensorSpec:
         return dims + _TENSOR_TAIL.pack(self.scale, self.zero_point)
 
     @classmethod
-    def unpack_from(cls, buf: bytes, offset: int) -> tuple["TensorSpec", int]:
+    def unpack_from(cls, buf: bytes, offset: int) -> tuple[TensorSpec, int]:
         dtype, ndims = struct.unpack_from("<BB", buf, offset)
+        if dtype not in DType.__members__.values() or ndims > MAX_DIMS:
+            raise ProtocolError(f"tensor spec with dtype code {dtype} and {ndims} dims: "
+                                f"not one the protocol carries")
         offset += 2
         shape = struct.unpack_from(f"<{ndims}H", buf, offset)
         offset += 2 * ndims
@@ -78,7 +55,7 @@ class TensorSpec:
         return cls(DType(dtype), tuple(shape), scale, zero_point), offset + _TENSOR_TAIL.size
 
     @classmethod
-    def from_manifest(cls, spec: dict) -> "TensorSpec":
+    def from_manifest(cls, spec: dict) -> TensorSpec:
         return cls(DType[spec["dtype"]], tuple(int(d) for d in spec["shape"]),
                    float(spec.get("scale") or 0.0), int(spec.get("zero_point") or 0))
 
@@ -122,19 +99,19 @@ def _u32_message(name: str, type_code: int, field_name: str, doc: str):
 class HelloRequest(Message):
     """Ask the device to announce itself."""
 
-    TYPE: ClassVar[int] = 0x01
+    TYPE: ClassVar[int] = MsgType.HELLO_REQ
 
 
 @dataclass(frozen=True)
 class Reset(Message):
     """Ask the device to reboot; it announces itself with HELLO afterwards."""
 
-    TYPE: ClassVar[int] = 0x03
+    TYPE: ClassVar[int] = MsgType.RESET
 
 
 @dataclass(frozen=True)
 class Ping(Message):
-    TYPE: ClassVar[int] = 0x02
+    TYPE: ClassVar[int] = MsgType.PING
     data: bytes = b""
 
     def payload(self) -> bytes:
@@ -147,19 +124,19 @@ class Ping(Message):
 
 @dataclass(frozen=True)
 class Pong(Ping):
-    TYPE: ClassVar[int] = 0x82
+    TYPE: ClassVar[int] = MsgType.PONG
 
 
-Begin = _u32_message("Begin", 0x04, "record", "Start (or restart) the input stream at record R.")
-Ack = _u32_message("Ack", 0x83, "next_offset", "All input-stream bytes below next_offset are consumed.")
-Nack = _u32_message("Nack", 0x84, "expected_offset", "A gap: resend the stream from expected_offset.")
+Begin = _u32_message("Begin", MsgType.BEGIN, "record", "Start (or restart) the input stream at record R.")
+Ack = _u32_message("Ack", MsgType.ACK, "next_offset", "All input-stream bytes below next_offset are consumed.")
+Nack = _u32_message("Nack", MsgType.NACK, "expected_offset", "A gap: resend the stream from expected_offset.")
 
 
 @dataclass(frozen=True)
 class Input(Message):
     """Bytes [offset, offset+len(data)) of the input stream (records back to back)."""
 
-    TYPE: ClassVar[int] = 0x05
+    TYPE: ClassVar[int] = MsgType.INPUT
     offset: int
     data: bytes
 
@@ -173,14 +150,18 @@ class Input(Message):
         return cls(struct.unpack_from("<I", payload)[0], bytes(payload[4:]))
 
 
-_HELLO_HEAD = struct.Struct("<BBHHBIII32s")
+_HELLO_HEAD = struct.Struct("<BBHHBIII32s16sI")
 
 
 @dataclass(frozen=True)
 class Hello(Message):
-    """The device's identity, limits and tensor specs."""
+    """The device's identity, limits and tensor specs.
 
-    TYPE: ClassVar[int] = 0x81
+    `firmware_id` is the build id render stamps into the firmware (b"" when the device
+    has none: all zeros on the wire); `capabilities` holds spec.Capability bits.
+    """
+
+    TYPE: ClassVar[int] = MsgType.HELLO
     board_id: str
     model_sha256: bytes
     cpu_hz: int
@@ -192,7 +173,9 @@ class Hello(Message):
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
     simulated: bool = False
-    protocol_version: int = 1
+    protocol_version: int = PROTOCOL_VERSION
+    firmware_id: bytes = b""
+    capabilities: int = 0
 
     @property
     def input_record_bytes(self) -> int:
@@ -204,9 +187,12 @@ class Hello(Message):
 
     def payload(self) -> bytes:
         board = self.board_id.encode("utf-8")
-        out = _HELLO_HEAD.pack(self.protocol_version, int(self.simulated), self.max_payload,
-                               self.rx_window, self.timer, self.cpu_hz, self.arena_configured,
-                               self.arena_used, self.model_sha256)
+        if len(self.firmware_id) not in (0, FIRMWARE_ID_BYTES):
+            raise ValueError(f"firmware_id must be {FIRMWARE_ID_BYTES} bytes or empty")
+        out = _HELLO_HEAD.pack(self.protocol_version, HELLO_FLAG_SIMULATED if self.simulated else 0,
+                               self.max_payload, self.rx_window, self.timer, self.cpu_hz,
+                               self.arena_configured, self.arena_used, self.model_sha256,
+                               self.firmware_id or bytes(FIRMWARE_ID_BYTES), self.capabilities)
         out += bytes([len(board)]) + board
         for specs in (self.inputs, self.outputs):
             out += bytes([len(specs)]) + b"".join(s.pack() for s in specs)
@@ -215,11 +201,13 @@ class Hello(Message):
     @classmethod
     def parse(cls, payload: bytes):
         try:
-            (version, flags, max_payload, window, timer, hz, configured, used,
-             sha) = _HELLO_HEAD.unpack_from(payload)
+            (version, flags, max_payload, window, timer, hz, configured, used, sha, firmware_id,
+             capabilities) = _HELLO_HEAD.unpack_from(payload)
             off = _HELLO_HEAD.size
             n = payload[off]
             board = payload[off + 1: off + 1 + n].decode("utf-8")
+            if len(board.encode("utf-8")) != n:
+                raise ProtocolError("HELLO board id is cut short")
             off += 1 + n
             specs = []
             for _ in range(2):
@@ -229,12 +217,16 @@ class Hello(Message):
                     spec, off = TensorSpec.unpack_from(payload, off)
                     group.append(spec)
                 specs.append(tuple(group))
-        except (struct.error, IndexError, UnicodeDecodeError, ValueError) as exc:
+        except (struct.error, IndexError, UnicodeDecodeError) as exc:
             raise ProtocolError(f"HELLO payload does not parse: {exc}") from exc
         if off != len(payload):
             raise ProtocolError(f"HELLO payload has {len(payload) - off} trailing bytes")
+        if timer not in TimerKind.__members__.values():
+            raise ProtocolError(f"HELLO names timer kind {timer}, which this deploykit does not know "
+                                f"(known: {', '.join(f'{t.value} {t.name}' for t in TimerKind)})")
         return cls(board, sha, hz, TimerKind(timer), configured, used, max_payload, window,
-                   specs[0], specs[1], bool(flags & 1), version)
+                   specs[0], specs[1], bool(flags & HELLO_FLAG_SIMULATED), version,
+                   b"" if not any(firmware_id) else firmware_id, capabilities)
 
 
 @dataclass(frozen=True)
@@ -245,7 +237,7 @@ class ResultBatch(Message):
     so identical timings (deterministic kernels) cost a few bytes per batch.
     """
 
-    TYPE: ClassVar[int] = 0x85
+    TYPE: ClassVar[int] = MsgType.RESULT
     first_record: int
     outputs: tuple[bytes, ...]
     cycles: tuple[int, ...]
@@ -262,7 +254,7 @@ class ResultBatch(Message):
         """Parse; the record size comes from the HELLO, it is not on the wire."""
         try:
             first, count = struct.unpack_from("<IH", payload)
-            off = 6
+            off = RESULT_HEAD
             end = off + count * output_record_bytes
             if end > len(payload):
                 raise ProtocolError("RESULT shorter than its outputs")
@@ -293,7 +285,7 @@ class ResultBatch(Message):
 class ErrorMsg(Message):
     """An error the device reports: code, a detail (record or offset), text."""
 
-    TYPE: ClassVar[int] = 0x86
+    TYPE: ClassVar[int] = MsgType.ERROR
     code: int
     detail: int
     text: str
@@ -313,7 +305,7 @@ class ErrorMsg(Message):
 class Log(Message):
     """Device text (TFLM's log output, firmware messages) carried in a frame."""
 
-    TYPE: ClassVar[int] = 0x87
+    TYPE: ClassVar[int] = MsgType.LOG
     text: str
 
     def payload(self) -> bytes:
@@ -324,22 +316,47 @@ class Log(Message):
         return cls(payload.decode("utf-8", "replace"))
 
 
+@dataclass(frozen=True)
+class Unknown(Message):
+    """A CRC-valid frame of a type this deploykit does not know: skipped, never an error.
+
+    Forward compatibility (docs/protocol.md): a newer firmware may send message types an
+    older host does not know; the host counts them and carries on.
+    """
+
+    type: int
+    data: bytes
+
+    def payload(self) -> bytes:
+        return self.data
+
+
 MESSAGES: dict[int, type[Message]] = {
     cls.TYPE: cls for cls in (HelloRequest, Ping, Reset, Begin, Input, Hello, Pong, Ack, Nack,
                               ResultBatch, ErrorMsg, Log)
 }
+assert set(MESSAGES) == set(MsgType), "every spec.MsgType needs a message class"
 
 
 def encode_message(msg: Message, seq: int) -> bytes:
     """Wire bytes of `msg` sent as frame number `seq`."""
+    if isinstance(msg, Unknown):
+        return encode_frame(msg.type, seq, msg.data)
     return encode_frame(msg.TYPE, seq, msg.payload())
 
 
 def decode_message(frame: Frame, hello: Hello | None = None) -> Message:
-    """Parse a frame's payload; RESULT needs the device's HELLO for its record size."""
+    """Parse a frame's payload; RESULT needs the device's HELLO for its record size.
+
+    Raises ProtocolError and nothing else for a payload that does not parse or a frame of
+    another protocol version; a frame of an unknown type is an Unknown message.
+    """
+    if frame.version != PROTOCOL_VERSION:
+        raise ProtocolError(f"frame of protocol version {frame.version}, this deploykit speaks "
+                            f"{PROTOCOL_VERSION}")
     cls = MESSAGES.get(frame.type)
     if cls is None:
-        raise ProtocolError(f"unknown message type 0x{frame.type:02x}")
+        return Unknown(frame.type, bytes(frame.payload))
     if cls is ResultBatch:
         if hello is None:
             raise ProtocolError("RESULT before HELLO: record size unknown")

@@ -11,8 +11,9 @@ import sys
 from pathlib import Path
 
 from deploykit.protocol.framing import FrameDecoder, FrameError, encode_frame
+from deploykit.protocol.spec import PROTOCOL_VERSION
 from deploykit.protocol.messages import (
-    Ack, Begin, DType, ErrorMsg, Hello, HelloRequest, Input, Log, Nack, Ping, Pong, Reset,
+    Ack, Begin, Capability, DType, ErrorMsg, Hello, HelloRequest, Input, Log, Nack, Ping, Pong, Reset,
     ResultBatch, TensorSpec, TimerKind, encode_message,
 )
 
@@ -23,6 +24,15 @@ HELLO = Hello(
     arena_configured=1040, arena_used=932, max_payload=256, rx_window=512,
     inputs=(TensorSpec(DType.int8, (1, 1), 0.05859375, -128),),
     outputs=(TensorSpec(DType.int8, (1, 1), 0.01171875, -26),), simulated=False,
+    firmware_id=bytes(range(0xA0, 0xB0)), capabilities=0,
+)
+# A virtual-board-like HELLO: no build id (zeros on the wire), capability bits, two inputs.
+HELLO_BARE = Hello(
+    board_id="virtual", model_sha256=bytes(32), cpu_hz=1, timer=TimerKind.micros,
+    arena_configured=16, arena_used=0, max_payload=1024, rx_window=4096,
+    inputs=(TensorSpec(DType.float32, (2, 3), 0.0, 0), TensorSpec(DType.int16, (4,), 0.5, 7)),
+    outputs=(TensorSpec(DType.uint8, (1,), 1.0, 0),), simulated=True,
+    capabilities=int(Capability.OP_TIMING | Capability.TIMED_LOOP),
 )
 
 MESSAGES = [
@@ -34,6 +44,7 @@ MESSAGES = [
     ("input_with_zero_bytes", Input(300, bytes([0, 0, 1, 0, 255, 0])), 5),
     ("input_long_cobs_block", Input(0, bytes((i % 255) + 1 for i in range(300))), 6),
     ("hello", HELLO, 0),
+    ("hello_no_firmware_id_with_capabilities", HELLO_BARE, 9),
     ("pong", Pong(b"\x00\x01\x02\xff"), 1),
     ("ack", Ack(8), 2),
     ("nack", Nack(300), 3),
@@ -106,7 +117,7 @@ def _stream_vectors() -> list[dict]:
 
 
 def build() -> dict:
-    return {"protocol_version": 1, "frames": _frame_vectors(), "streams": _stream_vectors(),
+    return {"protocol_version": PROTOCOL_VERSION, "frames": _frame_vectors(), "streams": _stream_vectors(),
             "crc32": [{"data": b"123456789".hex(), "crc": 0xCBF43926}],
             "empty_frame_wire": encode_frame(0x01, 0).hex()}
 

@@ -92,7 +92,8 @@ def check_port(url: str, baud: int) -> None:
 
 def handshake_when_back(board: Board, url: str, by_usb: bool, sha: str, wait_s: float) -> dict:
     """Wait for the board to re-appear after the upload, then handshake and check the hash."""
-    from deploykit.link.session import DeviceSession, StaleFirmware
+    from deploykit.link.identity import IdentityMismatch
+    from deploykit.link.session import DeviceSession
 
     deadline = time.monotonic() + wait_s
     last: Exception | None = None
@@ -102,7 +103,7 @@ def handshake_when_back(board: Board, url: str, by_usb: bool, sha: str, wait_s: 
             try:
                 with DeviceSession(current, board.baud, expected_sha256=sha) as session:
                     return _hello_summary(session.hello, current)
-            except StaleFirmware:
+            except IdentityMismatch:  # another model, or firmware of another protocol version
                 raise
             except (DeviceError, BadInput, OSError) as exc:
                 last = exc

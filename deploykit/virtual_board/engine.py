@@ -23,11 +23,10 @@ from deploykit.protocol import (
     Ping, Pong, Reset, ResultBatch, encode_message,
 )
 from deploykit.protocol.messages import ErrorCode, ProtocolError, _varint
+from deploykit.protocol.spec import RESULT_HEAD, RESULT_MAX_RUN as MAX_RUN_BYTES
 from deploykit.virtual_board.faults import Faults
 
 HANDLED = {m.TYPE: m for m in (HelloRequest, Ping, Reset, Begin, Input)}
-RESULT_HEAD = 6       # first_record:u32 + count:u16
-MAX_RUN_BYTES = 13    # one timing run: run varint (<= 3 bytes) + two u32 varints
 
 
 class DeviceEngine:

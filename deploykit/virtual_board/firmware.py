@@ -7,7 +7,8 @@ arena class (arena_used); arena_configured is that plus a 10 % margin rounded up
 bytes, as the renderer sizes a board's arena, unless given. A LOG frame after every
 boot says so, since a host figure stands in for a measured one. An arena configured
 smaller than that fails as the rendered firmware's AllocateTensors does: HELLO says
-arena_used 0 and every record gets ERROR INVOKE_FAILED.
+arena_used 0 and every record gets ERROR INVOKE_FAILED. Its HELLO firmware id hashes the
+manifest file, the board file and the deploykit version (deploykit.firmware.build_id).
 """
 
 from __future__ import annotations
@@ -67,6 +68,13 @@ def _round16(numerator: int, denominator: int) -> int:
     return -(-numerator // (16 * denominator)) * 16
 
 
+def firmware_id(manifest, board) -> bytes:
+    """The virtual board's build id: its manifest file, its board file, the deploykit version."""
+    from deploykit import __version__
+    from deploykit.firmware.build_id import virtual_id
+    return virtual_id(manifest.path.read_bytes(), board.path.read_bytes(), __version__)
+
+
 def make_hello(manifest, board, configured: int, used: int) -> Hello:
     window = int(board.rx_buffer_bytes)
     return Hello(
@@ -74,7 +82,8 @@ def make_hello(manifest, board, configured: int, used: int) -> Hello:
         cpu_hz=int(board.clock_mhz) * 1_000_000, timer=TimerKind[board.timer],
         arena_configured=configured, arena_used=used, max_payload=max_payload_for_window(window, MAX_PAYLOAD_CAP),
         rx_window=window, inputs=tuple(TensorSpec.from_manifest(s) for s in manifest["inputs"]),
-        outputs=tuple(TensorSpec.from_manifest(s) for s in manifest["outputs"]), simulated=True)
+        outputs=tuple(TensorSpec.from_manifest(s) for s in manifest["outputs"]), simulated=True,
+        firmware_id=firmware_id(manifest, board))
 
 
 def build_firmware(manifest, board, arena_configured: int | None = None, runner=None) -> Firmware:

@@ -1,4 +1,4 @@
-// deploykit wire protocol v1, device side (see dk_protocol.h and docs/protocol.md).
+// deploykit wire protocol, device side (see dk_protocol.h, dk_spec.h and docs/protocol.md).
 #include "dk_protocol.h"
 
 #include <string.h>
@@ -7,9 +7,7 @@ namespace dk {
 
 namespace {
 
-const size_t kFrameOverhead = 8;  // version, type, seq, CRC-32
-const size_t kResultHead = 6;     // first_record u32, count u16
-const size_t kMaxRunBytes = 13;   // run (<= 3 bytes for a u16 count) + two u32 varints
+const size_t kFrameOverhead = kFrameHeader + kFrameCrc;
 
 // Half-byte table: 64 bytes of flash instead of 1 KiB, 8 lookups per byte.
 const uint32_t kCrcNibble[16] = {
@@ -21,16 +19,6 @@ const uint32_t kCrcNibble[16] = {
 uint32_t Le32(const uint8_t* p) {
   return static_cast<uint32_t>(p[0]) | (static_cast<uint32_t>(p[1]) << 8) |
          (static_cast<uint32_t>(p[2]) << 16) | (static_cast<uint32_t>(p[3]) << 24);
-}
-
-size_t DtypeSize(uint8_t dtype) {
-  switch (dtype) {
-    case 1: case 2: return 4;           // float32, int32
-    case 3: case 6: case 9: return 1;   // uint8, bool, int8
-    case 4: case 11: return 8;          // int64, float64
-    case 7: case 10: return 2;          // int16, float16
-    default: return 0;
-  }
 }
 
 // Length of text cut to at most max bytes without splitting a UTF-8 sequence.
@@ -55,8 +43,8 @@ uint32_t Crc32(uint32_t crc, const uint8_t* data, size_t len) {
 
 size_t TensorBytes(const TensorSpec& spec) {
   size_t n = DtypeSize(spec.dtype);
-  for (uint8_t i = 0; i < spec.ndims && i < 6; ++i) n *= spec.dims[i];
-  return spec.ndims > 6 ? 0 : n;
+  for (uint8_t i = 0; i < spec.ndims && i < kMaxDims; ++i) n *= spec.dims[i];
+  return spec.ndims > kMaxDims ? 0 : n;
 }
 
 size_t RecordBytes(const TensorSpec* specs, uint8_t n) {
@@ -217,11 +205,11 @@ size_t ResultBatch::PayloadSize() const {
 }
 
 bool ResultBatch::HasRoom() const {
-  return count_ < 0xFFFF && PayloadSize() + out_record_ + kMaxRunBytes <= capacity_;
+  return count_ < 0xFFFF && PayloadSize() + out_record_ + kResultMaxRun <= capacity_;
 }
 
 void ResultBatch::CloseRun() {
-  uint8_t tmp[kMaxRunBytes];
+  uint8_t tmp[kResultMaxRun];
   size_t n = 0;
   uint32_t values[3] = {run_, run_cycles_, run_micros_};
   for (int k = 0; k < 3; ++k) {
@@ -268,7 +256,7 @@ void PutSpecs(FrameWriter& w, const TensorSpec* specs, uint8_t n) {
   w.Put(n);
   for (uint8_t i = 0; i < n; ++i) {
     const TensorSpec& s = specs[i];
-    uint8_t ndims = s.ndims > 6 ? 6 : s.ndims;
+    uint8_t ndims = s.ndims > kMaxDims ? static_cast<uint8_t>(kMaxDims) : s.ndims;
     w.Put(s.dtype);
     w.Put(ndims);
     for (uint8_t d = 0; d < ndims; ++d) w.PutU16(s.dims[d]);
@@ -285,14 +273,16 @@ void WriteHello(FrameWriter& w, uint16_t seq, const DeviceInfo& info, uint16_t m
                 uint16_t rx_window) {
   w.Start(kHello, seq);
   w.Put(kProtocolVersion);
-  w.Put(info.simulated ? 1 : 0);
+  w.Put(info.simulated ? kHelloFlagSimulated : 0);
   w.PutU16(max_payload);
   w.PutU16(rx_window);
   w.Put(static_cast<uint8_t>(info.timer));
   w.PutU32(info.cpu_hz);
   w.PutU32(info.arena_configured);
   w.PutU32(info.arena_used);
-  w.Put(info.model_sha256, 32);
+  w.Put(info.model_sha256, kModelSha256Bytes);
+  for (size_t i = 0; i < kFirmwareIdBytes; ++i) w.Put(info.firmware_id ? info.firmware_id[i] : 0);
+  w.PutU32(info.capabilities);
   size_t board_len = Utf8Prefix(info.board_id, 255);
   w.Put(static_cast<uint8_t>(board_len));
   w.Put(reinterpret_cast<const uint8_t*>(info.board_id), board_len);

@@ -1,4 +1,4 @@
-// deploykit wire protocol v1, device side. Normative spec: docs/protocol.md.
+// deploykit wire protocol, device side (the version is in dk_spec.h). Normative spec: docs/protocol.md.
 //
 // Portable C++11: no Arduino, no TFLM, no heap, no STL containers. The only platform code
 // is the Io adapter (read a byte, write bytes, optionally reboot) and the InferFn that runs
@@ -13,6 +13,8 @@
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include "dk_spec.h"  // generated from deploykit/protocol/spec.py: version, types, codes, sizes
 
 #if defined(__has_include)
 #if __has_include("dk_config.h")
@@ -33,6 +35,10 @@
 #ifndef DK_MAX_OUTPUT_BYTES
 #define DK_MAX_OUTPUT_BYTES 128
 #endif
+// HELLO capability bits (dk::Capability) of the optional requests this build carries.
+#ifndef DK_CAPABILITIES
+#define DK_CAPABILITIES 0u
+#endif
 // Wire bytes the board's serial driver buffers while an inference runs (HELLO rx_window).
 #ifndef DK_RX_WINDOW
 #define DK_RX_WINDOW 64
@@ -41,34 +47,16 @@
 namespace dk {
 
 static_assert(DK_MAX_PAYLOAD >= 20 && DK_MAX_PAYLOAD <= 65535, "DK_MAX_PAYLOAD must be 20..65535");
-static_assert(DK_MAX_OUTPUT_BYTES + 19 <= DK_MAX_PAYLOAD,
+static_assert(DK_MAX_OUTPUT_BYTES + kResultOverhead <= DK_MAX_PAYLOAD,
               "a RESULT of one output record must fit DK_MAX_PAYLOAD: raise DK_MAX_PAYLOAD");
 static_assert(DK_MAX_INPUT_BYTES >= 1, "DK_MAX_INPUT_BYTES must be positive");
 static_assert(DK_RX_WINDOW <= 65535, "DK_RX_WINDOW is a u16 on the wire");
 
-const uint8_t kProtocolVersion = 1;
-
-enum MsgType : uint8_t {
-  kHelloReq = 0x01, kPing = 0x02, kReset = 0x03, kBegin = 0x04, kInput = 0x05,
-  kHello = 0x81, kPong = 0x82, kAck = 0x83, kNack = 0x84, kResult = 0x85, kError = 0x86,
-  kLog = 0x87,
-};
-
-enum ErrorCode : uint16_t {
-  kUnknownType = 1,   // detail = the frame's seq
-  kBadPayload = 2,    // detail = the frame's seq
-  kInvokeFailed = 3,  // detail = the record
-  kBadVersion = 4,    // detail = the frame's version
-  kOverflow = 5,      // the model's records exceed the compiled buffers; detail = bytes needed
-};
-
-enum class TimerKind : uint8_t { kMicros = 0, kDwt = 1, kCcount = 2, kMcycle = 3 };
-
-// dtype is a TfLiteType code (1 float32, 2 int32, 3 uint8, 4 int64, 7 int16, 9 int8).
+// dtype is a TfLiteType code the protocol carries (dk_spec.h DtypeSize).
 struct TensorSpec {
   uint8_t dtype;
   uint8_t ndims;
-  uint16_t dims[6];
+  uint16_t dims[kMaxDims];
   float scale;
   int32_t zero_point;
 };
@@ -86,6 +74,8 @@ struct DeviceInfo {
   uint8_t n_inputs;
   const TensorSpec* outputs;
   uint8_t n_outputs;
+  const uint8_t* firmware_id;   // kFirmwareIdBytes (render's dk_firmware_id.h), or null: none
+  uint32_t capabilities;        // dk::Capability bits (DK_CAPABILITIES)
 };
 
 // The board adapter. read_byte returns 0..255, or -1 when nothing is buffered (never

@@ -7,6 +7,7 @@
 //          --window N --inputs SPEC[,SPEC] --outputs SPEC[,SPEC] (SPEC = dtype:AxB:scale:zp)
 //          --infer-us N --cycles N --micros N --fail-byte N --log-in-infer --banner TEXT --pty
 //          --soft-reset (no Io.reboot hook: RESET restarts the core in place)
+//          --firmware-id HEX32 --capabilities N (HELLO's build id and capability bits)
 // With --pty the first stdout line is the slave path to open. At exit (end of input or
 // SIGTERM) one "dk-stats key=value ..." line goes to stderr.
 #include <signal.h>
@@ -26,6 +27,8 @@ struct Options {
   std::string board = "posix";
   std::string banner = "\r\nposix device booting\r\n";
   uint8_t sha[32] = {0};
+  uint8_t firmware_id[dk::kFirmwareIdBytes] = {0};
+  uint32_t capabilities = 0;
   uint32_t hz = 64000000, cycles = 7000, micros = 109, infer_us = 0, configured = 2048, used = 1500;
   int timer = 1, fail_byte = -1, window = DK_RX_WINDOW;
   bool simulated = false, pty = false, log_in_infer = false, soft_reset = false;
@@ -65,6 +68,13 @@ bool ParseSpecs(const char* arg, std::vector<dk::TensorSpec>* out) {
   return true;
 }
 
+void ParseHex(const char* v, uint8_t* out, size_t n) {
+  for (size_t k = 0; k < n && v[2 * k] && v[2 * k + 1]; ++k) {
+    char byte[3] = {v[2 * k], v[2 * k + 1], 0};
+    out[k] = static_cast<uint8_t>(strtoul(byte, nullptr, 16));
+  }
+}
+
 bool ParseArgs(int argc, char** argv, Options* o) {
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
@@ -82,12 +92,10 @@ bool ParseArgs(int argc, char** argv, Options* o) {
     else if (a == "--arena") sscanf(v, "%u:%u", &o->configured, &o->used);
     else if (a == "--inputs") { o->inputs.clear(); if (!ParseSpecs(v, &o->inputs)) return false; }
     else if (a == "--outputs") { o->outputs.clear(); if (!ParseSpecs(v, &o->outputs)) return false; }
-    else if (a == "--sha") {
-      for (int k = 0; k < 32 && v[2 * k] && v[2 * k + 1]; ++k) {
-        char byte[3] = {v[2 * k], v[2 * k + 1], 0};
-        o->sha[k] = static_cast<uint8_t>(strtoul(byte, nullptr, 16));
-      }
-    } else {
+    else if (a == "--capabilities") o->capabilities = static_cast<uint32_t>(strtoul(v, nullptr, 0));
+    else if (a == "--sha") ParseHex(v, o->sha, sizeof(o->sha));
+    else if (a == "--firmware-id") ParseHex(v, o->firmware_id, sizeof(o->firmware_id));
+    else {
       has_value = false;
       if (a == "--simulated") o->simulated = true;
       else if (a == "--pty") o->pty = true;
@@ -125,7 +133,8 @@ int main(int argc, char** argv) {
   dk::DeviceInfo info = {opt.board.c_str(), opt.sha, opt.hz, static_cast<dk::TimerKind>(opt.timer),
                          opt.configured, opt.used, opt.simulated,
                          opt.inputs.data(), static_cast<uint8_t>(opt.inputs.size()),
-                         opt.outputs.data(), static_cast<uint8_t>(opt.outputs.size())};
+                         opt.outputs.data(), static_cast<uint8_t>(opt.outputs.size()),
+                         opt.firmware_id, opt.capabilities};
   FakeModel model = {&opt, &link, nullptr};
   dk::Io io = link.io();
   if (opt.soft_reset) io.reboot = nullptr;  // as a sketch without a reboot hook

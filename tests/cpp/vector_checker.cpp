@@ -11,8 +11,9 @@
 //   text TYPE SEQ HEAD TEXT                -> wire HEX           (PONG, LOG)
 //   error SEQ CODE DETAIL TEXT             -> wire HEX
 //   result SEQ FIRST OUT_RECORD OUTPUTS CYCLES MICROS  (comma lists) -> wire HEX
-//   hello SEQ BOARD SHA HZ TIMER CONFIGURED USED MAX_PAYLOAD WINDOW SIMULATED INS OUTS
-//         (specs: "-" or comma list of dtype:d1.d2:scale_bits_hex:zero_point) -> wire HEX
+//   hello SEQ BOARD SHA HZ TIMER CONFIGURED USED MAX_PAYLOAD WINDOW SIMULATED INS OUTS FIRMWARE_ID CAPS
+//         (specs: "-" or comma list of dtype:d1.d2:scale_bits_hex:zero_point; FIRMWARE_ID: hex,
+//         "-" for none) -> wire HEX
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -136,9 +137,11 @@ void Hello(const std::vector<std::string>& a) {
   std::string board = Text(a[2]);
   Bytes sha = FromHex(a[3]);
   std::vector<dk::TensorSpec> ins = Specs(a[11]), outs = Specs(a[12]);
+  Bytes firmware_id = FromHex(a[13]);
   dk::DeviceInfo info = {board.c_str(), sha.data(), Num(a[4]), static_cast<dk::TimerKind>(Num(a[5])),
                          Num(a[6]), Num(a[7]), Num(a[10]) != 0, ins.data(),
-                         static_cast<uint8_t>(ins.size()), outs.data(), static_cast<uint8_t>(outs.size())};
+                         static_cast<uint8_t>(ins.size()), outs.data(), static_cast<uint8_t>(outs.size()),
+                         firmware_id.empty() ? nullptr : firmware_id.data(), Num(a[14])};
   dk::WriteHello(sink.writer, static_cast<uint16_t>(Num(a[1])), info, static_cast<uint16_t>(Num(a[8])),
                  static_cast<uint16_t>(Num(a[9])));
   sink.Print();
