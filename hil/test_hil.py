@@ -48,7 +48,7 @@ def test_model_hash_matches_the_manifest(dk_session, dk_manifest):
 
 def test_tensor_specs_match_the_manifest(dk_session, dk_manifest):
     hello = dk_session.hello
-    for got, spec in zip(hello.inputs + hello.outputs, dk_manifest["inputs"] + dk_manifest["outputs"]):
+    for got, spec in zip(hello.inputs + hello.outputs, dk_manifest["inputs"] + dk_manifest["outputs"], strict=False):
         want = TensorSpec.from_manifest(spec)
         assert (got.dtype, got.shape, got.zero_point) == (want.dtype, want.shape, want.zero_point)
         assert got.scale == np.float32(want.scale)          # HELLO carries scales as f32
@@ -72,8 +72,8 @@ def test_outputs_agree_with_tflm_on_the_host(dk_session, device_results, host_ou
     """Int8 outputs within --hil-output-tolerance steps (CMSIS-NN may round differently from the
     reference kernels); float outputs within tolerance × 1e-5 relative."""
     tolerance = request.config.getoption("hil_tolerance")
-    for result, expected in zip(device_results, host_outputs):
-        for a, b in zip(dk_session.decode_outputs(result.outputs), dk_session.decode_outputs(expected)):
+    for result, expected in zip(device_results, host_outputs, strict=True):
+        for a, b in zip(dk_session.decode_outputs(result.outputs), dk_session.decode_outputs(expected), strict=True):
             diff = _difference(a, b)
             assert diff <= tolerance, (f"record {result.record}: device output {a.ravel()[:8]} differs from "
                                        f"TFLM on the host {b.ravel()[:8]} by {diff:g} (allowed {tolerance})")

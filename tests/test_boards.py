@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from deploykit.errors import BadInput
 from deploykit.firmware import boards as boards_mod
 from deploykit.firmware.boards import all_boards, load_board, parse_board
-from deploykit.errors import BadInput
 from deploykit.firmware.resources import data_dir
 
 REQUIRED_IDS = {"nano33ble_sense", "nano33ble_sense_rev2", "portenta_h7_m7", "nano_rp2040_connect",

@@ -107,7 +107,8 @@ def test_hil_with_a_port_but_no_manifest_says_what_is_missing(pytester):
     result = run(pytester, str(HIL), "--dk-port", "/dev/ttyACM9")
     assert result.ret != 0
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    assert errors(result) == ["ERROR: --dk-port needs --dk-manifest: the manifest.json of the model flashed on that board"]
+    assert errors(result) == [
+        "ERROR: --dk-port needs --dk-manifest: the manifest.json of the model flashed on that board"]
 
 
 def test_hil_without_a_model_says_how_to_make_one_in_one_line(pytester):
