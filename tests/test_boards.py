@@ -227,7 +227,7 @@ def test_user_board_overrides_a_built_in_one_and_says_so(user_env, capsys):
     code, out, _ = run_cli(capsys, "boards")
     assert code == 0
     row = next(line for line in out.splitlines() if line.startswith("nano33ble_sense "))
-    assert "77 MHz" in row and f"./boards: {path} (overrides " in row
+    assert "77 MHz" in row and row.endswith(f"./boards: {path} (overrides built-in)")
     assert "SOURCE" in out.splitlines()[0]
     code, out, _ = run_cli(capsys, "boards", "--json")
     data = {b["id"]: b for b in json.loads(out)}

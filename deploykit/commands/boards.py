@@ -31,7 +31,12 @@ def boards_dir_option(command):
 
 
 def _source(board) -> str:
-    return f"{board.source} (overrides {board.overrides})" if board.overrides else board.source
+    """Where a board came from, and whether it replaced a built-in board or another user file."""
+    if not board.overrides:
+        return board.source
+    from deploykit.firmware.resources import data_dir
+    built_in = Path(board.overrides).parent == data_dir("boards").resolve()
+    return f"{board.source} (overrides {'built-in' if built_in else board.overrides})"
 
 
 @click.command("boards")
