@@ -34,10 +34,12 @@ def pytest_addoption(parser):
 
 
 def default_manifest(config) -> Path | None:
-    """--dk-manifest, else the demo's model in the current folder, else None."""
+    """--dk-manifest, else (on the virtual board only) the demo's model in the current folder, else None."""
     given = config.getoption("dk_manifest")
     if given:
         return Path(given)
+    if config.getoption("dk_port"):
+        return None     # a real board runs what was flashed on it: its manifest must be named
     return DEMO_MANIFEST if DEMO_MANIFEST.is_file() else None
 
 

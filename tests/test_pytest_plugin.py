@@ -104,6 +104,9 @@ def test_without_manifest_the_plugin_skips(pytester):
 
 
 def test_hil_with_a_port_but_no_manifest_says_what_is_missing(pytester):
+    """A real board runs what was flashed on it: the demo's model is no stand-in for its manifest."""
+    (pytester.path / "deploykit-demo" / "model").mkdir(parents=True)
+    (pytester.path / "deploykit-demo" / "model" / "manifest.json").write_text("{}", encoding="utf-8")
     result = run(pytester, str(HIL), "--dk-port", "/dev/ttyACM9")
     assert result.ret != 0
     assert result.ret == pytest.ExitCode.USAGE_ERROR
