@@ -11,6 +11,7 @@ import sys
 from importlib.metadata import entry_points
 from pathlib import Path
 
+import numpy  # noqa: F401  (pytester resets sys.modules after each in-process run; numpy loads once per process)
 import pytest
 
 pytest_plugins = ["pytester"]
