@@ -1,13 +1,15 @@
 """pytest plugin `deploykit` (the pytest11 entry point): HIL options and fixtures.
 
-Options (group "deploykit"):
-  --manifest PATH   the manifest.json of the model on the device
-  --port URL        any pyserial URL (/dev/ttyACM0, rfc2217://, socket://, virtual://...);
-                    without it a virtual board is started on a pty for --manifest
-  --board ID        the board (boards/ID.toml); default: "virtual" without --port, else the
-                    id the device's HELLO announces
-  --baud N          line rate (default: the board's)
-  --hil-samples N, --max-latency-ms MS, --output-tolerance LSB: knobs of the hil/ suite
+Options (group "deploykit hardware-in-the-loop"), all prefixed `--dk-` so the plugin
+coexists with pytest-embedded (which owns bare --port/--baud/--target) and labgrid (--lg-*):
+  --dk-manifest PATH  the manifest.json of the model on the device
+  --dk-port URL       any pyserial URL (/dev/ttyACM0, rfc2217://, socket://, virtual://...);
+                      without it a virtual board is started on a pty for --dk-manifest
+  --dk-board ID       the board (boards/ID.toml); default: "virtual" without --dk-port, else
+                      the id the device's HELLO announces
+  --dk-baud N         line rate (default: the board's)
+Knobs of one suite (hil/'s --hil-samples, --dk-max-latency-us, ...) live in that suite's
+conftest.py, not here.
 
 Fixtures (session-scoped; a value comes from indirect parametrize, then the command line,
 then the default): dk_manifest, dk_board_id, dk_baud, dk_port, dk_session (an open
@@ -22,31 +24,27 @@ import contextlib
 
 import pytest
 
+GROUP = "deploykit hardware-in-the-loop"
 OPTIONS = {
-    "--manifest": dict(dest="dk_manifest", default=None, metavar="PATH",
-                       help="manifest.json of the model on the device (deploykit convert)"),
-    "--port": dict(dest="dk_port", default=None, metavar="URL",
-                   help="serial port or pyserial URL of the device; default: start a virtual board"),
-    "--board": dict(dest="dk_board", default=None, metavar="ID",
-                    help="board id (boards/ID.toml); default: virtual, or what the device announces"),
-    "--baud": dict(dest="dk_baud", default=None, type=int, metavar="N", help="line rate (default: the board's)"),
-    "--hil-samples": dict(dest="dk_samples", default=50, type=int, metavar="N",
-                          help="test samples the hil/ suite streams (default 50)"),
-    "--max-latency-ms": dict(dest="dk_max_latency_ms", default=None, type=float, metavar="MS",
-                             help="latency budget (default: twice the board's cost-model estimate)"),
-    "--output-tolerance": dict(dest="dk_tolerance", default=1, type=int, metavar="LSB",
-                               help="allowed difference from TFLM on the host, in output quantization steps"),
+    "--dk-manifest": dict(dest="dk_manifest", default=None, metavar="PATH",
+                          help="manifest.json of the model on the device (deploykit convert)"),
+    "--dk-port": dict(dest="dk_port", default=None, metavar="URL",
+                      help="serial port or pyserial URL of the device; default: start a virtual board"),
+    "--dk-board": dict(dest="dk_board", default=None, metavar="ID",
+                       help="board id (boards/ID.toml); default: virtual, or what the device announces"),
+    "--dk-baud": dict(dest="dk_baud", default=None, type=int, metavar="N",
+                      help="line rate (default: the board's)"),
 }
 
 
 def pytest_addoption(parser):
-    group = parser.getgroup("deploykit", "deploykit hardware-in-the-loop")
+    group = parser.getgroup("deploykit", GROUP)
     for flag, kwargs in OPTIONS.items():
         group.addoption(flag, **kwargs)
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "hardware: needs a connected board (run hil/ with --port)")
+    config.addinivalue_line("markers", "hardware: needs a connected board (run hil/ with --dk-port)")
 
 
 def _value(request, dest: str):
@@ -57,17 +55,17 @@ def _value(request, dest: str):
 
 @pytest.fixture(scope="session")
 def dk_manifest(request):
-    """The loaded, hash-verified manifest named by --manifest."""
+    """The loaded, hash-verified manifest named by --dk-manifest."""
     path = _value(request, "dk_manifest")
     if not path:
-        pytest.skip("no --manifest given: pass the manifest.json of the model to test")
+        pytest.skip("no --dk-manifest given: pass the manifest.json of the model to test")
     from deploykit.model.manifest import load
     return load(path)
 
 
 @pytest.fixture(scope="session")
 def dk_board_id(request):
-    """--board, or "virtual" when no --port is given, else None (taken from HELLO)."""
+    """--dk-board, or "virtual" when no --dk-port is given, else None (taken from HELLO)."""
     given = _value(request, "dk_board")
     if given:
         return given
@@ -95,7 +93,7 @@ def dk_virtual_board():
 
 @pytest.fixture(scope="session")
 def dk_port(request, dk_manifest, dk_board_id, dk_baud, dk_virtual_board):
-    """--port, or a virtual board on a pty for dk_manifest and dk_board_id."""
+    """--dk-port, or a virtual board on a pty for dk_manifest and dk_board_id."""
     given = _value(request, "dk_port")
     if given:
         return given
@@ -112,6 +110,6 @@ def dk_session(dk_port, dk_baud, dk_manifest):
 
 @pytest.fixture(scope="session")
 def dk_board(dk_board_id, dk_session):
-    """The Board: --board, or the one the device's HELLO names."""
+    """The Board: --dk-board, or the one the device's HELLO names."""
     from deploykit.firmware.boards import load_board
     return load_board(dk_board_id or dk_session.hello.board_id)

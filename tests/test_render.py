@@ -57,7 +57,7 @@ def test_every_board_renders_a_config_platformio_reads(sine_renders, board):
     config = read_config(project)
     env = f"env:{board.id}"
     assert config.envs() == [board.id]
-    assert config.get(env, "platform") == board.platform
+    assert config.get(env, "platform") == board.platform_spec
     if board.board:
         assert config.get(env, "board") == board.board
         assert config.get(env, "framework") == [board.framework]
@@ -85,7 +85,8 @@ def test_protocol_core_is_copied_verbatim(sine_renders):
 
 
 def test_arduino_sketch_wires_the_boards_timer(sine_renders):
-    expected = {"dwt": "0xE0001004UL", "ccount": "ESP.getCycleCount()", "micros": "micros()"}
+    expected = {"dwt": "0xE0001004UL", "ccount": "ESP.getCycleCount()", "micros": "micros()",
+                "esp_cpu": "esp_cpu_get_cycle_count()"}
     for board in BOARDS:
         main = (sine_renders[board.id] / "src" / "main.cpp").read_text()
         if board.adapter == "arduino":
@@ -133,6 +134,8 @@ def test_arduino_sketch_reset_reboots_the_chip(sine_renders, tmp_path):
     stub.mkdir()
     (stub / "Arduino.h").write_text(STUB_ARDUINO_H)
     (stub / "mbed.h").write_text("void NVIC_SystemReset(void);\n")
+    (stub / "esp_idf_version.h").write_text("#define ESP_IDF_VERSION_MAJOR 5\n")
+    (stub / "esp_cpu.h").write_text("#include <stdint.h>\nuint32_t esp_cpu_get_cycle_count(void);\n")
     for board in (b for b in BOARDS if b.tflm_header):
         (stub / board.tflm_header).write_text("")
     for board in (b for b in BOARDS if b.adapter == "arduino"):

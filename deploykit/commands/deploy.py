@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from deploykit.commands.boards import boards_dir_option
 from deploykit.deploy import STAGES, StageTimer
 
 
@@ -114,6 +115,7 @@ def run_with_display(quiet: bool, call, stage_names=()):
 @click.option("--max-arena", type=int, help="Fail above this arena use (bytes).")
 @click.option("--junit", type=click.Path(path_type=Path), help="Write JUnit XML, one case per threshold.")
 @click.option("--quiet", is_flag=True, help="No progress display.")
+@boards_dir_option
 def deploy(model, board, port, profile, data, rep_data, label_column, name, quantize, outdir, limit,
            arena_size, arena_margin, min_agreement, max_latency_us, max_arena, junit, quiet):
     """Convert, render, build, flash and test MODEL in one go."""

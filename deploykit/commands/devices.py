@@ -7,11 +7,13 @@ import json
 import click
 
 from deploykit.commands import text_table
+from deploykit.commands.boards import boards_dir_option
 
 
 @click.command("devices")
 @click.option("--json", "as_json", is_flag=True, help="Print the ports as JSON.")
 @click.option("--all", "show_all", is_flag=True, help="Also list ports no board file matches.")
+@boards_dir_option
 def devices(as_json, show_all):
     """List connected boards (port, board id, USB VID:PID, serial number)."""
     from deploykit.toolchain.devices import list_devices

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from deploykit.commands.boards import boards_dir_option
+
 
 @click.command("flash")
 @click.argument("project_dir", type=click.Path(path_type=Path))
@@ -17,6 +19,7 @@ import click
 @click.option("--wait", "wait_s", type=float, default=20.0, show_default=True,
               help="Seconds to wait for the board to come back after the upload.")
 @click.option("--quiet", is_flag=True, help="No progress display.")
+@boards_dir_option
 def flash(project_dir, port, board_id, manifest, wait_s, quiet):
     """Upload a built project, wait for the board to re-appear, check its model hash."""
     from deploykit.toolchain.flash import flash as flash_project

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import click
 
+from deploykit.commands.boards import boards_dir_option
 from deploykit.errors import ThresholdFailed
 
 
@@ -37,6 +38,7 @@ def hil():
 @click.option("--min-agreement", type=float, default=None, help="Fail unless agreement.tflm_host.exact_fraction >= F.")
 @click.option("--max-latency-us", type=float, default=None, help="Fail unless latency.us.p99 <= F.")
 @click.option("--max-arena", type=int, default=None, help="Fail unless arena.used <= N bytes.")
+@boards_dir_option
 def run(manifest, port, board, baud, data, limit, warmup, outdir, junit, resume, quiet, min_agreement,
         max_latency_us, max_arena):
     """Stream test data to the device and report agreement, accuracy, latency and arena."""

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from deploykit.commands.boards import boards_dir_option
+
 
 @click.command("render")
 @click.argument("manifest", type=click.Path(path_type=Path))
@@ -17,6 +19,7 @@ import click
 @click.option("--arena-margin", type=float, default=10.0, show_default=True,
               help="Percent added to the manifest's arena projection.")
 @click.option("--arduino-sketch", is_flag=True, help="Also write NAME/NAME.ino with the same sources.")
+@boards_dir_option
 def render(manifest, board_id, outdir, arena_size, arena_margin, arduino_sketch):
     """Render a PlatformIO project for a manifest and a board."""
     from deploykit.firmware.render import render as render_project

@@ -7,6 +7,8 @@ import signal
 
 import click
 
+from deploykit.commands.boards import boards_dir_option
+
 
 @click.command("virtual-board")
 @click.argument("manifest", type=click.Path(path_type=str))
@@ -18,6 +20,7 @@ import click
 @click.option("--link", "path", type=click.Path(path_type=str), default=None,
               help="Where to put the stable symlink to the pty (default: a temp directory).")
 @click.option("--no-pacing", is_flag=True, help="No UART pacing and no simulated inference time.")
+@boards_dir_option
 def virtual_board(manifest, board, baud, faults, seed, path, no_pacing):
     """Serve a virtual board on a pty until Ctrl-C; print the port path on one line."""
     from deploykit.virtual_board import serve

@@ -1,31 +1,44 @@
 """boards/*.toml: one data file per board, validated on load.
 
-A board file says how to build for a board (PlatformIO platform/board/framework, the
-TFLM port as a pinned lib_deps entry), what it has (MCU, clock, RAM, flash, USB ids,
-serial receive buffer, timer) and the virtual board's cost model. Code never branches on
-a board's name: it reads these fields, and `load_board()` looks ids up in a table.
-Unknown keys and missing or mistyped fields are BadInput naming the file and the key.
+A board file says how to build for a board (PlatformIO platform, pinned as `platform_spec`,
+board and framework; the TFLM port as a pinned lib_deps entry), what it has (MCU, clock,
+RAM, flash, USB ids, serial receive buffer, timer) and the virtual board's cost model.
+Code never branches on a board's name: it reads these fields, and `load_board()` looks ids
+up in a table. Unknown keys and missing or mistyped fields are BadInput naming the file
+and the key.
+
+Boards come from folders searched in order, a later board replacing an earlier one with
+the same id: the package's boards/, then ./boards/ of the current folder (unless that is
+the package's own), then each folder of $DEPLOYKIT_BOARDS_PATH (an os.pathsep list), then
+each `--boards-dir` the command line gave (`add_boards_dirs`). Every board says where it
+came from (`source`) and which board it replaced (`overrides`).
 """
 
 from __future__ import annotations
 
 import functools
+import os
 import re
 import tomllib
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
-from deploykit.model.arena import TARGET_CLASSES
+from deploykit.arena_classes import ARENA_CLASSES  # a board names the arena projection its TFLM port needs
 from deploykit.errors import BadInput
 from deploykit.firmware.resources import data_dir
 
-TIMERS = ("dwt", "ccount", "mcycle", "micros")
-ARENA_CLASSES = TARGET_CLASSES  # a board names the arena projection its TFLM port needs
+# Timer templates (firmware_templates/timers/NAME.h.j2); each names the wire TimerKind it reports.
+TIMER_KINDS = {"dwt": "dwt", "ccount": "ccount", "mcycle": "mcycle", "esp_cpu": "mcycle", "micros": "micros"}
+TIMERS = tuple(TIMER_KINDS)
+PATH_VARIABLE = "DEPLOYKIT_BOARDS_PATH"
+BUILT_IN = "built-in"
 ADAPTERS = ("arduino", "host")
 DEBUG_LOGS = ("string", "va_list")
 _ID = re.compile(r"^[a-z][a-z0-9_]*$")
 _USB_ID = re.compile(r"^[0-9A-F]{4}:[0-9A-F]{4}$")
 _GIT_REF = re.compile(r"#[\w.\-/]+$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_INI_KEYS = ("platform", "platform_spec", "board", "framework", "lib_deps", "build_flags", "tflm_header")
 _EXACT_VERSION = re.compile(r"@=?\d+(\.\d+)*([\-+][\w.]+)?$")
 
 
@@ -35,7 +48,8 @@ class Board:
 
     id: str
     name: str
-    platform: str
+    platform: str              # PlatformIO platform name, e.g. "ststm32"
+    platform_spec: str         # what platformio.ini's `platform =` gets: owner/name@exact or a git URL#ref
     board: str                 # "" only for the host adapter (PlatformIO native)
     framework: str             # "" only for the host adapter
     lib_deps: tuple[str, ...]
@@ -60,6 +74,13 @@ class Board:
     op_overhead_cycles: int
     build_flags: tuple[str, ...] = ()
     path: Path = field(default=Path(), compare=False)
+    source: str = field(default=BUILT_IN, compare=False)    # "built-in", or the folder it came from
+    overrides: str = field(default="", compare=False)       # the file of the board it replaced, if any
+
+    @property
+    def timer_kind(self) -> str:
+        """The wire protocol's TimerKind name for this board's timer template."""
+        return TIMER_KINDS[self.timer]
 
     @property
     def cpu_hz(self) -> int:
@@ -74,6 +95,7 @@ class Board:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
 
 
+_NOT_IN_FILE = {"path", "source", "overrides"}
 _OPTIONAL = {"build_flags"}
 _TYPES = {
     str: "a string", int: "an integer", float: "a number", tuple: "a list of strings",
@@ -83,7 +105,7 @@ _TYPES = {
 
 def _field_types() -> dict[str, type]:
     hints = {"str": str, "int": int, "float": float, "bool": bool, "tuple[str, ...]": tuple}
-    return {f.name: hints[f.type] for f in fields(Board) if f.name != "path"}
+    return {f.name: hints[f.type] for f in fields(Board) if f.name not in _NOT_IN_FILE}
 
 
 def _check_type(path: Path, key: str, value, kind: type):
@@ -130,6 +152,14 @@ def _check_values(path: Path, b: dict) -> None:
         if not _pinned(dep):
             bad("lib_deps", f"entry {dep!r} is not pinned; give a repository URL with #commit or tag, "
                             "or owner/name@exact.version")
+    for key in _INI_KEYS:   # written into platformio.ini as they are: one line each
+        value = b.get(key, ())
+        for item in (value,) if isinstance(value, str) else value:
+            if _CONTROL.search(item):
+                bad(key, f"must be one line without control characters (got {item!r})")
+    if not _pinned(b["platform_spec"]):
+        bad("platform_spec", f"{b['platform_spec']!r} is not pinned; give owner/name@exact.version "
+                             "(e.g. platformio/ststm32@17.6.0) or a repository URL with #commit")
     if b["adapter"] != "host":
         for key in ("board", "framework"):
             if not b[key]:
@@ -162,15 +192,63 @@ def parse_board(path: Path) -> Board:
     return Board(path=path, **values)
 
 
-@functools.lru_cache(maxsize=4)
-def _table(directory: Path) -> dict[str, Board]:
-    boards = [parse_board(p) for p in sorted(directory.glob("*.toml"))]
-    return {b.id: b for b in boards}
+_extra_dirs: list[Path] = []
+
+
+def set_boards_dirs(directories) -> None:
+    """Search these folders last, a later one winning (the CLI's --boards-dir, set for one
+    command and cleared when it ends); replaces the folders set before."""
+    paths = [Path(d) for d in directories]
+    for path in paths:
+        if not path.is_dir():
+            raise BadInput(f"boards folder {path} does not exist; give a folder of board .toml files")
+    _extra_dirs[:] = paths
+
+
+def search_path() -> list[tuple[str, Path]]:
+    """(source label, folder) pairs in the order they are read; a later board with the same id wins."""
+    package = data_dir("boards").resolve()
+    found = [(BUILT_IN, package)]
+    local = Path.cwd() / "boards"
+    if local.is_dir() and local.resolve() != package:
+        found.append(("./boards", local))
+    for part in os.environ.get(PATH_VARIABLE, "").split(os.pathsep):
+        if part:
+            if not Path(part).is_dir():
+                raise BadInput(f"{PATH_VARIABLE} names {part}, which is not a folder; fix or unset it")
+            found.append((PATH_VARIABLE, Path(part)))
+    found += [("--boards-dir", p) for p in _extra_dirs]
+    return found
+
+
+def _folder(directory: Path) -> tuple[Board, ...]:
+    """The boards of one folder, parsed again only when one of its files changed."""
+    files = sorted(directory.glob("*.toml"))
+    stamp = tuple((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in files)
+    return _parse_folder(directory, stamp)
+
+
+@functools.lru_cache(maxsize=32)
+def _parse_folder(directory: Path, stamp: tuple) -> tuple[Board, ...]:
+    return tuple(parse_board(directory / name) for name, _, _ in stamp)
+
+
+def _merged(folders: tuple[tuple[str, Path], ...]) -> dict[str, Board]:
+    table: dict[str, Board] = {}
+    for label, directory in folders:
+        for board in _folder(directory.resolve()):
+            source = BUILT_IN if label == BUILT_IN else f"{label}: {board.path}"
+            earlier = table.get(board.id)
+            table[board.id] = replace(board, source=source, overrides=str(earlier.path) if earlier else "")
+    return table
 
 
 def board_table(directory: Path | None = None) -> dict[str, Board]:
-    """Map board id -> Board for every file in boards/ (cached per directory)."""
-    return dict(_table(Path(directory or data_dir("boards")).resolve()))
+    """Map board id -> Board: every folder of the search path, or only `directory` if given."""
+    if directory is None:
+        return _merged(tuple(search_path()))
+    given = Path(directory).resolve()
+    return _merged(((BUILT_IN if given == data_dir("boards").resolve() else "folder", given),))
 
 
 def all_boards(directory: Path | None = None) -> list[Board]:
@@ -186,4 +264,4 @@ def load_board(board_id: str, directory: Path | None = None) -> Board:
         return table[board_id]
     except KeyError:
         raise BadInput(f"unknown board {board_id!r}; known boards: {', '.join(sorted(table))} "
-                       f"(see `deploykit boards`)") from None
+                       f"(see `deploykit boards`; add your own in ./boards/ or --boards-dir)") from None

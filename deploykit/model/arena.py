@@ -47,6 +47,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from deploykit.arena_classes import ARENA_CLASSES
+
 ALIGN = 16
 
 # Allocator objects, planner, subgraph table and I/O pointer arrays a firmware's
@@ -98,7 +100,7 @@ TARGETS: dict[str, Target] = {
                            optimized_ops=("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D",
                                           "AVERAGE_POOL_2D", "MAX_POOL_2D", "SOFTMAX", "ADD", "MUL")),
 }
-TARGET_CLASSES = tuple(TARGETS)
+TARGET_CLASSES = ARENA_CLASSES   # the one list; TARGETS has exactly these keys (tests/test_boards.py)
 
 _CATEGORY = {
     "eval": "TfLiteEvalTensor data",

@@ -79,7 +79,7 @@ def make_hello(manifest, board, configured: int, used: int) -> Hello:
     window = int(board.rx_buffer_bytes)
     return Hello(
         board_id=board.id, model_sha256=bytes.fromhex(manifest.sha256),
-        cpu_hz=int(board.clock_mhz) * 1_000_000, timer=TimerKind[board.timer],
+        cpu_hz=int(board.clock_mhz) * 1_000_000, timer=TimerKind[board.timer_kind],
         arena_configured=configured, arena_used=used, max_payload=max_payload_for_window(window, MAX_PAYLOAD_CAP),
         rx_window=window, inputs=tuple(TensorSpec.from_manifest(s) for s in manifest["inputs"]),
         outputs=tuple(TensorSpec.from_manifest(s) for s in manifest["outputs"]), simulated=True,
