@@ -40,6 +40,8 @@ class RunInputs:
 
 def load_inputs(manifest, data=None, limit: int | None = None) -> RunInputs:
     """Load `data` (default: the test split the converter recorded) for `manifest`'s input."""
+    if limit is not None and limit < 1:
+        raise BadInput(f"--limit {limit} must be at least 1")
     if len(manifest["inputs"]) != 1:
         raise BadInput(f"manifest {manifest.path} has {len(manifest['inputs'])} input tensors; "
                        "the harness streams single-input models only")
@@ -51,8 +53,6 @@ def load_inputs(manifest, data=None, limit: int | None = None) -> RunInputs:
     spec = manifest["inputs"][0]
     x = check_fits(dataset, spec)
     y = dataset.y
-    if limit is not None and limit < 1:
-        raise BadInput(f"--limit {limit} must be at least 1")
     x_model = _to_model_dtype(x, spec, path)
     digest = hashlib.sha256(np.ascontiguousarray(x_model).tobytes()).hexdigest()  # of all samples,
     if limit is not None:                               # so a run with a larger --limit resumes

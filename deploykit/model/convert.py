@@ -15,7 +15,7 @@ import numpy as np
 
 from deploykit import __version__
 
-from deploykit.model import arena, metrics, tflite_model, tflm_host
+from deploykit.model import arena, manifest_schema, metrics, tflite_model, tflm_host
 from deploykit.atomic import ensure_writable_dir, write_bytes, write_json
 from deploykit.model.datafiles import Dataset, check_fits, load_data
 from deploykit.errors import BadInput
@@ -113,6 +113,9 @@ def _finish(model, parsed, outdir, name, fmt, model_path, rep, test, label_colum
                    "label_column": label_column},
         "report": report, "created_by": f"deploykit {__version__}",
     }
+    problem = manifest_schema.problem(data, outdir)  # the checks load() applies, before writing
+    if problem:
+        raise BadInput(f"model {model_path} cannot go through deploykit's wire protocol: {problem}")
     write_bytes(outdir / "model.tflite", model)
     write_json(outdir / "manifest.json", data)
     return load(outdir / "manifest.json")
