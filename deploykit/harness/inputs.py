@@ -16,7 +16,7 @@ import numpy as np
 
 from deploykit.model.datafiles import check_fits, load_data
 from deploykit.errors import BadInput
-from deploykit.model.quantization import to_input_dtype
+from deploykit.model.reference import model_inputs
 
 
 @dataclass
@@ -62,8 +62,6 @@ def load_inputs(manifest, data=None, limit: int | None = None) -> RunInputs:
 
 def _to_model_dtype(x: np.ndarray, spec: dict, path: Path) -> np.ndarray:
     dtype = np.dtype(spec["dtype"])
-    if x.dtype == dtype:
-        return np.ascontiguousarray(x)
-    if np.issubdtype(dtype, np.integer) and not spec.get("scale"):
+    if x.dtype != dtype and np.issubdtype(dtype, np.integer) and not spec.get("scale"):
         raise BadInput(f"model input is {dtype} without a scale; give data in {dtype} ({path} has {x.dtype})")
-    return np.ascontiguousarray(to_input_dtype(x, spec))
+    return model_inputs(x, spec)

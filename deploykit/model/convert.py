@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from deploykit import __version__
+from deploykit import __version__, extras
 
 from deploykit.model import arena, manifest_schema, metrics, tflite_model, tflm_host
 from deploykit.atomic import ensure_writable_dir, write_bytes, write_json
@@ -21,7 +21,7 @@ from deploykit.model.datafiles import Dataset, check_fits, load_data
 from deploykit.errors import BadInput
 from deploykit.model.manifest import SCHEMA, Manifest, load
 from deploykit.model.quantization import to_float
-from deploykit.model.reference import agreement, quantized_outputs
+from deploykit.model.reference import agreement, quantized_outputs, store_tflm_outputs
 
 MODES = ("int8", "int8-float-io", "float32")
 REFUSED = {
@@ -43,6 +43,7 @@ def convert(model_path, outdir, name=None, quantize="int8", rep_data=None, test_
     outdir = Path(outdir) if outdir is not None else Path(model_path.stem if model_path.is_file() else model_path.name + "_out")
     _check_outdir(outdir)
     fmt = tf_backend.model_format(model_path)
+    _require_packages(fmt, test_data)
     rep = load_data(rep_data, label_column) if rep_data else None
     test = load_data(test_data, label_column) if test_data else None
     if fmt == "tflite":
@@ -51,6 +52,15 @@ def convert(model_path, outdir, name=None, quantize="int8", rep_data=None, test_
     else:
         model, parsed = _convert_source(tf_backend, model_path, fmt, quantize, rep, test)
     return _finish(model, parsed, outdir, name or model_path.stem, fmt, model_path, rep, test, label_column)
+
+
+def _require_packages(fmt: str, test_data) -> None:
+    """One line naming the extra when this is the light install (no TensorFlow, no TFLM)."""
+    extras.require("tflite_micro", "`deploykit convert` (it measures the arena in TFLM)", "convert")
+    if fmt != "tflite":
+        extras.require("tensorflow", f"converting a {fmt} model", "convert")
+    if test_data:
+        extras.require("ai_edge_litert", "the float-versus-quantized report on --test-data", "convert")
 
 
 def _check_mode(mode: str) -> None:
@@ -116,6 +126,9 @@ def _finish(model, parsed, outdir, name, fmt, model_path, rep, test, label_colum
     problem = manifest_schema.problem(data, outdir)  # the checks load() applies, before writing
     if problem:
         raise BadInput(f"model {model_path} cannot go through deploykit's wire protocol: {problem}")
+    if test:  # TFLM-host outputs for hosts without tflite-micro (the light install)
+        spec_in = parsed.inputs[0]
+        data["tflm_reference"] = store_tflm_outputs(outdir, model, spec_in, check_fits(test, spec_in))
     write_bytes(outdir / "model.tflite", model)
     write_json(outdir / "manifest.json", data)
     return load(outdir / "manifest.json")

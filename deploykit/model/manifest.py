@@ -33,6 +33,9 @@ Schema "deploykit.manifest/1" (keys; all sizes in bytes):
                   max_error}; classification: classes, float_accuracy, quantized_accuracy,
                   top1_agreement, confusion_float, confusion_quantized; and
                   tflm_host_vs_litert (agreement of the two desktop runtimes)
+  tflm_reference  {file: "tflm_reference.npz" (inputs and TFLM-host outputs of the test
+                  data), samples, sha256, tflm_version} or absent: what `hil run` compares
+                  against on a host without tflite-micro
   created_by      "deploykit X.Y.Z"
 """
 

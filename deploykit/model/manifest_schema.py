@@ -58,6 +58,7 @@ def check(data: dict, directory: Path) -> None:
     _int(data["model_bytes"], "model_bytes", 0, U32_MAX)
     _int(data["macs_total"], "macs_total", 0, U32_MAX)
     check_model_file(data["model_file"], directory)
+    _tflm_reference(data.get("tflm_reference"), directory)
     for key in ("inputs", "outputs"):
         check_tensors(data[key], key)
     _ops(data["ops"])
@@ -68,19 +69,32 @@ def check(data: dict, directory: Path) -> None:
             raise Invalid(f"{key} must be {'an object' if key == 'report' else 'a string'} or null")
 
 
-def check_model_file(value, directory: Path) -> None:
+def check_model_file(value, directory: Path, key: str = "model_file") -> None:
     """A plain relative path that stays inside the manifest's folder once links resolve."""
-    _str(value, "model_file")
+    _str(value, key)
+    shown = _show(value)
     if not value or PurePosixPath(value).is_absolute() or PureWindowsPath(value).anchor:
-        raise Invalid(f"model_file {value!r} must be a file name relative to the manifest's folder")
-    parts = re.split(r"[\\/]", value)
-    if ".." in parts:
-        raise Invalid(f"model_file {value!r} leads out of the manifest's folder ('..')")
+        raise Invalid(f"{key} {shown} must be a file name relative to the manifest's folder")
+    if ".." in re.split(r"[\\/]", value):
+        raise Invalid(f"{key} {shown} leads out of the manifest's folder ('..')")
     root = Path(directory).resolve()
     target = (root / value).resolve()
     if target == root or root not in target.parents:
-        raise Invalid(f"model_file {value!r} resolves to {target}, outside the manifest's folder "
-                      f"(a symlink?); keep the .tflite beside manifest.json")
+        raise Invalid(f"{key} {shown} resolves to {target}, outside the manifest's folder "
+                      f"(a symlink?); keep the files `deploykit convert` wrote beside manifest.json")
+
+
+def _tflm_reference(entry, directory: Path) -> None:
+    """The TFLM-host outputs convert stored for hosts without tflite-micro, or null."""
+    if entry is None:
+        return
+    if not isinstance(entry, dict):
+        raise Invalid("tflm_reference must be an object {file, samples, sha256, tflm_version} or null")
+    check_model_file(entry.get("file"), directory, "tflm_reference.file")
+    _int(entry.get("samples"), "tflm_reference.samples", 0, U32_MAX)
+    if not isinstance(entry.get("sha256"), str) or not _SHA256.fullmatch(entry["sha256"]):
+        raise Invalid("tflm_reference.sha256 must be 64 lowercase hex digits")
+    _str(entry.get("tflm_version"), "tflm_reference.tflm_version")
 
 
 def check_tensors(specs, key: str) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from deploykit import extras
 from deploykit.model import tflite_model
 from deploykit.model._fork import run_forked
 from deploykit.errors import BadInput
@@ -26,6 +27,7 @@ GENEROUS_ARENA_FACTOR = 10
 
 
 def _runtime():
+    extras.require("tflite_micro", "running TFLM on this host")
     from tflite_micro.python.tflite_micro import runtime
     return runtime
 
@@ -135,6 +137,7 @@ def measure_arena(model: bytes) -> dict:
 
     Every probe runs in a forked child: TFLM segfaults when the arena is too small.
     """
+    extras.require("tflite_micro", "measuring the arena with TFLM")
     model = bytes(model)
     generous = generous_arena(model)
     rec = run_forked(_record, model, generous)
@@ -181,6 +184,7 @@ def _probe(model: bytes, arena_size: int) -> bool:
 @functools.lru_cache(maxsize=1)
 def supported_ops() -> tuple[str, ...]:
     """Builtin ops the installed TFLM registers, read from its extension's symbol table."""
+    extras.require("tflite_micro", "running TFLM on this host")
     from tflite_micro.python.tflite_micro import _runtime
     from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as s
     builtins = {k for k in vars(s.BuiltinOperator) if not k.startswith("_")}
