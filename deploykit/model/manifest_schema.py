@@ -64,9 +64,10 @@ def check(data: dict, directory: Path) -> None:
     _ops(data["ops"])
     _arena(data["arena"])
     _source(data.get("source"))
-    for key in ("report", "created_by"):
-        if data.get(key) is not None and not isinstance(data[key], dict if key == "report" else str):
-            raise Invalid(f"{key} must be {'an object' if key == 'report' else 'a string'} or null")
+    if data.get("report") is not None and not isinstance(data["report"], dict):
+        raise Invalid("report must be an object or null")
+    if data.get("created_by") is not None:
+        _str(data["created_by"], "created_by")
 
 
 def check_model_file(value, directory: Path, key: str = "model_file") -> None:
