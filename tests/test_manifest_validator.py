@@ -263,3 +263,21 @@ def test_mutated_manifests_are_accepted_or_bad_input(fuzz_base, data):
         _every_stage(path, load_board("nano33ble_sense"))
     except BadInput:
         pass
+
+
+@pytest.mark.slow
+def test_convert_refuses_a_model_the_wire_cannot_carry_before_writing(tmp_path):
+    """A real Keras model with 70,000 inputs converts in TFLite, but no HELLO can carry a
+    dim over 65,535: convert says so and writes nothing (it used to write a manifest every
+    later stage refused or crashed on)."""
+    from deploykit.model import tf_backend
+    from deploykit.model.convert import convert
+
+    keras = tf_backend.keras()
+    model = keras.Sequential([keras.Input(shape=(70_000,)), keras.layers.Dense(1)])
+    model.save(tmp_path / "wide.keras")
+    np.savez(tmp_path / "rep.npz", x=np.random.default_rng(0).normal(size=(4, 70_000)).astype(np.float32))
+    out = tmp_path / "out"
+    with pytest.raises(BadInput, match=r"inputs\[0\]\.shape\[1\] is 70,000"):
+        convert(tmp_path / "wide.keras", out, rep_data=tmp_path / "rep.npz")
+    assert not out.exists()

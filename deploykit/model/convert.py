@@ -109,7 +109,6 @@ def _finish(model, parsed, outdir, name, fmt, model_path, rep, test, label_colum
     tflm_host.check_ops_supported(model, parsed)
     measured = tflm_host.measure_arena(model)
     report = _report(model, parsed, fmt, model_path, test) if test else None
-    ensure_writable_dir(outdir)
     data = {
         "schema": SCHEMA, "name": name, "model_file": "model.tflite",
         "model_sha256": hashlib.sha256(model).hexdigest(), "model_bytes": len(model),
@@ -126,6 +125,7 @@ def _finish(model, parsed, outdir, name, fmt, model_path, rep, test, label_colum
     problem = manifest_schema.problem(data, outdir)  # the checks load() applies, before writing
     if problem:
         raise BadInput(f"model {model_path} cannot go through deploykit's wire protocol: {problem}")
+    ensure_writable_dir(outdir)
     if test:  # TFLM-host outputs for hosts without tflite-micro (the light install)
         spec_in = parsed.inputs[0]
         data["tflm_reference"] = store_tflm_outputs(outdir, model, spec_in, check_fits(test, spec_in))
