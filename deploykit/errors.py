@@ -39,3 +39,10 @@ class ThresholdFailed(DeployKitError):
     """A measured figure missed a threshold the user set. Exit status 1."""
 
     exit_code = 1
+
+
+class MissingPackage(DeployKitError):
+    """An optional package a command needs is not installed here (the light install has no
+    TensorFlow or TFLM). Exit status 3: this host, not the input, lacks something."""
+
+    exit_code = 3

@@ -30,8 +30,6 @@ from deploykit.protocol.framing import max_payload_for_window
 from deploykit.protocol.spec import RESULT_OVERHEAD, DType
 from deploykit.firmware.resources import data_dir
 
-# manifest dtype -> (TfLiteType code, bytes per element), from the protocol spec
-DTYPES = {d.name: (int(d), d.itemsize) for d in DType}
 # Files every project gets: output path -> template (None: copied verbatim).
 COMMON_FILES = {
     "src/dk_spec.h": None,
@@ -70,20 +68,14 @@ class Plan:
     context: dict
 
 
-def _tensor(spec: dict, where: str) -> dict:
-    dtype = spec.get("dtype")
-    if dtype not in DTYPES:
-        raise BadInput(f"manifest {where} has dtype {dtype!r}, which the firmware cannot carry; "
-                       f"supported: {', '.join(DTYPES)}")
-    shape = [int(d) for d in spec.get("shape", [])]
-    if len(shape) > 6 or any(d < 1 or d > 65535 for d in shape):
-        raise BadInput(f"manifest {where} has shape {shape}; the protocol carries at most 6 dims of 1..65535")
-    code, size = DTYPES[dtype]
+def _tensor(spec: dict) -> dict:
+    """Template fields of one tensor spec (manifest.load validated dtype, dims and ranges)."""
+    dtype = DType[spec["dtype"]]
+    shape = [int(d) for d in spec["shape"]]
     scale = float(spec.get("scale") or 0.0)
-    return {"name": str(spec.get("name", "")), "dtype_code": code, "shape": shape,
-            "dims6": shape + [0] * (6 - len(shape)), "bytes": math.prod(shape) * size,
-            "scale_literal": f"{scale!r}f" if math.isfinite(scale) else "0.0f",
-            "zero_point": int(spec.get("zero_point") or 0)}
+    return {"name": str(spec.get("name", "")), "dtype_code": int(dtype), "shape": shape,
+            "dims6": shape + [0] * (6 - len(shape)), "bytes": math.prod(shape) * dtype.itemsize,
+            "scale_literal": f"{scale!r}f", "zero_point": int(spec.get("zero_point") or 0)}
 
 
 def _op_table() -> dict[str, str]:
@@ -172,12 +164,7 @@ def _protocol_macros(board: Board, in_record: int, out_record: int) -> dict[str,
 
 
 def _tensors(manifest: Manifest) -> tuple[list[dict], list[dict]]:
-    inputs = [_tensor(t, f"input {i}") for i, t in enumerate(manifest["inputs"])]
-    outputs = [_tensor(t, f"output {i}") for i, t in enumerate(manifest["outputs"])]
-    if not 1 <= len(inputs) <= 255 or not 1 <= len(outputs) <= 255:
-        raise BadInput(f"manifest {manifest.path} must list 1..255 inputs and outputs; "
-                       f"re-run `deploykit convert`")
-    return inputs, outputs
+    return [_tensor(t) for t in manifest["inputs"]], [_tensor(t) for t in manifest["outputs"]]
 
 
 def _context(manifest: Manifest, board: Board, model: bytes, **sized) -> dict:

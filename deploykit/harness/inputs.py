@@ -16,7 +16,7 @@ import numpy as np
 
 from deploykit.model.datafiles import check_fits, load_data
 from deploykit.errors import BadInput
-from deploykit.model.quantization import to_input_dtype
+from deploykit.model.reference import model_inputs
 
 
 @dataclass
@@ -40,6 +40,8 @@ class RunInputs:
 
 def load_inputs(manifest, data=None, limit: int | None = None) -> RunInputs:
     """Load `data` (default: the test split the converter recorded) for `manifest`'s input."""
+    if limit is not None and limit < 1:
+        raise BadInput(f"--limit {limit} must be at least 1")
     if len(manifest["inputs"]) != 1:
         raise BadInput(f"manifest {manifest.path} has {len(manifest['inputs'])} input tensors; "
                        "the harness streams single-input models only")
@@ -51,8 +53,6 @@ def load_inputs(manifest, data=None, limit: int | None = None) -> RunInputs:
     spec = manifest["inputs"][0]
     x = check_fits(dataset, spec)
     y = dataset.y
-    if limit is not None and limit < 1:
-        raise BadInput(f"--limit {limit} must be at least 1")
     x_model = _to_model_dtype(x, spec, path)
     digest = hashlib.sha256(np.ascontiguousarray(x_model).tobytes()).hexdigest()  # of all samples,
     if limit is not None:                               # so a run with a larger --limit resumes
@@ -62,8 +62,6 @@ def load_inputs(manifest, data=None, limit: int | None = None) -> RunInputs:
 
 def _to_model_dtype(x: np.ndarray, spec: dict, path: Path) -> np.ndarray:
     dtype = np.dtype(spec["dtype"])
-    if x.dtype == dtype:
-        return np.ascontiguousarray(x)
-    if np.issubdtype(dtype, np.integer) and not spec.get("scale"):
+    if x.dtype != dtype and np.issubdtype(dtype, np.integer) and not spec.get("scale"):
         raise BadInput(f"model input is {dtype} without a scale; give data in {dtype} ({path} has {x.dtype})")
-    return np.ascontiguousarray(to_input_dtype(x, spec))
+    return model_inputs(x, spec)

@@ -13,16 +13,16 @@ from pathlib import Path
 
 import numpy as np
 
-from deploykit import __version__
+from deploykit import __version__, extras
 
-from deploykit.model import arena, metrics, tflite_model, tflm_host
+from deploykit.model import arena, manifest_schema, metrics, tflite_model, tflm_host
 from deploykit.atomic import ensure_writable_dir, write_bytes, write_json
 from deploykit.model.datafiles import Dataset, check_fits, load_data
 from deploykit.errors import BadInput, RigError
 from deploykit.model.isolated import run_isolated
 from deploykit.model.manifest import SCHEMA, Manifest, load
 from deploykit.model.quantization import to_float
-from deploykit.model.reference import agreement, quantized_outputs
+from deploykit.model.reference import agreement, quantized_outputs, store_tflm_outputs
 
 MODES = ("int8", "int8-float-io", "float32")
 REFUSED = {
@@ -47,6 +47,7 @@ def convert(model_path, outdir, name=None, quantize=None, rep_data=None, test_da
     outdir = Path(outdir) if outdir is not None else Path(model_path.stem if model_path.is_file() else model_path.name + "_out")
     _check_outdir(outdir)
     fmt = tf_backend.model_format(model_path)
+    _require_packages(fmt, test_data)
     rep = load_data(rep_data, label_column) if rep_data else None
     test = load_data(test_data, label_column) if test_data else None
     unrolled = False
@@ -58,6 +59,15 @@ def convert(model_path, outdir, name=None, quantize=None, rep_data=None, test_da
         model, parsed, unrolled = _convert_source(tf_backend, model_path, fmt, quantize or "int8", rep, test)
     return _finish(model, parsed, outdir, name or model_path.stem, fmt, model_path, rep, test, label_column,
                    unrolled)
+
+
+def _require_packages(fmt: str, test_data) -> None:
+    """One line naming the extra when this is the light install (no TensorFlow, no TFLM)."""
+    extras.require("tflite_micro", "`deploykit convert` (it measures the arena in TFLM)", "convert")
+    if fmt != "tflite":
+        extras.require("tensorflow", f"converting a {fmt} model", "convert")
+    if test_data:
+        extras.require("ai_edge_litert", "the float-versus-quantized report on --test-data", "convert")
 
 
 def _check_mode(mode: str) -> None:
@@ -133,7 +143,6 @@ def _finish(model, parsed, outdir, name, fmt, model_path, rep, test, label_colum
     tflm_host.check_ops_supported(model, parsed)
     measured = tflm_host.measure_arena(model)
     report = _report(model, parsed, fmt, model_path, test) if test else None
-    ensure_writable_dir(outdir)
     data = {
         "schema": SCHEMA, "name": name, "model_file": "model.tflite",
         "model_sha256": hashlib.sha256(model).hexdigest(), "model_bytes": len(model),
@@ -147,6 +156,13 @@ def _finish(model, parsed, outdir, name, fmt, model_path, rep, test, label_colum
                    "label_column": label_column, "recurrent_unrolled": unrolled},
         "report": report, "created_by": f"deploykit {__version__}",
     }
+    problem = manifest_schema.problem(data, outdir)  # the checks load() applies, before writing
+    if problem:
+        raise BadInput(f"model {model_path} cannot go through deploykit's wire protocol: {problem}")
+    ensure_writable_dir(outdir)
+    if test:  # TFLM-host outputs for hosts without tflite-micro (the light install)
+        spec_in = parsed.inputs[0]
+        data["tflm_reference"] = store_tflm_outputs(outdir, model, spec_in, check_fits(test, spec_in))
     write_bytes(outdir / "model.tflite", model)
     write_json(outdir / "manifest.json", data)
     return load(outdir / "manifest.json")

@@ -1,20 +1,25 @@
 """Read the data files `convert` and the harness take: .npz (x, optional y), .npy, .csv.
 
 Every problem a user can fix (missing file, empty, NaN, wrong shape) is a BadInput naming
-the file and what to do, so nothing downstream sees bad data.
+the file and what to do, so nothing downstream sees bad data. A .npy (or .npz member)
+header is read and checked against the bytes the file holds and MAX_DATA_BYTES before
+numpy allocates anything: a damaged header claiming 373 GiB costs one line, not memory.
 """
 
 from __future__ import annotations
 
+import math
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from numpy.lib import format as npformat
 
 from deploykit.errors import BadInput
 
 SUFFIXES = (".npz", ".npy", ".csv")
+MAX_DATA_BYTES = 2 * 2 ** 30   # a test set for a microcontroller is far smaller; split bigger ones
 
 
 @dataclass
@@ -29,7 +34,7 @@ class Dataset:
 def load_data(path, label_column: int | None = None) -> Dataset:
     """Load and validate a data file; raise BadInput on anything unusable."""
     path = Path(path)
-    if not path.is_file():
+    if not _is_file(path):
         raise BadInput(f"data file {path} does not exist or is not a file; give an .npz, .npy or .csv file")
     suffix = path.suffix.lower()
     if suffix not in SUFFIXES:
@@ -46,6 +51,14 @@ def load_data(path, label_column: int | None = None) -> Dataset:
         if len(y) != len(x):
             raise BadInput(f"data file {path} has {len(x)} inputs but {len(y)} labels; they must match")
     return Dataset(x=x, y=y, path=path)
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError as exc:  # a name too long for the file system, ...
+        raise BadInput(f"data file {str(path)[:80]} cannot be looked up ({exc.strerror or exc}); "
+                       "give a shorter, valid path") from exc
 
 
 def check_fits(dataset: Dataset, input_spec: dict) -> np.ndarray:
@@ -65,6 +78,7 @@ def check_fits(dataset: Dataset, input_spec: dict) -> np.ndarray:
 
 
 def _read_npz(path: Path, label_column):
+    _check_npz_headers(path)
     with np.load(path, allow_pickle=False) as npz:
         if "x" not in npz.files:
             raise BadInput(f"data file {path} has arrays {npz.files} but no 'x'; save inputs as x (and labels as y)")
@@ -74,10 +88,50 @@ def _read_npz(path: Path, label_column):
 
 
 def _read_npy(path: Path, label_column):
+    with open(path, "rb") as fh:
+        _check_header(path, "", fh, path.stat().st_size)
     return _as_samples(path, np.load(path, allow_pickle=False)), None
 
 
+def _check_npz_headers(path: Path) -> None:
+    """Every member's .npy header, checked before np.load reads a byte of its data."""
+    total = 0
+    with zipfile.ZipFile(path) as zf:
+        for info in zf.infolist():
+            if info.filename.endswith(".npy"):
+                with zf.open(info) as fh:
+                    total += _check_header(path, f" member {info.filename[:-4]!r}", fh, info.file_size)
+    if total > MAX_DATA_BYTES:
+        raise BadInput(f"data file {path} holds {total:,} bytes of arrays, more than {MAX_DATA_BYTES:,}; "
+                       "use a smaller test set")
+
+
+def _check_header(path: Path, member: str, fh, size: int) -> int:
+    """Bytes the .npy array at `fh` claims, once shown to fit the file and the limit."""
+    try:
+        version = npformat.read_magic(fh)
+        shape, _, dtype = _HEADER_READERS[version](fh)
+    except (KeyError, ValueError, EOFError, SyntaxError, TypeError) as exc:
+        raise BadInput(f"data file {path}{member} has no valid .npy header ({_short(exc)}); "
+                       "re-save it with numpy.save or numpy.savez") from exc
+    if dtype.hasobject:
+        raise BadInput(f"data file {path}{member} holds Python objects; save a numeric array")
+    claimed = math.prod(shape) * dtype.itemsize
+    held = size - fh.tell()
+    if claimed > held:
+        raise BadInput(f"data file {path}{member} claims a {'x'.join(map(str, shape))} {dtype} array "
+                       f"({claimed:,} bytes) but holds {max(held, 0):,}; the file is damaged or "
+                       "truncated, save it again")
+    if claimed > MAX_DATA_BYTES:
+        raise BadInput(f"data file {path}{member} holds {claimed:,} bytes, more than {MAX_DATA_BYTES:,}; "
+                       "use a smaller test set")
+    return claimed
+
+
 def _read_csv(path: Path, label_column):
+    if path.stat().st_size > MAX_DATA_BYTES:
+        raise BadInput(f"data file {path} is {path.stat().st_size:,} bytes, more than {MAX_DATA_BYTES:,}; "
+                       "use a smaller test set")
     text = path.read_text(encoding="utf-8", errors="strict")
     rows = [line for line in text.splitlines() if line.strip()]
     if rows and not _is_numeric_row(rows[0]):
@@ -126,3 +180,17 @@ def _short(exc: Exception) -> str:
 
 
 _READERS = {".npz": _read_npz, ".npy": _read_npy, ".csv": _read_csv}
+_HEADER_READERS = {
+    (1, 0): npformat.read_array_header_1_0,
+    (2, 0): npformat.read_array_header_2_0,
+    (3, 0): lambda fh: _private_header_reader()(fh, version=(3, 0)),  # no public reader for 3.0
+}
+
+
+def _private_header_reader():
+    """numpy's reader for every header version (numpy.lib._format_impl from numpy 2)."""
+    try:
+        from numpy.lib import _format_impl as impl
+    except ImportError:  # numpy 1.x
+        impl = npformat
+    return impl._read_array_header

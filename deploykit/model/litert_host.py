@@ -12,6 +12,8 @@ import numpy as np
 def interpreter(model: bytes):
     """LiteRT's built-in kernels without the XNNPACK delegate, which rounds differently
     (up to 3 int8 steps from TFLM on the sine model, against 1 for the built-ins)."""
+    from deploykit import extras
+    extras.require("ai_edge_litert", "the desktop reference")
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
     it = Interpreter(model_content=bytes(model), num_threads=1,
                      experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)

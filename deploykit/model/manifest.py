@@ -1,7 +1,9 @@
 """manifest.json: the contract between the converter and every later stage.
 
 Written by `deploykit convert` beside model.tflite. Later stages call `load()`, which
-refuses a manifest whose sha256 does not match the .tflite beside it.
+validates every field once (deploykit.model.manifest_schema: types, and ranges that fit
+the wire formats) and refuses a manifest whose sha256 does not match the .tflite beside it.
+No stage re-validates a loaded manifest its own way.
 
 Schema "deploykit.manifest/1" (keys; all sizes in bytes):
   schema          "deploykit.manifest/1"
@@ -11,8 +13,9 @@ Schema "deploykit.manifest/1" (keys; all sizes in bytes):
   model_bytes     its size
   quantization    "int8" | "int8-float-io" | "float32"
   task            "regression" | "classification" | null (unknown)
-  inputs, outputs list of tensor specs: {name, dtype ("int8", "float32", ...),
-                  shape [ints], scale (float, 0.0 when not quantized), zero_point (int)}
+  inputs, outputs 1..255 tensor specs: {name, dtype (a name in the protocol's DType
+                  table: "int8", "float32", ...), shape (<= 6 dims of 1..65535), scale
+                  (0.0 when not quantized, else a positive float32), zero_point (int32)}
   ops             list of {op: "FULLY_CONNECTED", count, macs} in first-use order
   macs_total      sum of ops[].macs
   arena           {host_recorded: bytes TFLM's RecordingMicroAllocator reported on this
@@ -30,6 +33,9 @@ Schema "deploykit.manifest/1" (keys; all sizes in bytes):
                   max_error}; classification: classes, float_accuracy, quantized_accuracy,
                   top1_agreement, confusion_float, confusion_quantized; and
                   tflm_host_vs_litert (agreement of the two desktop runtimes)
+  tflm_reference  {file: "tflm_reference.npz" (inputs and TFLM-host outputs of the test
+                  data), samples, sha256, tflm_version} or absent: what `hil run` compares
+                  against on a host without tflite-micro
   created_by      "deploykit X.Y.Z"
 """
 
@@ -41,14 +47,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deploykit.errors import BadInput
+from deploykit.model import manifest_schema
 
 SCHEMA = "deploykit.manifest/1"
 REQUIRED = ("schema", "name", "model_file", "model_sha256", "model_bytes", "quantization",
             "inputs", "outputs", "ops", "macs_total", "arena")
+MAX_MANIFEST_BYTES = 16 * 2 ** 20   # a manifest is a few KB; refuse to parse a huge file
 
 
 def sha256_file(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    """Hex sha256 of a file, read in chunks (a large file costs no memory)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -94,75 +107,69 @@ class Manifest:
 
 
 def load(path: Path | str, verify: bool = True) -> Manifest:
-    """Read and check a manifest; raise BadInput naming the problem and the fix."""
+    """Read and check a manifest; raise BadInput naming the problem and the fix.
+
+    The one place a manifest is validated (deploykit.model.manifest_schema): every
+    command gets a manifest whose fields have the types and ranges the wire formats,
+    the firmware and the virtual board take.
+    """
     path = Path(path)
-    if path.is_dir():
+    if _exists(path, "manifest", Path.is_dir):
         path = path / "manifest.json"
-    if not path.is_file():
-        raise BadInput(f"manifest {path} does not exist; run `deploykit convert MODEL -o DIR` first")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BadInput(f"manifest {path} is not valid JSON ({exc}); re-run `deploykit convert`") from exc
+    data = _read_json(path)
     if not isinstance(data, dict) or data.get("schema") != SCHEMA:
         found = data.get("schema") if isinstance(data, dict) else type(data).__name__
-        raise BadInput(f"manifest {path} has schema {found!r}, expected {SCHEMA!r}; re-run `deploykit convert`")
+        raise BadInput(f"manifest {path} has schema {_short(found)}, expected {SCHEMA!r}; re-run `deploykit convert`")
     missing = [k for k in REQUIRED if k not in data]
     if missing:
         raise BadInput(f"manifest {path} lacks {', '.join(missing)}; re-run `deploykit convert`")
-    problem = _shape_problem(data)
+    manifest = Manifest(path.resolve(), data)
+    problem = manifest_schema.problem(data, manifest.directory)
     if problem:
         raise BadInput(f"manifest {path}: {problem}; re-run `deploykit convert`")
-    manifest = Manifest(path.resolve(), data)
     if verify:
-        model = manifest.model_path
-        if not model.is_file():
-            raise BadInput(f"model {model} named by manifest {path} is missing; re-run `deploykit convert`")
-        actual = sha256_file(model)
-        if actual != manifest.sha256:
-            raise BadInput(
-                f"model {model} has sha256 {actual[:16]}… but manifest {path} says "
-                f"{manifest.sha256[:16]}…; the files are out of step, re-run `deploykit convert`")
+        _verify_model(manifest, path)
     return manifest
 
 
-def _is_int(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
+def _exists(path: Path, what: str, test=Path.is_file) -> bool:
+    """`test(path)`, with a name the file system refuses (too long, ...) as bad input."""
+    try:
+        return test(path)
+    except OSError as exc:
+        raise BadInput(f"{what} {_short(str(path))} cannot be looked up ({exc.strerror or exc}); "
+                       "give a shorter, valid path") from exc
 
 
-def _tensor_problem(key: str, specs) -> str | None:
-    if not isinstance(specs, list) or not specs:
-        return f"{key} must be a non-empty list of tensor specs"
-    for i, t in enumerate(specs):
-        if not isinstance(t, dict) or not isinstance(t.get("dtype"), str) \
-                or not isinstance(t.get("shape"), list) or not all(_is_int(d) for d in t["shape"]):
-            return f"{key}[{i}] must be a tensor spec with a dtype string and a shape of integers"
-        if not isinstance(t.get("scale", 0.0), (int, float)) or not _is_int(t.get("zero_point", 0)):
-            return f"{key}[{i}] must have a numeric scale and an integer zero_point"
-    return None
+def _read_json(path: Path):
+    if not _exists(path, "manifest"):
+        raise BadInput(f"manifest {path} does not exist; run `deploykit convert MODEL -o DIR` first")
+    if path.stat().st_size > MAX_MANIFEST_BYTES:
+        raise BadInput(f"manifest {path} is {path.stat().st_size:,} bytes, not a manifest "
+                       f"(they take a few KB); give the manifest.json `deploykit convert` wrote")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # ValueError: JSON, huge ints
+        raise BadInput(f"manifest {path} is not valid JSON ({_short(exc)}); re-run `deploykit convert`") from exc
+    except OSError as exc:
+        raise BadInput(f"manifest {path} cannot be read ({exc.strerror or exc}); check its permissions") from exc
 
 
-def _shape_problem(data: dict) -> str | None:
-    """What is wrong with the types of the keys later stages read (a hand-edited or
-    damaged manifest), or None: caught here, it never surfaces as a traceback."""
-    for key in ("name", "model_file", "model_sha256", "quantization"):
-        if not isinstance(data[key], str):
-            return f"{key} must be a string"
-    for key in ("model_bytes", "macs_total"):
-        if not _is_int(data[key]):
-            return f"{key} must be an integer"
-    for key in ("inputs", "outputs"):
-        problem = _tensor_problem(key, data[key])
-        if problem:
-            return problem
-    ops = data["ops"]
-    if not isinstance(ops, list) or not all(isinstance(o, dict) and isinstance(o.get("op"), str) for o in ops):
-        return "ops must be a list of {op, count, macs}"
-    arena = data["arena"]
-    if not isinstance(arena, dict) or not isinstance(arena.get("projections", {}), dict):
-        return "arena must be an object with a projections object"
-    if not all(_is_int(v) and v > 0 for v in arena.get("projections", {}).values()):
-        return "arena projections must be positive integers (bytes)"
-    if not all(_is_int(arena.get(k, 0)) for k in ("host_recorded", "host_min")):
-        return "arena host_recorded and host_min must be integers (bytes)"
-    return None
+def _verify_model(manifest: Manifest, path: Path) -> None:
+    """The .tflite beside the manifest is the one it describes (sha256)."""
+    model = manifest.model_path
+    if not _exists(model, "model"):
+        raise BadInput(f"model {model} named by manifest {path} is missing; re-run `deploykit convert`")
+    try:
+        actual = sha256_file(model)
+    except OSError as exc:
+        raise BadInput(f"model {model} cannot be read ({exc.strerror or exc}); check its permissions") from exc
+    if actual != manifest.sha256:
+        raise BadInput(
+            f"model {model} has sha256 {actual[:16]}… but manifest {path} says "
+            f"{manifest.sha256[:16]}…; the files are out of step, re-run `deploykit convert`")
+
+
+def _short(value) -> str:
+    text = repr(value) if not isinstance(value, Exception) else (str(value).splitlines() or [""])[0]
+    return text if len(text) <= 80 else text[:80] + "…"

@@ -2,15 +2,25 @@
 
 The harness reuses this: TFLM-host is what a board running TFLM's reference kernels must
 match exactly; LiteRT (desktop) and the float model show the cost of the kernels and of
-quantization.
+quantization. Each reference is optional in the light install: where the tflite-micro
+wheel is absent (it exists for x86-64 Linux only), the TFLM-host outputs `convert` stored
+beside the manifest for its test data (STORED_FILE, with the TFLM version) stand in, for
+every sample whose input bytes they hold; LiteRT and the float model are simply left out.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
+import zipfile
+
 import numpy as np
 
+from deploykit import extras
 from deploykit.model import litert_host
 from deploykit.model.quantization import dequantize, to_float, to_input_dtype
+
+STORED_FILE = "tflm_reference.npz"
 
 
 def agreement(a: np.ndarray, b: np.ndarray, scale: float, zero_point: int) -> dict:
@@ -46,13 +56,59 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.dot(a, b) / (na * nb))
 
 
+def model_inputs(x, spec_in: dict) -> np.ndarray:
+    """x in the model input's dtype: as is when it already is, else quantized (integer
+    tensors with a scale) or cast, as TFLite does. The harness and `convert` share it, so
+    stored outputs are found again by their input bytes."""
+    x = np.asarray(x)
+    if x.dtype == np.dtype(spec_in["dtype"]):
+        return np.ascontiguousarray(x)
+    return np.ascontiguousarray(to_input_dtype(x, spec_in))
+
+
 def quantized_outputs(model: bytes, spec_in: dict, x) -> tuple[np.ndarray, np.ndarray]:
     """Outputs of TFLM-host and LiteRT (desktop) for the same inputs: x in the model's
     input dtype already, or float, then quantized once so both runtimes see the same bytes."""
     from deploykit.model.tflm_host import TflmRunner
-    x = np.asarray(x)
-    x_model = x if x.dtype == np.dtype(spec_in["dtype"]) else to_input_dtype(x, spec_in)
+    x_model = model_inputs(x, spec_in)
     return TflmRunner(model).predict(x_model), litert_host.predict(model, x_model)
+
+
+def store_tflm_outputs(outdir, model: bytes, spec_in: dict, x) -> dict:
+    """Write TFLM-host's outputs for x (with its inputs) to OUTDIR/STORED_FILE, for hosts
+    without tflite-micro; return the manifest's `tflm_reference` entry."""
+    from importlib.metadata import version
+
+    from deploykit.atomic import write_bytes
+    from deploykit.model.tflm_host import TflmRunner
+    x_model = model_inputs(x, spec_in)
+    buf = io.BytesIO()
+    np.savez(buf, inputs=x_model, outputs=TflmRunner(model).predict(x_model))
+    write_bytes(outdir / STORED_FILE, buf.getvalue())
+    return {"file": STORED_FILE, "samples": int(len(x_model)), "sha256": hashlib.sha256(buf.getvalue()).hexdigest(),
+            "tflm_version": version("tflite-micro")}
+
+
+def stored_tflm_outputs(manifest, x_model: np.ndarray) -> np.ndarray | None:
+    """TFLM-host outputs `convert` stored, one per row of x_model, or None unless the stored
+    file is intact (its sha256) and holds every row's input bytes."""
+    entry = manifest.data.get("tflm_reference")
+    if not entry:
+        return None
+    path = manifest.directory / entry["file"]
+    try:
+        raw = path.read_bytes()
+        if hashlib.sha256(raw).hexdigest() != entry["sha256"]:
+            return None
+        with np.load(io.BytesIO(raw), allow_pickle=False) as npz:
+            inputs, outputs = npz["inputs"], npz["outputs"]
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+        return None
+    if inputs.dtype != x_model.dtype or len(inputs) != len(outputs):
+        return None
+    where = {row.tobytes(): i for i, row in enumerate(inputs.reshape(len(inputs), -1))}
+    rows = [where.get(row.tobytes()) for row in np.ascontiguousarray(x_model).reshape(len(x_model), -1)]
+    return None if None in rows else outputs[np.asarray(rows, dtype=np.int64)]
 
 
 def reference_predictions(manifest, x, include_float: bool = True) -> dict:
@@ -60,11 +116,16 @@ def reference_predictions(manifest, x, include_float: bool = True) -> dict:
 
     x may be in the input dtype already or float; float inputs are quantized for the
     quantized model and used as is for the float model. The float model (TensorFlow) is
-    only loaded when asked for and reachable.
+    only loaded when asked for and reachable. A reference this install cannot compute is
+    None (TFLM-host: the stored outputs where they cover x).
     """
+    from deploykit.model.tflm_host import TflmRunner
     spec = manifest["inputs"][0]
     x = np.asarray(x)
-    tflm, desktop = quantized_outputs(manifest.model_bytes(), spec, x)
+    x_model, model = model_inputs(x, spec), manifest.model_bytes()
+    tflm = TflmRunner(model).predict(x_model) if extras.available("tflite_micro") \
+        else stored_tflm_outputs(manifest, x_model)
+    desktop = litert_host.predict(model, x_model) if extras.available("ai_edge_litert") else None
     result = {"tflm_host": tflm, "desktop": desktop, "float": None}
     if include_float:
         in_model_dtype = x.dtype == np.dtype(spec["dtype"])
@@ -76,7 +137,8 @@ def float_predictions(manifest, x_float: np.ndarray):
     """Float model outputs for float inputs, or None when the source model is not Keras/SavedModel."""
     source = manifest.source_path("model")
     fmt = (manifest.data.get("source") or {}).get("model_format")
-    if source is None or fmt not in ("keras", "h5", "saved_model") or not source.exists():
+    if source is None or fmt not in ("keras", "h5", "saved_model") or not source.exists() \
+            or not extras.available("tensorflow"):
         return None
     from deploykit.model import tf_backend
     return tf_backend.predict_float(source, fmt, x_float)

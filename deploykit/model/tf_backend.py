@@ -24,6 +24,8 @@ REP_SAMPLES = 500
 
 def tf():
     """Import TensorFlow quietly, once."""
+    from deploykit import extras
+    extras.require("tensorflow", "loading a Keras or SavedModel model")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
     import tensorflow

@@ -1,6 +1,6 @@
 """Read a .tflite flatbuffer without TensorFlow: ops, op counts, tensors, quantization, MACs.
 
-Uses the generated schema module shipped with the `tflite-micro` package, so `inspect`
+Uses the generated schema module shipped with the `tflite-micro` package (or LiteRT's), so `inspect`
 and `convert`'s analysis stay fast. Structural checks (identifier, index ranges, buffer
 extents) turn a truncated or corrupted file into BadInput before any C++ code sees it.
 """
@@ -21,7 +21,15 @@ _DTYPES = {
 
 
 def _schema():
-    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated
+    """The generated TFLite schema reader from tflite-micro, else from LiteRT (which has
+    wheels where tflite-micro has none)."""
+    try:
+        from tflite_micro.tensorflow.lite.micro.python import schema_py_generated
+    except ImportError:
+        from deploykit import extras
+        if not extras.available("ai_edge_litert"):
+            extras.require("tflite_micro", "reading a .tflite")
+        from ai_edge_litert import schema_py_generated
     return schema_py_generated
 
 
@@ -93,6 +101,7 @@ def parse(data: bytes, origin: str = "model") -> TfliteModel:
     if len(data) < 16 or data[4:8] != b"TFL3":
         raise BadInput(f"{origin} is not a TFLite flatbuffer (no 'TFL3' identifier); "
                        "give a .tflite written by the TFLite converter")
+    _schema()  # a missing package is not a damaged model
     try:
         model = _read(data)
     except BadInput:

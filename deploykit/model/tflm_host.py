@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from deploykit import extras
 from deploykit.model import tflite_model
 from deploykit.model.isolated import run_isolated
 from deploykit.errors import BadInput
@@ -26,6 +27,7 @@ ARENA_CAP = 16 * 1024 * 1024  # the largest arena a probe tries: beyond any micr
 
 
 def _runtime():
+    extras.require("tflite_micro", "running TFLM on this host")
     from tflite_micro.python.tflite_micro import runtime
     return runtime
 
@@ -152,6 +154,7 @@ def measure_arena(model: bytes) -> dict:
 
     Every probe runs in a child process: TFLM segfaults when the arena is too small.
     """
+    extras.require("tflite_micro", "measuring the arena with TFLM")
     model = bytes(model)
     working = working_arena(model)
     rec = run_isolated(_record, model, working)
@@ -196,6 +199,7 @@ def _probe(model: bytes, arena_size: int) -> bool:
 @functools.lru_cache(maxsize=1)
 def supported_ops() -> tuple[str, ...]:
     """Builtin ops the installed TFLM registers, read from its extension's symbol table."""
+    extras.require("tflite_micro", "running TFLM on this host")
     from tflite_micro.python.tflite_micro import _runtime
     from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as s
     builtins = {k for k in vars(s.BuiltinOperator) if not k.startswith("_")}

@@ -27,7 +27,9 @@ def load_manifest(manifest):
 def make_link(manifest, board: str = DEFAULT_BOARD, baud: int | None = None, pacing: bool = True,
               faults=None, seed: int = 0, arena_configured: int | None = None) -> Link:
     """A powered-on virtual board behind its wire, ready for `Link.step(now)`."""
+    from deploykit import extras
     from deploykit.firmware.boards import load_board
+    extras.require("tflite_micro", "the virtual board")
     fault_state = faults if isinstance(faults, Faults) else Faults(faults, seed)
     board_obj = load_board(board) if isinstance(board, str) else board
     if baud is not None and int(baud) <= 0:
