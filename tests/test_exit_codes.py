@@ -171,3 +171,19 @@ def test_a_signal_mid_run_exits_130_and_keeps_whole_results(sine_manifest, tmp_p
     assert done.returncode == 0, done.stderr
     report = json.loads((outdir / "report.json").read_text())
     assert report["samples"] == report["data"]["total"] and report["resumed_samples"] == len(kept)
+
+
+# ----------------------------------------------------------------------------- hil run
+
+def test_hil_run_where_no_sample_ran_is_the_rig_not_a_threshold(sine_manifest, tmp_path, capsys):
+    """A board whose every inference fails (its arena is too small) measured nothing: exit 3,
+    where before it was 1 like a missed threshold; junit.xml says so as an error."""
+    from deploykit.virtual_board import VirtualBoard
+    junit = tmp_path / "junit.xml"
+    with VirtualBoard(sine_manifest.path, board="nano33ble_sense", arena_configured=64) as port:
+        code = run_cli(["hil", "run", "-m", str(sine_manifest.path), "-p", port, "--limit", "5",
+                        "--min-agreement", "0.5", "-o", str(tmp_path / "r"), "--junit", str(junit), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 3 and "no sample produced a result" in err and len(err.strip().splitlines()) == 1
+    run_case = next(c for c in ET.parse(junit).getroot().iter("testcase") if c.get("name") == "run completed")
+    assert run_case.find("error") is not None and run_case.find("error").get("type") == "rig"

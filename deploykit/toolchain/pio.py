@@ -135,7 +135,11 @@ def run(args: Iterable[str], log: Path, on_line: LineSink | None = None,
         proc = _start(argv)
         watchdog = _Watchdog(proc, timeout)
         with proc, watchdog:
-            output = _stream(proc, sink, on_line)
+            try:
+                output = _stream(proc, sink, on_line)
+            except BaseException:  # Ctrl-C or SIGTERM (see cli.py): stop PlatformIO too, then unwind
+                proc.kill()
+                raise
             code = proc.wait()
     if watchdog.fired:
         raise ToolError(f"`pio {' '.join(args)}` took longer than {timeout:.0f} s and was stopped; log: {log}")
