@@ -154,3 +154,15 @@ def test_report_md_shows_hostile_names_as_written(tmp_path):
     assert md.count("\n# ") == 0 and "line one\\x0a# not a heading" in md
     table = md.split("## Agreement")[1].split("\n\n")[1].splitlines()  # every row keeps its columns
     assert len({line.replace("\\|", "").count("|") for line in table}) == 1, table
+
+
+def test_report_html_escapes_hostile_names_and_carries_the_note():
+    from deploykit.report.html import render_html
+    report = sample_report()
+    report.pop("_plot")
+    report["model"]["name"] = "<img src=x onerror=alert(1)>"
+    report["note"] = "virtual board standing in: no board connected"
+    html = render_html(report, {})
+    h1 = html.split("<h1>")[1].split("</h1>")[0]
+    assert "<img src=x" not in html and "&lt;img src=x onerror=alert(1)&gt;" in h1
+    assert "(virtual board standing in: no board connected)" in h1
