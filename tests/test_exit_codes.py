@@ -125,7 +125,7 @@ def test_named_board_not_connected_is_the_rig(sine_manifest, tmp_path, capsys, n
 def _hil_cli(manifest, outdir: Path, faults: str) -> list[str]:
     url = f"virtual://{manifest.path}?board=nano33ble_sense&faults={faults}"
     return [sys.executable, "-m", "deploykit", "hil", "run", "-m", str(manifest.path), "-p", url,
-            "--board", "nano33ble_sense", "-o", str(outdir), "--quiet"]
+            "--board", "nano33ble_sense", "--limit", "80", "-o", str(outdir), "--quiet"]
 
 
 def _rows(path: Path) -> list[dict]:
@@ -143,18 +143,19 @@ def _wait_for_rows(path: Path, proc, n: int, timeout: float = 60) -> None:
     raise AssertionError(f"no {n} rows in {path} within {timeout} s")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_mid_run_exits_130_and_keeps_whole_results(sine_manifest, tmp_path, sig):
-    """A real `deploykit hil run` on virtual://, signalled while the device stalls at record 40.
+    """A real `deploykit hil run` on virtual://, signalled before the device stalls at record 60.
 
     Before: SIGTERM killed the process (status -15, never 130). After: the run unwinds,
     results.jsonl holds whole lines only, and running again resumes and completes."""
     outdir = tmp_path / "r"
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    proc = subprocess.Popen(_hil_cli(sine_manifest, outdir, "stall=40:60"), env=env,
+    proc = subprocess.Popen(_hil_cli(sine_manifest, outdir, "stall=60:60"), env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        _wait_for_rows(outdir / "results.jsonl", proc, 20)
+        _wait_for_rows(outdir / "results.jsonl", proc, 10)
         proc.send_signal(sig)
         out, err = proc.communicate(timeout=30)
     finally:
@@ -165,12 +166,14 @@ def test_a_signal_mid_run_exits_130_and_keeps_whole_results(sine_manifest, tmp_p
     assert "interrupted" in err and "Traceback" not in err
     rows = _rows(outdir / "results.jsonl")[1:]  # after the header
     kept = {r["index"] for r in rows}
-    assert 20 <= len(kept) <= 40 and all("outputs" in r for r in rows)
+    assert 10 <= len(kept) <= 60 and all("outputs" in r for r in rows)
+    if sig != signal.SIGTERM:  # the resume is the same for both; run it once
+        return
     done = subprocess.run(_hil_cli(sine_manifest, outdir, ""), env=env, capture_output=True, text=True,
                           timeout=120)
     assert done.returncode == 0, done.stderr
     report = json.loads((outdir / "report.json").read_text())
-    assert report["samples"] == report["data"]["total"] and report["resumed_samples"] == len(kept)
+    assert report["samples"] == 80 and report["resumed_samples"] == len(kept)
 
 
 # ----------------------------------------------------------------------------- hil run
