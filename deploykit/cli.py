@@ -15,6 +15,7 @@ that cleanup runs kills at once.
 from __future__ import annotations
 
 import contextlib
+import errno
 import importlib
 import importlib.util
 import signal
@@ -23,9 +24,11 @@ import sys
 import click
 
 from deploykit import __version__
-from deploykit.errors import EXIT_INTERRUPTED, DeployKitError
+from deploykit.errors import EXIT_INTERRUPTED, DeployKitError, DiskError
 
 _NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())  # click >= 8.2
+# The rig's disk, not the user's input: full, over quota, file too large, read-only, failing.
+DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EIO}
 
 # name -> (module path, attribute, one-line help shown by `deploykit --help`)
 COMMANDS: dict[str, tuple[str, str, str]] = {
@@ -104,6 +107,13 @@ def main(argv=None) -> None:
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         _interrupted()
+    except OSError as exc:  # a disk that refused a write the library did not explain itself
+        if debug or exc.errno not in DISK_ERRNOS:
+            raise
+        where = f" writing {exc.filename}" if exc.filename else ""
+        click.echo(f"deploykit: error: the disk refused a write{where}: {exc.strerror}; free space "
+                   "or choose another -o, then run again (a HIL run resumes)", err=True)
+        sys.exit(DiskError.exit_code)
     sys.exit(result if isinstance(result, int) else 0)
 
 

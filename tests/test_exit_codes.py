@@ -190,3 +190,26 @@ def test_hil_run_where_no_sample_ran_is_the_rig_not_a_threshold(sine_manifest, t
     assert code == 3 and "no sample produced a result" in err and len(err.strip().splitlines()) == 1
     run_case = next(c for c in ET.parse(junit).getroot().iter("testcase") if c.get("name") == "run completed")
     assert run_case.find("error") is not None and run_case.find("error").get("type") == "rig"
+
+
+def test_a_disk_that_refuses_a_write_is_the_rig_in_one_line(sine_manifest, tmp_path):
+    """A real write failure (RLIMIT_FSIZE: the kernel refuses report.html with EFBIG, as a
+    full disk refuses with ENOSPC) in a real `hil run`: before, a traceback and exit 1."""
+    import resource
+
+    def small_files():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a failing write(), not a killed process
+        resource.setrlimit(resource.RLIMIT_FSIZE, (40_000, 40_000))
+
+    outdir = tmp_path / "r"
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+           "PYTHONDONTWRITEBYTECODE": "1"}
+    url = f"virtual://{sine_manifest.path}?pacing=0"
+    done = subprocess.run([sys.executable, "-m", "deploykit", "hil", "run", "-m", str(sine_manifest.path),
+                           "-p", url, "--limit", "40", "-o", str(outdir), "--quiet"],
+                          env=env, capture_output=True, text=True, timeout=120, preexec_fn=small_files)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 3, done.stderr
+    assert len(lines) == 1 and "the disk refused a write" in lines[0] and "File too large" in lines[0]
+    assert len(_rows(outdir / "results.jsonl")) == 41  # the header and every sample, whole
+    assert not [p.name for p in outdir.iterdir() if p.name.startswith(".")]  # no temp file left
