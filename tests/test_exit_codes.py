@@ -178,6 +178,14 @@ def test_a_signal_mid_run_exits_130_and_keeps_whole_results(sine_manifest, tmp_p
 
 # ----------------------------------------------------------------------------- hil run
 
+def test_hil_run_port_auto_with_no_board_is_the_rig(sine_manifest, tmp_path, capsys, no_boards):
+    """Before: exit 2, as if the command line were wrong; a missing board is the rig's state."""
+    code = run_cli(["hil", "run", "-m", str(sine_manifest.path), "-p", "auto", "-o", str(tmp_path / "r"), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 3 and "no connected serial port matches a known board" in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "r").exists()
+
+
 def test_hil_run_where_no_sample_ran_is_the_rig_not_a_threshold(sine_manifest, tmp_path, capsys):
     """A board whose every inference fails (its arena is too small) measured nothing: exit 3,
     where before it was 1 like a missed threshold; junit.xml says so as an error."""
