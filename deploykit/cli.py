@@ -2,21 +2,33 @@
 
 Subcommands are imported only when they run, so `deploykit --help` never pays for
 TensorFlow. Every DeployKitError becomes one line on stderr and its exit status; the
-traceback is shown only with `--debug`.
+traceback is shown only with `--debug`. Exit statuses (deploykit.errors): 0 passed,
+1 a threshold failed, 2 bad input, 3 the rig failed, 130 interrupted.
+
+SIGTERM (a CI job cancelled, `timeout`, a container stopped) is handled as Ctrl-C: it
+raises KeyboardInterrupt in the main thread, so every `with` block unwinds (results.jsonl
+is flushed and closed whole, the device session closes, temporary files are removed)
+and the run ends with 130 instead of being killed mid-write. A second SIGTERM while
+that cleanup runs kills at once.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import importlib
 import importlib.util
+import signal
 import sys
 
 import click
 
 from deploykit import __version__
-from deploykit.errors import DeployKitError
+from deploykit.errors import EXIT_INTERRUPTED, DeployKitError, DiskError
 
 _NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())  # click >= 8.2
+# The rig's disk, not the user's input: full, over quota, file too large, read-only, failing.
+DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EIO}
 
 # name -> (module path, attribute, one-line help shown by `deploykit --help`)
 COMMANDS: dict[str, tuple[str, str, str]] = {
@@ -72,10 +84,10 @@ def main(argv=None) -> None:
     args = sys.argv[1:] if argv is None else list(argv)
     debug = "--debug" in args
     try:
-        result = cli.main(args=args, prog_name="deploykit", standalone_mode=False)
+        with _sigterm_interrupts():
+            result = cli.main(args=args, prog_name="deploykit", standalone_mode=False)
     except click.exceptions.Abort:
-        click.echo("deploykit: interrupted", err=True)
-        sys.exit(130)
+        _interrupted()
     except click.UsageError as exc:  # a bad option or argument: one line, like any bad input
         if isinstance(exc, _NO_ARGS_IS_HELP):  # bare `deploykit`: the help is the answer
             exc.show()
@@ -94,6 +106,35 @@ def main(argv=None) -> None:
         click.echo(f"deploykit: error: {exc}", err=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
-        click.echo("deploykit: interrupted", err=True)
-        sys.exit(130)
+        _interrupted()
+    except OSError as exc:  # a disk that refused a write the library did not explain itself
+        if debug or exc.errno not in DISK_ERRNOS:
+            raise
+        where = f" writing {exc.filename}" if exc.filename else ""
+        click.echo(f"deploykit: error: the disk refused a write{where}: {exc.strerror}; free space "
+                   "or choose another -o, then run again (a HIL run resumes)", err=True)
+        sys.exit(DiskError.exit_code)
     sys.exit(result if isinstance(result, int) else 0)
+
+
+def _interrupted() -> None:
+    click.echo("deploykit: interrupted; results written so far are kept (run again to resume)", err=True)
+    sys.exit(EXIT_INTERRUPTED)
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts():
+    """While the CLI runs, the first SIGTERM raises KeyboardInterrupt; a second kills."""
+    def on_term(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, on_term)
+    except ValueError:  # not the main thread (an embedding program): leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -7,10 +7,15 @@ Every stage leaves its artifacts under one output directory:
     OUT/hil/        results.jsonl, report.json/.md/.html  (harness)
     OUT/deploy.json what ran, on what, how long each stage took, the summary figures
 
-With `board="virtual"` (the default when no known board is connected) build and flash are
-skipped and the HIL stage runs against the virtual board impersonating `profile`, so the
-same call works on any machine. The stages are the other modules' public functions; this
-module only sequences them, times them and summarises.
+With `port="virtual"` (or the older `board="virtual"`) build and flash are skipped and the
+HIL stage runs against the virtual board impersonating `profile` (or the `board` named
+with `port="virtual"`), so the same call works on any machine. When no board is connected
+the virtual board stands in only if the caller allows it (`fallback=True`: the CLI does
+so for a person at a terminal, never in CI or with --quiet), and then the summary, the
+report title and junit.xml say so; otherwise no board is NoBoardFound (exit 3), since a
+CI job that silently measured the virtual board would pass without testing the hardware.
+The stages are the other modules' public functions; this module only sequences them,
+times them and summarises.
 """
 
 from __future__ import annotations
@@ -22,9 +27,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
-from deploykit.errors import BadInput
+from deploykit.errors import BadInput, NoBoardFound
 
 VIRTUAL = "virtual"
+FALLBACK_NOTE = "virtual board standing in: no board connected"
 STAGES = ("convert", "render", "build", "flash", "hil")
 
 
@@ -36,6 +42,7 @@ class Target:
     port: str | None
     virtual: bool
     note: str = ""
+    fallback: bool = False  # the virtual board stands in because no board was found
 
 
 @dataclass
@@ -59,7 +66,8 @@ class DeployResult:
         return bool(self.report.get("passed", True))
 
     def to_dict(self) -> dict:
-        return {"outdir": str(self.outdir), "model": self.model_name, "board": self.target.board_id, "virtual": self.target.virtual,
+        return {"outdir": str(self.outdir), "model": self.model_name, "board": self.target.board_id,
+                "virtual": self.target.virtual, "fallback": self.target.fallback,
                 "port": self.target.port, "note": self.target.note, "manifest": str(self.manifest_path),
                 "project": str(self.project_dir), "report_dir": str(self.report_dir), "fit": self.fit,
                 "build": self.build, "flash": self.flash, "timings_s": self.timings,
@@ -102,12 +110,16 @@ class StageTimer:
 
 # --------------------------------------------------------------------------- the target
 
-def choose_target(board: str | None, port: str, profile: str) -> Target:
-    """Resolve --board/--port: a named board, the one connected board, or the virtual board."""
+def choose_target(board: str | None, port: str, profile: str, fallback: bool = False) -> Target:
+    """Resolve --board/--port: a named board, the one connected board, or the virtual board.
+
+    The virtual board when asked for (`--port virtual`, or the older `--board virtual`), or
+    when nothing is connected and `fallback` allows it; else no board is NoBoardFound."""
     from deploykit.firmware.boards import load_board
     from deploykit.toolchain.devices import find_board_port, list_devices
 
-    if board == VIRTUAL:
+    if VIRTUAL in (port, board):
+        profile = _virtual_profile(board, port, profile)
         load_board(profile)
         return Target(profile, None, True, f"virtual board with the {profile} profile")
     if board is not None:
@@ -119,14 +131,28 @@ def choose_target(board: str | None, port: str, profile: str) -> Target:
         raise BadInput(f"--port {port} needs --board to say which board is on it (see `deploykit boards`)")
     connected = list_devices(known_only=True)
     if not connected:
+        if not fallback:
+            raise NoBoardFound("no board connected, and without a terminal (or with --quiet, or CI set) "
+                               "deploy does not fall back to the virtual board; plug a board in "
+                               "(see `deploykit devices`) or pass --port virtual to test on the virtual board")
         load_board(profile)
         return Target(profile, None, True, f"no board connected: using the virtual board with the "
-                                           f"{profile} profile (pass --board ID for a real board)")
+                                           f"{profile} profile (pass --board ID for a real board)", fallback=True)
     if len(connected) > 1 or len(connected[0].board_ids) > 1:
         listed = ", ".join(f"{d.port} ({'/'.join(d.board_ids)})" for d in connected)
-        raise BadInput(f"connected: {listed}; pass --board (and --port) to pick one, or --board virtual")
+        raise BadInput(f"connected: {listed}; pass --board (and --port) to pick one, or --port virtual")
     device = connected[0]
     return Target(device.board_ids[0], device.port, False, f"found {device.board_ids[0]} on {device.port}")
+
+
+def _virtual_profile(board: str | None, port: str, profile: str) -> str:
+    """The board the virtual board impersonates: `--board ID --port virtual`, else --profile."""
+    if port != VIRTUAL or board in (None, VIRTUAL):
+        return profile
+    if profile not in (VIRTUAL, board):
+        raise BadInput(f"--board {board} and --profile {profile} name two boards for the virtual board "
+                       f"to impersonate; give one of them")
+    return board
 
 
 def check_inputs(model, data, rep_data, limit: int | None = None) -> None:
@@ -147,17 +173,19 @@ def deploy(model, outdir, board: str | None = None, port: str = "auto", profile:
            data=None, rep_data=None, name: str | None = None, quantize: str | None = None,
            label_column=None, limit: int | None = None, thresholds: dict | None = None,
            arena_size: int | None = None, arena_margin: float = 10.0, junit=None,
-           stages=None) -> DeployResult:
+           stages=None, fallback: bool = False) -> DeployResult:
     """Run every stage for `model` on the chosen target; return the result (also OUT/deploy.json).
 
-    `stages` times the stages and may show them (a StageTimer subclass); None: time only."""
+    `stages` times the stages and may show them (a StageTimer subclass); None: time only.
+    `fallback`: with no board connected, use the virtual board (and say so) instead of
+    raising NoBoardFound; only for a person watching (see the module docstring)."""
     from deploykit.atomic import lstat_or_none
     from deploykit.report import Thresholds
 
     stages = stages or StageTimer()
     check_inputs(model, data, rep_data, limit)
     limits = Thresholds(**(thresholds or {}))
-    target = choose_target(board, port, profile)
+    target = choose_target(board, port, profile, fallback)
     stages.note(target.note)
     outdir = Path(outdir)
     created = lstat_or_none(outdir) is None  # a link (even dangling) is not ours to remove
@@ -244,7 +272,7 @@ def _hil(stages, result: DeployResult, data, limit, thresholds, junit) -> dict:
 
     board = result.target.board_id  # sets the baud; the device's HELLO must name this board
     options = dict(board=board, data=data, limit=limit, outdir=result.report_dir, junit=junit,
-                   quiet=True, thresholds=thresholds)
+                   quiet=True, thresholds=thresholds, note=FALLBACK_NOTE if result.target.fallback else None)
     # deploy measures afresh: the firmware may have been rebuilt and reflashed (`hil run` resumes)
     (result.report_dir / "results.jsonl").unlink(missing_ok=True)
     with stages.stage("hil"):
@@ -298,7 +326,9 @@ def _n(value, spec: str) -> str:
 
 def _target_text(result: DeployResult) -> str:
     t = result.target
-    return f"virtual board ({t.board_id} profile)" if t.virtual else f"{t.board_id} on {t.port}"
+    if not t.virtual:
+        return f"{t.board_id} on {t.port}"
+    return f"virtual board ({t.board_id} profile)" + (", standing in: no board connected" if t.fallback else "")
 
 
 def _fit_text(fit: dict) -> str:
@@ -332,7 +362,7 @@ def demo(outdir="deploykit-demo", stages=None, retrain: bool = False, limit: int
             files = train_cached(outdir / "example")
     else:
         stages.skip("train", f"reusing {files['model']}")
-    return deploy(files["model"], outdir, board=VIRTUAL, profile=DEMO_PROFILE, data=files["test_data"],
+    return deploy(files["model"], outdir, port=VIRTUAL, profile=DEMO_PROFILE, data=files["test_data"],
                   rep_data=files["rep_data"], name=DEMO_EXAMPLE, limit=limit, stages=stages)
 
 

@@ -36,27 +36,44 @@ def test_build_records_sizes(mocker, project, capsys):
     assert fake.calls[0][-4:] == ["-e", "nano33ble_sense", "-d", str(project)]
 
 
-@pytest.mark.parametrize("fixture, expect", [
-    ("build_platform_download_failed.txt", "could not download platform nordicnrf52"),
-    ("build_library_git_failed.txt", "could not download library git+https://github.com/spaziochirale"),
-    ("build_compile_error.txt", "src/main.cpp:3:8: error: 'tflite' does not name a type"),
-    ("build_ram_overflow.txt", "RAM overflowed by 37888 bytes"),
-    ("build_flash_overflow.txt", "flash overflowed by 117044 bytes"),
+@pytest.mark.parametrize("fixture, expect, code", [
+    # the rig (toolchain) failed: 3
+    ("build_platform_download_failed.txt", "could not download platform nordicnrf52", 3),
+    ("build_library_git_failed.txt", "could not download library git+https://github.com/spaziochirale", 3),
+    ("build_library_registry_failed.txt", "could not download library tanakamasayuki/TensorFlowLite_ESP32", 3),
+    ("build_compile_error.txt", "src/main.cpp:3:8: error: 'tflite' does not name a type", 3),
+    # the toolchain worked and measured a model too big for the board: a regression, 1
+    ("build_ram_overflow.txt", "RAM overflowed by 37888 bytes", 1),
+    ("build_flash_overflow.txt", "flash overflowed by 117044 bytes", 1),
 ])
-def test_build_failures_are_explained(mocker, project, capsys, fixture, expect):
+def test_build_failures_are_explained(mocker, project, capsys, fixture, expect, code):
     install(mocker).then(fixture, 1)
-    assert run_cli(["build", str(project), "--quiet"]) == 1
+    assert run_cli(["build", str(project), "--quiet"]) == code
     err = capsys.readouterr().err
     assert err.startswith("deploykit: error: ") and expect in err and "Traceback" not in err
     assert str(project / "build.log") in err
     assert not (project / "build.json").exists()
 
 
+@pytest.mark.parametrize("platformio_home_exists", [False, True])
+def test_offline_build_is_the_rig_whether_or_not_platformio_ran_before(mocker, project, capsys, tmp_path,
+                                                                       monkeypatch, platformio_home_exists):
+    """The same offline condition gave 2 on a fresh machine and 1 once ~/.platformio existed."""
+    home = tmp_path / "home"
+    (home / ".platformio" if platformio_home_exists else home).mkdir(parents=True)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("PLATFORMIO_CORE_DIR", raising=False)
+    install(mocker).then("build_platform_download_failed.txt", 1)
+    assert run_cli(["build", str(project), "--quiet"]) == 3
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "deploykit deploy --port virtual" in err
+
+
 def test_pio_missing(mocker, project, capsys, tmp_path):
     mocker.patch("deploykit.toolchain.pio.sys.executable", str(tmp_path / "nowhere" / "python"))
     hide_platformio_module(mocker)
     mocker.patch("deploykit.toolchain.pio.shutil.which", return_value=None)
-    assert run_cli(["build", str(project), "--quiet"]) == 1
+    assert run_cli(["build", str(project), "--quiet"]) == 3
     err = capsys.readouterr().err
     assert "PlatformIO (`pio`) is not installed" in err and "pip install platformio" in err
 

@@ -9,7 +9,7 @@ from serial.tools.list_ports_common import ListPortInfo
 
 from deploykit.toolchain import devices
 from deploykit.cli import main
-from deploykit.errors import BadInput
+from deploykit.errors import BadInput, NoBoardFound
 
 
 def port(device, vid=None, pid=None, serial=None, description="n/a"):
@@ -42,7 +42,7 @@ def test_find_board_port_returns_the_one_board(comports):
 
 def test_find_board_port_none(comports):
     comports(port("/dev/ttyS0"))
-    with pytest.raises(BadInput, match="no connected serial port matches a teensy41 board"):
+    with pytest.raises(NoBoardFound, match="no connected serial port matches a teensy41 board"):
         devices.find_board_port("teensy41")
 
 

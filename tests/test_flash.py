@@ -146,16 +146,16 @@ def test_port_checked_before_upload(mocker, bus, project, spare_pty, capsys, cod
     mocker.patch("deploykit.link.ports.serial.serial_for_url",
                  side_effect=serial.SerialException(code, f"could not open port {spare_pty}"))
     popen = mocker.patch("deploykit.toolchain.pio.subprocess.Popen")
-    assert run_cli(["flash", str(project), "--port", spare_pty, "--quiet"]) == 1
+    assert run_cli(["flash", str(project), "--port", spare_pty, "--quiet"]) == 3  # the rig
     err = capsys.readouterr().err
     assert words in err and len(err.strip().splitlines()) == 1
     popen.assert_not_called()
 
 
-def test_no_board_connected_is_bad_input(mocker, bus, project, capsys):
+def test_no_board_connected_is_the_rig(mocker, bus, project, capsys):
     popen = mocker.patch("deploykit.toolchain.pio.subprocess.Popen")
     before = sorted(p.name for p in project.iterdir())
-    assert run_cli(["flash", str(project), "--quiet"]) == 2
+    assert run_cli(["flash", str(project), "--quiet"]) == 3
     err = capsys.readouterr().err
     assert "no connected serial port matches a nano33ble_sense board" in err
     assert len(err.strip().splitlines()) == 1

@@ -32,8 +32,8 @@ def test_thresholds_pass_with_junit_and_html(sine_manifest, tmp_path, capsys):
     assert code == 0, err
     assert "100 samples" in out and "report.html" in out
     suite = ET.parse(junit).getroot().find("testsuite")
-    assert suite.get("tests") == "3" and suite.get("failures") == "0"
-    assert len(suite.findall("testcase")) == 3
+    assert suite.get("tests") == "4" and suite.get("failures") == "0"  # 3 thresholds + run completed
+    assert len(suite.findall("testcase")) == 4
     html = (tmp_path / "r" / "report.html").read_text()
     assert html.count("data:image/png;base64,") >= 3 and "<script" not in html and "http" not in html
     assert "agreement" in (tmp_path / "r" / "report.md").read_text().lower()
@@ -48,7 +48,7 @@ def test_failed_threshold_exits_1_and_names_it(sine_manifest, tmp_path, capsys):
     assert "arena.used" in err and "<= 100" in err
     suite = ET.parse(junit).getroot().find("testsuite")
     failures = [c for c in suite.findall("testcase") if c.find("failure") is not None]
-    assert suite.get("tests") == "2" and len(failures) == 1 and "max_arena" in failures[0].get("name")
+    assert suite.get("tests") == "3" and len(failures) == 1 and "max_arena" in failures[0].get("name")
     report = json.loads((tmp_path / "r" / "report.json").read_text())
     assert report["passed"] is False
 
@@ -93,7 +93,7 @@ def test_stale_firmware_exits_with_both_hashes(converted_examples, tmp_path, cap
     sine, linear = converted_examples["sine"], converted_examples["linear"]
     code, out, err = cli(["hil", "run", "--manifest", str(sine.path), "--port", virtual(linear),
                           "-o", str(tmp_path / "r")], capsys)
-    assert code == 1 and sine.sha256 in err and linear.sha256 in err
+    assert code == 3 and sine.sha256 in err and linear.sha256 in err  # the rig: wrong firmware
     assert not (tmp_path / "r").exists()
 
 
@@ -122,7 +122,7 @@ def test_device_of_another_board_is_refused(sine_manifest, tmp_path, capsys):
     code, out, err = cli(["hil", "run", "--manifest", str(sine_manifest.path),
                           "--port", virtual(sine_manifest, board="nano33ble_sense"), "--board", "esp32dev",
                           "-o", str(tmp_path / "r")], capsys)
-    assert code == 1 and "'nano33ble_sense', not 'esp32dev'" in err and "Traceback" not in err
+    assert code == 3 and "'nano33ble_sense', not 'esp32dev'" in err and "Traceback" not in err
     assert not (tmp_path / "r").exists()
 
 

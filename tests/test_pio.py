@@ -163,3 +163,35 @@ def test_timeout_kills_a_silent_pio(mocker, project):
     mocker.patch("deploykit.toolchain.pio.subprocess.Popen", return_value=proc)
     with pytest.raises(ToolError, match="longer than 0 s"):
         pio.run(["run"], project / "build.log", timeout=0.3)
+
+
+def test_an_interrupt_stops_platformio_instead_of_leaving_it_running(mocker, tmp_path):
+    """Ctrl-C / SIGTERM (a KeyboardInterrupt, see cli.py) during a build: before, Popen's exit
+    let the interrupt through and left PlatformIO building on its own; now it is killed."""
+    import os
+    import sys
+    import time
+    slow = "import os, time; print('Processing env', os.getpid(), flush=True); time.sleep(30)"
+    mocker.patch("deploykit.toolchain.pio.find_pio", return_value=[sys.executable, "-c", slow])
+
+    def interrupt(line):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        pio.run(["run"], tmp_path / "build.log", on_line=interrupt)
+    pid = int((tmp_path / "build.log").read_text().split()[-1])  # the log is kept
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and _running(pid):
+        time.sleep(0.05)
+    running = _running(pid)
+    if running:
+        os.kill(pid, 9)
+    assert not running
+
+
+def _running(pid: int) -> bool:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    return "State:\tZ" not in status

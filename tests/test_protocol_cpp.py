@@ -664,3 +664,50 @@ def test_harness_session_drives_the_cpp_device_over_a_pty(cpp_programs):
             assert (r.outputs, r.cycles, r.micros) == (fake_outputs(records[r.record], 3),
                                                       fake_cycles(records[r.record]), 109)
     assert faults["crc_errors"] == 0 and stats["fifo_dropped"] == "0"
+
+
+def _harness_outputs(exe: Path, extra: list[str], records: list[bytes], out_record: int):
+    """Stream `records` to the C++ device over a pty with the harness's DeviceSession."""
+    from deploykit.link.session import DeviceSession, SampleFailure
+    import numpy as np
+    args = [*BASE_ARGS, "--window", "200", "--inputs", f"9:{len(records[0])}:0.1:0",
+            "--outputs", f"9:{out_record}:0.1:0", "--pty", *extra]
+    proc = subprocess.Popen([str(exe), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        path = proc.stdout.readline().strip()
+        assert path, proc.stderr.read()
+        with DeviceSession(path, 115200, expected_sha256=SHA.hex()) as dev:
+            results = dev.infer(np.frombuffer(b"".join(records), dtype=np.uint8).reshape(len(records), -1))
+            crc_errors = dev.faults.as_dict()["crc_errors"]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    assert not any(isinstance(r, SampleFailure) for r in results) and crc_errors == 0  # a clean link
+    return np.stack([np.frombuffer(r.outputs, np.int8) for r in sorted(results, key=lambda r: r.record)])
+
+
+@pytest.mark.parametrize("faults, rate", [("", 0.0), ("off_by_one=0.2,seed=5", 0.2), ("stuck=0.2,seed=5", 0.2)])
+def test_harness_catches_a_cpp_device_with_wrong_outputs(cpp_programs, faults, rate):
+    """The same output faults as the virtual board's, in the C++ device: the harness's
+    agreement figure (report's metric) against the outputs the fake model should give drops
+    by about the fault rate; the clean device agrees exactly."""
+    import numpy as np
+    from deploykit.model.reference import agreement
+    records = _records(300, 5)
+    got = _harness_outputs(cpp_programs["posix_device"], ["--faults", faults] if faults else [], records, 3)
+    want = np.stack([np.frombuffer(fake_outputs(r, 3), np.int8) for r in records])
+    figures = agreement(got, want, 0.1, 0)
+    print(faults or "clean", figures["exact_fraction"], figures["max_abs_steps"])
+    if not faults:
+        assert figures["exact_fraction"] == 1.0
+        return
+    assert 1 - 2 * rate < figures["exact_fraction"] < 1 - rate / 2, figures
+    if faults.startswith("off_by_one"):
+        assert figures["max_abs_steps"] == 1
+
+
+def test_cpp_device_refuses_a_bad_fault_spec(cpp_programs):
+    for bad in ("off_by_one=2", "bogus=0.1", "stuck"):
+        done = subprocess.run([str(cpp_programs["posix_device"]), *BASE_ARGS, "--faults", bad],
+                              capture_output=True, text=True, timeout=10, stdin=subprocess.DEVNULL)
+        assert done.returncode == 2 and "usage" in done.stderr, bad

@@ -69,7 +69,7 @@ def test_writers_produce_json_md_html_junit(tmp_path):
     assert html.count("data:image/png;base64,") == 4 and "FAILED" in html  # confusion, scatter, latency, arena
     assert "full duplex" in md and "full duplex" in html  # why link_efficiency may exceed 1
     suite = ET.parse(paths["junit"]).getroot().find("testsuite")
-    assert suite.get("tests") == "2" and suite.get("failures") == "1"
+    assert suite.get("tests") == "3" and suite.get("failures") == "1"  # 2 thresholds + run completed
     failure = suite.find("testcase/failure")
     assert failure is not None and "exact_fraction" in failure.get("message")
 
@@ -80,3 +80,89 @@ def test_simulated_latency_is_labelled_so():
     assert "## Latency\n" in render_markdown(report)
     report["simulated"] = True
     assert "## Latency (simulated: the board's cost model)\n" in render_markdown(report)
+
+
+# ----------------------------------------------------------------------------- JUnit and escaping
+
+HOSTILE = "m\x07<b>|*x*</b>\x1b[31m_n_ & `tick`"  # a control character, markup, a pipe, an ANSI escape
+
+
+def _junit(report: dict, tmp_path) -> ET.Element:
+    from deploykit.report.junit import render_junit
+    path = tmp_path / "junit.xml"
+    path.write_text(render_junit(report), encoding="utf-8")
+    return ET.parse(path).getroot().find("testsuite")  # raises ParseError on an XML-illegal character
+
+
+def test_junit_parses_with_a_control_character_in_the_model_name(tmp_path):
+    """Before: ElementTree wrote \\x07 raw and junit.xml could not be parsed."""
+    report = sample_report()
+    report["model"]["name"] = HOSTILE
+    report["device"]["board_id"] = "board\x00id"
+    report["thresholds"] = evaluate(report, Thresholds(min_agreement=0.5))
+    suite = _junit(report, tmp_path)
+    props = {p.get("name"): p.get("value") for p in suite.iter("property")}
+    assert props["model.name"] == "m\\x07<b>|*x*</b>\\x1b[31m_n_ & `tick`" and props["device.board_id"] == "board\\x00id"
+
+
+def test_junit_has_a_run_completed_case_every_figure_and_real_durations(tmp_path):
+    report = sample_report()
+    report["thresholds"] = evaluate(report, Thresholds(min_agreement=0.9, max_latency_us=2000))
+    report["duration_s"], report["started_at"] = 12.5, "2026-11-30T16:00:00"
+    suite = _junit(report, tmp_path)
+    cases = suite.findall("testcase")
+    assert [c.get("name").split(":")[0] for c in cases] == ["run completed", "min_agreement", "max_latency_us"]
+    assert suite.get("tests") == "3" and suite.get("failures") == "1" and suite.get("errors") == "0"
+    assert suite.get("time") == "12.500" and cases[0].get("time") == "12.500"
+    assert suite.get("timestamp") == "2026-11-30T16:00:00"
+    props = {p.get("name"): p.get("value") for p in suite.iter("property")}
+    for name, value in [("agreement.tflm_host.exact_fraction", "0.8"), ("agreement.tflm_host.max_abs_steps", "1"),
+                        ("latency.us.p99", format(report["latency"]["us"]["p99"], ".6g")),
+                        ("latency.cycles.mean", "292"), ("arena.used", "1800"), ("arena.recommended", "1984"),
+                        ("throughput.samples_per_s", "500"), ("faults.crc_errors", "2"),
+                        ("accuracy.device.accuracy", "0.6"), ("samples", "5"), ("simulated", "false")]:
+        assert props.get(name) == value, (name, props.get(name))
+    assert not any(k.startswith(("_plot", "files", "thresholds")) for k in props)
+
+
+def test_junit_run_that_measured_nothing_is_an_error_not_a_pass(tmp_path):
+    report = sample_report()
+    report.update(samples=0, samples_failed=5, thresholds=[])
+    suite = _junit(report, tmp_path)
+    error = suite.find("testcase/error")
+    assert suite.get("errors") == "1" and suite.get("tests") == "1"
+    assert error is not None and error.get("type") == "rig" and "no sample produced a result" in error.get("message")
+
+
+def test_report_md_shows_hostile_names_as_written(tmp_path):
+    """Before: report.md carried a model name's markup raw (an <img>, a table-breaking pipe)."""
+    from markdown_it import MarkdownIt
+    from deploykit.report.markdown import render_markdown
+    report = sample_report()
+    report["model"]["name"] = "<img src=x onerror=alert(1)>|**bold**"
+    report["device"]["board_id"] = "[link](http://x)"
+    report["data"]["path"] = "d`a`ta.npz"
+    report["device_log"] = ["line one\n# not a heading"]
+    report["agreement"]["a|b"] = {"exact_fraction": 1.0}
+    md = render_markdown(report)
+    tokens = MarkdownIt("commonmark").enable("table").parse(md)
+    kinds = {t.type for t in tokens} | {c.type for t in tokens for c in (t.children or [])}
+    assert not kinds & {"html_inline", "html_block", "strong_open", "link_open"}, kinds
+    html = MarkdownIt("commonmark").enable("table").render(md)
+    assert "&lt;img src=x onerror=alert(1)&gt;|**bold**" in html and "[link](http://x)" in html
+    assert "<code>d`a`ta.npz</code>" in html
+    assert md.count("\n# ") == 0 and "line one\\x0a# not a heading" in md
+    table = md.split("## Agreement")[1].split("\n\n")[1].splitlines()  # every row keeps its columns
+    assert len({line.replace("\\|", "").count("|") for line in table}) == 1, table
+
+
+def test_report_html_escapes_hostile_names_and_carries_the_note():
+    from deploykit.report.html import render_html
+    report = sample_report()
+    report.pop("_plot")
+    report["model"]["name"] = "<img src=x onerror=alert(1)>"
+    report["note"] = "virtual board standing in: no board connected"
+    html = render_html(report, {})
+    h1 = html.split("<h1>")[1].split("</h1>")[0]
+    assert "<img src=x" not in html and "&lt;img src=x onerror=alert(1)&gt;" in h1
+    assert "(virtual board standing in: no board connected)" in h1

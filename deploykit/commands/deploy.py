@@ -1,7 +1,14 @@
-"""`deploykit deploy MODEL [--board ID|virtual] [--port URL|auto] [--data FILE] [thresholds]`."""
+"""`deploykit deploy MODEL [--board ID] [--port URL|auto|virtual] [--data FILE] [thresholds]`.
+
+Without a board connected, deploy falls back to the virtual board only for a person at a
+terminal (and says so); in CI, with --quiet or without a terminal it fails with exit 3,
+so a pipeline never passes on the virtual board by accident.
+"""
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 import click
@@ -24,17 +31,25 @@ class RichStages(StageTimer):
                       for name in (*stage_names, *STAGES)}
 
     def __enter__(self):
-        self.progress.start()
         return self
 
     def __exit__(self, *exc):
-        self.progress.stop()
+        if self.progress.live.is_started:
+            self.progress.stop()
+
+    def _show(self):
+        """Start the display at the first thing to show: an input refused before any stage
+        (no board, a bad path) then prints its one line and nothing else."""
+        if not self.progress.live.is_started:
+            self.progress.start()
 
     def note(self, text):
         if text:
+            self._show()
             self.progress.console.print(f"[yellow]{text}[/]")
 
     def on_start(self, name):
+        self._show()
         self.progress.start_task(self.tasks[name])
         self.progress.update(self.tasks[name], description="running")
 
@@ -50,6 +65,7 @@ class RichStages(StageTimer):
         self.progress.stop_task(self.tasks[name])
 
     def on_skip(self, name, why):
+        self._show()
         self.progress.start_task(self.tasks[name])
         self.progress.update(self.tasks[name], description=f"[dim]skipped: {why}[/]", completed=1)
         self.progress.stop_task(self.tasks[name])
@@ -78,7 +94,7 @@ def run_with_display(quiet: bool, call, stage_names=()):
     """Run `call(stages)` behind the stage display (or none with --quiet); print the summary."""
     from rich.console import Console
 
-    from deploykit.errors import ThresholdFailed
+    from deploykit.errors import DeviceError, ThresholdFailed
 
     console = Console(stderr=False, highlight=False)
     if quiet:
@@ -87,17 +103,37 @@ def run_with_display(quiet: bool, call, stage_names=()):
         with RichStages(Console(stderr=True), stage_names) as stages:
             result = call(stages)
     print_summary(console, result)
+    if not result.report.get("samples"):  # nothing measured: the device failed, not the model
+        raise DeviceError(f"no sample ran on the device ({result.report.get('samples_failed', 0)} failed); "
+                          f"see {result.report_dir / 'report.md'}")
     if not result.passed:
-        raise ThresholdFailed(f"the HIL run failed (a threshold, or no sample ran on the device); "
+        failed = [c["message"] for c in result.report.get("thresholds") or [] if not c["passed"]]
+        raise ThresholdFailed(f"the HIL run failed: {'; '.join(failed) or 'see the report'}; "
                               f"see {result.report_dir / 'report.md'}")
     return result
 
 
+def may_fall_back(quiet: bool) -> bool:
+    """A person is watching: a terminal in and out, no --quiet, no CI variable (CI=true)."""
+    ci = os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+    return not quiet and not ci and _isatty(sys.stdin) and _isatty(sys.stdout)
+
+
+def _isatty(stream) -> bool:
+    try:
+        return bool(stream is not None and stream.isatty())
+    except (AttributeError, ValueError):  # replaced or closed streams
+        return False
+
+
 @click.command("deploy")
 @click.argument("model", type=click.Path(path_type=Path))
-@click.option("--board", help="Board id (see `deploykit boards`), or `virtual`; default: the connected "
-                              "board, else the virtual board.")
-@click.option("--port", default="auto", show_default=True, help="Serial port or pyserial URL; auto finds the board.")
+@click.option("--board", help="Board id (see `deploykit boards`); default: the connected board. "
+                              "With --port virtual: the board the virtual board impersonates.")
+@click.option("--port", default="auto", show_default=True,
+              help="Serial port or pyserial URL; auto finds the board; `virtual` for the virtual board. "
+                   "With no board connected, only an interactive run falls back to the virtual board; "
+                   "in CI (or --quiet, or no terminal) that is exit 3.")
 @click.option("--profile", default="virtual", show_default=True,
               help="The board the virtual board impersonates (cost model, RAM, flash).")
 @click.option("--data", type=click.Path(path_type=Path), help="Test data (.npz/.npy/.csv); also the converter's test split.")
@@ -126,4 +162,5 @@ def deploy(model, board, port, profile, data, rep_data, label_column, name, quan
     run_with_display(quiet, lambda stages: run_deploy(
         model, outdir, board=board, port=port, profile=profile, data=data, rep_data=rep_data, name=name,
         quantize=quantize, label_column=label_column, limit=limit, thresholds=thresholds,
-        arena_size=arena_size, arena_margin=arena_margin, junit=junit, stages=stages))
+        arena_size=arena_size, arena_margin=arena_margin, junit=junit, stages=stages,
+        fallback=may_fall_back(quiet)))

@@ -24,7 +24,7 @@ def devices(as_json, show_all):
         return
     if not found:
         click.echo("no known board is connected (`--all` lists every serial port; "
-                   "`deploykit deploy --board virtual` needs none)")
+                   "`deploykit deploy --port virtual` needs none)")
         return
     rows = [(d.port, "/".join(d.board_ids) or "-", d.vid_pid or "-", d.serial_number or "-", d.description)
             for d in found]

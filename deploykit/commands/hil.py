@@ -1,7 +1,8 @@
 """`deploykit hil run`: stream test data to a board, measure, write reports.
 
 Thin: parse the options, call deploykit.harness.run.run_hil, print a summary. Exit 1
-when a threshold fails, 2 on bad input (raised as BadInput by the library).
+when a threshold fails, 2 on bad input (raised as BadInput by the library), 3 when
+the rig fails (no sample ran, the device or link failed).
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import click
 
 from deploykit.commands.boards import boards_dir_option
-from deploykit.errors import ThresholdFailed
+from deploykit.errors import DeviceError, ThresholdFailed
 
 
 @click.group("hil")
@@ -48,11 +49,12 @@ def run(manifest, port, board, baud, data, limit, warmup, outdir, junit, resume,
                      junit=junit, quiet=quiet, board=board, resume=resume,
                      thresholds=Thresholds(min_agreement, max_latency_us, max_arena))
     click.echo(summary(report))
+    if not report["samples"]:  # nothing measured: the rig failed (exit 3), not a threshold
+        raise DeviceError(f"no sample produced a result on the device ({report['samples_failed']} "
+                          f"failed); see {report['files']['md']}")
     if not report.passed:
         failed = [c["message"] for c in report["thresholds"] if not c["passed"]]
-        raise ThresholdFailed("threshold failed: " + "; ".join(failed) if failed else
-                              f"no sample produced a result on the device ({report['samples_failed']} "
-                              f"failed); see {report['files']['md']}")
+        raise ThresholdFailed("threshold failed: " + "; ".join(failed))
 
 
 def summary(report) -> str:

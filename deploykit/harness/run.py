@@ -46,13 +46,15 @@ class Report(dict):
 def run_hil(manifest_path, port: str, baud: int | None = None, data=None, limit: int | None = None,
             warmup: int = DEFAULT_WARMUP, outdir=DEFAULT_OUTDIR, junit=None, quiet: bool = False,
             thresholds: Thresholds | None = None, float_reference: bool = True,
-            session_options: dict | None = None, board: str | None = None, resume: bool = True) -> Report:
+            session_options: dict | None = None, board: str | None = None, resume: bool = True,
+            note: str | None = None) -> Report:
     """Run the HIL test and write its reports; see the module docstring.
 
     `board` (a boards/ id), when given, sets the default baud and must be the board the
     device's HELLO names; without it the baud defaults to the board `--port auto` found,
-    else 115200.
+    else 115200. `note` (e.g. that the virtual board stands in) goes into every report's title.
     """
+    started, started_at = time.monotonic(), time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime())
     manifest = manifest_mod.load(manifest_path)
     inputs = load_inputs(manifest, data, limit)
     if warmup < 0:
@@ -65,6 +67,9 @@ def run_hil(manifest_path, port: str, baud: int | None = None, data=None, limit:
     session = DeviceSession(url, baud, expected_sha256=manifest.sha256, **(session_options or {}))
     run = _measure(session, manifest, inputs, Path(outdir), junit, warmup, quiet, board, resume)
     report = _report(manifest, inputs, run, baud, float_reference)
+    if note:
+        report["note"] = note
+    report["started_at"], report["duration_s"] = started_at, round(time.monotonic() - started, 3)
     report["thresholds"] = evaluate(report, thresholds)
     report["passed"] = report["samples"] > 0 and all(c["passed"] for c in report["thresholds"])
     write_reports(report, Path(outdir), junit)

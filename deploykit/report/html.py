@@ -32,7 +32,8 @@ def render_html(report: dict, plot: dict) -> str:
     verdict = f'<span class="{"pass" if passed else "fail"}">{"PASSED" if passed else "FAILED"}</span>'
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>HIL report {html.escape(str(model.get('name')))}"
              f"</title><style>{STYLE}</style></head><body>",
-             f"<h1>HIL report: {html.escape(str(model.get('name')))} on {html.escape(str(device.get('board_id')))} — {verdict}</h1>",
+             f"<h1>HIL report: {html.escape(str(model.get('name')))} on {html.escape(str(device.get('board_id')))}"
+             f"{html.escape(' (' + report['note'] + ')') if report.get('note') else ''} — {verdict}</h1>",
              f"<p>{report['samples']} samples ({report.get('samples_failed', 0)} failed); simulated: "
              f"{_fmt(report['simulated'])}; model sha256 <code>{html.escape(str(model.get('sha256')))}</code></p>"]
     for title, (header, rows) in section_rows(report).items():

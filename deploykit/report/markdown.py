@@ -1,6 +1,35 @@
-"""report.md: the report's figures as Markdown tables."""
+"""report.md: the report's figures as Markdown tables.
+
+Text that comes from a model, a data file or a device (names, paths, log lines) is
+escaped: a model called `<img src=x onerror=...>` or `a|b` must show as written, not
+become markup or break a table, and control characters become visible `\\xNN`.
+"""
 
 from __future__ import annotations
+
+import re
+
+# `_` between letters or digits never emphasises (CommonMark), so tflm_host stays readable.
+_MARKUP = re.compile(r"([\\`*\[\]<>|&~]|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9]))")
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def _visible_controls(text: str) -> str:
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100
+                        else f"\\u{ord(m.group()):04x}", text)
+
+
+def md_text(value) -> str:
+    """`value` as Markdown text that renders exactly as written (markup escaped)."""
+    return _visible_controls(_MARKUP.sub(r"\\\1", str(value)))
+
+
+def md_code(value) -> str:
+    """`value` as an inline code span, with a fence longer than any backtick run inside it."""
+    text = _visible_controls(str(value))
+    fence = "`" * (max((len(r) for r in re.findall("`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
 
 
 # One line under a table, where its figures need reading with care.
@@ -20,8 +49,8 @@ def _fmt(v) -> str:
 
 
 def _table(header: list[str], rows: list[list]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(_fmt(c) for c in row) + " |" for row in rows]
+    lines = ["| " + " | ".join(md_text(h) for h in header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(md_text(_fmt(c)) for c in row) + " |" for row in rows]
     return lines + [""]
 
 
@@ -55,16 +84,23 @@ def section_rows(report: dict) -> dict[str, tuple[list[str], list[list]]]:
     return tables
 
 
-def render_markdown(report: dict) -> str:
+def title_text(report: dict) -> str:
+    """"NAME on BOARD (NOTE) — VERDICT", raw: each writer escapes it for its format."""
     model, device = report.get("model", {}), report.get("device", {})
     verdict = "PASSED" if report.get("passed", True) else "FAILED"
-    lines = [f"# HIL report: {model.get('name')} on {device.get('board_id')} — {verdict}", "",
+    note = f" ({report['note']})" if report.get("note") else ""
+    return f"{model.get('name')} on {device.get('board_id')}{note} — {verdict}"
+
+
+def render_markdown(report: dict) -> str:
+    model = report.get("model", {})
+    lines = [f"# HIL report: {md_text(title_text(report))}", "",
              f"- samples: {report['samples']} ({report.get('samples_failed', 0)} failed on the device)",
              f"- simulated: {_fmt(report['simulated'])}",
-             f"- model sha256: `{model.get('sha256')}`",
-             f"- data: `{report.get('data', {}).get('path')}`", ""]
+             f"- model sha256: {md_code(model.get('sha256'))}",
+             f"- data: {md_code(report.get('data', {}).get('path'))}", ""]
     for title, (header, rows) in section_rows(report).items():
-        lines += [f"## {title}", ""] + _table(header, rows)
+        lines += [f"## {md_text(title)}", ""] + _table(header, rows)
         if title in NOTES:
             lines += [NOTES[title], ""]
     confusion = ((report.get("accuracy") or {}).get("device") or {}).get("confusion")
@@ -73,6 +109,6 @@ def render_markdown(report: dict) -> str:
         lines += _table(["true \\ pred"] + [str(i) for i in range(len(confusion))],
                         [[i] + row for i, row in enumerate(confusion)])
     log = report.get("device_log") or []
-    if log:
-        lines += ["## Device log (LOG frames)", "", *[f"    {line}" for line in log], ""]
+    if log:  # an indented code block shows text as is; only a line break could leave it
+        lines += ["## Device log (LOG frames)", "", *[f"    {_visible_controls(line)}" for line in log], ""]
     return "\n".join(lines)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from serial.tools import list_ports
 
 from deploykit.firmware.boards import all_boards
-from deploykit.errors import BadInput
+from deploykit.errors import BadInput, NoBoardFound
 
 
 @dataclass(frozen=True)
@@ -55,11 +55,12 @@ def _device(info, table) -> Device:
 
 
 def find_board_port(board_id: str | None = None) -> tuple[str, str]:
-    """The one connected board's port and id (`--port auto`); BadInput when none or several."""
+    """The one connected board's port and id (`--port auto`); NoBoardFound (the rig, exit 3)
+    when none is connected, BadInput when several could be meant."""
     matches = [d for d in list_devices(known_only=True) if board_id is None or board_id in d.board_ids]
     wanted = f"a {board_id} board" if board_id else "a known board"
     if not matches:
-        raise BadInput(f"no connected serial port matches {wanted} by USB VID:PID; plug it in, "
+        raise NoBoardFound(f"no connected serial port matches {wanted} by USB VID:PID; plug it in, "
                        "check `deploykit devices`, or pass --port with a device path "
                        "(or use --board virtual)")
     if len(matches) > 1:

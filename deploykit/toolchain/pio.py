@@ -39,7 +39,8 @@ class PioMissing(ToolError):
 
 
 class DownloadFailed(ToolError):
-    """PlatformIO could not download a platform, tool or library."""
+    """PlatformIO could not download a platform, tool or library (offline): the rig, exit 3,
+    whether or not ~/.platformio exists yet."""
 
     def __init__(self, message: str, package: str):
         super().__init__(message)
@@ -55,7 +56,12 @@ class CompileError(ToolError):
 
 
 class Overflow(ToolError):
-    """The program does not fit the board's RAM or flash."""
+    """The program does not fit the board's RAM or flash.
+
+    Exit status 1, not the rig's 3: the toolchain worked and measured a model (or arena)
+    too big for the board, a regression CI should report as such, like a failed threshold."""
+
+    exit_code = 1
 
     def __init__(self, message: str, region: str, by_bytes: int):
         super().__init__(message)
@@ -129,7 +135,11 @@ def run(args: Iterable[str], log: Path, on_line: LineSink | None = None,
         proc = _start(argv)
         watchdog = _Watchdog(proc, timeout)
         with proc, watchdog:
-            output = _stream(proc, sink, on_line)
+            try:
+                output = _stream(proc, sink, on_line)
+            except BaseException:  # Ctrl-C or SIGTERM (see cli.py): stop PlatformIO too, then unwind
+                proc.kill()
+                raise
             code = proc.wait()
     if watchdog.fired:
         raise ToolError(f"`pio {' '.join(args)}` took longer than {timeout:.0f} s and was stopped; log: {log}")
@@ -267,7 +277,8 @@ def _download_failure(text: str, log: Path) -> DownloadFailed | None:
              else "this machine looks offline or behind a proxy (set HTTPS_PROXY if you use one)")
     return DownloadFailed(
         f"PlatformIO could not download {kind.lower()} {package} ({marker}): {where}; connect "
-        f"once so PlatformIO can cache it in ~/.platformio, or use `--board virtual`; log: {log}",
+        f"once so PlatformIO can cache it in ~/.platformio, or test on the virtual board "
+        f"(`deploykit deploy --port virtual`); log: {log}",
         package)
 
 

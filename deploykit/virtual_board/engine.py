@@ -212,6 +212,7 @@ class DeviceEngine:
             self._send(Log(f"simulated: TFLM Invoke raised {type(exc).__name__}: {exc}"[:200]), clock)
             return clock
         self.stats["inferences"] += 1
+        output = self.faults.outputs.apply(output, self.fw.hello.outputs)  # a wrong device, if asked
         self.pending.append((record, output))
         return clock + (self.fw.timing.seconds if self.timed else 0.0)
 

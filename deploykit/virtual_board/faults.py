@@ -14,6 +14,15 @@ Spec: comma-separated `key=value` items, e.g.
 reset, disconnect and stall may repeat. Everything is drawn from random generators
 seeded with `seed`, one per direction, so a run is reproducible: the harness is never
 told, it only sees bytes.
+
+Output faults make a device that is wrong, not slow (the harness must catch it by
+comparing results, since every frame is well formed):
+- off_by_one: probability per record that one output element is one quantization step
+  off (+1, or -1 at the type's maximum; the next float for float outputs).
+- stuck: probability per record that the result is the one sent before (an output
+  buffer the inference did not overwrite).
+They draw from their own generator, so adding them leaves the wire faults of a seed as
+they were. tests/cpp/posix_device.cpp takes the same two keys (`--faults`).
 """
 
 from __future__ import annotations
@@ -24,6 +33,7 @@ from dataclasses import dataclass, field
 from deploykit.errors import BadInput
 
 RATE_KEYS = ("drop", "corrupt", "dup", "garbage")
+OUTPUT_KEYS = ("off_by_one", "stuck")  # probabilities per record; see OutputFaults
 RECORD_KEYS = ("stall", "reset", "disconnect")
 _EXAMPLE = "drop=0.005,corrupt=0.005,dup=0.01,garbage=0.01,stall=40:2.5,reset=50,disconnect=120"
 
@@ -37,6 +47,8 @@ class FaultSpec:
     stalls: tuple[tuple[int, float], ...] = ()
     resets: tuple[int, ...] = ()
     disconnects: tuple[int, ...] = ()
+    off_by_one: float = 0.0
+    stuck: float = 0.0
     text: str = field(default="", compare=False)
 
 
@@ -83,7 +95,7 @@ def parse_faults(spec: str | None) -> FaultSpec:
         key, value = key.strip(), value.strip()
         if not sep or not value:
             raise _bad(spec, f"item {item!r} is not key=value")
-        if key in RATE_KEYS:
+        if key in RATE_KEYS or key in OUTPUT_KEYS:
             rates[key] = _rate(spec, key, value)
         elif key == "stall":
             stalls.append(_stall(spec, value))
@@ -92,7 +104,7 @@ def parse_faults(spec: str | None) -> FaultSpec:
         elif key == "disconnect":
             disconnects.append(_record(spec, key, value))
         else:
-            raise _bad(spec, f"unknown fault {key!r} (known: {', '.join(RATE_KEYS + RECORD_KEYS)})")
+            raise _bad(spec, f"unknown fault {key!r} (known: {', '.join(RATE_KEYS + RECORD_KEYS + OUTPUT_KEYS)})")
     return FaultSpec(**rates, stalls=tuple(stalls), resets=tuple(resets),
                      disconnects=tuple(disconnects), text=spec)
 
@@ -107,6 +119,7 @@ class Faults:
                          + [("reset", k, None) for k in self.spec.resets]
                          + [("disconnect", k, None) for k in self.spec.disconnects])
         self.fired: list[tuple[str, int]] = []
+        self.outputs = OutputFaults(self.spec, seed)
 
     def wire(self, data: bytes, direction: str) -> bytes:
         """Drop and corrupt bytes of `data` going `direction` ("rx" to the device, "tx" from it)."""
@@ -144,3 +157,48 @@ def _garbage_text(rng: random.Random) -> bytes:
     words = ("dbg", "heap", "tick", "usb", "isr", "warn", "mbed", "retry")
     text = " ".join(rng.choice(words) for _ in range(rng.randint(1, 5)))
     return f"[{text}] {rng.randint(0, 99999)}\r\n".encode("ascii")
+
+
+# ----------------------------------------------------------------------------- output faults
+
+class OutputFaults:
+    """Wrong results on a well-behaved link: off by one step, or stuck at an earlier record's."""
+
+    def __init__(self, spec: FaultSpec, seed: int = 0):
+        self.off_by_one, self.stuck = spec.off_by_one, spec.stuck
+        self._rng = random.Random(f"deploykit-faults-{seed}-outputs")
+        self._last: bytes | None = None
+        self.counts = {"off_by_one": 0, "stuck": 0}
+
+    def apply(self, result: bytes, specs) -> bytes:
+        """The result to send for one record; `specs` are the output TensorSpecs (HELLO's)."""
+        if not (self.off_by_one or self.stuck):
+            return result
+        stuck = self.stuck and self._rng.random() < self.stuck
+        off = self.off_by_one and self._rng.random() < self.off_by_one
+        if stuck and self._last is not None:
+            result = self._last
+            self.counts["stuck"] += 1
+        elif off:
+            result = _one_step_off(result, specs, self._rng)
+            self.counts["off_by_one"] += 1
+        self._last = result
+        return result
+
+
+def _one_step_off(result: bytes, specs, rng: random.Random) -> bytes:
+    """`result` with one element of its first output tensor moved by one step of its type."""
+    import numpy as np
+
+    spec = specs[0]
+    dtype = np.dtype(spec.dtype.name).newbyteorder("<")
+    count = spec.nbytes // dtype.itemsize
+    if count == 0:
+        return result
+    values = np.frombuffer(result, dtype=dtype, count=count).copy()
+    i = rng.randrange(count)
+    if dtype.kind == "f":
+        values[i] = np.nextafter(values[i], np.inf if values[i] < np.finfo(dtype).max else -np.inf)
+    else:
+        values[i] = int(values[i]) + (-1 if values[i] == np.iinfo(dtype).max else 1)
+    return values.tobytes() + result[values.nbytes:]

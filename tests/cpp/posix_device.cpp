@@ -8,9 +8,14 @@
 //          --infer-us N --cycles N --micros N --fail-byte N --log-in-infer --banner TEXT --pty
 //          --soft-reset (no Io.reboot hook: RESET restarts the core in place)
 //          --firmware-id HEX32 --capabilities N (HELLO's build id and capability bits)
+//          --faults off_by_one=R,stuck=R[,seed=N]  output faults, as the virtual board's
+//            (deploykit/virtual_board/faults.py): per record, one element of the first output
+//            one step off, or the result sent before repeated. A device that is wrong, not slow.
 // With --pty the first stdout line is the slave path to open. At exit (end of input or
 // SIGTERM) one "dk-stats key=value ..." line goes to stderr.
+#include <math.h>
 #include <signal.h>
+#include <string.h>
 
 #include <string>
 #include <vector>
@@ -23,6 +28,80 @@ volatile sig_atomic_t g_stop = 0;
 
 void OnSignal(int) { g_stop = 1; }
 
+// ---- output faults (kept apart from the wire and HELLO parts of this program)
+struct OutputFaults {
+  double off_by_one = 0, stuck = 0;
+  uint64_t state = 0x9E3779B97F4A7C15ull;
+  std::vector<uint8_t> last;
+
+  bool Enabled() const { return off_by_one > 0 || stuck > 0; }
+
+  double Uniform() {  // xorshift64*: reproducible for a seed, enough for fault rates
+    state ^= state >> 12;
+    state ^= state << 25;
+    state ^= state >> 27;
+    return static_cast<double>((state * 0x2545F4914F6CDD1Dull) >> 11) * (1.0 / 9007199254740992.0);
+  }
+
+  // Draws as the Python side does: stuck first, then off by one, for every record.
+  void Apply(uint8_t* out, size_t len, const dk::TensorSpec& first) {
+    if (!Enabled()) return;
+    bool is_stuck = stuck > 0 && Uniform() < stuck;
+    bool is_off = off_by_one > 0 && Uniform() < off_by_one;
+    if (is_stuck && last.size() == len) {
+      memcpy(out, last.data(), len);
+    } else if (is_off) {
+      OneStepOff(out, len, first);
+    }
+    last.assign(out, out + len);
+  }
+
+  void OneStepOff(uint8_t* out, size_t len, const dk::TensorSpec& spec) {
+    size_t count = 1, item = ItemSize(spec.dtype);
+    for (uint8_t d = 0; d < spec.ndims; ++d) count *= spec.dims[d];
+    if (item == 0 || count == 0 || count * item > len) return;
+    uint8_t* p = out + item * static_cast<size_t>(Uniform() * static_cast<double>(count));
+    switch (spec.dtype) {
+      case 9: { int8_t v; memcpy(&v, p, 1); v = v == 127 ? 126 : v + 1; memcpy(p, &v, 1); break; }
+      case 3: *p = *p == 255 ? 254 : *p + 1; break;
+      case 7: { int16_t v; memcpy(&v, p, 2); v = v == 32767 ? 32766 : v + 1; memcpy(p, &v, 2); break; }
+      case 2: { int32_t v; memcpy(&v, p, 4); v = v == 2147483647 ? v - 1 : v + 1; memcpy(p, &v, 4); break; }
+      case 1: { float v; memcpy(&v, p, 4); v = nextafterf(v, v < 3.0e38f ? INFINITY : -INFINITY); memcpy(p, &v, 4); break; }
+      default: break;
+    }
+  }
+
+  static size_t ItemSize(uint8_t dtype) {
+    switch (dtype) {
+      case 9: case 3: return 1;
+      case 7: return 2;
+      case 1: case 2: return 4;
+      default: return 0;
+    }
+  }
+
+  // "off_by_one=0.1,stuck=0.05,seed=3"
+  bool Parse(const std::string& spec) {
+    size_t start = 0;
+    while (start < spec.size()) {
+      size_t end = spec.find(',', start);
+      if (end == std::string::npos) end = spec.size();
+      std::string item = spec.substr(start, end - start);
+      size_t eq = item.find('=');
+      if (eq == std::string::npos) return false;
+      std::string key = item.substr(0, eq);
+      double value = atof(item.c_str() + eq + 1);
+      if (key == "off_by_one") off_by_one = value;
+      else if (key == "stuck") stuck = value;
+      else if (key == "seed") state ^= static_cast<uint64_t>(value) * 0x9E3779B97F4A7C15ull;
+      else return false;
+      if ((key != "seed" && (value < 0 || value > 1)) || state == 0) return false;
+      start = end + 1;
+    }
+    return true;
+  }
+};
+
 struct Options {
   std::string board = "posix";
   std::string banner = "\r\nposix device booting\r\n";
@@ -33,6 +112,7 @@ struct Options {
   int timer = 1, fail_byte = -1, window = DK_RX_WINDOW;
   bool simulated = false, pty = false, log_in_infer = false, soft_reset = false;
   std::vector<dk::TensorSpec> inputs, outputs;
+  OutputFaults* faults = nullptr;
 };
 
 struct FakeModel {
@@ -49,6 +129,7 @@ int FakeInfer(void* ctx, const uint8_t* input, size_t in_len, uint8_t* output, s
   m->link->AfterInference();
   if (static_cast<int>(input[0]) == m->opt->fail_byte) return 1;
   for (size_t i = 0; i < out_len; ++i) output[i] = static_cast<uint8_t>(input[i % in_len] * 3 + 7 + i);
+  if (m->opt->faults) m->opt->faults->Apply(output, out_len, m->opt->outputs[0]);
   *cycles = m->opt->cycles + input[0] % 3;
   *micros = m->opt->micros;
   return 0;
@@ -93,6 +174,7 @@ bool ParseArgs(int argc, char** argv, Options* o) {
     else if (a == "--inputs") { o->inputs.clear(); if (!ParseSpecs(v, &o->inputs)) return false; }
     else if (a == "--outputs") { o->outputs.clear(); if (!ParseSpecs(v, &o->outputs)) return false; }
     else if (a == "--capabilities") o->capabilities = static_cast<uint32_t>(strtoul(v, nullptr, 0));
+    else if (a == "--faults") { if (!o->faults || !o->faults->Parse(v)) return false; }
     else if (a == "--sha") ParseHex(v, o->sha, sizeof(o->sha));
     else if (a == "--firmware-id") ParseHex(v, o->firmware_id, sizeof(o->firmware_id));
     else {
@@ -112,6 +194,8 @@ bool ParseArgs(int argc, char** argv, Options* o) {
 
 int main(int argc, char** argv) {
   Options opt;
+  OutputFaults faults;
+  opt.faults = &faults;
   if (!ParseArgs(argc, argv, &opt)) {
     fprintf(stderr, "usage: posix_device --inputs SPEC --outputs SPEC [options] (see source)\n");
     return 2;
