@@ -33,3 +33,10 @@ class ThresholdFailed(DeployKitError):
     """A measured figure missed a threshold the user set. Exit status 1."""
 
     exit_code = 1
+
+
+class DiskError(DeployKitError):
+    """Results or reports could not be written (disk full, quota, I/O error): the rig
+    failed, not the model. Exit status 3; what was written before stays and resumes."""
+
+    exit_code = 3

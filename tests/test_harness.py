@@ -131,14 +131,21 @@ def test_killed_process_resumes(sine_manifest, tmp_path):
     assert report["agreement"]["tflm_host"]["exact_fraction"] == 1.0
 
 
-def test_results_of_other_data_are_not_resumed(sine_manifest, tmp_path):
+def test_results_of_other_data_are_refused_and_no_resume_starts_afresh(sine_manifest, tmp_path):
+    """Other data into a folder holding a run: refused naming the data; --no-resume replaces it."""
+    from deploykit.harness.results import ResumeMismatch
+    np.savez(tmp_path / "other.npz", x=np.linspace(0, 1, 20, dtype=np.float32).reshape(-1, 1))
     with VirtualBoard(sine_manifest.path, pacing=False) as port:
-        run_hil(sine_manifest.path, port, limit=30, outdir=tmp_path, quiet=True, float_reference=False)
-        np.savez(tmp_path / "other.npz", x=np.linspace(0, 1, 20, dtype=np.float32).reshape(-1, 1))
-        report = run_hil(sine_manifest.path, port, data=tmp_path / "other.npz", outdir=tmp_path,
-                         quiet=True, float_reference=False)
+        run_hil(sine_manifest.path, port, limit=30, outdir=tmp_path / "o", quiet=True, float_reference=False)
+        before = (tmp_path / "o" / "results.jsonl").read_bytes()
+        with pytest.raises(ResumeMismatch, match=r"\(data [0-9a-f]{12}… there, [0-9a-f]{12}… now\).*--no-resume"):
+            run_hil(sine_manifest.path, port, data=tmp_path / "other.npz", outdir=tmp_path / "o",
+                    quiet=True, float_reference=False)
+        assert (tmp_path / "o" / "results.jsonl").read_bytes() == before
+        report = run_hil(sine_manifest.path, port, data=tmp_path / "other.npz", outdir=tmp_path / "o",
+                         quiet=True, float_reference=False, resume=False)
     assert report["resumed_samples"] == 0 and report["samples"] == 20
-    assert [r["index"] for r in rows(tmp_path)] == list(range(20))
+    assert [r["index"] for r in rows(tmp_path / "o")] == list(range(20))
 
 
 def test_run_under_all_faults_reports_them(sine_manifest, tmp_path):

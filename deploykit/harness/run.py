@@ -3,9 +3,11 @@
 run_hil() loads the manifest and the data (quantized as TFLite does), opens the device
 (handshake, model-hash check), runs warm-up inferences that are not counted, streams the
 samples not yet in DIR/results.jsonl (appended and flushed as they arrive, so a killed run
-resumes where it stopped), then compares the device's outputs with TFLM on the host,
+resumes where it stopped: only a run of the same model, data, board and firmware resumes),
+then compares the device's outputs with TFLM on the host,
 LiteRT on the desktop and the float model, and writes report.json/.md/.html and,
-when asked, junit.xml with one case per threshold.
+when asked, junit.xml with one case per threshold. DIR is locked for the whole run.
+Rows are never held in memory: the report reads them back from results.jsonl.
 """
 
 from __future__ import annotations
@@ -15,11 +17,14 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from deploykit.model import manifest as manifest_mod
 from deploykit.atomic import ensure_writable_dir
 from deploykit.errors import BadInput, DeviceError
 from deploykit.harness.inputs import load_inputs
-from deploykit.harness.results import ResultsFile
+from deploykit.harness.outdir import locked_outdir
+from deploykit.harness.results import ResultsFile, Rows, run_header
 from deploykit.link.session import DeviceSession, SampleFailure
 from deploykit.report.stats import throughput
 from deploykit.report import Thresholds, build_report, evaluate, write_reports
@@ -51,7 +56,8 @@ def run_hil(manifest_path, port: str, baud: int | None = None, data=None, limit:
 
     `board` (a boards/ id), when given, sets the default baud and must be the board the
     device's HELLO names; without it the baud defaults to the board `--port auto` found,
-    else 115200.
+    else 115200. The output folder is locked for the whole run (a second run into it is
+    refused); results.jsonl there is resumed only when it is this run's (results.py).
     """
     manifest = manifest_mod.load(manifest_path)
     inputs = load_inputs(manifest, data, limit)
@@ -62,21 +68,23 @@ def run_hil(manifest_path, port: str, baud: int | None = None, data=None, limit:
     board_baud = _board_baud(board)  # an unknown --board fails here, before any port is opened
     url, found = resolve_port(port, board)
     baud = int(baud or board_baud or _board_baud(found) or DEFAULT_BAUD)
-    session = DeviceSession(url, baud, expected_sha256=manifest.sha256, **(session_options or {}))
-    run = _measure(session, manifest, inputs, Path(outdir), junit, warmup, quiet, board, resume)
-    report = _report(manifest, inputs, run, baud, float_reference)
-    report["thresholds"] = evaluate(report, thresholds)
-    report["passed"] = report["samples"] > 0 and all(c["passed"] for c in report["thresholds"])
-    write_reports(report, Path(outdir), junit)
+    with locked_outdir(Path(outdir)) as out:
+        session = DeviceSession(url, baud, expected_sha256=manifest.sha256, **(session_options or {}))
+        run = _measure(session, manifest, inputs, out, junit, warmup, quiet, board, resume)
+        report = _report(manifest, inputs, run, baud, float_reference)
+        report["thresholds"] = evaluate(report, thresholds)
+        report["passed"] = report["samples"] > 0 and all(c["passed"] for c in report["thresholds"])
+        write_reports(report, out, junit)
     return Report(report)
 
 
 @dataclass
 class _Run:
-    """What a session measured: rows of this data (sorted), and how the link fared."""
+    """What a session measured: the rows of this data (read back from results.jsonl), how the link fared."""
 
-    rows: list
+    rows: Rows
     resumed: int
+    resumed_from: str | None
     measured: int
     seconds: float
     hello: object
@@ -90,14 +98,13 @@ def _measure(session, manifest, inputs, outdir: Path, junit, warmup: int, quiet:
     with session:
         _check_device(session.hello, manifest, board, session.url)
         _prepare_outputs(outdir, junit)
-        header = {"model_sha256": manifest.sha256, "data_sha256": inputs.sha256}
-        with ResultsFile(outdir / "results.jsonl", header, resume) as results:
-            if any(i not in results.rows for i in range(len(inputs))):
+        header = run_header(manifest.sha256, inputs.sha256, session.hello)
+        with ResultsFile(outdir / "results.jsonl", header, len(inputs), resume) as results:
+            if not results.done.all():
                 _warm_up(session, inputs, warmup)
             measured, seconds = _stream(session, inputs, results, quiet)
-    mine = range(len(inputs))
-    return _Run(rows=[results.rows[i] for i in mine if i in results.rows],
-                resumed=sum(1 for i in mine if i in results.resumed), measured=measured,
+    return _Run(rows=results.rows(), resumed=results.resumed,
+                resumed_from=(results.earlier or {}).get("started_at"), measured=measured,
                 seconds=seconds, hello=session.hello, faults=session.faults.as_dict(),
                 logs=session.logs[:50])
 
@@ -109,9 +116,9 @@ def _report(manifest, inputs, run: _Run, baud: int, float_reference: bool) -> di
         manifest=manifest, inputs=inputs, rows=run.rows, refs=_references(manifest, inputs, float_reference),
         hello=hello, faults=run.faults, estimate=_arena_estimate(manifest, hello.board_id),
         throughput=throughput(run.measured, run.seconds, baud, hello.input_record_bytes,
-                              hello.output_record_bytes))
+                              hello.output_record_bytes),
+        resumed=run.resumed, resumed_from=run.resumed_from)
     report["device_log"] = run.logs
-    report["resumed_samples"] = run.resumed
     return report
 
 
@@ -164,9 +171,9 @@ def _warm_up(session, inputs, warmup: int) -> None:
 
 
 def _stream(session, inputs, results, quiet: bool) -> tuple[int, float]:
-    """Stream the samples without a row yet; return (how many, seconds)."""
-    todo = [i for i in range(len(inputs)) if i not in results.rows]
-    if not todo:
+    """Stream the samples without a row yet; return (how many, seconds). Rows go to disk only."""
+    todo = np.flatnonzero(~results.done)
+    if not todo.size:
         return 0, 0.0
     progress = nullcontext(None) if quiet else _progress()
     start = time.monotonic()
@@ -175,7 +182,7 @@ def _stream(session, inputs, results, quiet: bool) -> tuple[int, float]:
         shown, done = time.monotonic(), 0
         for batch in session.stream_batches(inputs.records(todo)):
             for item in batch:  # rows that arrived together are flushed together
-                results.append(_row(session, todo[item.record], item), flush=False)
+                results.append(_row(session, int(todo[item.record]), item), flush=False)
             results.flush()
             done += len(batch)
             if bar and (time.monotonic() - shown > 0.1 or done == len(todo)):

@@ -10,8 +10,13 @@ ARENA_MARGIN = 1.10  # recommended arena = used + 10 %, rounded up to 16 bytes (
 
 
 def distribution(values) -> dict | None:
-    """mean, p50, p90, p99, max, stdev of `values`; None when there are none."""
-    a = np.asarray([v for v in values if v is not None], dtype=np.float64)
+    """mean, p50, p90, p99, max, stdev of `values` (an iterable, None for absent, or an
+    array, NaN for absent); None when there are none."""
+    if isinstance(values, np.ndarray):
+        a = values.astype(np.float64, copy=False)
+        a = a[~np.isnan(a)] if np.isnan(a).any() else a
+    else:
+        a = np.asarray([v for v in values if v is not None], dtype=np.float64)
     if a.size == 0:
         return None
     p50, p90, p99 = np.percentile(a, [50, 90, 99])
