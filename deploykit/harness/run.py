@@ -28,6 +28,7 @@ from deploykit.harness.results import ResultsFile, Rows, run_header
 from deploykit.link.session import DeviceSession, SampleFailure
 from deploykit.report.stats import throughput
 from deploykit.report import Thresholds, build_report, evaluate, write_reports
+from deploykit.report.build import new_aggregator
 
 DEFAULT_WARMUP = 3
 DEFAULT_BAUD = 115200
@@ -70,8 +71,8 @@ def run_hil(manifest_path, port: str, baud: int | None = None, data=None, limit:
     baud = int(baud or board_baud or _board_baud(found) or DEFAULT_BAUD)
     with locked_outdir(Path(outdir)) as out:
         session = DeviceSession(url, baud, expected_sha256=manifest.sha256, **(session_options or {}))
-        run = _measure(session, manifest, inputs, out, junit, warmup, quiet, board, resume)
-        report = _report(manifest, inputs, run, baud, float_reference)
+        run = _measure(session, manifest, inputs, out, junit, warmup, quiet, board, resume, float_reference)
+        report = _report(manifest, inputs, run, baud)
         report["thresholds"] = evaluate(report, thresholds)
         report["passed"] = report["samples"] > 0 and all(c["passed"] for c in report["thresholds"])
         write_reports(report, out, junit)
@@ -83,6 +84,8 @@ class _Run:
     """What a session measured: the rows of this data (read back from results.jsonl), how the link fared."""
 
     rows: Rows
+    refs: dict
+    aggregator: object
     resumed: int
     resumed_from: str | None
     measured: int
@@ -93,27 +96,29 @@ class _Run:
 
 
 def _measure(session, manifest, inputs, outdir: Path, junit, warmup: int, quiet: bool,
-             board: str | None, resume: bool) -> _Run:
+             board: str | None, resume: bool, float_reference: bool) -> _Run:
     """Open the device, resume (if asked) or start results.jsonl, warm up, stream what is missing."""
     with session:
         _check_device(session.hello, manifest, board, session.url)
         _prepare_outputs(outdir, junit)
+        refs = _references(manifest, inputs, float_reference)
+        aggregator = new_aggregator(manifest, inputs, refs)  # fed each row as it is read or arrives
         header = run_header(manifest.sha256, inputs.sha256, session.hello)
-        with ResultsFile(outdir / "results.jsonl", header, len(inputs), resume) as results:
+        with ResultsFile(outdir / "results.jsonl", header, len(inputs), resume, aggregator.add) as results:
             if not results.done.all():
                 _warm_up(session, inputs, warmup)
             measured, seconds = _stream(session, inputs, results, quiet)
-    return _Run(rows=results.rows(), resumed=results.resumed,
+    return _Run(rows=results.rows(), refs=refs, aggregator=aggregator, resumed=results.resumed,
                 resumed_from=(results.earlier or {}).get("started_at"), measured=measured,
                 seconds=seconds, hello=session.hello, faults=session.faults.as_dict(),
                 logs=session.logs[:50])
 
 
-def _report(manifest, inputs, run: _Run, baud: int, float_reference: bool) -> dict:
+def _report(manifest, inputs, run: _Run, baud: int) -> dict:
     """The report dict: figures from the rows against the desktop references."""
     hello = run.hello
     report = build_report(
-        manifest=manifest, inputs=inputs, rows=run.rows, refs=_references(manifest, inputs, float_reference),
+        manifest=manifest, inputs=inputs, rows=run.rows, refs=run.refs, aggregator=run.aggregator,
         hello=hello, faults=run.faults, estimate=_arena_estimate(manifest, hello.board_id),
         throughput=throughput(run.measured, run.seconds, baud, hello.input_record_bytes,
                               hello.output_record_bytes),

@@ -20,26 +20,32 @@ from deploykit.report.stats import distribution, recommended_arena
 
 SCHEMA = "deploykit.hil-report/1"
 
-__all__ = ["KEEP_POINTS", "SCHEMA", "build_report"]
+__all__ = ["KEEP_POINTS", "SCHEMA", "build_report", "new_aggregator"]
+
+
+def new_aggregator(manifest, inputs, refs: dict) -> RowAggregator:
+    """An aggregator for rows of this model and data (feed it with .add(row), at most once per sample)."""
+    spec = manifest["outputs"][0]
+    y = inputs.y
+    task = (manifest.data.get("task") or metrics.infer_task(y, spec["shape"])) if y is not None else None
+    return RowAggregator(spec, refs, y, task)
 
 
 def build_report(*, manifest, inputs, rows, refs: dict, hello, faults: dict, throughput: dict,
                  estimate: int | None, data_path=None, resumed: int = 0,
-                 resumed_from: str | None = None) -> dict:
+                 resumed_from: str | None = None, aggregator: RowAggregator | None = None) -> dict:
     """The report dict from the rows of a run and the reference predictions.
 
-    `rows` is read twice, one row at a time (a list, or harness.results.Rows streaming
-    results.jsonl): once for the aggregates, once for the latency percentiles. At most one
-    row per sample, any order. `resumed` rows came from an earlier run started at
-    `resumed_from`.
+    `rows` holds at most one row per sample, in any order, and is read one row at a time
+    (a list, or harness.results.Rows streaming results.jsonl): for the aggregates, unless
+    `aggregator` was fed them already as they arrived, and for the latency percentiles.
+    `resumed` rows came from an earlier run started at `resumed_from`.
     """
-    spec = manifest["outputs"][0]
-    y = inputs.y
-    task = (manifest.data.get("task") or metrics.infer_task(y, spec["shape"])) if y is not None else None
-    agg = RowAggregator(spec, refs, y, task)
-    for row in rows:
-        agg.add(row)
-    figures = agg.finish()
+    if aggregator is None:
+        aggregator = new_aggregator(manifest, inputs, refs)
+        for row in rows:
+            aggregator.add(row)
+    figures = aggregator.finish()
     columns = latency_columns(rows, figures["samples"])
     report = {
         "schema": SCHEMA,
