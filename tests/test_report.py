@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from deploykit.errors import BadInput
-from deploykit.report.stats import distribution, recommended_arena, throughput
+from deploykit.report.stats import distribution, histogram, recommended_arena, throughput
 from deploykit.report import Thresholds, evaluate, write_reports
 
 
@@ -28,7 +28,8 @@ def sample_report() -> dict:
         "throughput": throughput(5, 0.01, 115200, 1, 1),
         "faults": {"retries": 1, "crc_errors": 2, "resyncs": 0, "resets": 0, "reconnects": 0},
         "_plot": {"pairs": (np.arange(5.0), np.arange(5.0)), "confusion": [[2, 1], [1, 1]],
-                  "us": [100, 110, 120, 130, 1000], "round_trip_us": [5, 6, 7, 8, 9]},
+                  "us": histogram(np.array([100, 110, 120, 130, 1000.0])),
+                  "round_trip_us": histogram(np.array([5, 6, 7, 8, 9.0]))},
     }
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from deploykit.model import metrics
 from deploykit.report.aggregate import KEEP_POINTS, RowAggregator, latency_columns
-from deploykit.report.stats import distribution, recommended_arena
+from deploykit.report.stats import distribution, histogram, recommended_arena
 
 SCHEMA = "deploykit.hil-report/1"
 
@@ -61,7 +61,7 @@ def build_report(*, manifest, inputs, rows, refs: dict, hello, faults: dict, thr
         "data": {"path": str(data_path or inputs.path), "sha256": inputs.sha256, "total": len(inputs)},
         "agreement": figures["agreement"],
         "accuracy": figures["accuracy"],
-        "latency": {name: distribution(col) for name, col in columns.items()},
+        "latency": {name: distribution(col) for name, col in columns.items()},  # exact percentiles
         "arena": {"configured": int(hello.arena_configured), "used": int(hello.arena_used),
                   "estimate": estimate, "recommended": recommended_arena(hello.arena_used)},
         "throughput": throughput,
@@ -69,7 +69,7 @@ def build_report(*, manifest, inputs, rows, refs: dict, hello, faults: dict, thr
     }
     device_acc = (report["accuracy"] or {}).get("device") or {}
     report["_plot"] = {"pairs": figures["pairs"], "confusion": device_acc.get("confusion"),
-                       "us": columns["us"], "round_trip_us": columns["round_trip_us"]}
+                       "us": histogram(columns["us"]), "round_trip_us": histogram(columns["round_trip_us"])}
     return report
 
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import io
 
-import numpy as np
-
 
 def _pyplot():
     import matplotlib
@@ -58,25 +56,16 @@ def confusion_plot(confusion) -> bytes | None:
     return _png(fig)
 
 
-def _present(values) -> np.ndarray:
-    """Values as floats without the absent ones (None or NaN)."""
-    if values is None:
-        return np.empty(0)
-    a = values if isinstance(values, np.ndarray) else np.asarray([np.nan if v is None else v for v in values], float)
-    return a[~np.isnan(a)]
-
-
 def latency_plot(us, round_trip_us, simulated: bool = False) -> bytes | None:
-    """Histograms of inference time and round trip (lists or arrays, NaN/None absent)."""
-    us, rt = _present(us), _present(round_trip_us)
-    if not us.size:
+    """Histograms of inference time and host round trip, each given as (counts, edges) or None."""
+    if not us:
         return None
     plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
-    axes[0].hist(us, bins=40)
+    axes[0].stairs(us[0], us[1], fill=True)
     axes[0].set_title("inference (µs, simulated)" if simulated else "inference (µs, device timer)")
-    if rt.size:
-        axes[1].hist(rt, bins=40, color="tab:orange")
+    if round_trip_us:
+        axes[1].stairs(round_trip_us[0], round_trip_us[1], fill=True, color="tab:orange")
     axes[1].set_title("host round trip (µs)")
     return _png(fig)
 
