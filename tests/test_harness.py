@@ -219,3 +219,18 @@ def test_larger_limit_resumes_the_smaller_run(sine_manifest, tmp_path):
     assert (first["resumed_samples"], second["resumed_samples"], third["resumed_samples"]) == (0, 40, 20)
     assert second["throughput"]["measured_samples"] == 60 and third["throughput"]["measured_samples"] == 0
     assert third["samples"] == 20 and sorted(r["index"] for r in rows(tmp_path)) == list(range(100))
+
+
+def test_firmware_with_another_arena_does_not_resume(sine_manifest, tmp_path):
+    """Same model, data and board, rebuilt with another arena: refused, then afresh with resume=False."""
+    from deploykit.harness.results import ResumeMismatch
+    with VirtualBoard(sine_manifest.path, pacing=False) as port:
+        first = run_hil(sine_manifest.path, port, limit=20, outdir=tmp_path, quiet=True, float_reference=False)
+    arena = first["arena"]["configured"] + 4096
+    with VirtualBoard(sine_manifest.path, pacing=False, arena_configured=arena) as port:
+        with pytest.raises(ResumeMismatch, match=rf"arena configured {first['arena']['configured']} there, {arena} now"):
+            run_hil(sine_manifest.path, port, limit=20, outdir=tmp_path, quiet=True, float_reference=False)
+        report = run_hil(sine_manifest.path, port, limit=20, outdir=tmp_path, quiet=True,
+                         float_reference=False, resume=False)
+    assert report["resumed_samples"] == 0 and report["arena"]["configured"] == arena
+    assert report["throughput"]["measured_samples"] == 20
