@@ -66,11 +66,19 @@ class ResultsFile:
         self._pending: list[bytes] = []
 
     # --- opening -----------------------------------------------------------------------
-    def open(self) -> "ResultsFile":
-        """Resume a file of this run, refuse one of another run, or start a new one."""
+    def check(self) -> dict | None:
+        """Refuse now what open() would refuse (a link, a foreign file, another run's file);
+        return the header to resume, if any. Cheap: reads one line."""
         existing = self._existing_header()
         if existing is not None and self.resume:
             self._check_same_run(existing)
+            return existing
+        return None
+
+    def open(self) -> "ResultsFile":
+        """Resume a file of this run, refuse one of another run, or start a new one."""
+        existing = self.check()
+        if existing is not None:
             self._resume(existing)
         else:
             self._start()

@@ -4,10 +4,11 @@ run_hil() loads the manifest and the data (quantized as TFLite does), opens the 
 (handshake, model-hash check), runs warm-up inferences that are not counted, streams the
 samples not yet in DIR/results.jsonl (appended and flushed as they arrive, so a killed run
 resumes where it stopped: only a run of the same model, data, board and firmware resumes),
-then compares the device's outputs with TFLM on the host,
-LiteRT on the desktop and the float model, and writes report.json/.md/.html and,
-when asked, junit.xml with one case per threshold. DIR is locked for the whole run.
-Rows are never held in memory: the report reads them back from results.jsonl.
+comparing the device's outputs with TFLM on the host, LiteRT on the desktop and the float
+model (predicted before streaming) as rows are read back or arrive, and writes
+report.json/.md/.html and, when asked, junit.xml with one case per threshold. DIR is
+locked for the whole run. Rows are never held in memory: figures that need every value
+come from a second pass over results.jsonl.
 """
 
 from __future__ import annotations
@@ -101,10 +102,13 @@ def _measure(session, manifest, inputs, outdir: Path, junit, warmup: int, quiet:
     with session:
         _check_device(session.hello, manifest, board, session.url)
         _prepare_outputs(outdir, junit)
-        refs = _references(manifest, inputs, float_reference)
-        aggregator = new_aggregator(manifest, inputs, refs)  # fed each row as it is read or arrives
         header = run_header(manifest.sha256, inputs.sha256, session.hello)
-        with ResultsFile(outdir / "results.jsonl", header, len(inputs), resume, aggregator.add) as results:
+        results = ResultsFile(outdir / "results.jsonl", header, len(inputs), resume)
+        results.check()  # another run's file is refused before the references take their time
+        refs = _references(manifest, inputs, float_reference)
+        aggregator = new_aggregator(manifest, inputs, refs)
+        results.on_row = aggregator.add  # each kept row once, as it is read back or arrives
+        with results:
             if not results.done.all():
                 _warm_up(session, inputs, warmup)
             measured, seconds = _stream(session, inputs, results, quiet)
