@@ -205,8 +205,10 @@ def test_resumed_run_says_so_in_the_summary_and_every_report(sine_manifest, tmp_
     assert f"Resumed: {said}." in (out / "report.html").read_text()
 
 
+@pytest.mark.slow
 def test_second_run_into_a_busy_folder_fails_at_once(sine_manifest, tmp_path, capsys):
-    """Two real runs into one folder: the second is refused (exit 2) and writes nothing."""
+    """Two real runs into one folder: the second is refused (exit 2) and writes nothing.
+    (Slow: a second Python process and a 9600-baud board, about 10 s.)"""
     import os
     import signal
     import subprocess
