@@ -185,8 +185,8 @@ def test_streamed_report_figures_equal_the_whole_array_ones():
     refs["desktop"] = refs["desktop"].copy()
     refs["desktop"][::7] += 1  # the desktop reference differs by one step now and then
     agg = RowAggregator(SPEC, refs, y, "regression")
-    for row in rows:
-        agg.add(row)
+    for i in np.random.default_rng(5).permutation(n):  # rows come in arrival order, not by index
+        agg.add(rows[i])
     got = agg.finish()
     ok = [r for r in rows if "error" not in r]
     idx = np.array([r["index"] for r in ok])
@@ -198,6 +198,8 @@ def test_streamed_report_figures_equal_the_whole_array_ones():
     assert got["accuracy"]["device"] == pytest.approx({"mae": want["mae"], "rmse": want["rmse"],
                                                        "max_error": want["max_abs"]}, rel=1e-9)
     assert [f["index"] for f in got["failures"]] == [i for i in range(n) if i % 97 == 5][:100]
+    desktop_points, device_points = got["pairs"]  # the plot's points: the first 2000 samples
+    assert np.array_equal(device_points, device[:2000, 0]) and np.array_equal(desktop_points, refs["desktop"][idx[:2000], 0])
     cols = latency_columns(rows, got["samples"])
     assert distribution(cols["us"]) == pytest.approx(distribution([r["us"] for r in ok]))
     assert distribution(cols["round_trip_us"]) == pytest.approx(distribution([r["round_trip_us"] for r in ok]))

@@ -31,6 +31,10 @@ class Smallest:
     def would_keep(self, key: int) -> bool:
         return len(self._heap) < self.k or key < -self._heap[0][0]
 
+    def bound(self) -> float:
+        """Keys at or above this are not kept (infinity until k entries are held)."""
+        return -self._heap[0][0] if len(self._heap) >= self.k else float("inf")
+
     def add(self, key: int, value) -> None:
         if len(self._heap) < self.k:
             heapq.heappush(self._heap, (-key, key, value))
@@ -185,7 +189,7 @@ class RowAggregator:
         desktop = self.refs.get("desktop")
         if desktop is None:
             return
-        for i in np.flatnonzero([self.pairs.would_keep(int(k)) for k in idx]):
+        for i in np.flatnonzero(idx < self.pairs.bound()):
             ref = np.asarray(desktop[idx[i]], dtype=np.float64).ravel()
             self.pairs.add(int(idx[i]), (ref, device[i].astype(np.float64).ravel()))
 
