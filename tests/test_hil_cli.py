@@ -243,7 +243,7 @@ def test_second_run_into_a_busy_folder_fails_at_once(sine_manifest, tmp_path, ca
 
 
 def test_full_disk_exits_3_in_one_line_and_the_run_resumes(sine_manifest, tmp_path, capsys, monkeypatch):
-    from tests.test_results import enospc_after
+    from test_results import enospc_after
     out = tmp_path / "r"
     args = ["hil", "run", "--manifest", str(sine_manifest.path), "--port", virtual(sine_manifest),
             "--limit", "200", "-o", str(out), "--quiet"]

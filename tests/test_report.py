@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import xml.etree.ElementTree as ET
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -167,9 +168,9 @@ class FakeManifest(dict):
         super().__init__(name="sine", outputs=[SPEC])
 
 
-HELLO = __import__("types").SimpleNamespace(
-    board_id="virtual", model_sha256=b"\xab" * 32, cpu_hz=64_000_000, timer=__import__("types").SimpleNamespace(name="CYCLES"),
-    protocol_version=1, max_payload=256, rx_window=512, simulated=True, arena_configured=2048, arena_used=1500)
+HELLO = SimpleNamespace(board_id="virtual", model_sha256=b"\xab" * 32, cpu_hz=64_000_000,
+                        timer=SimpleNamespace(name="CYCLES"), protocol_version=1, max_payload=256,
+                        rx_window=512, simulated=True, arena_configured=2048, arena_used=1500)
 
 
 def test_streamed_report_figures_equal_the_whole_array_ones():
@@ -199,7 +200,8 @@ def test_streamed_report_figures_equal_the_whole_array_ones():
                                                        "max_error": want["max_abs"]}, rel=1e-9)
     assert [f["index"] for f in got["failures"]] == [i for i in range(n) if i % 97 == 5][:100]
     desktop_points, device_points = got["pairs"]  # the plot's points: the first 2000 samples
-    assert np.array_equal(device_points, device[:2000, 0]) and np.array_equal(desktop_points, refs["desktop"][idx[:2000], 0])
+    assert np.array_equal(device_points, device[:2000, 0])
+    assert np.array_equal(desktop_points, refs["desktop"][idx[:2000], 0])
     cols = latency_columns(rows, got["samples"])
     assert distribution(cols["us"]) == pytest.approx(distribution([r["us"] for r in ok]))
     assert distribution(cols["round_trip_us"]) == pytest.approx(distribution([r["round_trip_us"] for r in ok]))
