@@ -272,9 +272,10 @@ def _hil(stages, result: DeployResult, data, limit, thresholds, junit) -> dict:
 
     board = result.target.board_id  # sets the baud; the device's HELLO must name this board
     options = dict(board=board, data=data, limit=limit, outdir=result.report_dir, junit=junit,
-                   quiet=True, thresholds=thresholds, note=FALLBACK_NOTE if result.target.fallback else None)
-    # deploy measures afresh: the firmware may have been rebuilt and reflashed (`hil run` resumes)
-    (result.report_dir / "results.jsonl").unlink(missing_ok=True)
+                   quiet=True, thresholds=thresholds, resume=False,
+                   note=FALLBACK_NOTE if result.target.fallback else None)
+    # deploy measures afresh (resume=False, under the folder's lock): the firmware may have been
+    # rebuilt and reflashed (`hil run` resumes)
     with stages.stage("hil"):
         if not result.target.virtual:
             return run_hil(result.manifest_path, result.target.port, **options)

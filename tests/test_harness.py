@@ -131,14 +131,21 @@ def test_killed_process_resumes(sine_manifest, tmp_path):
     assert report["agreement"]["tflm_host"]["exact_fraction"] == 1.0
 
 
-def test_results_of_other_data_are_not_resumed(sine_manifest, tmp_path):
+def test_results_of_other_data_are_refused_and_no_resume_starts_afresh(sine_manifest, tmp_path):
+    """Other data into a folder holding a run: refused naming the data; --no-resume replaces it."""
+    from deploykit.harness.results import ResumeMismatch
+    np.savez(tmp_path / "other.npz", x=np.linspace(0, 1, 20, dtype=np.float32).reshape(-1, 1))
     with VirtualBoard(sine_manifest.path, pacing=False) as port:
-        run_hil(sine_manifest.path, port, limit=30, outdir=tmp_path, quiet=True, float_reference=False)
-        np.savez(tmp_path / "other.npz", x=np.linspace(0, 1, 20, dtype=np.float32).reshape(-1, 1))
-        report = run_hil(sine_manifest.path, port, data=tmp_path / "other.npz", outdir=tmp_path,
-                         quiet=True, float_reference=False)
+        run_hil(sine_manifest.path, port, limit=30, outdir=tmp_path / "o", quiet=True, float_reference=False)
+        before = (tmp_path / "o" / "results.jsonl").read_bytes()
+        with pytest.raises(ResumeMismatch, match=r"\(data [0-9a-f]{12}… there, [0-9a-f]{12}… now\).*--no-resume"):
+            run_hil(sine_manifest.path, port, data=tmp_path / "other.npz", outdir=tmp_path / "o",
+                    quiet=True, float_reference=False)
+        assert (tmp_path / "o" / "results.jsonl").read_bytes() == before
+        report = run_hil(sine_manifest.path, port, data=tmp_path / "other.npz", outdir=tmp_path / "o",
+                         quiet=True, float_reference=False, resume=False)
     assert report["resumed_samples"] == 0 and report["samples"] == 20
-    assert [r["index"] for r in rows(tmp_path)] == list(range(20))
+    assert [r["index"] for r in rows(tmp_path / "o")] == list(range(20))
 
 
 def test_run_under_all_faults_reports_them(sine_manifest, tmp_path):
@@ -212,3 +219,18 @@ def test_larger_limit_resumes_the_smaller_run(sine_manifest, tmp_path):
     assert (first["resumed_samples"], second["resumed_samples"], third["resumed_samples"]) == (0, 40, 20)
     assert second["throughput"]["measured_samples"] == 60 and third["throughput"]["measured_samples"] == 0
     assert third["samples"] == 20 and sorted(r["index"] for r in rows(tmp_path)) == list(range(100))
+
+
+def test_firmware_with_another_arena_does_not_resume(sine_manifest, tmp_path):
+    """Same model, data and board, rebuilt with another arena: refused, then afresh with resume=False."""
+    from deploykit.harness.results import ResumeMismatch
+    with VirtualBoard(sine_manifest.path, pacing=False) as port:
+        first = run_hil(sine_manifest.path, port, limit=20, outdir=tmp_path, quiet=True, float_reference=False)
+    arena = first["arena"]["configured"] + 4096
+    with VirtualBoard(sine_manifest.path, pacing=False, arena_configured=arena) as port:
+        with pytest.raises(ResumeMismatch, match=rf"arena configured {first['arena']['configured']} there, {arena} now"):
+            run_hil(sine_manifest.path, port, limit=20, outdir=tmp_path, quiet=True, float_reference=False)
+        report = run_hil(sine_manifest.path, port, limit=20, outdir=tmp_path, quiet=True,
+                         float_reference=False, resume=False)
+    assert report["resumed_samples"] == 0 and report["arena"]["configured"] == arena
+    assert report["throughput"]["measured_samples"] == 20

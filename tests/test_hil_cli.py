@@ -160,3 +160,131 @@ def test_resume_is_the_default_and_no_resume_starts_afresh(sine_manifest, tmp_pa
         rows = (tmp_path / "r" / "results.jsonl").read_text().splitlines()[1:]
         assert sorted(json.loads(r)["index"] for r in rows) == list(range(10))
     assert resumed == [0, 10, 0]
+
+
+def one_error_line(err: str) -> str:
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+def test_run_on_another_board_into_a_finished_folder_is_refused(sine_manifest, tmp_path, capsys):
+    """A finished Nano run is never reported as esp32dev's; --no-resume starts afresh."""
+    out = tmp_path / "r"
+    base = ["hil", "run", "--manifest", str(sine_manifest.path), "--limit", "30", "-o", str(out), "--quiet"]
+    code, _, err = cli(base + ["--port", virtual(sine_manifest, board="nano33ble_sense")], capsys)
+    assert code == 0, err
+    before = {name: (out / name).read_bytes() for name in ("results.jsonl", "report.json")}
+    esp32 = ["--port", virtual(sine_manifest, board="esp32dev"), "--board", "esp32dev"]
+    code, out_text, err = cli(base + esp32, capsys)
+    assert code == 2 and out_text == ""
+    line = one_error_line(err)
+    assert "board 'nano33ble_sense' there, 'esp32dev' now" in line and "--no-resume" in line
+    assert {name: (out / name).read_bytes() for name in before} == before
+    code, _, err = cli(base + esp32 + ["--no-resume"], capsys)
+    assert code == 0, err
+    report = json.loads((out / "report.json").read_text())
+    assert report["device"]["board_id"] == "esp32dev" and report["resumed_samples"] == 0
+    assert report["samples"] == 30 and report["throughput"]["measured_samples"] == 30
+
+
+def test_resumed_run_says_so_in_the_summary_and_every_report(sine_manifest, tmp_path, capsys):
+    out = tmp_path / "r"
+    base = ["hil", "run", "--manifest", str(sine_manifest.path), "--port", virtual(sine_manifest),
+            "-o", str(out), "--quiet"]
+    code, text, err = cli(base + ["--limit", "10"], capsys)
+    assert code == 0 and "resumed:" not in text and "resumed:" not in (out / "report.md").read_text()
+    started = json.loads((out / "results.jsonl").read_text().splitlines()[0])["started_at"]
+    code, text, err = cli(base + ["--limit", "25"], capsys)
+    assert code == 0, err
+    said = f"10 of 25 samples from an earlier run at {started}"
+    assert f"resumed: {said}" in text.splitlines()[1]
+    report = json.loads((out / "report.json").read_text())
+    assert report["resumed"] == {"samples": 10, "of": 25, "earlier_run_at": started}
+    assert f"- resumed: {said}" in (out / "report.md").read_text()
+    assert f"Resumed: {said}." in (out / "report.html").read_text()
+
+
+@pytest.mark.slow
+def test_second_run_into_a_busy_folder_fails_at_once(sine_manifest, tmp_path, capsys):
+    """Two real runs into one folder: the second is refused (exit 2) and writes nothing.
+    (Slow: a second Python process and a 9600-baud board, about 10 s.)"""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    out = tmp_path / "r"
+    slow = f"virtual://{sine_manifest.path}?baud=9600"
+    first = subprocess.Popen([sys.executable, "-m", "deploykit", "hil", "run", "--manifest", str(sine_manifest.path),
+                              "--port", slow, "-o", str(out), "--quiet", "--warmup", "0"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        results = out / "results.jsonl"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (results.exists() and results.read_text().count("\n") > 20):
+            time.sleep(0.05)
+        code, text, err = cli(["hil", "run", "--manifest", str(sine_manifest.path), "--port",
+                               virtual(sine_manifest), "-o", str(out), "--quiet"], capsys)
+        assert first.poll() is None  # the first run was still going
+        assert code == 2 and text == ""
+        assert f"is in use by another run (pid {first.pid})" in one_error_line(err)
+    finally:
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait()
+    indices = [json.loads(line)["index"] for line in results.read_text().splitlines()[1:]]
+    assert len(indices) == len(set(indices)) and not (out / "report.json").exists()
+    code, text, err = cli(["hil", "run", "--manifest", str(sine_manifest.path), "--port",
+                           virtual(sine_manifest), "-o", str(out), "--quiet", "--warmup", "0"], capsys)
+    assert code == 0, err  # the lock died with the killed run; this one resumes it
+    rows = [json.loads(line)["index"] for line in results.read_text().splitlines()[1:]]
+    assert sorted(rows) == list(range(1000))
+    assert json.loads((out / "report.json").read_text())["resumed_samples"] == len(indices)
+
+
+def test_full_disk_exits_3_in_one_line_and_the_run_resumes(sine_manifest, tmp_path, capsys, monkeypatch):
+    from test_results import enospc_after
+    out = tmp_path / "r"
+    args = ["hil", "run", "--manifest", str(sine_manifest.path), "--port", virtual(sine_manifest),
+            "--limit", "200", "-o", str(out), "--quiet"]
+    out.mkdir()
+    enospc_after(monkeypatch, out / "results.jsonl", writes=1)
+    code, text, err = cli(args, capsys)
+    assert code == 3 and "no space left on the disk holding" in one_error_line(err)
+    assert "OSError" not in err and not (out / "report.json").exists()
+    lines = (out / "results.jsonl").read_text().splitlines()
+    kept = [json.loads(line)["index"] for line in lines[1:]]  # every line whole
+    assert 0 < len(kept) < 200
+    monkeypatch.undo()
+    code, text, err = cli(args, capsys)
+    assert code == 0, err
+    report = json.loads((out / "report.json").read_text())
+    assert report["samples"] == 200 and report["resumed_samples"] == len(kept)
+
+
+def test_full_disk_while_writing_reports_exits_3(sine_manifest, tmp_path, capsys, monkeypatch):
+    import errno
+    import os
+
+    from deploykit import atomic
+
+    def full(path, data):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(atomic, "write_bytes", full)
+    code, text, err = cli(["hil", "run", "--manifest", str(sine_manifest.path), "--port", virtual(sine_manifest),
+                           "--limit", "20", "-o", str(tmp_path / "r"), "--quiet"], capsys)
+    assert code == 3 and "no space left on the disk holding" in one_error_line(err)
+    assert not (tmp_path / "r" / "report.json").exists()
+
+
+def test_results_link_pointing_out_of_the_folder_is_refused(sine_manifest, tmp_path, capsys):
+    decoy = tmp_path / "decoy.jsonl"
+    decoy.write_text("someone else's file\n")
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "results.jsonl").symlink_to(decoy)
+    for extra in ([], ["--no-resume"]):
+        code, text, err = cli(["hil", "run", "--manifest", str(sine_manifest.path), "--port", virtual(sine_manifest),
+                               "--limit", "10", "-o", str(tmp_path / "r"), "--quiet"] + extra, capsys)
+        assert code == 2 and "is a symbolic link" in one_error_line(err)
+        assert decoy.read_text() == "someone else's file\n"

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import xml.etree.ElementTree as ET
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from deploykit.errors import BadInput
-from deploykit.report.stats import distribution, recommended_arena, throughput
+from deploykit.report.stats import distribution, histogram, recommended_arena, throughput
 from deploykit.report import Thresholds, evaluate, write_reports
 
 
@@ -28,7 +29,8 @@ def sample_report() -> dict:
         "throughput": throughput(5, 0.01, 115200, 1, 1),
         "faults": {"retries": 1, "crc_errors": 2, "resyncs": 0, "resets": 0, "reconnects": 0},
         "_plot": {"pairs": (np.arange(5.0), np.arange(5.0)), "confusion": [[2, 1], [1, 1]],
-                  "us": [100, 110, 120, 130, 1000], "round_trip_us": [5, 6, 7, 8, 9]},
+                  "us": histogram(np.array([100, 110, 120, 130, 1000.0])),
+                  "round_trip_us": histogram(np.array([5, 6, 7, 8, 9.0]))},
     }
 
 
@@ -166,3 +168,125 @@ def test_report_html_escapes_hostile_names_and_carries_the_note():
     h1 = html.split("<h1>")[1].split("</h1>")[0]
     assert "<img src=x" not in html and "&lt;img src=x onerror=alert(1)&gt;" in h1
     assert "(virtual board standing in: no board connected)" in h1
+
+def synthetic_rows(n: int, fail_every: int = 97):
+    """Rows as the harness writes them: int8 outputs, timings, some failures."""
+    rng = np.random.default_rng(n)
+    for i in range(n):
+        if i % fail_every == 5:
+            yield {"index": i, "error": "Invoke failed"}
+        else:
+            us = int(rng.integers(4000, 5000))
+            yield {"index": i, "outputs": [[int(rng.integers(-128, 128))]], "cycles": us * 64, "us": us,
+                   "round_trip_us": round(us + float(rng.random()) * 300, 1)}
+
+
+SPEC = {"dtype": "int8", "shape": [1, 1], "scale": 0.01, "zero_point": -3}
+
+
+def references(n: int) -> dict:
+    rng = np.random.default_rng(1)
+    q = rng.integers(-128, 128, (n, 1)).astype(np.int8)
+    return {"tflm_host": q, "desktop": q, "float": rng.random((n, 1)).astype(np.float32)}
+
+
+def state_size(aggregator) -> int:
+    """Bytes of everything the aggregator keeps, but the inputs it was given (refs, labels)."""
+    import pickle
+    return len(pickle.dumps({k: v for k, v in vars(aggregator).items() if k not in ("refs", "y")}))
+
+
+def test_aggregator_state_does_not_grow_with_the_rows():
+    from deploykit.report.aggregate import BLOCK, RowAggregator
+    n_small, n_big = 3 * BLOCK, 30 * BLOCK  # both past the 100 failures listed
+    refs, y = references(n_big), np.random.default_rng(2).random((n_big, 1)).astype(np.float32)
+    sizes = []
+    for n in (n_small, n_big):
+        agg = RowAggregator(SPEC, refs, y, "regression")
+        for row in synthetic_rows(n):
+            agg.add(row)
+        agg.finish()
+        sizes.append(state_size(agg))
+    assert sizes[1] <= sizes[0] + 64, sizes  # 10 times the rows, the same state (counters a digit longer)
+
+
+def report_peak(tmp_path, n: int) -> int:
+    """Peak bytes allocated (tracemalloc) while build_report reads n rows off disk."""
+    import tracemalloc
+
+    from deploykit.harness.inputs import RunInputs
+    from deploykit.harness.results import Rows
+    from deploykit.report import build_report
+    path = tmp_path / f"results-{n}.jsonl"
+    with open(path, "w") as fh:
+        fh.write('{"schema":"deploykit.hil-results/2"}\n')
+        for row in synthetic_rows(n):
+            fh.write(json.dumps(row) + "\n")
+    refs = references(n)
+    inputs = RunInputs(x=np.zeros((n, 1), np.float32), x_model=np.zeros((n, 1), np.int8),
+                       y=np.random.default_rng(3).random((n, 1)).astype(np.float32), path=path, sha256="cd" * 32)
+    tracemalloc.start()
+    try:
+        report = build_report(manifest=FakeManifest(), inputs=inputs, rows=Rows(path, n), refs=refs,
+                              hello=HELLO, faults={}, throughput={}, estimate=None)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert report["samples"] + report["samples_failed"] == n and len(report["failures"]) == 100
+    return peak
+
+
+def test_report_from_rows_streamed_off_disk_holds_no_rows(tmp_path):
+    """build_report over results.jsonl: each extra row costs far less than a row (~0.9 KB kept
+    before); what grows is the latency columns the exact percentiles need (16 bytes)."""
+    small, big = 10_000, 30_000
+    per_row = (report_peak(tmp_path, big) - report_peak(tmp_path, small)) / (big - small)
+    assert per_row < 64, f"{per_row:.0f} bytes per row"
+
+
+class FakeManifest(dict):
+    sha256 = "ab" * 32
+    path = "manifest.json"
+    data = {"task": "regression"}
+
+    def __init__(self):
+        super().__init__(name="sine", outputs=[SPEC])
+
+
+HELLO = SimpleNamespace(board_id="virtual", model_sha256=b"\xab" * 32, cpu_hz=64_000_000,
+                        timer=SimpleNamespace(name="CYCLES"), protocol_version=1, max_payload=256,
+                        rx_window=512, simulated=True, arena_configured=2048, arena_used=1500)
+
+
+def test_streamed_report_figures_equal_the_whole_array_ones():
+    """Agreement, accuracy, percentiles and failures from rows one at a time equal those of
+    deploykit.model.reference.agreement / metrics on whole arrays."""
+    from deploykit.model import metrics
+    from deploykit.model.quantization import to_float
+    from deploykit.model.reference import agreement
+    from deploykit.report.aggregate import RowAggregator, latency_columns
+    n = 10_000
+    rows = list(synthetic_rows(n))
+    refs, y = references(n), np.random.default_rng(4).random((n, 1)).astype(np.float32)
+    refs["desktop"] = refs["desktop"].copy()
+    refs["desktop"][::7] += 1  # the desktop reference differs by one step now and then
+    agg = RowAggregator(SPEC, refs, y, "regression")
+    for i in np.random.default_rng(5).permutation(n):  # rows come in arrival order, not by index
+        agg.add(rows[i])
+    got = agg.finish()
+    ok = [r for r in rows if "error" not in r]
+    idx = np.array([r["index"] for r in ok])
+    device = np.array([r["outputs"][0] for r in ok], np.int8)
+    for name in ("tflm_host", "desktop"):
+        want = agreement(device, refs[name][idx], SPEC["scale"], SPEC["zero_point"])
+        assert got["agreement"][name] == pytest.approx(want, rel=1e-9)
+    want = metrics.errors(to_float(device, SPEC), y[idx])
+    assert got["accuracy"]["device"] == pytest.approx({"mae": want["mae"], "rmse": want["rmse"],
+                                                       "max_error": want["max_abs"]}, rel=1e-9)
+    assert [f["index"] for f in got["failures"]] == [i for i in range(n) if i % 97 == 5][:100]
+    desktop_points, device_points = got["pairs"]  # the plot's points: the first 2000 samples
+    assert np.array_equal(device_points, device[:2000, 0])
+    assert np.array_equal(desktop_points, refs["desktop"][idx[:2000], 0])
+    cols = latency_columns(rows, got["samples"])
+    assert distribution(cols["us"]) == pytest.approx(distribution([r["us"] for r in ok]))
+    assert distribution(cols["round_trip_us"]) == pytest.approx(distribution([r["round_trip_us"] for r in ok]))

@@ -1,8 +1,9 @@
 """`deploykit hil run`: stream test data to a board, measure, write reports.
 
 Thin: parse the options, call deploykit.harness.run.run_hil, print a summary. Exit 1
-when a threshold fails, 2 on bad input (raised as BadInput by the library), 3 when
-the rig fails (no sample ran, the device or link failed).
+when a threshold fails, 2 on bad input (raised as BadInput by the library: also a locked
+output folder, or results.jsonl of another run without --no-resume), 3 when the rig fails
+(no sample ran, the device or link failed, the disk is full).
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ def hil():
 @click.option("-o", "--outdir", default="hil-report", show_default=True, help="Directory for results and reports.")
 @click.option("--junit", type=click.Path(dir_okay=False), default=None, help="Write JUnit XML here (one case per threshold).")
 @click.option("--resume/--no-resume", default=True, show_default=True,
-              help="Continue DIR/results.jsonl when it was written for this model and data.")
+              help="Continue DIR/results.jsonl of an earlier run of this model, data, board and firmware "
+                   "(one of another run is refused); --no-resume starts it afresh.")
 @click.option("--quiet", is_flag=True, help="No progress bar (CI).")
 @click.option("--min-agreement", type=float, default=None, help="Fail unless agreement.tflm_host.exact_fraction >= F.")
 @click.option("--max-latency-us", type=float, default=None, help="Fail unless latency.us.p99 <= F.")
@@ -59,6 +61,7 @@ def run(manifest, port, board, baud, data, limit, warmup, outdir, junit, resume,
 
 def summary(report) -> str:
     """A few lines for the terminal; the files hold the rest."""
+    from deploykit.report.markdown import resumed_line
     agree = report["agreement"].get("tflm_host", {})
     lat = (report["latency"].get("us") or {})
     thr = report["throughput"]
@@ -67,8 +70,12 @@ def summary(report) -> str:
              f"{' (simulated)' if report['simulated'] else ''}: "
              f"exact match with TFLM host {agree.get('exact_fraction', float('nan')):.4f}, "
              f"latency p50 {lat.get('p50', float('nan')):.0f} us, arena {report['arena']['used']} B",
-             f"throughput {thr.get('samples_per_s') or 0:,.0f} samples/s"
+             (f"throughput {thr['samples_per_s']:,.0f} samples/s" if thr.get("samples_per_s")
+              else "throughput not measured (no sample streamed in this run)")
              + (f", link efficiency {eff:.2f}" if eff else "")
              + f"; faults {report['faults']}",
              f"report: {report['files']['html']}"]
+    resumed = resumed_line(report)
+    if resumed:
+        lines.insert(1, f"resumed: {resumed}")
     return "\n".join(lines)

@@ -3,9 +3,12 @@
 run_hil() loads the manifest and the data (quantized as TFLite does), opens the device
 (handshake, model-hash check), runs warm-up inferences that are not counted, streams the
 samples not yet in DIR/results.jsonl (appended and flushed as they arrive, so a killed run
-resumes where it stopped), then compares the device's outputs with TFLM on the host,
-LiteRT on the desktop and the float model, and writes report.json/.md/.html and,
-when asked, junit.xml with one case per threshold.
+resumes where it stopped: only a run of the same model, data, board and firmware resumes),
+comparing the device's outputs with TFLM on the host, LiteRT on the desktop and the float
+model (predicted before streaming) as rows are read back or arrive, and writes
+report.json/.md/.html and, when asked, junit.xml with one case per threshold. DIR is
+locked for the whole run. Rows are never held in memory: figures that need every value
+come from a second pass over results.jsonl.
 """
 
 from __future__ import annotations
@@ -15,14 +18,18 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from deploykit.model import manifest as manifest_mod
 from deploykit.atomic import ensure_writable_dir
-from deploykit.errors import BadInput, DeviceError
+from deploykit.errors import BadInput
 from deploykit.harness.inputs import load_inputs
-from deploykit.harness.results import ResultsFile
+from deploykit.harness.outdir import locked_outdir
+from deploykit.harness.results import ResultsFile, Rows, run_header
 from deploykit.link.session import DeviceSession, SampleFailure
 from deploykit.report.stats import throughput
 from deploykit.report import Thresholds, build_report, evaluate, write_reports
+from deploykit.report.build import new_aggregator
 
 DEFAULT_WARMUP = 3
 DEFAULT_BAUD = 115200
@@ -53,6 +60,8 @@ def run_hil(manifest_path, port: str, baud: int | None = None, data=None, limit:
     `board` (a boards/ id), when given, sets the default baud and must be the board the
     device's HELLO names; without it the baud defaults to the board `--port auto` found,
     else 115200. `note` (e.g. that the virtual board stands in) goes into every report's title.
+    The output folder is locked for the whole run (a second run into it is refused);
+    results.jsonl there is resumed only when it is this run's (results.py).
     """
     started, started_at = time.monotonic(), time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime())
     manifest = manifest_mod.load(manifest_path)
@@ -64,24 +73,28 @@ def run_hil(manifest_path, port: str, baud: int | None = None, data=None, limit:
     board_baud = _board_baud(board)  # an unknown --board fails here, before any port is opened
     url, found = resolve_port(port, board)
     baud = int(baud or board_baud or _board_baud(found) or DEFAULT_BAUD)
-    session = DeviceSession(url, baud, expected_sha256=manifest.sha256, **(session_options or {}))
-    run = _measure(session, manifest, inputs, Path(outdir), junit, warmup, quiet, board, resume)
-    report = _report(manifest, inputs, run, baud, float_reference)
-    if note:
-        report["note"] = note
-    report["started_at"], report["duration_s"] = started_at, round(time.monotonic() - started, 3)
-    report["thresholds"] = evaluate(report, thresholds)
-    report["passed"] = report["samples"] > 0 and all(c["passed"] for c in report["thresholds"])
-    write_reports(report, Path(outdir), junit)
+    with locked_outdir(Path(outdir)) as out:
+        session = DeviceSession(url, baud, expected_sha256=manifest.sha256, **(session_options or {}))
+        run = _measure(session, manifest, inputs, out, junit, warmup, quiet, board, resume, float_reference)
+        report = _report(manifest, inputs, run, baud)
+        if note:
+            report["note"] = note
+        report["started_at"], report["duration_s"] = started_at, round(time.monotonic() - started, 3)
+        report["thresholds"] = evaluate(report, thresholds)
+        report["passed"] = report["samples"] > 0 and all(c["passed"] for c in report["thresholds"])
+        write_reports(report, out, junit)
     return Report(report)
 
 
 @dataclass
 class _Run:
-    """What a session measured: rows of this data (sorted), and how the link fared."""
+    """What a session measured: the rows of this data (read back from results.jsonl), how the link fared."""
 
-    rows: list
+    rows: Rows
+    refs: dict
+    aggregator: object
     resumed: int
+    resumed_from: str | None
     measured: int
     seconds: float
     hello: object
@@ -90,33 +103,37 @@ class _Run:
 
 
 def _measure(session, manifest, inputs, outdir: Path, junit, warmup: int, quiet: bool,
-             board: str | None, resume: bool) -> _Run:
+             board: str | None, resume: bool, float_reference: bool) -> _Run:
     """Open the device, resume (if asked) or start results.jsonl, warm up, stream what is missing."""
     with session:
         _check_device(session.hello, manifest, board, session.url)
         _prepare_outputs(outdir, junit)
-        header = {"model_sha256": manifest.sha256, "data_sha256": inputs.sha256}
-        with ResultsFile(outdir / "results.jsonl", header, resume) as results:
-            if any(i not in results.rows for i in range(len(inputs))):
+        header = run_header(manifest.sha256, inputs.sha256, session.hello)
+        results = ResultsFile(outdir / "results.jsonl", header, len(inputs), resume)
+        results.check()  # another run's file is refused before the references take their time
+        refs = _references(manifest, inputs, float_reference)
+        aggregator = new_aggregator(manifest, inputs, refs)
+        results.on_row = aggregator.add  # each kept row once, as it is read back or arrives
+        with results:
+            if not results.done.all():
                 _warm_up(session, inputs, warmup)
             measured, seconds = _stream(session, inputs, results, quiet)
-    mine = range(len(inputs))
-    return _Run(rows=[results.rows[i] for i in mine if i in results.rows],
-                resumed=sum(1 for i in mine if i in results.resumed), measured=measured,
+    return _Run(rows=results.rows(), refs=refs, aggregator=aggregator, resumed=results.resumed,
+                resumed_from=(results.earlier or {}).get("started_at"), measured=measured,
                 seconds=seconds, hello=session.hello, faults=session.faults.as_dict(),
                 logs=session.logs[:50])
 
 
-def _report(manifest, inputs, run: _Run, baud: int, float_reference: bool) -> dict:
+def _report(manifest, inputs, run: _Run, baud: int) -> dict:
     """The report dict: figures from the rows against the desktop references."""
     hello = run.hello
     report = build_report(
-        manifest=manifest, inputs=inputs, rows=run.rows, refs=_references(manifest, inputs, float_reference),
+        manifest=manifest, inputs=inputs, rows=run.rows, refs=run.refs, aggregator=run.aggregator,
         hello=hello, faults=run.faults, estimate=_arena_estimate(manifest, hello.board_id),
         throughput=throughput(run.measured, run.seconds, baud, hello.input_record_bytes,
-                              hello.output_record_bytes))
+                              hello.output_record_bytes),
+        resumed=run.resumed, resumed_from=run.resumed_from)
     report["device_log"] = run.logs
-    report["resumed_samples"] = run.resumed
     return report
 
 
@@ -163,9 +180,9 @@ def _warm_up(session, inputs, warmup: int) -> None:
 
 
 def _stream(session, inputs, results, quiet: bool) -> tuple[int, float]:
-    """Stream the samples without a row yet; return (how many, seconds)."""
-    todo = [i for i in range(len(inputs)) if i not in results.rows]
-    if not todo:
+    """Stream the samples without a row yet; return (how many, seconds). Rows go to disk only."""
+    todo = np.flatnonzero(~results.done)
+    if not todo.size:
         return 0, 0.0
     progress = nullcontext(None) if quiet else _progress()
     start = time.monotonic()
@@ -174,7 +191,7 @@ def _stream(session, inputs, results, quiet: bool) -> tuple[int, float]:
         shown, done = time.monotonic(), 0
         for batch in session.stream_batches(inputs.records(todo)):
             for item in batch:  # rows that arrived together are flushed together
-                results.append(_row(session, todo[item.record], item), flush=False)
+                results.append(_row(session, int(todo[item.record]), item), flush=False)
             results.flush()
             done += len(batch)
             if bar and (time.monotonic() - shown > 0.1 or done == len(todo)):

@@ -1,6 +1,7 @@
 """Reports of a HIL run: report.json (schema-versioned), report.md, report.html, junit.xml.
 
-build.py computes the figures from results.jsonl rows and the desktop references;
+build.py computes the figures from results.jsonl rows and the desktop references
+(aggregate.py folds the rows in one at a time, so no report holds them all);
 thresholds.py decides pass or fail; the writers only format.
 """
 

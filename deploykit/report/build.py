@@ -7,121 +7,76 @@ latency.cycles|us|round_trip_us.{mean, p50, p90, p99, max, stdev};
 arena.configured|used|estimate|recommended;
 throughput.samples_per_s|wire_limit_samples_per_s|link_efficiency;
 faults.retries|crc_errors|resyncs|resets|reconnects|unknown_frames.
-Agreement and accuracy use the first output tensor.
+resumed.{samples, of, earlier_run_at} (resumed_samples = resumed.samples).
+Agreement and accuracy use the first output tensor. Nothing here holds the rows: see
+aggregate.py.
 """
 
 from __future__ import annotations
 
-import numpy as np
-
 from deploykit.model import metrics
-from deploykit.report.stats import distribution, recommended_arena
-from deploykit.model.quantization import to_float
-from deploykit.model.reference import agreement
+from deploykit.report.aggregate import KEEP_POINTS, RowAggregator, latency_columns
+from deploykit.report.stats import distribution, histogram, recommended_arena
 
 SCHEMA = "deploykit.hil-report/1"
-KEEP_POINTS = 2000  # device-versus-desktop pairs kept for the plots
+
+__all__ = ["KEEP_POINTS", "SCHEMA", "build_report", "new_aggregator"]
 
 
-def device_outputs(rows: list[dict], spec: dict) -> np.ndarray:
-    """First output tensor of each row, shaped like the model output, in its dtype."""
-    shape = (len(rows),) + tuple(int(d) for d in spec["shape"][1:])
-    return np.asarray([r["outputs"][0] for r in rows], dtype=np.dtype(spec["dtype"])).reshape(shape)
-
-
-def build_report(*, manifest, inputs, rows: list[dict], refs: dict, hello, faults: dict,
-                 throughput: dict, estimate: int | None, data_path=None) -> dict:
-    """The report dict from results rows (sorted by index) and reference predictions."""
-    ok = [r for r in rows if "error" not in r]
+def new_aggregator(manifest, inputs, refs: dict) -> RowAggregator:
+    """An aggregator for rows of this model and data (feed it with .add(row), at most once per sample)."""
     spec = manifest["outputs"][0]
-    device = device_outputs(ok, spec)
-    idx = np.asarray([r["index"] for r in ok], dtype=np.int64)
-    scale, zp = float(spec.get("scale") or 0.0), int(spec.get("zero_point") or 0)
+    y = inputs.y
+    task = (manifest.data.get("task") or metrics.infer_task(y, spec["shape"])) if y is not None else None
+    return RowAggregator(spec, refs, y, task)
+
+
+def build_report(*, manifest, inputs, rows, refs: dict, hello, faults: dict, throughput: dict,
+                 estimate: int | None, data_path=None, resumed: int = 0,
+                 resumed_from: str | None = None, aggregator: RowAggregator | None = None) -> dict:
+    """The report dict from the rows of a run and the reference predictions.
+
+    `rows` holds at most one row per sample, in any order, and is read one row at a time
+    (a list, or harness.results.Rows streaming results.jsonl): for the aggregates, unless
+    `aggregator` was fed them already as they arrived, and for the latency percentiles.
+    `resumed` rows came from an earlier run started at `resumed_from`.
+    """
+    if aggregator is None:
+        aggregator = new_aggregator(manifest, inputs, refs)
+        for row in rows:
+            aggregator.add(row)
+    figures = aggregator.finish()
+    columns = latency_columns(rows, figures["samples"])
     report = {
         "schema": SCHEMA,
-        "samples": len(ok),
-        "samples_failed": len(rows) - len(ok),
-        "failures": [{"index": r["index"], "error": r["error"]} for r in rows if "error" in r][:100],
+        "samples": figures["samples"],
+        "samples_failed": figures["samples_failed"],
+        "failures": figures["failures"],
+        "resumed": {"samples": int(resumed), "of": figures["samples"] + figures["samples_failed"],
+                    "earlier_run_at": resumed_from if resumed else None},
+        "resumed_samples": int(resumed),
         "simulated": bool(hello.simulated),
         "device": _device(hello),
         "model": {"name": manifest["name"], "sha256": manifest.sha256, "manifest": str(manifest.path)},
         "data": {"path": str(data_path or inputs.path), "sha256": inputs.sha256, "total": len(inputs)},
-        "agreement": {name: _agreement(device, refs[name][idx], scale, zp)
-                      for name in ("tflm_host", "desktop") if refs.get(name) is not None},
-        "accuracy": _accuracy(manifest, inputs, idx, device, refs, spec),
-        "latency": {"cycles": distribution(r["cycles"] for r in ok),
-                    "us": distribution(r["us"] for r in ok),
-                    "round_trip_us": distribution(r.get("round_trip_us") for r in ok)},
+        "agreement": figures["agreement"],
+        "accuracy": figures["accuracy"],
+        "latency": {name: distribution(col) for name, col in columns.items()},  # exact percentiles
         "arena": {"configured": int(hello.arena_configured), "used": int(hello.arena_used),
                   "estimate": estimate, "recommended": recommended_arena(hello.arena_used)},
         "throughput": throughput,
         "faults": dict(faults),
     }
-    report["_plot"] = _plot_data(device, refs, idx, spec, ok, report)
+    device_acc = (report["accuracy"] or {}).get("device") or {}
+    report["_plot"] = {"pairs": figures["pairs"], "confusion": device_acc.get("confusion"),
+                       "us": histogram(columns["us"]), "round_trip_us": histogram(columns["round_trip_us"])}
     return report
 
 
 def _device(hello) -> dict:
+    firmware_id = bytes(getattr(hello, "firmware_id", b"") or b"").hex()
     return {"board_id": hello.board_id, "model_sha256": hello.model_sha256.hex(),
+            "firmware_id": firmware_id or None,
             "cpu_hz": int(hello.cpu_hz), "timer": hello.timer.name,
             "protocol_version": int(hello.protocol_version), "max_payload": int(hello.max_payload),
             "rx_window": int(hello.rx_window)}
-
-
-def _agreement(device: np.ndarray, ref: np.ndarray, scale: float, zp: int) -> dict:
-    if len(device) == 0:
-        return {}
-    return agreement(device, np.asarray(ref).reshape(device.shape).astype(device.dtype), scale, zp)
-
-
-def _accuracy(manifest, inputs, idx, device, refs, spec) -> dict:
-    """Float model, desktop quantized and device against the labels, side by side."""
-    y = inputs.y
-    if y is None or len(idx) == 0:
-        return {}
-    y = y[idx]
-    task = manifest.data.get("task") or metrics.infer_task(y, spec["shape"])
-    preds = {"float": refs.get("float"), "desktop": refs.get("desktop"), "device": device}
-    floats = {k: (None if v is None else _as_float(v, spec, idx if k != "device" else None))
-              for k, v in preds.items()}
-    out = {"task": task}
-    for name, pred in floats.items():
-        if pred is None:
-            out[name] = None
-        elif task == "classification":
-            out[name] = _classification(y, pred, floats.get("desktop"))
-        else:
-            e = metrics.errors(pred, y)
-            out[name] = {"mae": e["mae"], "rmse": e["rmse"], "max_error": e["max_abs"]}
-    return out
-
-
-def _as_float(pred, spec, idx) -> np.ndarray:
-    pred = np.asarray(pred)
-    if idx is not None:
-        pred = pred[idx]
-    return pred.astype(np.float32) if pred.dtype.kind == "f" else to_float(pred, spec)
-
-
-def _classification(y, pred, desktop) -> dict:
-    true = metrics.labels(y)
-    flat = pred.reshape(len(pred), -1)
-    top1 = flat.argmax(1)
-    classes = flat.shape[1]
-    result = {"accuracy": float((top1 == true).mean()), "confusion": metrics.confusion(true, top1, classes)}
-    if desktop is not None:
-        result["top1_agreement_with_desktop"] = float((top1 == desktop.reshape(len(desktop), -1).argmax(1)).mean())
-    return result
-
-
-def _plot_data(device, refs, idx, spec, ok, report) -> dict:
-    """What the HTML plots need (removed before report.json is written)."""
-    desktop = refs.get("desktop")
-    pairs = None
-    if desktop is not None and len(device):
-        d = np.asarray(desktop)[idx].reshape(len(device), -1)[:KEEP_POINTS]
-        pairs = (d.astype(np.float64).ravel(), device.reshape(len(device), -1)[:KEEP_POINTS].astype(np.float64).ravel())
-    accuracy = report.get("accuracy") or {}
-    device_acc = accuracy.get("device") or {}
-    return {"pairs": pairs, "confusion": device_acc.get("confusion"),
-            "us": [r["us"] for r in ok], "round_trip_us": [r.get("round_trip_us") for r in ok]}

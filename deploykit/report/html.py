@@ -6,7 +6,7 @@ import base64
 import html
 
 from deploykit.report import plots
-from deploykit.report.markdown import NOTES, _fmt, section_rows
+from deploykit.report.markdown import NOTES, _fmt, resumed_line, section_rows
 
 STYLE = """body{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto;color:#222}
 table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:3px 8px;
@@ -36,6 +36,8 @@ def render_html(report: dict, plot: dict) -> str:
              f"{html.escape(' (' + report['note'] + ')') if report.get('note') else ''} — {verdict}</h1>",
              f"<p>{report['samples']} samples ({report.get('samples_failed', 0)} failed); simulated: "
              f"{_fmt(report['simulated'])}; model sha256 <code>{html.escape(str(model.get('sha256')))}</code></p>"]
+    if resumed_line(report):
+        parts.append(f"<p>Resumed: {html.escape(resumed_line(report))}.</p>")
     for title, (header, rows) in section_rows(report).items():
         parts.append(f"<h2>{html.escape(title)}</h2>{_table(header, rows)}")
         if title in NOTES:
@@ -43,7 +45,7 @@ def render_html(report: dict, plot: dict) -> str:
     parts.append("<h2>Plots</h2>")
     parts.append(_img(plots.confusion_plot(plot.get("confusion")), "confusion matrix"))
     parts.append(_img(plots.agreement_plot(plot.get("pairs")), "device versus desktop"))
-    parts.append(_img(plots.latency_plot(plot.get("us"), plot.get("round_trip_us") or [],
+    parts.append(_img(plots.latency_plot(plot.get("us"), plot.get("round_trip_us"),
                                          bool(report.get("simulated"))), "latency histogram"))
     parts.append(_img(plots.arena_plot(report.get("arena") or {}), "arena"))
     parts.append("</body></html>")

@@ -48,6 +48,15 @@ def _fmt(v) -> str:
     return str(v)
 
 
+def resumed_line(report: dict) -> str | None:
+    """'N of M samples from an earlier run at T' when the run resumed one, else None."""
+    resumed = report.get("resumed") or {}
+    if not resumed.get("samples"):
+        return None
+    when = resumed.get("earlier_run_at") or "an unknown time"
+    return f"{resumed['samples']} of {resumed.get('of')} samples from an earlier run at {when}"
+
+
 def _table(header: list[str], rows: list[list]) -> list[str]:
     lines = ["| " + " | ".join(md_text(h) for h in header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(md_text(_fmt(c)) for c in row) + " |" for row in rows]
@@ -96,6 +105,7 @@ def render_markdown(report: dict) -> str:
     model = report.get("model", {})
     lines = [f"# HIL report: {md_text(title_text(report))}", "",
              f"- samples: {report['samples']} ({report.get('samples_failed', 0)} failed on the device)",
+             *([f"- resumed: {resumed_line(report)}"] if resumed_line(report) else []),
              f"- simulated: {_fmt(report['simulated'])}",
              f"- model sha256: {md_code(model.get('sha256'))}",
              f"- data: {md_code(report.get('data', {}).get('path'))}", ""]

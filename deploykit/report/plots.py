@@ -57,15 +57,15 @@ def confusion_plot(confusion) -> bytes | None:
 
 
 def latency_plot(us, round_trip_us, simulated: bool = False) -> bytes | None:
+    """Histograms of inference time and host round trip, each given as (counts, edges) or None."""
     if not us:
         return None
     plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
-    axes[0].hist(us, bins=40)
+    axes[0].stairs(us[0], us[1], fill=True)
     axes[0].set_title("inference (µs, simulated)" if simulated else "inference (µs, device timer)")
-    rt = [v for v in round_trip_us if v is not None]
-    if rt:
-        axes[1].hist(rt, bins=40, color="tab:orange")
+    if round_trip_us:
+        axes[1].stairs(round_trip_us[0], round_trip_us[1], fill=True, color="tab:orange")
     axes[1].set_title("host round trip (µs)")
     return _png(fig)
 

@@ -10,13 +10,28 @@ ARENA_MARGIN = 1.10  # recommended arena = used + 10 %, rounded up to 16 bytes (
 
 
 def distribution(values) -> dict | None:
-    """mean, p50, p90, p99, max, stdev of `values`; None when there are none."""
-    a = np.asarray([v for v in values if v is not None], dtype=np.float64)
+    """mean, p50, p90, p99, max, stdev of `values` (an iterable, None for absent, or an
+    array, NaN for absent); None when there are none."""
+    if isinstance(values, np.ndarray):
+        a = values[~np.isnan(values)] if values.dtype.kind == "f" and np.isnan(values).any() else values
+    else:
+        a = np.asarray([v for v in values if v is not None], dtype=np.float64)
     if a.size == 0:
         return None
     p50, p90, p99 = np.percentile(a, [50, 90, 99])
     return {"mean": float(a.mean()), "p50": float(p50), "p90": float(p90), "p99": float(p99),
             "max": float(a.max()), "stdev": float(a.std())}
+
+
+def histogram(values: np.ndarray, bins: int = 40) -> tuple[list, list] | None:
+    """(counts, edges) of the values present (NaN absent); None when there are none.
+
+    The plots draw these, so no figure needs the values themselves."""
+    a = values[~np.isnan(values)] if values.dtype.kind == "f" else values
+    if a.size == 0:
+        return None
+    counts, edges = np.histogram(a, bins=bins)
+    return counts.tolist(), edges.tolist()
 
 
 def recommended_arena(used: int) -> int:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 
 from deploykit.atomic import write_json, write_text
+from deploykit.errors import DiskError
 from deploykit.report.html import render_html
 from deploykit.report.junit import render_junit
 from deploykit.report.markdown import render_markdown
@@ -18,10 +20,21 @@ def write_reports(report: dict, outdir: Path, junit: Path | None = None) -> dict
     if junit:
         paths["junit"] = Path(junit)
     report["files"] = {k: str(v) for k, v in paths.items()} | {"results": str(outdir / "results.jsonl")}
-    write_json(paths["json"], report)
-    write_text(paths["md"], render_markdown(report))
-    write_text(paths["html"], render_html(report, plot))
+    _write(paths["json"], lambda p: write_json(p, report))
+    _write(paths["md"], lambda p: write_text(p, render_markdown(report)))
+    _write(paths["html"], lambda p: write_text(p, render_html(report, plot)))
     if junit:
-        Path(junit).parent.mkdir(parents=True, exist_ok=True)
-        write_text(paths["junit"], render_junit(report))
+        _write(paths["junit"], lambda p: (p.parent.mkdir(parents=True, exist_ok=True),
+                                          write_text(p, render_junit(report))))
     return paths
+
+
+def _write(path: Path, write) -> None:
+    """Run `write(path)`; a full disk (or another OSError) is one line, exit 3."""
+    try:
+        write(path)
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise DiskError(f"no space left on the disk holding {path}; free some space and run "
+                            "again (the results are kept: the run resumes and only writes the reports)") from exc
+        raise DiskError(f"cannot write {path}: {exc.strerror or exc}; check the disk and run again") from exc

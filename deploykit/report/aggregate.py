@@ -1,0 +1,245 @@
+"""The figures of a report aggregated row by row, in memory that does not grow with the run.
+
+Rows arrive one at a time (read back from results.jsonl); `RowAggregator` keeps running
+sums, a confusion matrix, the first failures and the first plot points, and a block of
+at most BLOCK rows it folds into the sums with numpy. Figures that need every value
+(exact latency percentiles, histograms) come from `latency_columns`, a second pass that
+keeps one float per sample and figure, not the rows.
+"""
+
+from __future__ import annotations
+
+import heapq
+
+import numpy as np
+
+from deploykit.model import metrics
+from deploykit.model.quantization import dequantize, to_float
+
+BLOCK = 4096          # rows folded into the sums at once
+KEEP_FAILURES = 100   # failures listed in the report (lowest sample indices)
+KEEP_POINTS = 2000    # device-versus-desktop pairs kept for the plots (lowest sample indices)
+LATENCY = ("cycles", "us", "round_trip_us")
+
+
+class Smallest:
+    """The k entries of lowest key seen so far, in constant memory."""
+
+    def __init__(self, k: int):
+        self.k, self._heap = k, []
+
+    def would_keep(self, key: int) -> bool:
+        return len(self._heap) < self.k or key < -self._heap[0][0]
+
+    def bound(self) -> float:
+        """Keys at or above this are not kept (infinity until k entries are held)."""
+        return -self._heap[0][0] if len(self._heap) >= self.k else float("inf")
+
+    def add(self, key: int, value) -> None:
+        if len(self._heap) < self.k:
+            heapq.heappush(self._heap, (-key, key, value))
+        elif key < -self._heap[0][0]:
+            heapq.heapreplace(self._heap, (-key, key, value))
+
+    def items(self) -> list:
+        """(key, value) pairs by key."""
+        return sorted((key, value) for _, key, value in self._heap)
+
+
+class AgreementSums:
+    """deploykit.model.reference.agreement() folded block by block: the same figures."""
+
+    def __init__(self, scale: float, zero_point: int):
+        self.scale, self.zp = scale, zero_point
+        self.rows = self.exact = self.elements = self.max_steps = 0
+        self.sum_steps = self.sum_abs = self.sum_sq = self.dot = self.na2 = self.nb2 = 0.0
+        self.quantized = None
+
+    def add(self, a: np.ndarray, b: np.ndarray) -> None:
+        """Fold device outputs `a` and reference outputs `b` (same shape and dtype) in."""
+        rows = len(a)
+        self.quantized = bool(np.issubdtype(a.dtype, np.integer) and self.scale)
+        if self.quantized:
+            steps = np.abs(a.astype(np.int64) - b.astype(np.int64))
+            self.max_steps = max(self.max_steps, int(steps.max(initial=0)))
+            self.sum_steps += float(steps.sum())
+            fa, fb = dequantize(a, self.scale, self.zp), dequantize(b, self.scale, self.zp)
+        else:
+            fa, fb = a, b
+        fa, fb = fa.reshape(rows, -1).astype(np.float64), fb.reshape(rows, -1).astype(np.float64)
+        diff = fa - fb
+        self.rows += rows
+        self.exact += int((a.reshape(rows, -1) == b.reshape(rows, -1)).all(axis=1).sum())
+        self.elements += diff.size
+        self.sum_abs += float(np.abs(diff).sum())
+        self.sum_sq += float((diff ** 2).sum())
+        self.dot += float(np.dot(fa.ravel(), fb.ravel()))
+        self.na2 += float(np.dot(fa.ravel(), fa.ravel()))
+        self.nb2 += float(np.dot(fb.ravel(), fb.ravel()))
+
+    def result(self) -> dict:
+        if not self.rows:
+            return {}
+        n = max(self.elements, 1)
+        return {"samples": self.rows, "exact_fraction": self.exact / self.rows,
+                "max_abs_steps": self.max_steps if self.quantized else None,
+                "mean_abs_steps": self.sum_steps / n if self.quantized else None,
+                "mae": self.sum_abs / n, "rmse": float(np.sqrt(self.sum_sq / n)), "cosine": self._cosine()}
+
+    def _cosine(self) -> float:
+        na, nb = np.sqrt(self.na2), np.sqrt(self.nb2)
+        if na == 0 or nb == 0:
+            return 1.0 if na == nb else 0.0
+        return float(self.dot / (na * nb))
+
+
+class AccuracySums:
+    """Accuracy of one model's predictions against the labels, folded block by block."""
+
+    def __init__(self, task: str, classes: int):
+        self.task, self.classes = task, classes
+        self.rows = self.correct = self.agree = self.elements = 0
+        self.sum_abs = self.sum_sq = self.max_abs = 0.0
+        self.confusion = np.zeros((classes, classes), dtype=np.int64) if task == "classification" else None
+        self.with_desktop = False
+
+    def add(self, y: np.ndarray, pred: np.ndarray, desktop: np.ndarray | None) -> None:
+        """Fold float predictions `pred` for labels `y` in (desktop: its top-1 to agree with)."""
+        self.rows += len(pred)
+        if self.task == "classification":
+            true, top1 = metrics.labels(y), pred.reshape(len(pred), -1).argmax(1)
+            self.correct += int((top1 == true).sum())
+            np.add.at(self.confusion, (true, top1), 1)
+            if desktop is not None:
+                self.with_desktop = True
+                self.agree += int((top1 == desktop.reshape(len(desktop), -1).argmax(1)).sum())
+            return
+        diff = pred.astype(np.float64).reshape(len(pred), -1) - np.asarray(y, np.float64).reshape(len(y), -1)
+        self.elements += diff.size
+        self.sum_abs += float(np.abs(diff).sum())
+        self.sum_sq += float((diff ** 2).sum())
+        self.max_abs = max(self.max_abs, float(np.abs(diff).max(initial=0.0)))
+
+    def result(self) -> dict:
+        if self.task == "classification":
+            out = {"accuracy": self.correct / self.rows, "confusion": self.confusion.tolist()}
+            if self.with_desktop:
+                out["top1_agreement_with_desktop"] = self.agree / self.rows
+            return out
+        n = max(self.elements, 1)
+        return {"mae": self.sum_abs / n, "rmse": float(np.sqrt(self.sum_sq / n)), "max_error": self.max_abs}
+
+
+class RowAggregator:
+    """Agreement, accuracy, failures and plot points of a run from its rows, one at a time.
+
+    refs: {"tflm_host", "desktop", "float"} arrays over every sample of the data (or None);
+    y: the labels (or None). Agreement and accuracy use the first output tensor.
+    """
+
+    def __init__(self, spec: dict, refs: dict, y: np.ndarray | None, task: str | None):
+        self.spec, self.refs, self.y = spec, refs, y
+        self.dtype = np.dtype(spec["dtype"])
+        self.shape = tuple(int(d) for d in spec["shape"][1:])
+        self.scale, self.zp = float(spec.get("scale") or 0.0), int(spec.get("zero_point") or 0)
+        self.ok = self.failed = 0
+        self.failures, self.pairs = Smallest(KEEP_FAILURES), Smallest(KEEP_POINTS)
+        self.agreement = {name: AgreementSums(self.scale, self.zp)
+                          for name in ("tflm_host", "desktop") if refs.get(name) is not None}
+        self.task = task if y is not None else None
+        classes = int(np.prod(self.shape)) if self.shape else 1
+        self.accuracy = ({name: AccuracySums(self.task, classes) for name in ("float", "desktop", "device")
+                          if name == "device" or refs.get(name) is not None} if self.task else {})
+        self._idx: list[int] = []
+        self._out: list = []
+
+    def add(self, row: dict) -> None:
+        index = row["index"]
+        if "error" in row:
+            self.failed += 1
+            if self.failures.would_keep(index):
+                self.failures.add(index, str(row["error"]))
+            return
+        self.ok += 1
+        self._idx.append(index)
+        self._out.append(row["outputs"][0])
+        if len(self._idx) >= BLOCK:
+            self._fold()
+
+    def _fold(self) -> None:
+        if not self._idx:
+            return
+        idx = np.asarray(self._idx, dtype=np.int64)
+        device = np.asarray(self._out, dtype=self.dtype).reshape((len(idx),) + self.shape)
+        self._idx, self._out = [], []
+        for name, sums in self.agreement.items():
+            sums.add(device, np.asarray(self.refs[name])[idx].reshape(device.shape).astype(device.dtype))
+        if self.accuracy:
+            self._fold_accuracy(idx, device)
+        self._keep_pairs(idx, device)
+
+    def _fold_accuracy(self, idx: np.ndarray, device: np.ndarray) -> None:
+        preds = {name: device if name == "device" else np.asarray(self.refs[name])[idx] for name in self.accuracy}
+        floats = {name: _as_float(pred, self.spec) for name, pred in preds.items()}
+        desktop = floats.get("desktop")
+        for name, sums in self.accuracy.items():
+            sums.add(self.y[idx], floats[name], desktop)
+
+    def _keep_pairs(self, idx: np.ndarray, device: np.ndarray) -> None:
+        desktop = self.refs.get("desktop")
+        if desktop is None:
+            return
+        for i in np.flatnonzero(idx < self.pairs.bound()):
+            ref = np.asarray(desktop[idx[i]], dtype=np.float64).ravel()
+            self.pairs.add(int(idx[i]), (ref, device[i].astype(np.float64).ravel()))
+
+    def finish(self) -> dict:
+        """samples, samples_failed, failures, agreement, accuracy and the plot points."""
+        self._fold()
+        accuracy = {}
+        if self.task and self.ok:
+            accuracy = {"task": self.task}
+            for name in ("float", "desktop", "device"):
+                sums = self.accuracy.get(name)
+                accuracy[name] = sums.result() if sums else None
+        pairs = [value for _, value in self.pairs.items()]
+        return {"samples": self.ok, "samples_failed": self.failed,
+                "failures": [{"index": i, "error": e} for i, e in self.failures.items()],
+                "agreement": {name: s.result() for name, s in self.agreement.items()},
+                "accuracy": accuracy,
+                "pairs": (np.concatenate([p[0] for p in pairs]), np.concatenate([p[1] for p in pairs]))
+                if pairs else None}
+
+
+def latency_columns(rows, count: int) -> dict[str, np.ndarray]:
+    """cycles, us and round_trip_us of the successful rows: one number per sample each.
+
+    Held compact (uint32 while every value is a 32-bit count, as the wire sends them;
+    float64 with NaN for absent ones otherwise), so 10^6 samples cost about 16 MB.
+    """
+    cols = {name: _Column(count, np.float64 if name == "round_trip_us" else np.uint32) for name in LATENCY}
+    n = 0
+    for row in rows:
+        if "error" in row or n >= count:
+            continue
+        for name in LATENCY:
+            cols[name].set(n, row.get(name))
+        n += 1
+    return {name: col.values[:n] for name, col in cols.items()}
+
+
+class _Column:
+    """A preallocated column that widens to float64 the first time a value does not fit."""
+
+    def __init__(self, n: int, dtype):
+        self.values = np.zeros(n, dtype=dtype) if dtype != np.float64 else np.full(n, np.nan)
+
+    def set(self, i: int, value) -> None:
+        if self.values.dtype != np.float64 and not (type(value) is int and 0 <= value < 2 ** 32):
+            self.values = self.values.astype(np.float64)
+        self.values[i] = np.nan if value is None else value
+
+
+def _as_float(pred: np.ndarray, spec: dict) -> np.ndarray:
+    pred = np.asarray(pred)
+    return pred.astype(np.float32) if pred.dtype.kind == "f" else to_float(pred, spec)
