@@ -53,6 +53,13 @@ def network_url(url: str) -> str:
     return url + ("&" if "?" in url else "?") + "ign_set_control"
 
 
+def network_serial_url(host: str, port: int, protocol: str = "rfc2217") -> str:
+    """The pyserial URL of a network serial port (labgrid's NetworkSerialPort: rfc2217 or raw)."""
+    if protocol not in ("rfc2217", "raw"):
+        raise BadInput(f"network serial port {host}:{port} speaks {protocol!r}; deploykit speaks rfc2217 and raw")
+    return f"{'rfc2217' if protocol == 'rfc2217' else 'socket'}://{host}:{int(port)}"
+
+
 def wait_for_port(url: str, baud: int = 115200, timeout: float | None = 1.0, within: float = 10.0):
     """Open `url`, retrying while it is missing (a board that re-enumerates after a reset)."""
     deadline = time.monotonic() + within

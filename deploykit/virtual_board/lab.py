@@ -69,10 +69,13 @@ def wait_listening(port: int, within: float = 10.0, proc=None) -> None:
 
 def _listening(port: int) -> bool:
     """True when a socket listens on 127.0.0.1:port (read from /proc, no connection made)."""
-    want = f"0100007F:{port:04X}"
+    wanted = {f"0100007F:{port:04X}", f"0000000000000000FFFF00000100007F:{port:04X}"}
     try:
-        with open("/proc/net/tcp") as fh:
-            return any(line.split()[1] == want and line.split()[3] == "0A" for line in list(fh)[1:])
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            with open(table) as fh:
+                if any(f[1] in wanted and f[3] == "0A" for f in (line.split() for line in list(fh)[1:])):
+                    return True
+        return False
     except OSError:
         with socket.socket() as s:
             return s.connect_ex((LOOPBACK, port)) == 0
@@ -201,7 +204,11 @@ class Coordinator:
         self.host.stop()
 
     def __enter__(self) -> "Coordinator":
-        self.start()
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def __exit__(self, *exc) -> None:
