@@ -4,7 +4,7 @@ run_farm() takes places (a name, a pyserial URL, a board kind) that the caller h
 acquired, opens one DeviceSession per place in a thread of its own and hands out the
 samples not yet in DIR/results.jsonl in small chunks from one queue: a fast board takes
 more, and a place that fails (exporter gone, board silent, wrong firmware) puts its
-unfinished chunk back for the others. Every row names the place and board that measured
+unfinished chunk back for the others (a vanished port gets REOPEN_WITHIN seconds to return). Every row names the place and board that measured
 it. Rows are appended as they arrive, so a killed farm run resumes every shard.
 
 Places of different board kinds are refused unless `matrix` is set; then each kind gets
@@ -17,20 +17,21 @@ import math
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from deploykit.errors import BadInput, RigError
 from deploykit.harness import run as single
 from deploykit.harness.inputs import load_inputs
 from deploykit.harness.results import ResultsFile
-from deploykit.link.session import DeviceSession
+from deploykit.link.session import DeviceSession, Timeouts
 from deploykit.model import manifest as manifest_mod
 from deploykit.report import Thresholds, build_report, evaluate
 from deploykit.report.farm import place_summary, write_farm_reports, write_matrix_reports
 from deploykit.report.stats import throughput
 
 MAX_CHUNK = 32
+REOPEN_WITHIN = 5.0   # seconds a place's vanished port may take to come back before its samples move on
 
 
 @dataclass
@@ -175,7 +176,9 @@ def _run_kind(manifest, inputs, kind, places, outdir: Path, junit, *, warmup, fl
 
 def _work(shard: _Shard, manifest, inputs, kind, baud, warmup, session_options, queue: _Queue, results, lock):
     """One place's thread: open, check, warm up, then run chunks until the queue is empty."""
-    session = DeviceSession(shard.place.url, baud, expected_sha256=manifest.sha256, **session_options)
+    options = dict(session_options)
+    options["timeouts"] = replace(options.get("timeouts") or Timeouts(reopen_within=REOPEN_WITHIN))  # adapts: one each
+    session = DeviceSession(shard.place.url, baud, expected_sha256=manifest.sha256, **options)
     try:
         with session:
             single._check_device(session.hello, manifest, kind or shard.place.board, shard.place.url)

@@ -237,6 +237,18 @@ class Coordinator:
                 lease.lock.close()
                 lease.lock = None
 
+    def create_place(self, name: str, patterns=(), tags: dict | None = None) -> None:
+        """Create a place matching `patterns` (exporter/group/cls[/name]) with `tags` (a farm's setup)."""
+        pb2, stub = self._pb2, self.session.stub
+        self._call(_rpc(stub.AddPlace, pb2.AddPlaceRequest(name=name)), f"create place {name}")
+        for pattern in patterns:
+            self._call(_rpc(stub.AddPlaceMatch, pb2.AddPlaceMatchRequest(placename=name, pattern=pattern)),
+                       f"add match {pattern} to {name}")
+        if tags:
+            self._call(_rpc(stub.SetPlaceTags, pb2.SetPlaceTagsRequest(placename=name, tags=tags)),
+                       f"tag place {name}")
+        self.sync()
+
     def _release(self, name: str) -> None:
         request = self._pb2.ReleasePlaceRequest(placename=name)
         self._call(_rpc(self.session.stub.ReleasePlace, request), f"release place {name}")

@@ -106,24 +106,31 @@ class Host:
         self.procs.append(proc)
         return proc
 
-    def add_board(self, manifest, board: str = "virtual", name: str | None = None, baud: int | None = None,
-                  pacing: bool = True, rfc2217: bool = True, port: int | None = None) -> int:
+    def add_board(self, manifest, board: str = "virtual", **options) -> int:
         """Serve a virtual board on a pty behind ser2net; return the TCP port."""
-        name = name or f"{self.name}-b{len(self.boards)}"
-        link = self.dir / name
-        args = [sys.executable, "-m", "deploykit", "virtual-board", str(getattr(manifest, "path", manifest)),
-                "--board", board, "--link", str(link)] + (["--baud", str(baud)] if baud else []) \
-            + ([] if pacing else ["--no-pacing"])
-        vb = self.spawn(args, stdout=subprocess.PIPE, env=_env())
-        line = vb.stdout.readline().decode().strip()
-        if not line:
-            raise DeviceError(f"virtual board {name} did not start; see {self.dir}")
-        pty = os.readlink(link)  # labgrid exports only paths under /dev/: the pty, not the link
-        entry = {"name": name, "board": board, "pty": pty, "rfc2217": rfc2217,
-                 "port": port or free_port(), "speed": baud or 115200, "ser2net": None}
-        self.boards.append(entry)
-        self.start_ser2net(entry)
-        return entry["port"]
+        return self.add_boards(manifest, 1, board, **options)[0]
+
+    def add_boards(self, manifest, count: int, board: str = "virtual", baud: int | None = None,
+                   pacing: bool = True, rfc2217: bool = True) -> list[int]:
+        """Serve `count` virtual boards (started together), each on a pty behind its own ser2net."""
+        starting = []
+        for _ in range(count):
+            name = f"{self.name}-b{len(self.boards) + len(starting)}"
+            args = [sys.executable, "-m", "deploykit", "virtual-board", str(getattr(manifest, "path", manifest)),
+                    "--board", board, "--link", str(self.dir / name)] + (["--baud", str(baud)] if baud else []) \
+                + ([] if pacing else ["--no-pacing"])
+            starting.append((name, self.spawn(args, stdout=subprocess.PIPE, env=_env())))
+        ports = []
+        for name, vb in starting:
+            if not vb.stdout.readline().strip():
+                raise DeviceError(f"virtual board {name} did not start; see {self.dir}")
+            pty = os.readlink(self.dir / name)  # labgrid exports only paths under /dev/: the pty, not the link
+            entry = {"name": name, "board": board, "pty": pty, "rfc2217": rfc2217, "port": free_port(),
+                     "speed": baud or 115200, "ser2net": None}
+            self.boards.append(entry)
+            self.start_ser2net(entry)
+            ports.append(entry["port"])
+        return ports
 
     def start_ser2net(self, entry: dict) -> None:
         """(Re)start ser2net for one board, on its port."""
@@ -199,6 +206,12 @@ class Coordinator:
         if check and done.returncode:
             raise DeviceError(f"{' '.join(cmd)} failed: {done.stderr.strip()}")
         return done
+
+    def create_place(self, name: str, patterns=(), tags: dict | None = None) -> None:
+        """A place with matches and tags, as `labgrid-client -p NAME create / add-match / set-tags` makes it."""
+        from deploykit.link.labgrid_place import Coordinator as Client
+        with Client(self.address) as client:
+            client.create_place(name, patterns, tags)
 
     def stop(self) -> None:
         self.host.stop()
