@@ -43,10 +43,7 @@ def farm(sine_manifest, tmp_path_factory):
         host.add_board(sine_manifest, pacing=True, baud=9600)
         host.start_exporter(coord.address)
         for place, board in (("p1", "h1-b0"), ("p2", "h1-b1"), ("bare", None)):
-            coord.client("create", place=place)
-            coord.client("set-tags", "board=virtual", place=place)
-            if board:
-                coord.client("add-match", f"h1/{board}/NetworkSerialPort", place=place)
+            coord.create_place(place, [f"h1/{board}/NetworkSerialPort"] if board else [], {"board": "virtual"})
         _wait_resources(coord, 2)
         yield coord
     finally:
