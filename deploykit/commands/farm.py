@@ -62,18 +62,13 @@ def run(manifest, places, match, ports, coordinator, board, matrix, baud, data, 
 @contextlib.contextmanager
 def _leases(places, match, board, coordinator):
     """Acquire every place (all or none), release them all however the block ends."""
-    from deploykit.link.labgrid_place import Coordinator, interrupts_held, interrupts_raise
+    from deploykit.link.labgrid_place import Coordinator, interrupts_raise, releasing
     with Coordinator(coordinator) as coord, interrupts_raise():
         names = list(places) or _matching(coord, match)
-        leases = []
-        try:
+        with releasing(coord, []) as leases:
             for name in names:
                 leases.append(coord.acquire(name, board))
             yield leases
-        finally:
-            with interrupts_held():
-                for lease in leases:
-                    coord.release(lease)
 
 
 def _matching(coord, match: str) -> list[str]:

@@ -284,11 +284,24 @@ def place_lease(name: str, board: str | None = None, coordinator: str | None = N
     """Acquire one place for a `with` block; released when it ends, fails or is interrupted."""
     with Coordinator(coordinator) as coord, interrupts_raise():
         lease = coord.acquire(name, board)
-        try:
+        with releasing(coord, [lease]):
             yield lease
-        finally:
-            with interrupts_held():
+
+
+@contextlib.contextmanager
+def releasing(coord: Coordinator, leases: list):
+    """Release `leases` when the block ends; signals wait meanwhile. When the block failed,
+    its error is the one reported, not a failure to release (the coordinator gone too)."""
+    try:
+        yield leases
+    except BaseException:
+        with interrupts_held(), contextlib.suppress(RigError):
+            for lease in leases:
                 coord.release(lease)
+        raise
+    with interrupts_held():
+        for lease in leases:
+            coord.release(lease)
 
 
 @contextlib.contextmanager
