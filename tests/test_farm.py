@@ -133,3 +133,13 @@ def test_farm_cli_needs_one_way_to_name_boards(sine_manifest, tmp_path, capsys):
         main(["farm", "run", "-m", str(sine_manifest.path), "-o", str(tmp_path / "f")])
     err = capsys.readouterr().err
     assert info.value.code == 2 and "--place" in err and len(err.strip().splitlines()) == 1
+
+
+def test_without_labgrid_a_place_says_what_to_install(sine_manifest, tmp_path, capsys, monkeypatch):
+    import sys
+    monkeypatch.setitem(sys.modules, "labgrid.remote", None)     # as if labgrid were not installed
+    monkeypatch.setitem(sys.modules, "labgrid.remote.client", None)
+    with pytest.raises(SystemExit) as info:
+        main(["farm", "run", "-m", str(sine_manifest.path), "--place", "p1", "-o", str(tmp_path / "f")])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and "pip install deploykit[farm]" in err and len(err.strip().splitlines()) == 1
