@@ -124,3 +124,31 @@ def test_reset_over_rfc2217_reboots_the_board_behind_ser2net(sine_manifest, host
         assert link.baudrate == 115200                            # and the line rate is back
     finally:
         link.close()
+
+
+class _Option:
+    def __init__(self, answered):
+        self.answered = answered
+
+    def is_ready(self):
+        return self.answered
+
+
+class _Rfc2217Port:
+    """pyserial's RFC 2217 port as pulse_reset sees it: DTR never fails, the server may not confirm."""
+
+    def __init__(self, answered):
+        self._rfc2217_options = {"control": _Option(answered)}
+        self.dtr, self.baudrate, self.port, self.rates = True, 115200, "rfc2217://x:1", []
+
+    def __setattr__(self, name, value):
+        if name == "baudrate" and "rates" in self.__dict__:
+            self.rates.append(value)
+        object.__setattr__(self, name, value)
+
+
+@pytest.mark.parametrize("answered, rates", [(True, []), (False, [1200, 115200])])
+def test_reset_touches_1200_baud_only_when_the_server_confirms_no_dtr(answered, rates):
+    port = _Rfc2217Port(answered)
+    ports.pulse_reset(port, pulse=0.01)
+    assert port.rates == rates and port.dtr is True
