@@ -38,6 +38,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "render": ("deploykit.commands.render", "render", "Render a PlatformIO project for a manifest and a board."),
     "virtual-board": ("deploykit.commands.virtual_board", "virtual_board", "Serve a virtual board on a pty."),
     "hil": ("deploykit.commands.hil", "hil", "Hardware-in-the-loop runs against a board."),
+    "farm": ("deploykit.commands.farm", "farm", "Run one test set over many boards (labgrid places)."),
     "build": ("deploykit.commands.build", "build", "Build a rendered project with PlatformIO."),
     "flash": ("deploykit.commands.flash", "flash", "Flash a built project to a board."),
     "devices": ("deploykit.commands.devices", "devices", "List connected boards."),

@@ -22,8 +22,10 @@ def hil():
 @hil.command("run")
 @click.option("--manifest", "-m", "manifest", required=True, type=click.Path(dir_okay=True),
               help="manifest.json written by `deploykit convert` (or its directory).")
-@click.option("--port", "-p", required=True,
+@click.option("--port", "-p", default=None,
               help="Serial port or pyserial URL (/dev/ttyACM0, COM3, rfc2217://h:p, socket://h:p, virtual://M), or `auto`.")
+@click.option("--place", default=None, help="A labgrid place to acquire and run on (instead of --port).")
+@click.option("--coordinator", default=None, help="labgrid coordinator HOST:PORT (default: $LG_COORDINATOR).")
 @click.option("--board", default=None,
               help="Board id (boards/ID.toml): sets the default --baud; the device must announce this board.")
 @click.option("--baud", type=int, default=None,
@@ -42,14 +44,27 @@ def hil():
 @click.option("--max-latency-us", type=float, default=None, help="Fail unless latency.us.p99 <= F.")
 @click.option("--max-arena", type=int, default=None, help="Fail unless arena.used <= N bytes.")
 @boards_dir_option
-def run(manifest, port, board, baud, data, limit, warmup, outdir, junit, resume, quiet, min_agreement,
+def run(manifest, port, place, coordinator, board, baud, data, limit, warmup, outdir, junit, resume, quiet, min_agreement,
         max_latency_us, max_arena):
     """Stream test data to the device and report agreement, accuracy, latency and arena."""
     from deploykit.harness.run import Thresholds, run_hil
 
-    report = run_hil(manifest, port, baud=baud, data=data, limit=limit, warmup=warmup, outdir=outdir,
-                     junit=junit, quiet=quiet, board=board, resume=resume,
-                     thresholds=Thresholds(min_agreement, max_latency_us, max_arena))
+    if bool(port) == bool(place):
+        raise click.UsageError("give either --port or --place (a labgrid place)")
+    options = dict(baud=baud, data=data, limit=limit, warmup=warmup, outdir=outdir, junit=junit, quiet=quiet,
+                   resume=resume, thresholds=Thresholds(min_agreement, max_latency_us, max_arena))
+    if place:
+        from deploykit.link.labgrid_place import place_lease
+        with place_lease(place, board, coordinator) as lease:
+            click.echo(f"acquired place {lease.name} ({lease.url})", err=True)
+            report = run_hil(manifest, lease.url, board=board or lease.board, **options)
+    else:
+        report = run_hil(manifest, port, board=board, **options)
+    _finish(report)
+
+
+def _finish(report) -> None:
+    """Print the summary; a failed threshold (or no result at all) is exit 1."""
     click.echo(summary(report))
     if not report["samples"]:  # nothing measured: the rig failed (exit 3), not a threshold
         raise DeviceError(f"no sample produced a result on the device ({report['samples_failed']} "
