@@ -23,7 +23,8 @@ from pathlib import Path
 from deploykit.errors import BadInput, RigError
 from deploykit.harness import run as single
 from deploykit.harness.inputs import load_inputs
-from deploykit.harness.results import ResultsFile
+from deploykit.harness.outdir import locked_outdir
+from deploykit.harness.results import SCHEMA, ResultsFile
 from deploykit.link.session import DeviceSession, Timeouts
 from deploykit.model import manifest as manifest_mod
 from deploykit.report import Thresholds, build_report, evaluate
@@ -143,11 +144,26 @@ def _run_kind(manifest, inputs, kind, places, outdir: Path, junit, *, warmup, fl
               session_options, chunk, thresholds) -> dict:
     """Run the whole set over places of one board kind; write and return its report."""
     baud = int(baud or single._board_baud(kind) or single.DEFAULT_BAUD)
+    with locked_outdir(outdir) as out:
+        return _run_locked(manifest, inputs, kind, places, out, junit, warmup=warmup,
+                           float_reference=float_reference, resume=resume, baud=baud,
+                           session_options=session_options, chunk=chunk, thresholds=thresholds)
+
+
+def _farm_header(manifest, inputs, kind) -> dict:
+    """results.jsonl's header for a farm: the board kind stands for the device (each place's
+    HELLO is checked against the manifest as it opens; arena and firmware id are per place)."""
+    return {"schema": SCHEMA, "model_sha256": manifest.sha256, "data_sha256": inputs.sha256,
+            "board_id": kind, "arena_configured": None, "firmware_id": None,
+            "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+
+
+def _run_locked(manifest, inputs, kind, places, outdir: Path, junit, *, warmup, float_reference, resume, baud,
+                session_options, chunk, thresholds) -> dict:
     single._prepare_outputs(outdir, junit)
-    header = {"model_sha256": manifest.sha256, "data_sha256": inputs.sha256, "board": kind}
     shards = [_Shard(p) for p in places]
-    with ResultsFile(outdir / "results.jsonl", header, resume) as results:
-        todo = [i for i in range(len(inputs)) if i not in results.rows]
+    with ResultsFile(outdir / "results.jsonl", _farm_header(manifest, inputs, kind), len(inputs), resume) as results:
+        todo = [i for i in range(len(inputs)) if not results.done[i]]
         size = chunk or max(1, min(MAX_CHUNK, math.ceil(len(todo) / (4 * len(places)))))
         queue, lock = _Queue(todo, size), threading.Lock()
         start = time.monotonic()
@@ -163,15 +179,15 @@ def _run_kind(manifest, inputs, kind, places, outdir: Path, junit, *, warmup, fl
                     t.join(10)
         seconds = time.monotonic() - start
         results.sync()
-        rows = [results.rows[i] for i in range(len(inputs)) if i in results.rows]
-        resumed = len(results.resumed)
-    missing = len(inputs) - len(rows)
+        rows, kept, resumed = results.rows(), int(results.done.sum()), results.resumed
+        resumed_from = (results.earlier or {}).get("started_at")
+    missing = len(inputs) - kept
     if missing:
         failed = "; ".join(f"{s.place.name}: {s.error}" for s in shards if s.error) or "no place finished"
         raise RigError(f"{missing} of {len(inputs)} samples were not measured: every place failed ({failed}); "
-                       f"fix the places and run again: the {len(rows)} rows in {outdir / 'results.jsonl'} are kept")
-    return _report(manifest, inputs, kind, shards, rows, resumed, seconds, baud, float_reference,
-                   thresholds, outdir, junit)
+                       f"fix the places and run again: the {kept} rows in {outdir / 'results.jsonl'} are kept")
+    return _report(manifest, inputs, kind, shards, rows, (resumed, resumed_from), seconds, baud,
+                   float_reference, thresholds, outdir, junit)
 
 
 def _work(shard: _Shard, manifest, inputs, kind, baud, warmup, session_options, queue: _Queue, results, lock):
@@ -221,8 +237,8 @@ def _report(manifest, inputs, kind, shards, rows, resumed, seconds, baud, float_
     report = build_report(
         manifest=manifest, inputs=inputs, rows=rows, refs=single._references(manifest, inputs, float_reference),
         hello=hello, faults=faults, estimate=single._arena_estimate(manifest, hello.board_id),
-        throughput=throughput(measured, seconds, baud, hello.input_record_bytes, hello.output_record_bytes))
-    report["resumed_samples"] = resumed
+        throughput=throughput(measured, seconds, baud, hello.input_record_bytes, hello.output_record_bytes),
+        resumed=resumed[0], resumed_from=resumed[1])
     report["device_log"] = [f"{s.place.name}: {line}" for s in shards for line in s.logs][:50]
     report["farm"] = {"board": kind, "places": [place_summary(s.place, s.measured, s.error, s.faults, rows)
                                                 for s in shards],
