@@ -110,7 +110,7 @@ def _requantize(data: bytearray, model: bytes, g: int, tensors: list[_Tensor], w
     w_float = q.reshape(t.shape) * per
     peak = float(np.abs(w_float).max())
     new_scale = np.float32(peak / 127.0 if peak > 0 else float(t.scales.max()))
-    q_new = np.clip(np.round(w_float / np.float64(new_scale)), -127, 127).astype(np.int8)
+    q_new = np.clip(_round(w_float / np.float64(new_scale)), -127, 127).astype(np.int8)
     data[start:start + n] = q_new.tobytes()
     _set_per_tensor(data, t, new_scale)
     if bias is not None:
@@ -133,9 +133,14 @@ def _requantize_bias(data: bytearray, model: bytes, b: _Tensor, new_scale: np.fl
         raise BadInput(f"{origin}: FULLY_CONNECTED bias {b.name!r} has {len(b.scales)} scales for "
                        f"{len(values)} values; the file is inconsistent")
     info = np.iinfo(dtype)
-    new = np.clip(np.round(values * scales / np.float64(new_scale)), info.min, info.max).astype(dtype)
+    new = np.clip(_round(values * scales / np.float64(new_scale)), info.min, info.max).astype(dtype)
     data[start:start + n] = new.tobytes()
     _set_per_tensor(data, b, new_scale)
+
+
+def _round(v: np.ndarray) -> np.ndarray:
+    """Half away from zero, as TFLite's quantizer rounds (std::round), not numpy's half to even."""
+    return np.sign(v) * np.floor(np.abs(v) + 0.5)
 
 
 def _set_per_tensor(data: bytearray, t: _Tensor, scale: np.float32) -> None:
@@ -216,3 +221,29 @@ def _vector_at(table, field: int) -> tuple[int, int] | None:
         return None
     o = table._tab.Offset(field)
     return (table._tab.Vector(o), table._tab.VectorLen(o)) if o else None
+
+
+def before_after(before: bytes, after: bytes, parsed, test) -> dict:
+    """The task's figure for the per-channel model and its per-tensor rewrite on the test
+    data, both run by TFLM on the host (which honours per-channel FC, so `before` is what
+    the model was meant to compute), and how far the two outputs agree. Without labels the
+    agreement is the only figure: a .tflite brings no float model to compare with."""
+    from deploykit.model import metrics
+    from deploykit.model.datafiles import check_fits
+    from deploykit.model.quantization import to_float, to_input_dtype
+    from deploykit.model.reference import agreement
+    from deploykit.model.tflm_host import TflmRunner
+    spec_in, spec_out = parsed.inputs[0], parsed.outputs[0]
+    x = check_fits(test, spec_in).astype(np.float32)
+    x = to_input_dtype(x, spec_in)
+    outs = {k: TflmRunner(m).predict(x) for k, m in (("before", before), ("after", after))}
+    task = metrics.infer_task(test.y, spec_out["shape"])
+    result = {"task": task, "samples": int(len(x)), "runtime": "tflm_host",
+              "after_vs_before": agreement(outs["after"], outs["before"], spec_out["scale"], spec_out["zero_point"])}
+    for k, out in outs.items():
+        pred = to_float(out, spec_out)
+        if task == "classification":
+            result[k] = {"accuracy": float((pred.reshape(len(pred), -1).argmax(1) == metrics.labels(test.y)).mean())}
+        elif task == "regression":
+            result[k] = metrics.errors(pred, test.y)
+    return result
