@@ -100,3 +100,15 @@ def test_inspect_never_imports_tensorflow(converted_examples):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_per_tensor_fc_runs_on_every_board(sine_manifest, capsys):
+    """deploykit's own int8 model (per-tensor FC) is cleared for every board, and the text says nothing of it."""
+    from deploykit.firmware.boards import all_boards
+    code, out, err = run_cli(["inspect", str(sine_manifest.model_path), "--json"], capsys)
+    assert code == 0, err
+    p = json.loads(out)["per_channel_fc"]
+    assert p["weights"] == [] and p["boards_refused"] == [] and p["way_through"] is None
+    assert p["boards_ok"] == [b.id for b in all_boards()]
+    code, out, err = run_cli(["inspect", str(sine_manifest.model_path)], capsys)
+    assert "per-channel" not in out

@@ -19,12 +19,15 @@ import click
 @click.option("--test-data", type=click.Path(path_type=str), default=None,
               help="Test data (.npz with x and y) for the float-vs-quantized report.")
 @click.option("--label-column", type=int, default=None, help="CSV column holding labels.")
-def convert(model, outdir, name, mode, rep_data, test_data, label_column):
+@click.option("--fc-per-tensor", is_flag=True,
+              help="Re-quantize a .tflite's per-channel FULLY_CONNECTED weights per tensor, for boards "
+                   "whose TFLM port applies one scale (see `deploykit inspect`); reports accuracy before and after.")
+def convert(model, outdir, name, mode, rep_data, test_data, label_column, fc_per_tensor):
     """Quantize a model and write model.tflite + manifest.json."""
     from deploykit.model.convert import convert as run
 
     manifest = run(model, outdir, name=name, quantize=mode, rep_data=rep_data,
-                   test_data=test_data, label_column=label_column)
+                   test_data=test_data, label_column=label_column, fc_per_tensor=fc_per_tensor)
     for line in summary(manifest.data, manifest.directory):
         click.echo(line)
 
@@ -40,11 +43,32 @@ def summary(m: dict, where) -> list[str]:
         lines.append("recurrent layers unrolled: TensorFlow's converter crashed on the fused LSTM, "
                      "so this is a clone with unroll=True and the same weights")
     r = m.get("report")
+    fc = (m.get("source") or {}).get("fc_per_tensor")
+    if fc is not None:
+        lines.append(_fc_per_tensor(fc, (r or {}).get("fc_per_tensor"), m["source"]["model"]))
     if r and r.get("task") == "regression":
         lines.append(_regression(r))
     elif r and r.get("task") == "classification":
         lines.append(_classification(r, m["quantization"]))
     return lines
+
+
+def _fc_per_tensor(fc: dict, measured: dict | None, source: str) -> str:
+    if not fc["requantized"]:
+        return f"--fc-per-tensor: {source} has no per-channel FULLY_CONNECTED weights; nothing changed"
+    names = ", ".join(f"{c['weights']} ({c['channels']} scales)" for c in fc["requantized"])
+    text = f"--fc-per-tensor: re-quantized per tensor: {names}"
+    if not measured:
+        return text + "; give --test-data to measure what it costs"
+    a = measured["after_vs_before"]
+    figure = {"classification": lambda d: f"accuracy {d['accuracy']:.3f}",
+              "regression": lambda d: f"MAE {d['mae']:.4g}"}.get(measured["task"])
+    if figure:
+        text += f"; on {measured['samples']} test samples (TFLM-host) before {figure(measured['before'])}, " \
+                f"after {figure(measured['after'])}"
+    else:
+        text += f"; no labels, so agreement only: on {measured['samples']} test samples"
+    return text + f"; outputs identical to the per-channel model's on {a['exact_fraction']:.1%}, mean abs {a['mae']:.4g}"
 
 
 def _classification(r: dict, mode: str) -> str:

@@ -18,9 +18,10 @@ from deploykit.commands import text_table
 @click.option("--label-column", type=int, default=None, help="CSV column holding labels.")
 def inspect(model, as_json, test_data, label_column):
     """Show ops, tensors, TFLM support and arena of a .tflite."""
+    from deploykit.firmware.boards import all_boards
     from deploykit.model.inspect import inspect_model
 
-    result = inspect_model(model, test_data, label_column)
+    result = inspect_model(model, test_data, label_column, boards=all_boards())
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return
@@ -39,9 +40,23 @@ def format_report(r: dict) -> list[str]:
     lines += ["", f"arena, measured on this host (TFLM Python interpreter): recorded {m['host_recorded']} B, "
               f"smallest that allocates {m['host_min']} B"]
     lines += [f"arena, projected for {cls} (32-bit build): {size} B" for cls, size in r["arena"]["projected"].items()]
+    lines += _per_channel_fc(r.get("per_channel_fc"))
     a = r.get("agreement")
     if a:
         steps = "" if a["max_abs_steps"] is None else f"max {a['max_abs_steps']} step(s), "  # None: float outputs
         lines += ["", f"TFLM-host vs LiteRT on {a['samples']} inputs: {a['exact_fraction']:.1%} identical, "
                   f"{steps}mean abs {a['mae']:.4g}"]
     return lines
+
+
+def _per_channel_fc(p: dict | None) -> list[str]:
+    """Nothing when every FULLY_CONNECTED weight is per tensor; else who can run it and the way through."""
+    if not p or not p["weights"]:
+        return []
+    names = ", ".join(f"{w['weights']} ({w['channels']} scales)" for w in p["weights"])
+    return ["", f"per-channel FULLY_CONNECTED weights: {names}",
+            f"  boards whose TFLM port runs them: {', '.join(p['boards_ok']) or 'none'}",
+            f"  boards whose TFLM port applies one scale (wrong outputs; render refuses): "
+            f"{', '.join(p['boards_refused']) or 'none'}",
+            f"  way through: `{p['way_through']}` re-quantizes them per tensor and reports the accuracy "
+            "before and after"]

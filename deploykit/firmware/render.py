@@ -112,7 +112,9 @@ def check_per_channel_dense(model: bytes, board: Board, name: str) -> None:
                 and len(parsed.tensors[op.inputs[1]].scales) > 1:
             raise BadInput(f"model {name!r} has per-channel quantized FULLY_CONNECTED weights, which the "
                            f"TFLM port of board {board.id} computes wrongly (one scale for all channels); "
-                           f"re-run `deploykit convert` (it quantizes dense layers per tensor)")
+                           f"re-quantize them per tensor with `deploykit convert MODEL.tflite --fc-per-tensor "
+                           f"--test-data FILE` (it reports the accuracy before and after), or re-convert the "
+                           f"Keras/SavedModel source with `deploykit convert` (it quantizes dense layers per tensor)")
 
 
 def arena_size(manifest: Manifest, board: Board, arena_bytes: int | None,

@@ -15,7 +15,7 @@ import numpy as np
 
 from deploykit import __version__, extras
 
-from deploykit.model import arena, manifest_schema, metrics, tflite_model, tflm_host
+from deploykit.model import arena, manifest_schema, metrics, requantize, tflite_model, tflm_host
 from deploykit.atomic import ensure_writable_dir, write_bytes, write_json
 from deploykit.model.datafiles import Dataset, check_fits, load_data
 from deploykit.errors import BadInput, RigError
@@ -34,10 +34,12 @@ REFUSED = {
 
 
 def convert(model_path, outdir, name=None, quantize=None, rep_data=None, test_data=None,
-            label_column=None) -> Manifest:
+            label_column=None, fc_per_tensor=False) -> Manifest:
     """Convert (or take as is) a model, analyse it and write OUTDIR/model.tflite + manifest.json.
 
-    quantize: a mode of MODES; None is int8 for a Keras/SavedModel source, and a .tflite as it is."""
+    quantize: a mode of MODES; None is int8 for a Keras/SavedModel source, and a .tflite as it is.
+    fc_per_tensor: re-quantize a .tflite's per-channel FULLY_CONNECTED weights per tensor
+    (model/requantize.py), for boards whose TFLM port applies one scale."""
     from deploykit.model import tf_backend
     model_path = Path(model_path)
     if quantize is not None:
@@ -48,17 +50,24 @@ def convert(model_path, outdir, name=None, quantize=None, rep_data=None, test_da
     _check_outdir(outdir)
     fmt = tf_backend.model_format(model_path)
     _require_packages(fmt, test_data)
+    if fc_per_tensor and fmt != "tflite":
+        raise BadInput(f"--fc-per-tensor applies to a .tflite and {model_path} is a {fmt} model; drop it: "
+                       "deploykit's converter already quantizes FULLY_CONNECTED weights per tensor")
     rep = load_data(rep_data, label_column) if rep_data else None
     test = load_data(test_data, label_column) if test_data else None
-    unrolled = False
+    unrolled, requant = False, None
     if fmt == "tflite":
         model = _read_tflite(model_path)
         parsed = tflite_model.parse(model, str(model_path))
         _check_tflite_mode(model_path, parsed, quantize)
+        if fc_per_tensor:
+            requant = {"before": model}
+            model, requant["changed"] = requantize.fc_per_tensor(model, str(model_path))
+            parsed = tflite_model.parse(model, str(model_path))
     else:
         model, parsed, unrolled = _convert_source(tf_backend, model_path, fmt, quantize or "int8", rep, test)
     return _finish(model, parsed, outdir, name or model_path.stem, fmt, model_path, rep, test, label_column,
-                   unrolled)
+                   unrolled, requant)
 
 
 def _require_packages(fmt: str, test_data) -> None:
@@ -138,11 +147,14 @@ def _convert_contained(tf_backend, path, fmt, mode, rep_x) -> tuple[bytes, bool]
                    "try --quantize float32 or --quantize int8-float-io, or replace the op it fails on")
 
 
-def _finish(model, parsed, outdir, name, fmt, model_path, rep, test, label_column, unrolled=False) -> Manifest:
+def _finish(model, parsed, outdir, name, fmt, model_path, rep, test, label_column, unrolled=False,
+            requant=None) -> Manifest:
     """Analyse the .tflite, then write model.tflite and manifest.json (each atomically)."""
     tflm_host.check_ops_supported(model, parsed)
     measured = tflm_host.measure_arena(model)
     report = _report(model, parsed, fmt, model_path, test) if test else None
+    if report is not None and requant and requant["changed"]:
+        report["fc_per_tensor"] = requantize.before_after(requant["before"], model, parsed, test)
     data = {
         "schema": SCHEMA, "name": name, "model_file": "model.tflite",
         "model_sha256": hashlib.sha256(model).hexdigest(), "model_bytes": len(model),
@@ -153,8 +165,9 @@ def _finish(model, parsed, outdir, name, fmt, model_path, rep, test, label_colum
         "source": {"model": _rel(model_path, outdir), "model_format": fmt,
                    "rep_data": _rel(rep.path, outdir) if rep else None,
                    "test_data": _rel(test.path, outdir) if test else None,
-                   "label_column": label_column, "recurrent_unrolled": unrolled},
-        "report": report, "created_by": f"deploykit {__version__}",
+                   "label_column": label_column, "recurrent_unrolled": unrolled,
+                   "fc_per_tensor": {"requantized": requant["changed"]} if requant else None},
+        "report": report, "host_reference": _host_reference(), "created_by": f"deploykit {__version__}",
     }
     problem = manifest_schema.problem(data, outdir)  # the checks load() applies, before writing
     if problem:
@@ -166,6 +179,19 @@ def _finish(model, parsed, outdir, name, fmt, model_path, rep, test, label_colum
     write_bytes(outdir / "model.tflite", model)
     write_json(outdir / "manifest.json", data)
     return load(outdir / "manifest.json")
+
+
+def _host_reference() -> dict:
+    """Versions of the desktop runtimes the figures come from; the board side is its
+    boards/*.toml lib_deps ref (TFLM of 2022 to mid-2024, where the host wheel is newer)."""
+    from importlib.metadata import PackageNotFoundError, version
+    found = {}
+    for key, dist in (("tflite_micro", "tflite-micro"), ("ai_edge_litert", "ai-edge-litert")):
+        try:
+            found[key] = version(dist)
+        except PackageNotFoundError:
+            found[key] = None
+    return found
 
 
 def _arena_section(measured: dict, parsed) -> dict:

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from deploykit.model import arena, tflite_model, tflm_host
+from deploykit.model import arena, requantize, tflite_model, tflm_host
 from deploykit.errors import BadInput
 
 
-def inspect_model(path, test_data=None, label_column=None) -> dict:
-    """Analyse a .tflite; BadInput if it is missing, not a model, or has ops TFLM lacks."""
+def inspect_model(path, test_data=None, label_column=None, boards=()) -> dict:
+    """Analyse a .tflite; BadInput if it is missing, not a model, or has ops TFLM lacks.
+
+    boards: objects with .id and .tflm_per_channel_fc (firmware.boards.Board), given by the
+    caller so this model-stage module stays below firmware/."""
     path = Path(path)
     if not path.is_file():
         raise BadInput(f"model {path} does not exist or is not a file; give a .tflite file")
@@ -28,10 +31,21 @@ def inspect_model(path, test_data=None, label_column=None) -> dict:
                                      "host_min": measured["host_min"],
                                      "categories": measured["categories"]},
                         "projected": arena.project(measured, parsed)},
-              "agreement": None}
+              "per_channel_fc": per_channel_fc(model, path, boards), "agreement": None}
     if test_data is not None:
         result["agreement"] = desktop_agreement(model, parsed, test_data, label_column)
     return result
+
+
+def per_channel_fc(model: bytes, path: Path, boards=()) -> dict:
+    """Per-channel FULLY_CONNECTED weights and, per board, whether its TFLM port runs them
+    (ports older than TFLM of 2024-09-27 apply one scale: wrong outputs, render refuses)."""
+    weights = requantize.per_channel_fc(model)
+    verdict = {b.id: bool(b.tflm_per_channel_fc or not weights) for b in boards}
+    return {"weights": weights,
+            "boards_ok": sorted(k for k, ok in verdict.items() if ok),
+            "boards_refused": sorted(k for k, ok in verdict.items() if not ok),
+            "way_through": f"deploykit convert {path} --fc-per-tensor --test-data FILE" if weights else None}
 
 
 def desktop_agreement(model: bytes, parsed, test_data, label_column=None) -> dict:
