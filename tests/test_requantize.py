@@ -214,4 +214,4 @@ def test_host_reference_is_pinned_and_recorded(requantized):
     installed = importlib.metadata.version("tflite-micro")
     assert json.loads((out / "manifest.json").read_text())["host_reference"]["tflite_micro"] == installed
     pyproject = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
-    assert f'"tflite-micro=={installed}"' in pyproject
+    assert f'"tflite-micro=={installed};' in pyproject  # pinned, with its platform marker
