@@ -65,6 +65,7 @@ def run_hil(manifest_path, port: str, baud: int | None = None, data=None, limit:
     session = DeviceSession(url, baud, expected_sha256=manifest.sha256, **(session_options or {}))
     run = _measure(session, manifest, inputs, Path(outdir), junit, warmup, quiet, board, resume)
     report = _report(manifest, inputs, run, baud, float_reference)
+    report["link"] = link_info(board or found or run.hello.board_id)
     report["thresholds"] = evaluate(report, thresholds)
     report["passed"] = report["samples"] > 0 and all(c["passed"] for c in report["thresholds"])
     write_reports(report, Path(outdir), junit)
@@ -113,6 +114,17 @@ def _report(manifest, inputs, run: _Run, baud: int, float_reference: bool) -> di
     report["device_log"] = run.logs
     report["resumed_samples"] = run.resumed
     return report
+
+
+def link_info(board_id: str | None) -> dict:
+    """The serial link as the board file has it: kind, bytes per second and where that comes from."""
+    from deploykit.firmware.boards import board_table
+    board = board_table().get(board_id or "")
+    if board is None:
+        return {"board": board_id, "kind": "unknown", "bytes_per_s": None, "source": "no board file"}
+    rate, source = board.link_rate
+    return {"board": board.id, "kind": board.link, "bytes_per_s": rate, "source": source,
+            "nominal_baud": board.baud}
 
 
 def resolve_port(port: str, board: str | None = None) -> tuple[str, str | None]:

@@ -6,7 +6,7 @@ import base64
 import html
 
 from deploykit.report import plots
-from deploykit.report.markdown import NOTES, _fmt, section_rows
+from deploykit.report.markdown import NOTES, _fmt, link_text, section_rows
 
 STYLE = """body{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto;color:#222}
 table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:3px 8px;
@@ -34,7 +34,7 @@ def render_html(report: dict, plot: dict) -> str:
              f"</title><style>{STYLE}</style></head><body>",
              f"<h1>HIL report: {html.escape(str(model.get('name')))} on {html.escape(str(device.get('board_id')))} — {verdict}</h1>",
              f"<p>{report['samples']} samples ({report.get('samples_failed', 0)} failed); simulated: "
-             f"{_fmt(report['simulated'])}; model sha256 <code>{html.escape(str(model.get('sha256')))}</code></p>"]
+             f"{_fmt(report['simulated'])}; link: {html.escape(link_text(report))}; model sha256 <code>{html.escape(str(model.get('sha256')))}</code></p>"]
     for title, (header, rows) in section_rows(report).items():
         parts.append(f"<h2>{html.escape(title)}</h2>{_table(header, rows)}")
         if title in NOTES:

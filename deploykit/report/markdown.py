@@ -38,7 +38,8 @@ def section_rows(report: dict) -> dict[str, tuple[list[str], list[list]]]:
         tables[f"Accuracy against labels ({report['accuracy'].get('task')})"] = (
             ["model"] + keys, [[name] + [(v or {}).get(k) for k in keys] for name, v in accuracy.items()])
     stat = ["mean", "p50", "p90", "p99", "max", "stdev"]
-    latency = "Latency (simulated: the board's cost model)" if report.get("simulated") else "Latency"
+    latency = ("Latency (simulated (estimate): the board's per-operator cost model)"
+               if report.get("simulated") else "Latency")
     tables[latency] = (["figure"] + stat, [[name] + [(d or {}).get(k) for k in stat]
                                               for name, d in (report.get("latency") or {}).items()])
     arena = report.get("arena") or {}
@@ -55,12 +56,21 @@ def section_rows(report: dict) -> dict[str, tuple[list[str], list[list]]]:
     return tables
 
 
+def link_text(report: dict) -> str:
+    """The serial link as the board file has it (report.json `link`)."""
+    link = report.get("link") or {}
+    if not link.get("bytes_per_s"):
+        return "unknown (no board file for this device)"
+    return f"{link['kind']}, {link['bytes_per_s']:,} B/s ({link['source']})"
+
+
 def render_markdown(report: dict) -> str:
     model, device = report.get("model", {}), report.get("device", {})
     verdict = "PASSED" if report.get("passed", True) else "FAILED"
     lines = [f"# HIL report: {model.get('name')} on {device.get('board_id')} — {verdict}", "",
              f"- samples: {report['samples']} ({report.get('samples_failed', 0)} failed on the device)",
              f"- simulated: {_fmt(report['simulated'])}",
+             f"- link: {link_text(report)}",
              f"- model sha256: `{model.get('sha256')}`",
              f"- data: `{report.get('data', {}).get('path')}`", ""]
     for title, (header, rows) in section_rows(report).items():
