@@ -12,6 +12,7 @@ extents) turn a truncated or corrupted file into BadInput before any C++ code se
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -30,6 +31,7 @@ def _schema():
     return schema_py_generated
 
 
+@functools.lru_cache(maxsize=None)
 def _enum_names(cls) -> dict[int, str]:
     return {v: k for k, v in vars(cls).items() if not k.startswith("_") and isinstance(v, int)}
 
@@ -328,7 +330,9 @@ def _operator(o, codes: list[str], tensors: list[Tensor]) -> Operator:
 
 
 def _elems(t: Tensor | None) -> int:
-    return int(np.prod(t.shape)) if t is not None and t.shape else (1 if t is not None else 0)
+    if t is None:
+        return 0
+    return int(np.prod([max(int(d), 1) for d in t.shape])) if t.shape else 1   # -1 (dynamic) counted as 1
 
 
 def _check_index(i: int, n: int, what: str) -> None:
