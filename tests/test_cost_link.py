@@ -48,7 +48,8 @@ def test_uart_boards_are_paced_at_their_baud(sine_manifest, board_id):
 
 
 def test_an_explicit_baud_is_a_uart_at_that_rate_and_no_pacing_is_none(sine_manifest):
-    assert make_link(sine_manifest, "nano33ble_sense", baud=9600).byte_time == pytest.approx(10 / 9600)
+    forced = make_link(sine_manifest, "nano33ble_sense", baud=9600)
+    assert forced.kind == "uart" and forced.byte_time == pytest.approx(10 / 9600)
     assert make_link(sine_manifest, "nano33ble_sense", pacing=False).byte_time == 0
 
 
