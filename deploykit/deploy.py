@@ -173,12 +173,14 @@ def deploy(model, outdir, board: str | None = None, port: str = "auto", profile:
            data=None, rep_data=None, name: str | None = None, quantize: str | None = None,
            label_column=None, limit: int | None = None, thresholds: dict | None = None,
            arena_size: int | None = None, arena_margin: float = 10.0, junit=None,
-           stages=None, fallback: bool = False) -> DeployResult:
+           stages=None, fallback: bool = False, pacing: bool = True) -> DeployResult:
     """Run every stage for `model` on the chosen target; return the result (also OUT/deploy.json).
 
     `stages` times the stages and may show them (a StageTimer subclass); None: time only.
     `fallback`: with no board connected, use the virtual board (and say so) instead of
-    raising NoBoardFound; only for a person watching (see the module docstring)."""
+    raising NoBoardFound; only for a person watching (see the module docstring).
+    `pacing=False` runs the virtual board without link pacing or simulated inference time
+    (as `virtual-board --no-pacing`); a real board is always what it is."""
     from deploykit.atomic import lstat_or_none
     from deploykit.report import Thresholds
 
@@ -186,12 +188,15 @@ def deploy(model, outdir, board: str | None = None, port: str = "auto", profile:
     check_inputs(model, data, rep_data, limit)
     limits = Thresholds(**(thresholds or {}))
     target = choose_target(board, port, profile, fallback)
+    if not pacing and not target.virtual:
+        raise BadInput(f"--no-pacing applies to the virtual board only, not to {target.board_id}; "
+                       "drop it or pass --port virtual")
     stages.note(target.note)
     outdir = Path(outdir)
     created = lstat_or_none(outdir) is None  # a link (even dangling) is not ours to remove
     try:
         result = _run_stages(stages, model, outdir, target, port, data, rep_data, name, quantize,
-                             label_column, limit, limits, arena_size, arena_margin, junit)
+                             label_column, limit, limits, arena_size, arena_margin, junit, pacing)
     except BadInput:  # the user's input, found wrong by a later stage: leave no half-made directory
         if created:
             shutil.rmtree(outdir, ignore_errors=True)
@@ -203,13 +208,13 @@ def deploy(model, outdir, board: str | None = None, port: str = "auto", profile:
 
 
 def _run_stages(stages, model, outdir, target, port, data, rep_data, name, quantize, label_column,
-                limit, limits, arena_size, arena_margin, junit) -> DeployResult:
+                limit, limits, arena_size, arena_margin, junit, pacing: bool = True) -> DeployResult:
     manifest_path = _convert(stages, model, outdir / "model", name, quantize, rep_data, data, label_column)
     fit, project = _render(stages, manifest_path, target.board_id, outdir / "firmware", arena_size, arena_margin)
     result = DeployResult(outdir, target, manifest_path, project, outdir / "hil", fit, {},
                           model_name=fit.pop("model_name"))
     _build_and_flash(stages, result, port)
-    result.report = _hil(stages, result, data, limit, limits, junit)
+    result.report = _hil(stages, result, data, limit, limits, junit, pacing)
     result.timings = stages.timings
     return result
 
@@ -267,7 +272,7 @@ def _build_and_flash(stages, result: DeployResult, port: str) -> None:
     result.target.port = flashed.port
 
 
-def _hil(stages, result: DeployResult, data, limit, thresholds, junit) -> dict:
+def _hil(stages, result: DeployResult, data, limit, thresholds, junit, pacing: bool = True) -> dict:
     from deploykit.harness.run import run_hil
 
     board = result.target.board_id  # sets the baud; the device's HELLO must name this board
@@ -282,7 +287,8 @@ def _hil(stages, result: DeployResult, data, limit, thresholds, junit) -> dict:
         from deploykit.virtual_board import VirtualBoard
 
         # it stands in for the rendered firmware, so it has that firmware's arena
-        with VirtualBoard(result.manifest_path, board=board, arena_configured=result.fit["arena"]) as port:
+        with VirtualBoard(result.manifest_path, board=board, arena_configured=result.fit["arena"],
+                          pacing=pacing) as port:
             result.target.port = port
             return run_hil(result.manifest_path, port, **options)
 

@@ -81,7 +81,7 @@ def test_simulated_latency_is_labelled_so():
     report = sample_report()
     assert "## Latency\n" in render_markdown(report)
     report["simulated"] = True
-    assert "## Latency (simulated: the board's cost model)\n" in render_markdown(report)
+    assert "## Latency (simulated (estimate): the board's per-operator cost model)\n" in render_markdown(report)
 
 
 # ----------------------------------------------------------------------------- JUnit and escaping

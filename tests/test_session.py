@@ -186,8 +186,10 @@ def test_slow_inference_is_waited_for_not_recomputed(sine_manifest):
     from deploykit.firmware.boards import load_board
     from deploykit.virtual_board import PtyServer
     from deploykit.virtual_board.device import make_link
+    from deploykit.model.tflite_model import parse
     board = load_board("virtual")
-    slow = dataclasses.replace(board, cycles_per_mac=0.2 * board.clock_mhz * 1e6 / sine_manifest["macs_total"])
+    n_ops = len(parse(sine_manifest.model_bytes()).operators)   # the cost model charges each op this overhead
+    slow = dataclasses.replace(board, op_overhead_cycles=int(0.2 * board.clock_mhz * 1e6 / n_ops))
     x = records(sine_manifest, 8)
     runner = TflmRunner(sine_manifest.model_bytes())
     server = PtyServer(make_link(sine_manifest, slow))

@@ -18,7 +18,8 @@ from deploykit.protocol import (
 )
 from deploykit.protocol.vectors import PATH as VECTORS
 from deploykit.virtual_board import DeviceEngine, Faults, build_firmware
-from deploykit.virtual_board.cost import inference_timing
+from deploykit.model.tflite_model import parse
+from deploykit.virtual_board.cost import op_cycles, timing_from_cycles
 from deploykit.virtual_board.rawclient import RawClient
 
 EXAMPLES = ("sine", "linear", "gestures")
@@ -133,16 +134,16 @@ def test_board_figures_come_from_the_board_file(converted_examples):
     fw = build_firmware(converted_examples["gestures"], board)
     assert fw.hello.board_id == "nano33ble_sense"
     assert fw.hello.arena_used == converted_examples["gestures"]["arena"]["projections"]["cortex-m-cmsis-nn"]
-    ops = converted_examples["gestures"]["ops"]
-    cycles = sum(o["macs"] * board.cycles_per_mac + o["count"] * board.op_overhead_cycles for o in ops)
-    assert fw.timing.cycles == round(cycles)
-    assert fw.timing.micros == round(cycles) * 1_000_000 // (board.clock_mhz * 1_000_000)
+    model = parse(converted_examples["gestures"].model_bytes())
+    cycles = sum(op_cycles(op, board) for op in model.operators)   # the per-operator cost model
+    assert fw.timing.cycles == cycles
+    assert fw.timing.micros == cycles * 1_000_000 // (board.clock_mhz * 1_000_000)
 
 
 def test_micros_timer_derives_cycles_from_microseconds():
     class Board:
-        clock_mhz, cycles_per_mac, op_overhead_cycles, timer = 240, 2.0, 1000, "micros"
-    timing = inference_timing([{"op": "CONV_2D", "count": 2, "macs": 12_345}], Board)
+        clock_mhz, timer = 240, "micros"
+    timing = timing_from_cycles(12_345 * 2 + 2000, Board)
     assert timing.micros == round((12_345 * 2 + 2000) / 240)
     assert timing.cycles == timing.micros * 240
 
@@ -347,10 +348,10 @@ def test_bytes_are_buffered_not_lost_when_they_fit(firmwares):
 
 
 def test_result_batches_follow_the_cpp_room_rule(firmwares):
-    """sine: 1-byte outputs, 245-byte payloads, timing (4752 cycles, 74 us) as one run:
+    """sine: 1-byte outputs, 245-byte payloads, timing (7338 cycles, 114 us) as one run:
     room while 6 + n + runs(n) + 1 + 13 <= 245, so a RESULT carries at most 221 records."""
     fw = firmwares["sine"]
-    assert (fw.hello.max_payload, fw.out_record, fw.timing.cycles, fw.timing.micros) == (245, 1, 4752, 74)
+    assert (fw.hello.max_payload, fw.out_record, fw.timing.cycles, fw.timing.micros) == (245, 1, 7338, 114)
     wire = Wire(fw)
     wire.take()
     wire.send(Begin(0), Input(0, bytes(241)), Input(241, bytes(59)))

@@ -1,4 +1,4 @@
-"""`deploykit deploy MODEL [--board ID] [--port URL|auto|virtual] [--data FILE] [thresholds]`.
+"""`deploykit deploy MODEL [--board ID] [--port URL|auto|virtual] [--data FILE] [thresholds] [--no-pacing]`.
 
 Without a board connected, deploy falls back to the virtual board only for a person at a
 terminal (and says so); in CI, with --quiet or without a terminal it fails with exit 3,
@@ -151,9 +151,11 @@ def _isatty(stream) -> bool:
 @click.option("--max-arena", type=int, help="Fail above this arena use (bytes).")
 @click.option("--junit", type=click.Path(path_type=Path), help="Write JUnit XML, one case per threshold.")
 @click.option("--quiet", is_flag=True, help="No progress display.")
+@click.option("--no-pacing", is_flag=True,
+              help="Virtual board only: no link pacing and no simulated inference time (as virtual-board).")
 @boards_dir_option
 def deploy(model, board, port, profile, data, rep_data, label_column, name, quantize, outdir, limit,
-           arena_size, arena_margin, min_agreement, max_latency_us, max_arena, junit, quiet):
+           arena_size, arena_margin, min_agreement, max_latency_us, max_arena, junit, quiet, no_pacing):
     """Convert, render, build, flash and test MODEL in one go."""
     from deploykit.deploy import deploy as run_deploy
 
@@ -163,4 +165,4 @@ def deploy(model, board, port, profile, data, rep_data, label_column, name, quan
         model, outdir, board=board, port=port, profile=profile, data=data, rep_data=rep_data, name=name,
         quantize=quantize, label_column=label_column, limit=limit, thresholds=thresholds,
         arena_size=arena_size, arena_margin=arena_margin, junit=junit, stages=stages,
-        fallback=may_fall_back(quiet)))
+        fallback=may_fall_back(quiet), pacing=not no_pacing))

@@ -2,7 +2,7 @@
 
 A board file says how to build for a board (PlatformIO platform, pinned as `platform_spec`,
 board and framework; the TFLM port as a pinned lib_deps entry), what it has (MCU, clock,
-RAM, flash, USB ids, serial receive buffer, timer) and the virtual board's cost model.
+RAM, flash, USB ids, serial link and receive buffer, timer) and the virtual board's cost model.
 Code never branches on a board's name: it reads these fields, and `load_board()` looks ids
 up in a table. Unknown keys and missing or mistyped fields are BadInput naming the file
 and the key.
@@ -38,6 +38,9 @@ PATH_VARIABLE = "DEPLOYKIT_BOARDS_PATH"
 BUILT_IN = "built-in"
 ADAPTERS = ("arduino", "host")
 DEBUG_LOGS = ("string", "va_list")
+LINKS = ("usb-cdc", "uart")
+KERNEL_FAMILIES = ("reference", "cmsis-nn", "esp-nn")   # the cost model's (virtual_board/cost_table.py)
+USB_CDC_BYTES_PER_S = 1_000_000   # USB full speed (12 Mbit/s) carries about 1 MB/s of CDC bulk data
 _ID = re.compile(r"^[a-z][a-z0-9_]*$")
 _USB_ID = re.compile(r"^[0-9A-F]{4}:[0-9A-F]{4}$")
 _GIT_REF = re.compile(r"#[\w.\-/]+$")
@@ -76,7 +79,10 @@ class Board:
     runtime_flash_bytes: int
     cycles_per_mac: float
     op_overhead_cycles: int
+    link: str                  # the serial port as the board has it: "usb-cdc" | "uart"
     build_flags: tuple[str, ...] = ()
+    link_bytes_per_s: int = 0  # a measured link rate; 0: USB full speed or the baud (see link_rate)
+    kernels: str = ""          # TFLM kernel family for the cost model; "": from arena_class
     path: Path = field(default=Path(), compare=False)
     source: str = field(default=BUILT_IN, compare=False)    # "built-in", or the folder it came from
     overrides: str = field(default="", compare=False)       # the file of the board it replaced, if any
@@ -85,6 +91,19 @@ class Board:
     def timer_kind(self) -> str:
         """The wire protocol's TimerKind name for this board's timer template."""
         return TIMER_KINDS[self.timer]
+
+    @property
+    def link_rate(self) -> tuple[int, str]:
+        """(bytes per second, where the figure comes from) of the board's serial link.
+
+        A USB CDC port moves bytes at USB speed whatever the nominal baud: about 1 MB/s at
+        full speed unless the board file gives a measured `link_bytes_per_s`. A UART moves
+        baud/10 bytes per second (start, 8 data, stop bits)."""
+        if self.link_bytes_per_s:
+            return self.link_bytes_per_s, "measured (board file)"
+        if self.link == "usb-cdc":
+            return USB_CDC_BYTES_PER_S, "USB full speed (assumed)"
+        return self.baud // 10, f"{self.baud} baud"
 
     @property
     def cpu_hz(self) -> int:
@@ -100,7 +119,7 @@ class Board:
 
 
 _NOT_IN_FILE = {"path", "source", "overrides"}
-_OPTIONAL = {"build_flags"}
+_OPTIONAL = {"build_flags", "link_bytes_per_s", "kernels"}
 _TYPES = {
     str: "a string", int: "an integer", float: "a number", tuple: "a list of strings",
     bool: "true or false",
@@ -135,7 +154,8 @@ def _check_values(path: Path, b: dict) -> None:
         bad("id", f"must be lower-case letters, digits and _ (got {b['id']!r})")
     if b["id"] != path.stem:
         bad("id", f"is {b['id']!r} but the file is named {path.name}; make them match")
-    choices = {"timer": TIMERS, "arena_class": ARENA_CLASSES, "adapter": ADAPTERS, "debug_log": DEBUG_LOGS}
+    choices = {"timer": TIMERS, "arena_class": ARENA_CLASSES, "adapter": ADAPTERS, "debug_log": DEBUG_LOGS,
+               "link": LINKS}
     for key, allowed in choices.items():
         if b[key] not in allowed:
             bad(key, f"is {b[key]!r}; expected one of {', '.join(allowed)}")
@@ -145,6 +165,11 @@ def _check_values(path: Path, b: dict) -> None:
     for key in ("runtime_ram_bytes", "runtime_flash_bytes", "op_overhead_cycles"):
         if b[key] < 0:
             bad(key, f"must not be negative (got {b[key]})")
+    if b.get("kernels", "") not in ("", *KERNEL_FAMILIES):
+        bad("kernels", f"is {b['kernels']!r}; expected one of {', '.join(KERNEL_FAMILIES)} (or leave it out)")
+    if "link_bytes_per_s" in b and b["link_bytes_per_s"] <= 0:
+        bad("link_bytes_per_s", f"must be a positive measured rate (got {b['link_bytes_per_s']}); "
+                                "leave it out to use USB full speed or the baud")
     if b["rx_buffer_bytes"] < 64:
         bad("rx_buffer_bytes", "must be at least 64 bytes to carry a protocol frame")
     for usb in b["usb_ids"]:

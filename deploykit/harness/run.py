@@ -77,6 +77,7 @@ def run_hil(manifest_path, port: str, baud: int | None = None, data=None, limit:
         session = DeviceSession(url, baud, expected_sha256=manifest.sha256, **(session_options or {}))
         run = _measure(session, manifest, inputs, out, junit, warmup, quiet, board, resume, float_reference)
         report = _report(manifest, inputs, run, baud)
+        report["link"] = link_info(board or found or run.hello.board_id)
         if note:
             report["note"] = note
         report["started_at"], report["duration_s"] = started_at, round(time.monotonic() - started, 3)
@@ -135,6 +136,17 @@ def _report(manifest, inputs, run: _Run, baud: int) -> dict:
         resumed=run.resumed, resumed_from=run.resumed_from)
     report["device_log"] = run.logs
     return report
+
+
+def link_info(board_id: str | None) -> dict:
+    """The serial link as the board file has it: kind, bytes per second and where that comes from."""
+    from deploykit.firmware.boards import board_table
+    board = board_table().get(board_id or "")
+    if board is None:
+        return {"board": board_id, "kind": "unknown", "bytes_per_s": None, "source": "no board file"}
+    rate, source = board.link_rate
+    return {"board": board.id, "kind": board.link, "bytes_per_s": rate, "source": source,
+            "nominal_baud": board.baud}
 
 
 def resolve_port(port: str, board: str | None = None) -> tuple[str, str | None]:

@@ -6,7 +6,7 @@ import base64
 import html
 
 from deploykit.report import plots
-from deploykit.report.markdown import NOTES, _fmt, resumed_line, section_rows
+from deploykit.report.markdown import NOTES, _fmt, link_text, resumed_line, section_rows
 
 STYLE = """body{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto;color:#222}
 table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:3px 8px;
@@ -35,7 +35,8 @@ def render_html(report: dict, plot: dict) -> str:
              f"<h1>HIL report: {html.escape(str(model.get('name')))} on {html.escape(str(device.get('board_id')))}"
              f"{html.escape(' (' + report['note'] + ')') if report.get('note') else ''} — {verdict}</h1>",
              f"<p>{report['samples']} samples ({report.get('samples_failed', 0)} failed); simulated: "
-             f"{_fmt(report['simulated'])}; model sha256 <code>{html.escape(str(model.get('sha256')))}</code></p>"]
+             f"{_fmt(report['simulated'])}; link: {html.escape(link_text(report))}; "
+             f"model sha256 <code>{html.escape(str(model.get('sha256')))}</code></p>"]
     if resumed_line(report):
         parts.append(f"<p>Resumed: {html.escape(resumed_line(report))}.</p>")
     for title, (header, rows) in section_rows(report).items():

@@ -76,7 +76,8 @@ def section_rows(report: dict) -> dict[str, tuple[list[str], list[list]]]:
         tables[f"Accuracy against labels ({report['accuracy'].get('task')})"] = (
             ["model"] + keys, [[name] + [(v or {}).get(k) for k in keys] for name, v in accuracy.items()])
     stat = ["mean", "p50", "p90", "p99", "max", "stdev"]
-    latency = "Latency (simulated: the board's cost model)" if report.get("simulated") else "Latency"
+    latency = ("Latency (simulated (estimate): the board's per-operator cost model)"
+               if report.get("simulated") else "Latency")
     tables[latency] = (["figure"] + stat, [[name] + [(d or {}).get(k) for k in stat]
                                               for name, d in (report.get("latency") or {}).items()])
     arena = report.get("arena") or {}
@@ -93,6 +94,14 @@ def section_rows(report: dict) -> dict[str, tuple[list[str], list[list]]]:
     return tables
 
 
+def link_text(report: dict) -> str:
+    """The serial link as the board file has it (report.json `link`)."""
+    link = report.get("link") or {}
+    if not link.get("bytes_per_s"):
+        return "unknown (no board file for this device)"
+    return f"{link['kind']}, {link['bytes_per_s']:,} B/s ({link['source']})"
+
+
 def title_text(report: dict) -> str:
     """"NAME on BOARD (NOTE) — VERDICT", raw: each writer escapes it for its format."""
     model, device = report.get("model", {}), report.get("device", {})
@@ -107,6 +116,7 @@ def render_markdown(report: dict) -> str:
              f"- samples: {report['samples']} ({report.get('samples_failed', 0)} failed on the device)",
              *([f"- resumed: {resumed_line(report)}"] if resumed_line(report) else []),
              f"- simulated: {_fmt(report['simulated'])}",
+             f"- link: {md_text(link_text(report))}",
              f"- model sha256: {md_code(model.get('sha256'))}",
              f"- data: {md_code(report.get('data', {}).get('path'))}", ""]
     for title, (header, rows) in section_rows(report).items():

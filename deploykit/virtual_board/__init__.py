@@ -2,14 +2,15 @@
 
 It speaks the firmware's wire protocol (docs/protocol.md) on a pty or as a pyserial
 `virtual://` URL, runs the model in TFLM's Python interpreter (real reference kernels),
-paces bytes like a UART, holds answers back by the cost model's inference time, drops
-bytes beyond its receive buffer, reboots on reset, and injects seeded faults.
+paces bytes as the board's link does (a UART at its baud, USB CDC at USB speed), holds
+answers back by the per-operator cost model's inference time, drops bytes beyond its
+receive buffer, reboots on reset, and injects seeded faults.
 
     with VirtualBoard("build/sine/manifest.json", board="virtual") as port:
         session = open_port(port, 115200)   # any code that takes a port path
 
 Layers: firmware.py (model, HELLO, cost) → engine.py (pure protocol state machine in
-simulated time) → link.py (UART pacing, wire faults) → pty_server.py (a thread serving a
+simulated time) → link.py (link pacing, wire faults) → pty_server.py (a thread serving a
 pty behind a stable symlink) or deploykit/link/serial_handlers/protocol_virtual.py.
 """
 

@@ -26,7 +26,10 @@ def load_manifest(manifest):
 
 def make_link(manifest, board: str = DEFAULT_BOARD, baud: int | None = None, pacing: bool = True,
               faults=None, seed: int = 0, arena_configured: int | None = None) -> Link:
-    """A powered-on virtual board behind its wire, ready for `Link.step(now)`."""
+    """A powered-on virtual board behind its wire, ready for `Link.step(now)`.
+
+    The wire is paced as the board file's `link` says: a USB CDC board at USB speed (or its
+    measured `link_bytes_per_s`), a UART board at its baud; `baud` forces a UART at that rate."""
     from deploykit import extras
     from deploykit.firmware.boards import load_board
     extras.require("tflite_micro", "the virtual board")
@@ -37,4 +40,7 @@ def make_link(manifest, board: str = DEFAULT_BOARD, baud: int | None = None, pac
         raise BadInput(f"baud rate {baud} must be a positive number of bits per second, e.g. 115200")
     firmware = build_firmware(load_manifest(manifest), board_obj, arena_configured)
     engine = DeviceEngine(firmware, fault_state, timed=pacing)
-    return Link(engine, int(baud or board_obj.baud), paced=pacing)
+    if baud is not None:   # an explicit line rate: a UART at that baud, whatever the board has
+        return Link(engine, int(baud), paced=pacing)
+    rate, _ = board_obj.link_rate
+    return Link(engine, board_obj.baud, paced=pacing, bytes_per_s=rate, kind=board_obj.link)

@@ -9,6 +9,7 @@ boot says so, since a host figure stands in for a measured one. An arena configu
 smaller than that fails as the rendered firmware's AllocateTensors does: HELLO says
 arena_used 0 and every record gets ERROR INVOKE_FAILED. Its HELLO firmware id hashes the
 manifest file, the board file and the deploykit version (deploykit.firmware.build_id).
+Its latency is the per-operator cost model's (cost.py), the same for every record.
 """
 
 from __future__ import annotations
@@ -96,7 +97,8 @@ def build_firmware(manifest, board, arena_configured: int | None = None, runner=
         runner = _runner(str(manifest.model_path), manifest.sha256)
     banner = (f"\r\ndeploykit virtual board ({board.id}, simulated)\r\n"
               f"model {manifest.sha256[:16]} arena {used}/{configured} B\r\n").encode("ascii", "replace")
-    return Firmware(hello, runner, inference_timing(manifest["ops"], board), banner, note)
+    return Firmware(hello, runner, inference_timing(_model(str(manifest.model_path), manifest.sha256), board),
+                    banner, note)
 
 
 class _NoInterpreter:
@@ -107,6 +109,14 @@ class _NoInterpreter:
 
     def invoke_raw(self, inputs):
         raise RuntimeError(self.why)
+
+
+@functools.lru_cache(maxsize=8)
+def _model(model_path: str, sha256: str):
+    """The parsed model the cost model reads (every subgraph, per-operator shapes)."""
+    from deploykit.model.tflite_model import parse
+    with open(model_path, "rb") as fh:
+        return parse(fh.read(), model_path)
 
 
 @functools.lru_cache(maxsize=8)

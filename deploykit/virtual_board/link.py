@@ -1,7 +1,9 @@
-"""The wire between host and virtual board: UART pacing and faults, in simulated time.
+"""The wire between host and virtual board: link pacing and faults, in simulated time.
 
 A UART carries 10 bits a byte (start, 8 data, stop), so at `baud` a byte takes 10/baud
-seconds each way. Host bytes enter the line when written and reach the device one by
+seconds each way. A native USB CDC port ignores the baud and moves bytes at USB speed:
+given `bytes_per_s` (the board's `link_rate`, ~1 MB/s at full speed), a byte takes
+1/bytes_per_s. Host bytes enter the line when written and reach the device one by
 one; device bytes leave when the device writes them and reach the host one by one.
 Drop and corrupt faults act on bytes, dup and garbage on device frames: all on the wire,
 nothing is told to either end. `step(now)` is the only clock: the pty server calls it
@@ -16,9 +18,12 @@ from deploykit.virtual_board.engine import DeviceEngine
 
 
 class Link:
-    def __init__(self, engine: DeviceEngine, baud: int, paced: bool = True):
+    def __init__(self, engine: DeviceEngine, baud: int, paced: bool = True,
+                 bytes_per_s: int | None = None, kind: str = "uart"):
         self.engine = engine
-        self.byte_time = 10.0 / baud if paced else 0.0
+        self.kind = kind                  # "uart" | "usb-cdc": what is being modelled
+        self.bytes_per_s = float(bytes_per_s) if bytes_per_s else baud / 10.0
+        self.byte_time = 1.0 / self.bytes_per_s if paced else 0.0
         self._rx: deque[list] = deque()   # [start, bytes]: byte i arrives at start + (i+1)·bt
         self._tx: deque[list] = deque()   # same, towards the host
         self._rx_free = self._tx_free = 0.0
