@@ -12,8 +12,14 @@ Implements "Host recovery" of docs/protocol.md:
 - a consumed record whose RESULT is late gets a PING first: the device answers it only
   after the RESULTs of what it consumed before, so slow inferences are waited for and
   only really lost results are run again;
-- recoveries without progress in between are bounded; then the run fails clearly.
-Flow-control bookkeeping lives in window.py, the adaptive timeouts in timing.py.
+- a RESULT is kept only when every record it names was sent in full since the last
+  BEGIN (a record's `sent_at` is cleared by a BEGIN): anything else is a stale or forged
+  answer, dropped and counted (faults.rejected_results); a kept RESULT also acknowledges
+  its records, so a lost ACK costs nothing;
+- recoveries without progress in between are bounded; then the run fails clearly, naming
+  the likely cause from what was seen (line errors, a silent device, wrong firmware).
+Flow-control bookkeeping and the frame size (from the frame error rate) live in
+window.py, the round-trip-based timeouts in timing.py.
 """
 
 from __future__ import annotations
@@ -25,13 +31,14 @@ import numpy as np
 from deploykit.errors import DeviceError
 from deploykit.link.errors import LinkLost
 from deploykit.link.samples import SampleFailure, SampleResult
-from deploykit.link.timing import Timing, backoff
-from deploykit.link.window import Window
+from deploykit.link.timing import MIN_WAIT_S, Timing, backoff
+from deploykit.link.window import FrameSizer, Window
 from deploykit.protocol import Ack, Begin, Hello, Input, Nack, Ping, Pong, ResultBatch, wire_size
 from deploykit.protocol.messages import ErrorCode, ErrorMsg
 
 MIN_FRAME_DATA = 64  # below this, half-window frames cost more in overhead than they save
-MIN_CHUNK = 16       # the smallest frame the loss back-off shrinks to
+MIN_CHUNK = 16       # the smallest frame a noisy line shrinks frames to
+SILENT_S = 1.0       # no frame at all for this long when giving up: the device went silent
 REBOOT_SEQ_GAP = 16  # device frame numbers going back further than this mean a reboot
 
 
@@ -67,6 +74,8 @@ class Streamer:
         self.dev_seq = None
         self.probe = None  # (PING token, sent time, records consumed when it was sent)
         self._probes = 0
+        self.heard = time.monotonic()  # when the device last sent a frame that parsed
+        self.sizer = None
         self._configure(session.hello)
         # slow start: one record, stop-and-wait, until a RESULT tells the inference time (a
         # slow model must not have records queued before the timeouts know about it)
@@ -76,12 +85,14 @@ class Streamer:
         self.rec = hello.input_record_bytes
         self.end = self.n * self.rec
         self.window = hello.rx_window
+        self.timing.configure(self.window, self.s.baud)
         if getattr(self, "win", None) is None:
-            self.win = Window(hello.rx_window)
+            self.win = Window(hello.rx_window, self.timing.byte_s)
         self.win.size = hello.rx_window
         self.max_chunk = frame_data_size(hello.max_payload, hello.rx_window)
+        if self.sizer is None or self.sizer.max_data != self.max_chunk:
+            self.sizer = FrameSizer(self.max_chunk, MIN_CHUNK)
         self.chunk = min(getattr(self, "chunk", self.max_chunk), self.max_chunk)
-        self.timing.configure(self.window, self.s.baud)
 
     # --- main loop -----------------------------------------------------------------------
     def run(self):
@@ -156,35 +167,37 @@ class Streamer:
         self.probe = None
         self.next_send = offset
         self.acked_at[record:] = np.inf
+        self.sent_at[record:] = 0  # nothing from here on is sent since this BEGIN
 
     def _give_up_in_flight(self, now: float) -> None:
         """Forget the frames in flight, counting their bytes until the device drained them."""
-        drain = self.win.pending_bytes() * self.timing.byte_s * 2 + 0.05 + self._compute_s()
-        self.win.give_up(now, drain)
+        self.win.give_up(now, 2 * MIN_WAIT_S + self._compute_s())
 
     def _go_back(self, offset: int) -> None:
         now = time.monotonic()
         self._count_dry(f"resending from stream offset {offset}")
         self.faults.retries += 1
+        if self.win.frames:  # the oldest frame in flight was lost (or its ACK was)
+            self.sizer.outcome(self.win.frames[0].wire, lost=True)
         self._shrink()
         self._give_up_in_flight(now)
         self.next_send = offset
         self.last_goback = (offset, now)
 
     def _shrink(self) -> None:
-        """Loss: halve the frame size (fewer bytes to lose and resend per frame)."""
-        self.chunk = max(min(MIN_CHUNK, self.max_chunk), self.chunk // 2)
+        """A loss: frames no larger than the size the error rate seen so far calls for."""
+        self.chunk = min(self.chunk, self.sizer.target())
 
     def _grow(self) -> None:
+        """A frame got through: grow towards the size the error rate calls for."""
         if self.timing.known:
-            self.chunk = min(self.max_chunk, self.chunk + max(8, self.chunk // 4))
+            self.chunk = min(self.sizer.target(), self.chunk + max(8, self.chunk // 4))
 
     def _resync(self) -> None:
         """BEGIN at the first record without a result (results went missing)."""
         self._count_dry(f"no RESULT for record {self.low}")
         self.faults.resyncs += 1
         self.faults.retries += 1
-        self._shrink()
         self._restart()
 
     def _restart(self) -> None:
@@ -194,7 +207,10 @@ class Streamer:
 
     # --- receiving -----------------------------------------------------------------------
     def _handle(self, event) -> None:
-        self._dispatch(self.s.parse(event), event)
+        msg = self.s.parse(event)
+        if msg is not None:
+            self.heard = time.monotonic()
+        self._dispatch(msg, event)
 
     def _dispatch(self, msg, event) -> None:
         """Act on one parsed message (None: a bad frame, already counted)."""
@@ -240,14 +256,18 @@ class Streamer:
             self.acked = offset
             self._go_back(offset)
             return
-        if offset == self.acked:
-            return
+        if offset > self.acked:
+            self._advance_ack(offset, now, timed=True)
+
+    def _advance_ack(self, offset: int, now: float, timed: bool) -> None:
+        """The device has consumed the stream up to `offset` (an ACK, or a RESULT's records)."""
         self.acked_at[self.acked // self.rec: offset // self.rec] = now
         self.acked, self.last_ack = offset, now
         for frame in self.win.acked(offset):
-            if self.strikes == 0:
+            self.sizer.outcome(frame.wire, lost=False)
+            if timed and frame.fresh and self.strikes == 0:
                 self.timing.saw_ack(now - frame.time)
-                self._grow()
+            self._grow()
         self.next_send = max(self.next_send, offset)
         self._progress(now)
 
@@ -264,12 +284,16 @@ class Streamer:
         last_offset, last_time = self.last_goback
         if last_offset == expected and now - last_time < self._ack_timeout():
             return
+        self.win.nacked(expected)
         self._go_back(expected)
 
     def _on_result(self, msg: ResultBatch) -> None:
         now = time.monotonic()
         fresh = False
         if not msg.outputs:
+            return
+        if not self._asked_for(msg.first_record, len(msg.outputs)):
+            self.faults.rejected_results += 1  # stale, or made up: never stored
             return
         for i, outputs in enumerate(msg.outputs):
             r = msg.first_record + i
@@ -285,6 +309,16 @@ class Streamer:
             self.s.record_time = self.timing.saw_result(delay, max(msg.micros))
             self.dry = 0
             self._progress(now)
+        end = min(msg.first_record + len(msg.outputs), self.n) * self.rec
+        if self.win.begin is None and end > self.acked:
+            self._advance_ack(end, now, timed=False)  # its ACK may have been lost
+
+    def _asked_for(self, first: int, count: int) -> bool:
+        """Every record named is finished already (a duplicate) or was sent in full since the last BEGIN."""
+        if first + count > self.n:
+            return False
+        span = slice(first, first + count)
+        return bool(np.all(self.done[span] | (self.sent_at[span] > 0)))
 
     def _on_failure(self, msg: ErrorMsg) -> None:
         r = msg.detail
@@ -383,10 +417,35 @@ class Streamer:
             self._give_up(what, 4 * self.s.max_retries)
 
     def _give_up(self, what: str, retries: int) -> None:
-        raise DeviceError(
-            f"the device on {self.s.url} stopped responding ({what}) and {retries} retries did "
-            f"not help; {self.n_done} of {self.n} samples done (faults: {self.faults.as_dict()}); "
-            "reset the board and run again to resume")
+        done = f"{self.n_done} of {self.n} samples done (faults: {self.faults.as_dict()})"
+        raise DeviceError(f"{self._symptom()} ({what}) and {retries} retries did not help; {done}; "
+                          f"{self._likely_cause()}")
+
+    def _protocol_errors(self) -> int:
+        """ERRORs the device sent about our frames (not failed inferences): it speaks another protocol."""
+        return sum(1 for e in self.s.errors if e.code != ErrorCode.INVOKE_FAILED)
+
+    def _silent(self) -> bool:
+        return time.monotonic() - self.heard > max(SILENT_S, self._ack_timeout() / 2)
+
+    def _symptom(self) -> str:
+        verb = "stopped responding" if self._silent() else "answers but the run made no progress"
+        return f"the device on {self.s.url} {verb}"
+
+    def _likely_cause(self) -> str:
+        """What the counters point at, and what to do about it."""
+        f = self.faults
+        if self._silent():
+            return "it went silent: reset the board and run again to resume"
+        if f.rejected_results or self._protocol_errors():
+            return (f"it answered {f.rejected_results} times for records it was not sent and sent "
+                    f"{self._protocol_errors()} protocol errors: it likely runs firmware other than this "
+                    "manifest's; rebuild and flash it (`deploykit deploy`), then run again to resume")
+        if f.crc_errors or f.retries:
+            return (f"the line damages or drops frames ({f.crc_errors} damaged frames received, "
+                    f"{f.retries} resends): check the cable and the port, try a lower --baud, then run "
+                    "again to resume")
+        return "run again to resume; if it happens again, reset the board"
 
     def _strike(self, what: str) -> bool:
         """Count a recovery without progress; True when it escalated to a re-handshake.
@@ -397,7 +456,12 @@ class Streamer:
         if self.strikes > self.s.max_retries:
             self._give_up(what, self.s.max_retries)
         if self.strikes >= 4 and self.strikes % 2 == 0:
-            self.s.handshake(patience=self._compute_s() * backoff(self.strikes), other=self._dispatch)
+            try:
+                self.s.handshake(patience=self._compute_s() * backoff(self.strikes), other=self._dispatch)
+            except DeviceError as exc:
+                if self.faults.crc_errors == 0 or type(exc) is not DeviceError:
+                    raise  # silence, or another model (StaleFirmware)
+                return False  # a noisy line ate the HELLOs: one more strike, not the end
             self._configure(self.s.hello)
             self.dev_seq = None
             self.win.reset()
