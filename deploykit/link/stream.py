@@ -31,14 +31,17 @@ import numpy as np
 from deploykit.errors import DeviceError
 from deploykit.link.errors import LinkLost
 from deploykit.link.samples import SampleFailure, SampleResult
+from deploykit.link.session import _looks_like_text
 from deploykit.link.timing import MIN_WAIT_S, Timing, backoff
 from deploykit.link.window import FrameSizer, Window
 from deploykit.protocol import Ack, Begin, Hello, Input, Nack, Ping, Pong, ResultBatch, wire_size
+from deploykit.protocol import FrameError
 from deploykit.protocol.messages import ErrorCode, ErrorMsg
 
 MIN_FRAME_DATA = 64  # below this, half-window frames cost more in overhead than they save
 MIN_CHUNK = 16       # the smallest frame a noisy line shrinks frames to
 SILENT_S = 1.0       # no frame at all for this long when giving up: the device went silent
+NOISY_S = 2.0        # a damaged frame this recently: the line is noisy, timeouts need not back off
 REBOOT_SEQ_GAP = 16  # device frame numbers going back further than this mean a reboot
 
 
@@ -75,6 +78,7 @@ class Streamer:
         self.probe = None  # (PING token, sent time, records consumed when it was sent)
         self._probes = 0
         self.heard = time.monotonic()  # when the device last sent a frame that parsed
+        self.damaged_at = -NOISY_S     # when a damaged frame last arrived
         self.sizer = None
         self._configure(session.hello)
         # slow start: one record, stop-and-wait, until a RESULT tells the inference time (a
@@ -171,7 +175,7 @@ class Streamer:
 
     def _give_up_in_flight(self, now: float) -> None:
         """Forget the frames in flight, counting their bytes until the device drained them."""
-        self.win.give_up(now, 2 * MIN_WAIT_S + self._compute_s())
+        self.win.give_up(now, MIN_WAIT_S, self._compute_s())
 
     def _go_back(self, offset: int) -> None:
         now = time.monotonic()
@@ -210,6 +214,8 @@ class Streamer:
         msg = self.s.parse(event)
         if msg is not None:
             self.heard = time.monotonic()
+        elif _damaged(event):
+            self.damaged_at = time.monotonic()
         self._dispatch(msg, event)
 
     def _dispatch(self, msg, event) -> None:
@@ -363,10 +369,17 @@ class Streamer:
         return self.timing.compute_s(self.chunk // self.rec)
 
     def _ack_timeout(self) -> float:
-        return self.timing.ack(self.chunk // self.rec, self.strikes)
+        return self.timing.ack(self.chunk // self.rec, self._backoff_steps())
 
     def _result_timeout(self) -> float:
-        return self.timing.result(self.chunk // self.rec, self.strikes)
+        return self.timing.result(self.chunk // self.rec, self._backoff_steps())
+
+    def _noisy(self) -> bool:
+        return time.monotonic() - self.damaged_at < NOISY_S
+
+    def _backoff_steps(self) -> int:
+        """Timeouts back off for a slow or silent device; on a noisy line a loss is only a loss."""
+        return min(self.strikes, 1) if self._noisy() else self.strikes
 
     def _check_timeouts(self) -> None:
         now = time.monotonic()
@@ -411,10 +424,11 @@ class Streamer:
         self.probe = (token, now, self.acked // self.rec)
 
     def _count_dry(self, what: str) -> None:
-        """Recoveries that bring no new result are bounded too (4 x max_retries)."""
+        """Recoveries that bring no new result are bounded too (4 x max_retries per frame of a record)."""
         self.dry += 1
-        if self.dry > 4 * self.s.max_retries:
-            self._give_up(what, 4 * self.s.max_retries)
+        bound = 4 * self.s.max_retries * -(-self.rec // max(self.chunk, 1))
+        if self.dry > bound:
+            self._give_up(what, bound)
 
     def _give_up(self, what: str, retries: int) -> None:
         done = f"{self.n_done} of {self.n} samples done (faults: {self.faults.as_dict()})"
@@ -453,11 +467,13 @@ class Streamer:
         Gives up with a DeviceError once max_retries strikes passed without progress.
         """
         self.strikes += 1
-        if self.strikes > self.s.max_retries:
-            self._give_up(what, self.s.max_retries)
-        if self.strikes >= 4 and self.strikes % 2 == 0:
+        bound = self.s.max_retries * (4 if self._noisy() else 1)  # noise: losses in a row happen
+        if self.strikes > bound:
+            self._give_up(what, bound)
+        if self.strikes >= 4 and self.strikes % (8 if self._noisy() else 2) == 0:
             try:
-                self.s.handshake(patience=self._compute_s() * backoff(self.strikes), other=self._dispatch)
+                self.s.handshake(patience=self._compute_s() * backoff(self._backoff_steps()),
+                                 other=self._dispatch)
             except DeviceError as exc:
                 if self.faults.crc_errors == 0 or type(exc) is not DeviceError:
                     raise  # silence, or another model (StaleFirmware)
@@ -468,6 +484,11 @@ class Streamer:
             self._restart()
             return True
         return False
+
+
+def _damaged(event) -> bool:
+    """A chunk that is no frame and no text: bytes damaged on the line."""
+    return isinstance(event, FrameError) and not _looks_like_text(event.raw)
 
 
 def _result(r, outputs, cycles, micros, rtt):

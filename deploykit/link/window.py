@@ -68,9 +68,13 @@ class Window:
         if self.frames:
             self.frames.popleft()
 
-    def give_up(self, now: float, slack_s: float) -> None:
-        """Stop tracking the frames in flight; count their bytes until `slack_s` after they arrive."""
-        self.ghosts += [(max(f.arrive, now) + slack_s, f.wire) for f in self.frames]
+    def give_up(self, now: float, slack_s: float, compute_s: float) -> None:
+        """Stop tracking the frames in flight; count their bytes until the device has read them.
+
+        That is `slack_s` (host and USB latency) after their last byte reached the device
+        at line rate, plus `compute_s` (the device may be busy running records).
+        """
+        self.ghosts += [(max(f.arrive + slack_s, now) + compute_s, f.wire) for f in self.frames]
         self.frames.clear()
 
     def begun(self, offset: int, wire: int, now: float) -> None:
@@ -100,8 +104,8 @@ class FrameSizer:
     d / (d + h) · (1 − p)^(d + h) of the wire, greatest near d = sqrt(h / p).
     """
 
-    DECAY = 0.97          # per frame: the estimate forgets within ~30 frames
-    PRIOR_FRAMES = 4      # clean frames assumed at the start (one early loss is no trend)
+    DECAY = 0.95          # per frame: the estimate forgets within ~20 frames
+    PRIOR_FRAMES = 1      # clean frames assumed at the start (one early loss is no trend)
 
     def __init__(self, max_data: int, min_data: int):
         self.max_data, self.min_data = max_data, min(min_data, max_data)
