@@ -79,6 +79,9 @@ class Streamer:
         self._probes = 0
         self.heard = time.monotonic()  # when the device last sent a frame that parsed
         self.damaged_at = -NOISY_S     # when a damaged frame last arrived
+        self.heard_any = self.heard    # when anything at all (a frame, damaged bytes, text) last arrived
+        self.quiet_strikes = 0         # timeouts in a row during which nothing at all arrived
+        self.last_strike = self.heard
         self.sizer = None
         self._configure(session.hello)
         # slow start: one record, stop-and-wait, until a RESULT tells the inference time (a
@@ -101,7 +104,7 @@ class Streamer:
     # --- main loop -----------------------------------------------------------------------
     def run(self):
         """Yield lists of SampleResult/SampleFailure, one list per batch that arrived."""
-        self.s.barrier()
+        self._barrier()
         self._begin(0)
         while self.n_done < self.n:
             try:
@@ -117,6 +120,13 @@ class Streamer:
             if self.out:
                 batch, self.out = self.out, []
                 yield batch
+
+    def _barrier(self) -> None:
+        """PING before the stream; its round trip, plus a window on the line, is the first RTT guess."""
+        start, retries = time.monotonic(), self.faults.retries
+        self.s.barrier(timeout=self._ack_timeout())  # a lost PING costs an ACK timeout, not half a second
+        if self.faults.retries == retries:
+            self.timing.saw_ack(time.monotonic() - start + self.window * self.timing.byte_s)
 
     # --- sending -------------------------------------------------------------------------
     def _fill(self) -> None:
@@ -212,8 +222,9 @@ class Streamer:
     # --- receiving -----------------------------------------------------------------------
     def _handle(self, event) -> None:
         msg = self.s.parse(event)
+        self.heard_any = time.monotonic()
         if msg is not None:
-            self.heard = time.monotonic()
+            self.heard = self.heard_any
         elif _damaged(event):
             self.damaged_at = time.monotonic()
         self._dispatch(msg, event)
@@ -358,7 +369,8 @@ class Streamer:
         self.n_done += 1
 
     def _progress(self, now: float) -> None:
-        self.strikes = 0
+        self.strikes = self.quiet_strikes = 0
+        self.last_strike = now
 
     def _advance_low(self) -> None:
         while self.low < self.n and self.done[self.low]:
@@ -440,7 +452,8 @@ class Streamer:
         return sum(1 for e in self.s.errors if e.code != ErrorCode.INVOKE_FAILED)
 
     def _silent(self) -> bool:
-        return time.monotonic() - self.heard > max(SILENT_S, self._ack_timeout() / 2)
+        """Nothing at all arrived during the last timeouts (or for SILENT_S): not noise, silence."""
+        return self.quiet_strikes >= 2 or time.monotonic() - self.heard_any > SILENT_S
 
     def _symptom(self) -> str:
         verb = "stopped responding" if self._silent() else "answers but the run made no progress"
@@ -467,6 +480,9 @@ class Streamer:
         Gives up with a DeviceError once max_retries strikes passed without progress.
         """
         self.strikes += 1
+        now = time.monotonic()
+        self.quiet_strikes = self.quiet_strikes + 1 if self.heard_any < self.last_strike else 0
+        self.last_strike = now
         bound = self.s.max_retries * (4 if self._noisy() else 1)  # noise: losses in a row happen
         if self.strikes > bound:
             self._give_up(what, bound)

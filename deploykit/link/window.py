@@ -100,12 +100,14 @@ class FrameSizer:
 
     Every frame sent once ends acknowledged or lost; losses over wire bytes, both decayed
     per frame so the estimate follows a line that gets better or worse, estimate the
-    per-byte error rate p. A frame of d data bytes and h bytes of framing delivers
-    d / (d + h) · (1 − p)^(d + h) of the wire, greatest near d = sqrt(h / p).
+    per-byte error rate p. With frames of L = d + h wire bytes (d data, h framing), a
+    loss costs go-back-N about two frames (the lost one and the one whose NACK tells),
+    so the wire delivers about (d / L) / (1 + 2pL): greatest where
+    2pL² − 2phL − h = 0, L = (h + sqrt(h² + 2h/p)) / 2.
     """
 
     DECAY = 0.95          # per frame: the estimate forgets within ~20 frames
-    PRIOR_FRAMES = 1      # clean frames assumed at the start (one early loss is no trend)
+    PRIOR_FRAMES = 4      # clean frames assumed at the start (one early loss is no trend)
 
     def __init__(self, max_data: int, min_data: int):
         self.max_data, self.min_data = max_data, min(min_data, max_data)
@@ -126,5 +128,6 @@ class FrameSizer:
         p = self.byte_error_rate
         if p <= 0:
             return self.max_data
-        best = math.sqrt(self.head / p)
+        h = self.head
+        best = (h + math.sqrt(h * h + 2 * h / p)) / 2 - h
         return int(max(self.min_data, min(self.max_data, best)))
