@@ -5,9 +5,10 @@ URL format:  virtual://PATH/TO/manifest.json[?board=ID&baud=N&faults=SPEC&seed=N
 - PATH is the manifest (file or its directory); relative to the working directory,
   `virtual:///abs/path` for an absolute one.
 - board: a boards/ID.toml id (default "virtual"); baud: the simulated line rate (default
-  the board's); faults: a spec as for `deploykit virtual-board --faults` (commas, colons
-  and '=' need no escaping); seed: the fault seed (default 0); pacing=0 turns UART
-  pacing and simulated inference time off (tests where timing is not the subject).
+  the board's); faults: a spec as for `deploykit virtual-board --faults`, drop/corrupt
+  per byte (commas, colons and '=' need no escaping); seed: the fault seed (default 0);
+  pacing=0 turns UART pacing and simulated inference time off (tests where timing is
+  not the subject).
 
 Registered by `import deploykit.link.ports`, which appends "deploykit.link.serial_handlers" to
 serial.protocol_handler_packages. Unlike a pty this port has DTR: a DTR transition from
