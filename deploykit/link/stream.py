@@ -32,7 +32,7 @@ from deploykit.errors import DeviceError
 from deploykit.link.errors import LinkLost
 from deploykit.link.samples import SampleFailure, SampleResult
 from deploykit.link.session import _looks_like_text
-from deploykit.link.timing import MIN_WAIT_S, Timing, backoff
+from deploykit.link.timing import Timing, backoff
 from deploykit.link.window import FrameSizer, Window
 from deploykit.protocol import (
     Ack, Begin, FrameError, Hello, Input, Nack, Ping, Pong, ResultBatch, wire_size,
@@ -42,6 +42,7 @@ from deploykit.protocol.messages import ErrorCode, ErrorMsg
 MIN_FRAME_DATA = 64  # below this, half-window frames cost more in overhead than they save
 MIN_CHUNK = 16       # the smallest frame a noisy line shrinks frames to
 SILENT_S = 1.0       # no frame at all for this long when giving up: the device went silent
+DRAIN_SLACK_S = 0.01  # frames given up on have been read this long after their bytes arrived (or overflow: a loss)
 NOISY_S = 2.0        # a damaged frame this recently: the line is noisy, timeouts need not back off
 REBOOT_SEQ_GAP = 16  # device frame numbers going back further than this mean a reboot
 
@@ -64,7 +65,8 @@ class Streamer:
         self.s, self.link, self.faults = session, session.link, session.faults
         self.data, self.n = data, n
         self.done = np.zeros(n, dtype=bool)
-        self.sent_at = np.zeros(n)
+        self.sent_at = np.zeros(n)        # when a record's last byte was written since the last BEGIN (0: not yet)
+        self.arrived_at = np.zeros(n)     # when that byte reached the device, at line rate
         self.acked_at = np.full(n, np.inf)
         self.n_done = self.low = 0
         self.out: list = []
@@ -76,7 +78,7 @@ class Streamer:
         self.timing = Timing(session.timeouts, session.record_time)
         self.win = None
         self.dev_seq = None
-        self.probe = None  # (PING token, sent time, records consumed when it was sent)
+        self.probe = None  # (PING token, when it reaches the device, records consumed when it was sent)
         self._probes = 0
         self.heard = time.monotonic()  # when the device last sent a frame that parsed
         self.damaged_at = -NOISY_S     # when a damaged frame last arrived
@@ -123,11 +125,11 @@ class Streamer:
                 yield batch
 
     def _barrier(self) -> None:
-        """PING before the stream; its round trip, plus a window on the line, is the first RTT guess."""
+        """PING before the stream; its round trip is the first guess of the ACK delay."""
         start, retries = time.monotonic(), self.faults.retries
         self.s.barrier(timeout=self._ack_timeout())  # a lost PING costs an ACK timeout, not half a second
         if self.faults.retries == retries:
-            self.timing.saw_ack(time.monotonic() - start + self.window * self.timing.byte_s)
+            self.timing.saw_ack(time.monotonic() - start)
 
     # --- sending -------------------------------------------------------------------------
     def _fill(self) -> None:
@@ -148,6 +150,7 @@ class Streamer:
             self.link.send(Input(start, self.data[start:stop]))
             self.win.sent(start, stop, wire, now)
             self.sent_at[start // self.rec: stop // self.rec] = now
+            self.arrived_at[start // self.rec: stop // self.rec] = self.win.frames[-1].arrive
             self.next_send, budget = stop, budget - wire
 
     def _next_done_offset(self, start: int) -> int:
@@ -186,7 +189,7 @@ class Streamer:
 
     def _give_up_in_flight(self, now: float) -> None:
         """Forget the frames in flight, counting their bytes until the device drained them."""
-        self.win.give_up(now, MIN_WAIT_S, self._compute_s())
+        self.win.give_up(now, DRAIN_SLACK_S, self._compute_s())
 
     def _go_back(self, offset: int) -> None:
         now = time.monotonic()
@@ -284,7 +287,7 @@ class Streamer:
         for frame in self.win.acked(offset):
             self.sizer.outcome(frame.wire, lost=False)
             if timed and frame.fresh and self.strikes == 0:
-                self.timing.saw_ack(now - frame.time)
+                self.timing.saw_ack(now - frame.arrive)  # beyond the line time: latency, compute
             self._grow()
         self.next_send = max(self.next_send, offset)
         self._progress(now)
@@ -397,12 +400,12 @@ class Streamer:
     def _check_timeouts(self) -> None:
         now = time.monotonic()
         if self.win.begin is not None:
-            if now - self.win.begin.time > self._ack_timeout() and not self._strike("no ACK to BEGIN"):
+            if now - self.win.begin.arrive > self._ack_timeout() and not self._strike("no ACK to BEGIN"):
                 self._begin(self.win.begin.start // self.rec)
                 self.faults.retries += 1
             return
         if self.win.frames:
-            since = max(self.last_ack, self.win.frames[0].time)
+            since = max(self.last_ack, self.win.frames[0].arrive)  # its bytes reached the device
             if now - since > self._ack_timeout():
                 if not self._strike(f"no ACK beyond stream offset {self.acked}"):
                     self._go_back(self.acked)
@@ -413,7 +416,7 @@ class Streamer:
         acked = self.acked_at[self.low]
         if np.isfinite(acked):
             self._check_result(now, acked)
-        elif now - self.sent_at[self.low] > self._result_timeout() + self._ack_timeout():
+        elif now - max(self.arrived_at[self.low], self.last_ack) > self._result_timeout() + self._ack_timeout():
             if not self._strike(f"record {self.low} was sent but never acknowledged"):
                 self._resync()
 
@@ -426,15 +429,15 @@ class Streamer:
         if self.probe is None:
             if now - acked > self._result_timeout():
                 self._send_probe(now)
-        elif now - self.probe[1] > self._result_timeout():
+        elif now - self.probe[1] > self._result_timeout() + self._ack_timeout():
             if not self._strike(f"no RESULT for record {self.low} and no PONG"):
                 self._send_probe(now)
 
     def _send_probe(self, now: float) -> None:
         self._probes += 1
         token = b"dk-probe" + self._probes.to_bytes(4, "little")
-        self.link.send(Ping(token))
-        self.probe = (token, now, self.acked // self.rec)
+        wire = self.link.send(Ping(token))
+        self.probe = (token, self.win.arrival(wire, now), self.acked // self.rec)  # it queues behind INPUT
 
     def _count_dry(self, what: str) -> None:
         """Recoveries that bring no new result are bounded too (4 x max_retries per frame of a record)."""

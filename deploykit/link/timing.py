@@ -1,9 +1,12 @@
 """Adaptive timeouts of the streaming engine, from the round trips the device shows.
 
 Two delays are measured, each smoothed as TCP does (Jacobson/Karels, RFC 6298: SRTT and
-RTTVAR, timeout = SRTT + 4·RTTVAR): the ACK round trip (an INPUT frame written to its ACK:
-the line, the device's queue, the USB stack) and the RESULT delay (the ACK of a record's
-last byte to its RESULT: the device's compute). Until a delay has been seen, the
+RTTVAR, timeout = SRTT + 4·RTTVAR): the ACK delay (from when an INPUT frame's last byte
+reached the device at line rate, as window.py works out from what was written before it,
+to its ACK: the ACK's own bytes, the USB stack, the device's queue and compute) and the
+RESULT delay (the ACK of a record's last byte to its RESULT: the device's compute).
+Measuring from the arrival rather than from the write leaves the line's queueing out of
+the variation, so timeouts stay tight while frames wait their turn on the wire. Until a delay has been seen, the
 session's Timeouts give the first guess, as RFC 6298's initial RTO does. Karn's rule: a
 frame sent again gives no sample (its ACK may answer the first copy). Timeouts without
 progress back off exponentially.
@@ -13,7 +16,7 @@ from __future__ import annotations
 
 FIRST_GUESS_S = 0.005  # seconds per inference assumed until the first RESULT tells
 MAX_BACKOFF_STEPS = 4  # timeouts grow at most 2**4 = 16 times
-MIN_WAIT_S = 0.01      # scheduling slack of host and USB stack: no timeout is shorter
+MIN_WAIT_S = 0.05      # scheduling hiccups of host, device and USB stack: no timeout is shorter
 K = 4                  # RFC 6298: RTO = SRTT + K * RTTVAR
 
 
@@ -56,7 +59,7 @@ class Timing:
         self.window_s = window * self.byte_s
 
     def saw_ack(self, delay: float) -> None:
-        """A frame sent once, written `delay` seconds before its ACK came back."""
+        """A frame sent once reached the device `delay` seconds before its ACK came back."""
         self.ack_rtt.sample(delay)
 
     def saw_result(self, delay: float | None, max_micros: int) -> float:
@@ -72,9 +75,9 @@ class Timing:
         return 2 * (records_per_frame + 1) * self.t_record
 
     def ack(self, records_per_frame: int, strikes: int) -> float:
-        """How long frames in flight may go without ACK progress."""
+        """How long the oldest frame in flight may go unacknowledged once its bytes arrived."""
         base = self.ack_rtt.timeout(self.first.ack + self.window_s * 4 + self.compute_s(records_per_frame))
-        return max(base, MIN_WAIT_S + self.window_s) * backoff(strikes)
+        return max(base, MIN_WAIT_S) * backoff(strikes)
 
     def result(self, records_per_frame: int, strikes: int) -> float:
         """How long acknowledged records may wait for their RESULT."""

@@ -46,12 +46,13 @@ class Window:
         self.ghosts = [g for g in self.ghosts if g[0] > now]
         return self.size - self.pending_bytes() - (self.begin.wire if self.begin else 0)
 
-    def _arrival(self, wire: int, now: float) -> float:
+    def arrival(self, wire: int, now: float) -> float:
+        """When `wire` bytes written now reach the device, behind what was written before."""
         self.line_free = max(now, self.line_free) + wire * self.byte_s
         return self.line_free
 
     def sent(self, start: int, stop: int, wire: int, now: float) -> None:
-        self.frames.append(Sent(start, stop, wire, now, self._arrival(wire, now), start >= self.sent_hi))
+        self.frames.append(Sent(start, stop, wire, now, self.arrival(wire, now), start >= self.sent_hi))
         self.sent_hi = max(self.sent_hi, stop)
 
     def acked(self, offset: int) -> list[Sent]:
@@ -78,7 +79,7 @@ class Window:
         self.frames.clear()
 
     def begun(self, offset: int, wire: int, now: float) -> None:
-        self.begin = Sent(offset, offset, wire, now, self._arrival(wire, now))
+        self.begin = Sent(offset, offset, wire, now, self.arrival(wire, now))
 
     def begin_acked(self) -> None:
         """The device answered the BEGIN: everything sent before it has been read."""
