@@ -18,7 +18,7 @@ from deploykit.harness.run import run_hil
 from deploykit.link.outputs import OutputLists
 from deploykit.link.session import DeviceSession
 from deploykit.model.tflm_host import TflmRunner
-from deploykit.protocol import ResultBatch
+from deploykit.protocol import Ack, ResultBatch
 from deploykit.virtual_board import DeviceEngine, Link, PtyServer, build_firmware
 
 
@@ -86,3 +86,34 @@ def test_a_device_that_only_answers_for_records_it_was_not_sent_is_named_wrong_f
 def _output_specs(manifest):
     from deploykit.protocol.messages import TensorSpec
     return [TensorSpec.from_manifest(s) for s in manifest["outputs"]]
+
+
+class SilentAckEngine(DeviceEngine):
+    """Sends no ACK for INPUT (only for BEGIN): its RESULTs are the only acknowledgement."""
+
+    def _send(self, msg, t: float) -> None:
+        if isinstance(msg, Ack) and not getattr(self, "_answering_begin", False):
+            return
+        super()._send(msg, t)
+
+    def _on_begin(self, msg, t: float) -> None:
+        self._answering_begin = True
+        try:
+            super()._on_begin(msg, t)
+        finally:
+            self._answering_begin = False
+
+
+def test_a_result_acknowledges_its_records(sine_manifest):
+    """Every INPUT ACK lost: the RESULTs carry the run, without a single resend."""
+    server, port = _serve(sine_manifest, SilentAckEngine)
+    x = np.random.default_rng(0).integers(0, 256, size=(300, 1), dtype=np.uint8)
+    runner = TflmRunner(sine_manifest.model_bytes())
+    try:
+        with DeviceSession(port, 115200, expected_sha256=sine_manifest.sha256) as dev:
+            results = dev.infer(x)
+            faults = dev.faults
+    finally:
+        server.stop()
+    assert [r.outputs for r in results] == [b"".join(runner.invoke_raw([row.tobytes()])) for row in x]
+    assert faults.retries == 0 and faults.resyncs == 0
