@@ -151,3 +151,15 @@ def test_readme_fault_example_completes_through_hil_run(wide_manifest, tmp_path)
     rows = [json.loads(line) for line in (tmp_path / "out" / "results.jsonl").read_text().splitlines()[1:]]
     assert sorted(r["index"] for r in rows) == list(range(52))
     assert report["faults"]["retries"] > 0 and report["faults"]["resets"] >= 1
+
+
+def test_giving_up_on_a_hopeless_line_blames_the_line_not_the_board(sine_manifest):
+    """A tiny retry budget on a line that damages most frames: the message names line errors."""
+    from deploykit.errors import DeviceError
+    with VirtualBoard(sine_manifest.path, pacing=True, faults="corrupt=0.03", seed=5) as port:
+        dev = DeviceSession(port, 115200, expected_sha256=sine_manifest.sha256, max_retries=1,
+                            handshake_retries=60)
+        with dev, pytest.raises(DeviceError) as info:
+            list(dev.stream(_records(sine_manifest, 3000).view(np.uint8)))
+    msg = str(info.value)
+    assert "line" in msg and "--baud" in msg and "reset the board" not in msg

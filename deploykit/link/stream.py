@@ -86,6 +86,7 @@ class Streamer:
         self.quiet_strikes = 0         # timeouts in a row during which nothing at all arrived
         self.last_strike = self.heard
         self.sizer = None
+        self.timed_out = None          # (stop, arrival, earliest ACK of its copy) of a frame given up on a timeout
         self._configure(session.hello)
         # slow start: one record, stop-and-wait, until a RESULT tells the inference time (a
         # slow model must not have records queued before the timeouts know about it)
@@ -282,6 +283,11 @@ class Streamer:
 
     def _advance_ack(self, offset: int, now: float, timed: bool) -> None:
         """The device has consumed the stream up to `offset` (an ACK, or a RESULT's records)."""
+        if timed and self.timed_out is not None and offset >= self.timed_out[0]:
+            _, arrived, copy_earliest = self.timed_out
+            self.timed_out = None
+            if now < copy_earliest:  # the timeout was spurious (Eifel): learn the delay it missed
+                self.timing.saw_ack(now - arrived)
         self.acked_at[self.acked // self.rec: offset // self.rec] = now
         self.acked, self.last_ack = offset, now
         for frame in self.win.acked(offset):
@@ -407,8 +413,11 @@ class Streamer:
         if self.win.frames:
             since = max(self.last_ack, self.win.frames[0].arrive)  # its bytes reached the device
             if now - since > self._ack_timeout():
+                oldest = self.win.frames[0]
                 if not self._strike(f"no ACK beyond stream offset {self.acked}"):
                     self._go_back(self.acked)
+                    # its copy cannot be acknowledged before this: an ACK sooner answers the original
+                    self.timed_out = (oldest.stop, oldest.arrive, now + oldest.wire * self.timing.byte_s)
                 return
         self._advance_low()
         if self.low >= self.n or self.sent_at[self.low] == 0:
@@ -456,7 +465,9 @@ class Streamer:
         return sum(1 for e in self.s.errors if e.code != ErrorCode.INVOKE_FAILED)
 
     def _silent(self) -> bool:
-        """Nothing at all arrived during the last timeouts (or for SILENT_S): not noise, silence."""
+        """Nothing at all arrived during the last timeouts (or for SILENT_S), and no damaged bytes lately."""
+        if self._noisy():
+            return False  # a line that damages frames also loses whole answers: that is no silence
         return self.quiet_strikes >= 2 or time.monotonic() - self.heard_any > SILENT_S
 
     def _symptom(self) -> str:

@@ -6,7 +6,7 @@ mean_abs_steps, mae, rmse, cosine}; accuracy.float|desktop|device.*;
 latency.cycles|us|round_trip_us.{mean, p50, p90, p99, max, stdev};
 arena.configured|used|estimate|recommended;
 throughput.samples_per_s|wire_limit_samples_per_s|link_efficiency;
-faults.retries|crc_errors|resyncs|resets|reconnects.
+faults.retries|crc_errors|resyncs|resets|reconnects|rejected_results.
 Agreement and accuracy use the first output tensor.
 """
 
