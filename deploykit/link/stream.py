@@ -86,6 +86,8 @@ class Streamer:
         self.quiet_strikes = 0         # timeouts in a row during which nothing at all arrived
         self.last_strike = self.heard
         self.sizer = None
+        self.check_resend = False      # the next frame sent is a resend: PING behind it (noisy line)
+        self.resend_probe = None       # (PING token, end of the frame sent again)
         self.timed_out = None          # (stop, arrival, earliest ACK of its copy) of a frame given up on a timeout
         self._configure(session.hello)
         # slow start: one record, stop-and-wait, until a RESULT tells the inference time (a
@@ -153,6 +155,8 @@ class Streamer:
             self.sent_at[start // self.rec: stop // self.rec] = now
             self.arrived_at[start // self.rec: stop // self.rec] = self.win.frames[-1].arrive
             self.next_send, budget = stop, budget - wire
+            if self.check_resend:
+                self._probe_resend(stop, now)
 
     def _next_done_offset(self, start: int) -> int:
         """Stream offset of the first finished record after `start` within one frame's reach."""
@@ -202,6 +206,7 @@ class Streamer:
         self._give_up_in_flight(now)
         self.next_send = offset
         self.last_goback = (offset, now)
+        self.check_resend, self.resend_probe = True, None
 
     def _shrink(self) -> None:
         """A loss: frames no larger than the size the error rate seen so far calls for."""
@@ -253,8 +258,28 @@ class Streamer:
         elif isinstance(msg, Pong):
             self._on_pong(msg)
 
+    def _probe_resend(self, stop: int, now: float) -> None:
+        """PING right behind the first frame sent again on a noisy line.
+
+        The device NACKs a gap once per offset, so a resent frame lost again would be
+        noticed only by a timeout; the PONG, answered after the frame was read, tells at
+        once whether its ACK came (and costs ~25 bytes).
+        """
+        self.check_resend = False
+        if not self._noisy():
+            return
+        self._probes += 1
+        token = b"dk-resend" + self._probes.to_bytes(4, "little")
+        self.link.send(Ping(token))
+        self.resend_probe = (token, stop)
+
     def _on_pong(self, msg: Pong) -> None:
         """The answer to a probe: every record consumed before it has had its RESULT sent."""
+        if self.resend_probe is not None and msg.data == self.resend_probe[0]:
+            stop, self.resend_probe = self.resend_probe[1], None
+            if self.acked < stop and self.win.begin is None and self.win.frames:
+                self._go_back(self.acked)  # the frame sent again was lost again
+            return
         if self.probe is None or msg.data != self.probe[0]:
             return
         consumed, self.probe = self.probe[2], None
