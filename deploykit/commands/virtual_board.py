@@ -16,7 +16,10 @@ from deploykit.commands.boards import boards_dir_option
 @click.option("--baud", type=int, default=None,
               help="Simulate a UART at this rate (default: the board's link, USB CDC at USB speed).")
 @click.option("--faults", default=None,
-              help="Fault spec, e.g. drop=0.005,corrupt=0.005,dup=0.01,garbage=0.01,stall=40:2.5,reset=50,disconnect=120")
+              help="Fault spec. drop=P, corrupt=P: probability PER BYTE on the wire, each direction "
+                   "(0.001 damages ~12% of 128-byte frames); dup=P, garbage=P: per device frame; "
+                   "stall=RECORD:SECONDS, reset=RECORD, disconnect=RECORD. "
+                   "E.g. drop=0.005,corrupt=0.005,dup=0.01,garbage=0.01,stall=40:2.5,reset=50,disconnect=120")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the fault generators.")
 @click.option("--link", "path", type=click.Path(path_type=str), default=None,
               help="Where to put the stable symlink to the pty (default: a temp directory).")

@@ -27,6 +27,7 @@ from deploykit.protocol.messages import ErrorMsg, Log, ProtocolError
 
 
 MAX_STREAM_OFFSET = 0xFFFFFFFF
+DAMAGED_PER_TRY = 5  # answers damaged on the line that a handshake retries per counted try
 
 
 class StaleFirmware(IdentityMismatch):
@@ -43,6 +44,7 @@ class Faults:
     resets: int = 0       # device reboots seen (unsolicited HELLO, frame numbers restarting)
     reconnects: int = 0   # port reopened after it vanished
     unknown_frames: int = 0  # CRC-valid frames of a message type this deploykit does not know (skipped)
+    rejected_results: int = 0  # RESULTs for records not sent in full since the last BEGIN: dropped
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -50,11 +52,11 @@ class Faults:
 
 @dataclass
 class Timeouts:
-    """Seconds; the streaming ones adapt upwards to what the device shows."""
+    """Seconds; the streaming ones are first guesses, until round trips are measured (timing.py)."""
 
     hello: float = 0.5        # wait for HELLO after each HELLO_REQ (grows per try)
-    ack: float = 0.1          # no ACK progress with frames in flight (adapts upwards)
-    result: float = 0.2       # records acknowledged, result not back (adapts upwards)
+    ack: float = 0.1          # no ACK progress with frames in flight (then: from the ACK round trip)
+    result: float = 0.2       # records acknowledged, result not back (then: from the RESULT delay)
     reopen_within: float = 10.0  # keep trying to reopen a vanished port this long
 
 
@@ -85,6 +87,7 @@ class DeviceSession:
         self._token = 0
         self._lists = (None, None)
         self._pending: list = []
+        self._damaged = False  # the last wait ended at a damaged frame (a noisy line, not silence)
         self.record_time: float | None = None  # seconds per inference (with margin), once seen
 
     # --- lifecycle -------------------------------------------------------------------
@@ -118,16 +121,21 @@ class DeviceSession:
         """
         if other is not None:  # further HELLOs answer our own retries, not a reboot
             other = _skipping(Hello, other)
-        for attempt in range(self.handshake_retries):
-            if attempt:
+        attempt = damaged = 0
+        while attempt < self.handshake_retries:
+            if attempt or damaged:
                 self.faults.retries += 1
             self.link.send(HelloRequest())
+            self._damaged = False
             hello = self._wait_for(Hello, self.timeouts.hello * (1 + attempt * 0.25) + patience,
                                    other=other, early=True)
             if hello is not None:
                 self.accept_hello(hello)
                 self.barrier(other=other)
                 return hello
+            # an answer damaged on a noisy line is retried at once and costs no try (bounded too)
+            damaged += self._damaged
+            attempt += not self._damaged or damaged > DAMAGED_PER_TRY * self.handshake_retries
         seen = bytes(self.link.tail)
         raise DeviceError(
             f"no HELLO from the device on {self.url} after {self.handshake_retries} tries at "
@@ -185,6 +193,7 @@ class DeviceSession:
                     other(msg, event)
                 if early and msg is None and _damaged(event):
                     self._pending = events[i + 1:]
+                    self._damaged = True
                     return None
         return None
 

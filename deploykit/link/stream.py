@@ -12,8 +12,14 @@ Implements "Host recovery" of docs/protocol.md:
 - a consumed record whose RESULT is late gets a PING first: the device answers it only
   after the RESULTs of what it consumed before, so slow inferences are waited for and
   only really lost results are run again;
-- recoveries without progress in between are bounded; then the run fails clearly.
-Flow-control bookkeeping lives in window.py, the adaptive timeouts in timing.py.
+- a RESULT is kept only when every record it names was sent in full since the last
+  BEGIN (a record's `sent_at` is cleared by a BEGIN): anything else is a stale or forged
+  answer, dropped and counted (faults.rejected_results); a kept RESULT also acknowledges
+  its records, so a lost ACK costs nothing;
+- recoveries without progress in between are bounded; then the run fails clearly, naming
+  the likely cause from what was seen (line errors, a silent device, wrong firmware).
+Flow-control bookkeeping and the frame size (from the frame error rate) live in
+window.py, the round-trip-based timeouts in timing.py.
 """
 
 from __future__ import annotations
@@ -25,13 +31,19 @@ import numpy as np
 from deploykit.errors import DeviceError
 from deploykit.link.errors import LinkLost
 from deploykit.link.samples import SampleFailure, SampleResult
+from deploykit.link.session import _looks_like_text
 from deploykit.link.timing import Timing, backoff
-from deploykit.link.window import Window
-from deploykit.protocol import Ack, Begin, Hello, Input, Nack, Ping, Pong, ResultBatch, wire_size
+from deploykit.link.window import FrameSizer, Window
+from deploykit.protocol import (
+    Ack, Begin, FrameError, Hello, Input, Nack, Ping, Pong, ResultBatch, wire_size,
+)
 from deploykit.protocol.messages import ErrorCode, ErrorMsg
 
 MIN_FRAME_DATA = 64  # below this, half-window frames cost more in overhead than they save
-MIN_CHUNK = 16       # the smallest frame the loss back-off shrinks to
+MIN_CHUNK = 16       # the smallest frame a noisy line shrinks frames to
+SILENT_S = 1.0       # no frame at all for this long when giving up: the device went silent
+DRAIN_SLACK_S = 0.01  # frames given up on have been read this long after their bytes arrived (or overflow: a loss)
+NOISY_S = 2.0        # a damaged frame this recently: the line is noisy, timeouts need not back off
 REBOOT_SEQ_GAP = 16  # device frame numbers going back further than this mean a reboot
 
 
@@ -53,7 +65,8 @@ class Streamer:
         self.s, self.link, self.faults = session, session.link, session.faults
         self.data, self.n = data, n
         self.done = np.zeros(n, dtype=bool)
-        self.sent_at = np.zeros(n)
+        self.sent_at = np.zeros(n)        # when a record's last byte was written since the last BEGIN (0: not yet)
+        self.arrived_at = np.zeros(n)     # when that byte reached the device, at line rate
         self.acked_at = np.full(n, np.inf)
         self.n_done = self.low = 0
         self.out: list = []
@@ -65,8 +78,17 @@ class Streamer:
         self.timing = Timing(session.timeouts, session.record_time)
         self.win = None
         self.dev_seq = None
-        self.probe = None  # (PING token, sent time, records consumed when it was sent)
+        self.probe = None  # (PING token, when it reaches the device, records consumed when it was sent)
         self._probes = 0
+        self.heard = time.monotonic()  # when the device last sent a frame that parsed
+        self.damaged_at = -NOISY_S     # when a damaged frame last arrived
+        self.heard_any = self.heard    # when anything at all (a frame, damaged bytes, text) last arrived
+        self.quiet_strikes = 0         # timeouts in a row during which nothing at all arrived
+        self.last_strike = self.heard
+        self.sizer = None
+        self.check_resend = False      # the next frame sent is a resend: PING behind it (noisy line)
+        self.resend_probe = None       # (PING token, end of the frame sent again)
+        self.timed_out = None          # (stop, arrival, earliest ACK of its copy) of a frame given up on a timeout
         self._configure(session.hello)
         # slow start: one record, stop-and-wait, until a RESULT tells the inference time (a
         # slow model must not have records queued before the timeouts know about it)
@@ -76,17 +98,19 @@ class Streamer:
         self.rec = hello.input_record_bytes
         self.end = self.n * self.rec
         self.window = hello.rx_window
+        self.timing.configure(self.window, self.s.baud)
         if getattr(self, "win", None) is None:
-            self.win = Window(hello.rx_window)
+            self.win = Window(hello.rx_window, self.timing.byte_s)
         self.win.size = hello.rx_window
         self.max_chunk = frame_data_size(hello.max_payload, hello.rx_window)
+        if self.sizer is None or self.sizer.max_data != self.max_chunk:
+            self.sizer = FrameSizer(self.max_chunk, MIN_CHUNK)
         self.chunk = min(getattr(self, "chunk", self.max_chunk), self.max_chunk)
-        self.timing.configure(self.window, self.s.baud)
 
     # --- main loop -----------------------------------------------------------------------
     def run(self):
         """Yield lists of SampleResult/SampleFailure, one list per batch that arrived."""
-        self.s.barrier()
+        self._barrier()
         self._begin(0)
         while self.n_done < self.n:
             try:
@@ -102,6 +126,13 @@ class Streamer:
             if self.out:
                 batch, self.out = self.out, []
                 yield batch
+
+    def _barrier(self) -> None:
+        """PING before the stream; its round trip is the first guess of the ACK delay."""
+        start, retries = time.monotonic(), self.faults.retries
+        self.s.barrier(timeout=self._ack_timeout())  # a lost PING costs an ACK timeout, not half a second
+        if self.faults.retries == retries:
+            self.timing.saw_ack(time.monotonic() - start)
 
     # --- sending -------------------------------------------------------------------------
     def _fill(self) -> None:
@@ -122,7 +153,10 @@ class Streamer:
             self.link.send(Input(start, self.data[start:stop]))
             self.win.sent(start, stop, wire, now)
             self.sent_at[start // self.rec: stop // self.rec] = now
+            self.arrived_at[start // self.rec: stop // self.rec] = self.win.frames[-1].arrive
             self.next_send, budget = stop, budget - wire
+            if self.check_resend:
+                self._probe_resend(stop, now)
 
     def _next_done_offset(self, start: int) -> int:
         """Stream offset of the first finished record after `start` within one frame's reach."""
@@ -156,35 +190,38 @@ class Streamer:
         self.probe = None
         self.next_send = offset
         self.acked_at[record:] = np.inf
+        self.sent_at[record:] = 0  # nothing from here on is sent since this BEGIN
 
     def _give_up_in_flight(self, now: float) -> None:
         """Forget the frames in flight, counting their bytes until the device drained them."""
-        drain = self.win.pending_bytes() * self.timing.byte_s * 2 + 0.05 + self._compute_s()
-        self.win.give_up(now, drain)
+        self.win.give_up(now, DRAIN_SLACK_S, self._compute_s())
 
     def _go_back(self, offset: int) -> None:
         now = time.monotonic()
         self._count_dry(f"resending from stream offset {offset}")
         self.faults.retries += 1
+        if self.win.frames:  # the oldest frame in flight was lost (or its ACK was)
+            self.sizer.outcome(self.win.frames[0].wire, lost=True)
         self._shrink()
         self._give_up_in_flight(now)
         self.next_send = offset
         self.last_goback = (offset, now)
+        self.check_resend, self.resend_probe = True, None
 
     def _shrink(self) -> None:
-        """Loss: halve the frame size (fewer bytes to lose and resend per frame)."""
-        self.chunk = max(min(MIN_CHUNK, self.max_chunk), self.chunk // 2)
+        """A loss: frames no larger than the size the error rate seen so far calls for."""
+        self.chunk = min(self.chunk, self.sizer.target())
 
     def _grow(self) -> None:
+        """A frame got through: grow towards the size the error rate calls for."""
         if self.timing.known:
-            self.chunk = min(self.max_chunk, self.chunk + max(8, self.chunk // 4))
+            self.chunk = min(self.sizer.target(), self.chunk + max(8, self.chunk // 4))
 
     def _resync(self) -> None:
         """BEGIN at the first record without a result (results went missing)."""
         self._count_dry(f"no RESULT for record {self.low}")
         self.faults.resyncs += 1
         self.faults.retries += 1
-        self._shrink()
         self._restart()
 
     def _restart(self) -> None:
@@ -194,7 +231,13 @@ class Streamer:
 
     # --- receiving -----------------------------------------------------------------------
     def _handle(self, event) -> None:
-        self._dispatch(self.s.parse(event), event)
+        msg = self.s.parse(event)
+        self.heard_any = time.monotonic()
+        if msg is not None:
+            self.heard = self.heard_any
+        elif _damaged(event):
+            self.damaged_at = time.monotonic()
+        self._dispatch(msg, event)
 
     def _dispatch(self, msg, event) -> None:
         """Act on one parsed message (None: a bad frame, already counted)."""
@@ -215,8 +258,28 @@ class Streamer:
         elif isinstance(msg, Pong):
             self._on_pong(msg)
 
+    def _probe_resend(self, stop: int, now: float) -> None:
+        """PING right behind the first frame sent again on a noisy line.
+
+        The device NACKs a gap once per offset, so a resent frame lost again would be
+        noticed only by a timeout; the PONG, answered after the frame was read, tells at
+        once whether its ACK came (and costs ~25 bytes).
+        """
+        self.check_resend = False
+        if not self._noisy():
+            return
+        self._probes += 1
+        token = b"dk-resend" + self._probes.to_bytes(4, "little")
+        self.link.send(Ping(token))
+        self.resend_probe = (token, stop)
+
     def _on_pong(self, msg: Pong) -> None:
         """The answer to a probe: every record consumed before it has had its RESULT sent."""
+        if self.resend_probe is not None and msg.data == self.resend_probe[0]:
+            stop, self.resend_probe = self.resend_probe[1], None
+            if self.acked < stop and self.win.begin is None and self.win.frames:
+                self._go_back(self.acked)  # the frame sent again was lost again
+            return
         if self.probe is None or msg.data != self.probe[0]:
             return
         consumed, self.probe = self.probe[2], None
@@ -240,14 +303,23 @@ class Streamer:
             self.acked = offset
             self._go_back(offset)
             return
-        if offset == self.acked:
-            return
+        if offset > self.acked:
+            self._advance_ack(offset, now, timed=True)
+
+    def _advance_ack(self, offset: int, now: float, timed: bool) -> None:
+        """The device has consumed the stream up to `offset` (an ACK, or a RESULT's records)."""
+        if timed and self.timed_out is not None and offset >= self.timed_out[0]:
+            _, arrived, copy_earliest = self.timed_out
+            self.timed_out = None
+            if now < copy_earliest:  # the timeout was spurious (Eifel): learn the delay it missed
+                self.timing.saw_ack(now - arrived)
         self.acked_at[self.acked // self.rec: offset // self.rec] = now
         self.acked, self.last_ack = offset, now
         for frame in self.win.acked(offset):
-            if self.strikes == 0:
-                self.timing.saw_ack(now - frame.time)
-                self._grow()
+            self.sizer.outcome(frame.wire, lost=False)
+            if timed and frame.fresh and self.strikes == 0:
+                self.timing.saw_ack(now - frame.arrive)  # beyond the line time: latency, compute
+            self._grow()
         self.next_send = max(self.next_send, offset)
         self._progress(now)
 
@@ -264,12 +336,16 @@ class Streamer:
         last_offset, last_time = self.last_goback
         if last_offset == expected and now - last_time < self._ack_timeout():
             return
+        self.win.nacked(expected)
         self._go_back(expected)
 
     def _on_result(self, msg: ResultBatch) -> None:
         now = time.monotonic()
         fresh = False
         if not msg.outputs:
+            return
+        if not self._asked_for(msg.first_record, len(msg.outputs)):
+            self.faults.rejected_results += 1  # stale, or made up: never stored
             return
         for i, outputs in enumerate(msg.outputs):
             r = msg.first_record + i
@@ -285,6 +361,16 @@ class Streamer:
             self.s.record_time = self.timing.saw_result(delay, max(msg.micros))
             self.dry = 0
             self._progress(now)
+        end = min(msg.first_record + len(msg.outputs), self.n) * self.rec
+        if self.win.begin is None and end > self.acked:
+            self._advance_ack(end, now, timed=False)  # its ACK may have been lost
+
+    def _asked_for(self, first: int, count: int) -> bool:
+        """Every record named is finished already (a duplicate) or was sent in full since the last BEGIN."""
+        if first + count > self.n:
+            return False
+        span = slice(first, first + count)
+        return bool(np.all(self.done[span] | (self.sent_at[span] > 0)))
 
     def _on_failure(self, msg: ErrorMsg) -> None:
         r = msg.detail
@@ -318,7 +404,8 @@ class Streamer:
         self.n_done += 1
 
     def _progress(self, now: float) -> None:
-        self.strikes = 0
+        self.strikes = self.quiet_strikes = 0
+        self.last_strike = now
 
     def _advance_low(self) -> None:
         while self.low < self.n and self.done[self.low]:
@@ -329,23 +416,33 @@ class Streamer:
         return self.timing.compute_s(self.chunk // self.rec)
 
     def _ack_timeout(self) -> float:
-        return self.timing.ack(self.chunk // self.rec, self.strikes)
+        return self.timing.ack(self.chunk // self.rec, self._backoff_steps())
 
     def _result_timeout(self) -> float:
-        return self.timing.result(self.chunk // self.rec, self.strikes)
+        return self.timing.result(self.chunk // self.rec, self._backoff_steps())
+
+    def _noisy(self) -> bool:
+        return time.monotonic() - self.damaged_at < NOISY_S
+
+    def _backoff_steps(self) -> int:
+        """Timeouts back off for a slow or silent device; on a noisy line a loss is only a loss."""
+        return min(self.strikes, 1) if self._noisy() else self.strikes
 
     def _check_timeouts(self) -> None:
         now = time.monotonic()
         if self.win.begin is not None:
-            if now - self.win.begin.time > self._ack_timeout() and not self._strike("no ACK to BEGIN"):
+            if now - self.win.begin.arrive > self._ack_timeout() and not self._strike("no ACK to BEGIN"):
                 self._begin(self.win.begin.start // self.rec)
                 self.faults.retries += 1
             return
         if self.win.frames:
-            since = max(self.last_ack, self.win.frames[0].time)
+            since = max(self.last_ack, self.win.frames[0].arrive)  # its bytes reached the device
             if now - since > self._ack_timeout():
+                oldest = self.win.frames[0]
                 if not self._strike(f"no ACK beyond stream offset {self.acked}"):
                     self._go_back(self.acked)
+                    # its copy cannot be acknowledged before this: an ACK sooner answers the original
+                    self.timed_out = (oldest.stop, oldest.arrive, now + oldest.wire * self.timing.byte_s)
                 return
         self._advance_low()
         if self.low >= self.n or self.sent_at[self.low] == 0:
@@ -353,7 +450,7 @@ class Streamer:
         acked = self.acked_at[self.low]
         if np.isfinite(acked):
             self._check_result(now, acked)
-        elif now - self.sent_at[self.low] > self._result_timeout() + self._ack_timeout():
+        elif now - max(self.arrived_at[self.low], self.last_ack) > self._result_timeout() + self._ack_timeout():
             if not self._strike(f"record {self.low} was sent but never acknowledged"):
                 self._resync()
 
@@ -366,27 +463,56 @@ class Streamer:
         if self.probe is None:
             if now - acked > self._result_timeout():
                 self._send_probe(now)
-        elif now - self.probe[1] > self._result_timeout():
+        elif now - self.probe[1] > self._result_timeout() + self._ack_timeout():
             if not self._strike(f"no RESULT for record {self.low} and no PONG"):
                 self._send_probe(now)
 
     def _send_probe(self, now: float) -> None:
         self._probes += 1
         token = b"dk-probe" + self._probes.to_bytes(4, "little")
-        self.link.send(Ping(token))
-        self.probe = (token, now, self.acked // self.rec)
+        wire = self.link.send(Ping(token))
+        self.probe = (token, self.win.arrival(wire, now), self.acked // self.rec)  # it queues behind INPUT
 
     def _count_dry(self, what: str) -> None:
-        """Recoveries that bring no new result are bounded too (4 x max_retries)."""
+        """Recoveries that bring no new result are bounded too (4 x max_retries per frame of a record)."""
         self.dry += 1
-        if self.dry > 4 * self.s.max_retries:
-            self._give_up(what, 4 * self.s.max_retries)
+        bound = 4 * self.s.max_retries * -(-self.rec // max(self.chunk, 1))
+        if self.dry > bound:
+            self._give_up(what, bound)
 
     def _give_up(self, what: str, retries: int) -> None:
-        raise DeviceError(
-            f"the device on {self.s.url} stopped responding ({what}) and {retries} retries did "
-            f"not help; {self.n_done} of {self.n} samples done (faults: {self.faults.as_dict()}); "
-            "reset the board and run again to resume")
+        done = f"{self.n_done} of {self.n} samples done (faults: {self.faults.as_dict()})"
+        raise DeviceError(f"{self._symptom()} ({what}) and {retries} retries did not help; {done}; "
+                          f"{self._likely_cause()}")
+
+    def _protocol_errors(self) -> int:
+        """ERRORs the device sent about our frames (not failed inferences): it speaks another protocol."""
+        return sum(1 for e in self.s.errors if e.code != ErrorCode.INVOKE_FAILED)
+
+    def _silent(self) -> bool:
+        """Nothing at all arrived during the last timeouts (or for SILENT_S), and no damaged bytes lately."""
+        if self._noisy():
+            return False  # a line that damages frames also loses whole answers: that is no silence
+        return self.quiet_strikes >= 2 or time.monotonic() - self.heard_any > SILENT_S
+
+    def _symptom(self) -> str:
+        verb = "stopped responding" if self._silent() else "answers but the run made no progress"
+        return f"the device on {self.s.url} {verb}"
+
+    def _likely_cause(self) -> str:
+        """What the counters point at, and what to do about it."""
+        f = self.faults
+        if self._silent():
+            return "it went silent: reset the board and run again to resume"
+        if f.rejected_results or self._protocol_errors():
+            return (f"it answered {f.rejected_results} times for records it was not sent and sent "
+                    f"{self._protocol_errors()} protocol errors: it likely runs firmware other than this "
+                    "manifest's; rebuild and flash it (`deploykit deploy`), then run again to resume")
+        if f.crc_errors or f.retries:
+            return (f"the line damages or drops frames ({f.crc_errors} damaged frames received, "
+                    f"{f.retries} resends): check the cable and the port, try a lower --baud, then run "
+                    "again to resume")
+        return "run again to resume; if it happens again, reset the board"
 
     def _strike(self, what: str) -> bool:
         """Count a recovery without progress; True when it escalated to a re-handshake.
@@ -394,16 +520,31 @@ class Streamer:
         Gives up with a DeviceError once max_retries strikes passed without progress.
         """
         self.strikes += 1
-        if self.strikes > self.s.max_retries:
-            self._give_up(what, self.s.max_retries)
-        if self.strikes >= 4 and self.strikes % 2 == 0:
-            self.s.handshake(patience=self._compute_s() * backoff(self.strikes), other=self._dispatch)
+        now = time.monotonic()
+        self.quiet_strikes = self.quiet_strikes + 1 if self.heard_any < self.last_strike else 0
+        self.last_strike = now
+        bound = self.s.max_retries * (4 if self._noisy() else 1)  # noise: losses in a row happen
+        if self.strikes > bound:
+            self._give_up(what, bound)
+        if self.strikes >= 4 and self.strikes % (8 if self._noisy() else 2) == 0:
+            try:
+                self.s.handshake(patience=self._compute_s() * backoff(self._backoff_steps()),
+                                 other=self._dispatch)
+            except DeviceError as exc:
+                if self.faults.crc_errors == 0 or type(exc) is not DeviceError:
+                    raise  # silence, or another model (StaleFirmware)
+                return False  # a noisy line ate the HELLOs: one more strike, not the end
             self._configure(self.s.hello)
             self.dev_seq = None
             self.win.reset()
             self._restart()
             return True
         return False
+
+
+def _damaged(event) -> bool:
+    """A chunk that is no frame and no text: bytes damaged on the line."""
+    return isinstance(event, FrameError) and not _looks_like_text(event.raw)
 
 
 def _result(r, outputs, cycles, micros, rtt):

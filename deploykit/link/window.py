@@ -3,39 +3,57 @@
 docs/protocol.md: the host never has more than rx_window wire bytes in flight; a frame
 stays in flight until an ACK's next_offset reaches its end, a BEGIN until the ACK that
 answers it. Frames given up on (go-back-N) may still sit in the device's receive buffer,
-so they stay counted as "ghosts" until they must have drained, or until the ACK of a
-later BEGIN proves the device read past them.
+so they stay counted as "ghosts" until they must have drained (their estimated arrival
+at the device plus slack), or until the device proves it read past them: the ACK of a
+later BEGIN, or a NACK (the device NACKs when it reads the first frame after a gap, so
+every frame up to that one has been read or lost).
+
+FrameSizer picks the INPUT frame size from the frame error rate seen, as ZMODEM shrinks
+its blocks on a noisy line and grows them back when it clears.
 """
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass
+
+from deploykit.protocol import wire_size
 
 
 @dataclass
 class Sent:
-    start: int   # stream offsets [start, stop)
+    start: int     # stream offsets [start, stop)
     stop: int
-    wire: int    # bytes on the wire
-    time: float  # when it was written
+    wire: int      # bytes on the wire
+    time: float    # when it was written
+    arrive: float = 0.0   # when its last byte reaches the device, at line rate
+    fresh: bool = True    # first time these bytes were sent (Karn: only such frames time the line)
 
 
 class Window:
-    def __init__(self, size: int):
+    def __init__(self, size: int, byte_s: float = 0.0):
         self.size = size
+        self.byte_s = byte_s                        # wire seconds per byte
         self.frames: deque[Sent] = deque()
         self.ghosts: list[tuple[float, int]] = []  # (expiry, wire)
         self.begin: Sent | None = None              # a BEGIN at stream offset begin.start
+        self.line_free = 0.0                        # when the line has carried all we wrote
+        self.sent_hi = 0                            # highest stream offset ever sent
 
     def free(self, now: float) -> int:
         """Wire bytes that may be sent now."""
         self.ghosts = [g for g in self.ghosts if g[0] > now]
-        used = sum(f.wire for f in self.frames) + sum(w for _, w in self.ghosts)
-        return self.size - used - (self.begin.wire if self.begin else 0)
+        return self.size - self.pending_bytes() - (self.begin.wire if self.begin else 0)
+
+    def arrival(self, wire: int, now: float) -> float:
+        """When `wire` bytes written now reach the device, behind what was written before."""
+        self.line_free = max(now, self.line_free) + wire * self.byte_s
+        return self.line_free
 
     def sent(self, start: int, stop: int, wire: int, now: float) -> None:
-        self.frames.append(Sent(start, stop, wire, now))
+        self.frames.append(Sent(start, stop, wire, now, self.arrival(wire, now), start >= self.sent_hi))
+        self.sent_hi = max(self.sent_hi, stop)
 
     def acked(self, offset: int) -> list[Sent]:
         """Frames an ACK of `offset` completes, oldest first."""
@@ -44,14 +62,24 @@ class Window:
             done.append(self.frames.popleft())
         return done
 
-    def give_up(self, now: float, drain_s: float) -> None:
-        """Stop tracking the frames in flight; keep their bytes counted for `drain_s`."""
-        expiry = now + drain_s
-        self.ghosts += [(expiry, f.wire) for f in self.frames]
+    def nacked(self, expected: int) -> None:
+        """NACK(expected): the frames up to the first one starting after `expected` were read (or lost)."""
+        while self.frames and self.frames[0].start <= expected:
+            self.frames.popleft()
+        if self.frames:
+            self.frames.popleft()
+
+    def give_up(self, now: float, slack_s: float, compute_s: float) -> None:
+        """Stop tracking the frames in flight; count their bytes until the device has read them.
+
+        That is `slack_s` (host and USB latency) after their last byte reached the device
+        at line rate, plus `compute_s` (the device may be busy running records).
+        """
+        self.ghosts += [(max(f.arrive + slack_s, now) + compute_s, f.wire) for f in self.frames]
         self.frames.clear()
 
     def begun(self, offset: int, wire: int, now: float) -> None:
-        self.begin = Sent(offset, offset, wire, now)
+        self.begin = Sent(offset, offset, wire, now, self.arrival(wire, now))
 
     def begin_acked(self) -> None:
         """The device answered the BEGIN: everything sent before it has been read."""
@@ -66,3 +94,41 @@ class Window:
 
     def pending_bytes(self) -> int:
         return sum(f.wire for f in self.frames) + sum(w for _, w in self.ghosts)
+
+
+class FrameSizer:
+    """INPUT frame data size from the byte error rate the line shows (decayed counts).
+
+    Every frame sent once ends acknowledged or lost; losses over wire bytes, both decayed
+    per frame so the estimate follows a line that gets better or worse, estimate the
+    per-byte error rate p. With frames of L = d + h wire bytes (d data, h framing), a
+    loss costs go-back-N about two frames (the lost one and the one whose NACK tells),
+    so the wire delivers about (d / L) / (1 + 2pL): greatest where
+    2pL² − 2phL − h = 0, L = (h + sqrt(h² + 2h/p)) / 2.
+    """
+
+    DECAY = 0.95          # per frame: the estimate forgets within ~20 frames
+    PRIOR_FRAMES = 4      # clean frames assumed at the start (one early loss is no trend)
+
+    def __init__(self, max_data: int, min_data: int):
+        self.max_data, self.min_data = max_data, min(min_data, max_data)
+        self.head = wire_size(4)  # framing bytes of an INPUT frame (offset, header, CRC, COBS, delimiters)
+        self.bytes = self.PRIOR_FRAMES * (max_data + self.head)
+        self.losses = 0.0
+
+    def outcome(self, wire: int, lost: bool) -> None:
+        self.bytes = self.bytes * self.DECAY + wire
+        self.losses = self.losses * self.DECAY + (1.0 if lost else 0.0)
+
+    @property
+    def byte_error_rate(self) -> float:
+        return self.losses / self.bytes if self.bytes else 0.0
+
+    def target(self) -> int:
+        """The frame data size that delivers the most at the estimated error rate."""
+        p = self.byte_error_rate
+        if p <= 0:
+            return self.max_data
+        h = self.head
+        best = (h + math.sqrt(h * h + 2 * h / p)) / 2 - h
+        return int(max(self.min_data, min(self.max_data, best)))

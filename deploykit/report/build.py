@@ -6,7 +6,7 @@ mean_abs_steps, mae, rmse, cosine}; accuracy.float|desktop|device.*;
 latency.cycles|us|round_trip_us.{mean, p50, p90, p99, max, stdev};
 arena.configured|used|estimate|recommended;
 throughput.samples_per_s|wire_limit_samples_per_s|link_efficiency;
-faults.retries|crc_errors|resyncs|resets|reconnects|unknown_frames;
+faults.retries|crc_errors|resyncs|resets|reconnects|unknown_frames|rejected_results;
 link.{board, kind, bytes_per_s, source, nominal_baud} (set by harness/run.py from the board file).
 resumed.{samples, of, earlier_run_at} (resumed_samples = resumed.samples).
 Agreement and accuracy use the first output tensor. Nothing here holds the rows: see

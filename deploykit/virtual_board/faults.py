@@ -3,8 +3,9 @@
 Spec: comma-separated `key=value` items, e.g.
 `drop=0.005,corrupt=0.005,dup=0.01,garbage=0.01,stall=40:2.5,reset=50,disconnect=120`.
 
-- drop, corrupt: probability per byte on the wire, both directions (a corrupted byte is
-  XORed with a random non-zero value).
+- drop, corrupt: probability per byte on the wire, each direction (a corrupted byte is
+  XORed with a random non-zero value). Per byte, not per frame: a frame of L bytes is
+  damaged with probability 1 - (1 - p)^L, so drop=0.005 loses ~47% of 128-byte frames.
 - dup: probability per device frame that it goes out twice.
 - garbage: probability per device frame that stray text (a debug print) precedes it.
 - stall=K:SECONDS: the device hangs for SECONDS before running record K (once).

@@ -6,8 +6,8 @@ URL format:  virtual://PATH/TO/manifest.json[?board=ID&baud=N&faults=SPEC&seed=N
   `virtual:///abs/path` for an absolute one.
 - board: a boards/ID.toml id (default "virtual"); baud: a simulated UART at that rate
   (default: the board's link, a USB CDC board at USB speed, a UART board at its baud);
-  faults: a spec as for `deploykit virtual-board --faults` (commas, colons and '=' need
-  no escaping); seed: the fault seed (default 0); pacing=0 turns link
+  faults: a spec as for `deploykit virtual-board --faults`, drop/corrupt per byte (commas,
+  colons and '=' need no escaping); seed: the fault seed (default 0); pacing=0 turns link
   pacing and simulated inference time off (tests where timing is not the subject).
 
 Registered by `import deploykit.link.ports`, which appends "deploykit.link.serial_handlers" to
