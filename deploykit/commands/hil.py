@@ -38,15 +38,21 @@ def hil():
 @click.option("--min-agreement", type=float, default=None, help="Fail unless agreement.tflm_host.exact_fraction >= F.")
 @click.option("--max-latency-us", type=float, default=None, help="Fail unless latency.us.p99 <= F.")
 @click.option("--max-arena", type=int, default=None, help="Fail unless arena.used <= N bytes.")
+@click.option("--op-timing", type=int, default=None, metavar="N",
+              help="Profile N records spread over the set: per-operator cycles (firmware rendered with --diagnostics).")
+@click.option("--layer-diff", default=None, metavar="K|auto",
+              help="Compare every operator's output on record K (or `auto`: the first 3 records that differ) with TFLM on the host.")
 @boards_dir_option
 def run(manifest, port, board, baud, data, limit, warmup, outdir, junit, resume, quiet, min_agreement,
-        max_latency_us, max_arena):
+        max_latency_us, max_arena, op_timing, layer_diff):
     """Stream test data to the device and report agreement, accuracy, latency and arena."""
+    from deploykit.harness.diagnostics import DiagnosticsOptions
     from deploykit.harness.run import Thresholds, run_hil
 
     report = run_hil(manifest, port, baud=baud, data=data, limit=limit, warmup=warmup, outdir=outdir,
                      junit=junit, quiet=quiet, board=board, resume=resume,
-                     thresholds=Thresholds(min_agreement, max_latency_us, max_arena))
+                     thresholds=Thresholds(min_agreement, max_latency_us, max_arena),
+                     diagnostics=DiagnosticsOptions.parse(op_timing, layer_diff))
     click.echo(summary(report))
     if not report.passed:
         failed = [c["message"] for c in report["thresholds"] if not c["passed"]]

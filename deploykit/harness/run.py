@@ -46,7 +46,8 @@ class Report(dict):
 def run_hil(manifest_path, port: str, baud: int | None = None, data=None, limit: int | None = None,
             warmup: int = DEFAULT_WARMUP, outdir=DEFAULT_OUTDIR, junit=None, quiet: bool = False,
             thresholds: Thresholds | None = None, float_reference: bool = True,
-            session_options: dict | None = None, board: str | None = None, resume: bool = True) -> Report:
+            session_options: dict | None = None, board: str | None = None, resume: bool = True,
+            diagnostics=None) -> Report:
     """Run the HIL test and write its reports; see the module docstring.
 
     `board` (a boards/ id), when given, sets the default baud and must be the board the
@@ -63,8 +64,9 @@ def run_hil(manifest_path, port: str, baud: int | None = None, data=None, limit:
     url, found = resolve_port(port, board)
     baud = int(baud or board_baud or _board_baud(found) or DEFAULT_BAUD)
     session = DeviceSession(url, baud, expected_sha256=manifest.sha256, **(session_options or {}))
-    run = _measure(session, manifest, inputs, Path(outdir), junit, warmup, quiet, board, resume)
+    run = _measure(session, manifest, inputs, Path(outdir), junit, warmup, quiet, board, resume, diagnostics)
     report = _report(manifest, inputs, run, baud, float_reference)
+    report.update(run.diagnostics or {})  # op_timing / layer_diff (harness/diagnostics.py)
     report["thresholds"] = evaluate(report, thresholds)
     report["passed"] = report["samples"] > 0 and all(c["passed"] for c in report["thresholds"])
     write_reports(report, Path(outdir), junit)
@@ -82,24 +84,29 @@ class _Run:
     hello: object
     faults: dict
     logs: list
+    diagnostics: dict | None = None
 
 
 def _measure(session, manifest, inputs, outdir: Path, junit, warmup: int, quiet: bool,
-             board: str | None, resume: bool) -> _Run:
+             board: str | None, resume: bool, diagnostics=None) -> _Run:
     """Open the device, resume (if asked) or start results.jsonl, warm up, stream what is missing."""
+    from deploykit.harness import diagnostics as diag
     with session:
         _check_device(session.hello, manifest, board, session.url)
+        if diagnostics and diagnostics.wanted:
+            diag.require(session.hello, diagnostics, session.url)
         _prepare_outputs(outdir, junit)
         header = {"model_sha256": manifest.sha256, "data_sha256": inputs.sha256}
         with ResultsFile(outdir / "results.jsonl", header, resume) as results:
             if any(i not in results.rows for i in range(len(inputs))):
                 _warm_up(session, inputs, warmup)
             measured, seconds = _stream(session, inputs, results, quiet)
+        extra = diag.run(session, manifest, inputs, results.rows, diagnostics) if diagnostics and diagnostics.wanted else None
     mine = range(len(inputs))
     return _Run(rows=[results.rows[i] for i in mine if i in results.rows],
                 resumed=sum(1 for i in mine if i in results.resumed), measured=measured,
                 seconds=seconds, hello=session.hello, faults=session.faults.as_dict(),
-                logs=session.logs[:50])
+                logs=session.logs[:50], diagnostics=extra)
 
 
 def _report(manifest, inputs, run: _Run, baud: int, float_reference: bool) -> dict:

@@ -22,11 +22,16 @@ from deploykit.protocol import (
     PROTOCOL_VERSION, Ack, Begin, ErrorMsg, Frame, FrameDecoder, HelloRequest, Input, Log, Nack,
     Ping, Pong, Reset, ResultBatch, encode_message,
 )
-from deploykit.protocol.messages import ErrorCode, ProtocolError, _varint
-from deploykit.protocol.spec import RESULT_HEAD, RESULT_MAX_RUN as MAX_RUN_BYTES
+from deploykit.protocol.messages import (
+    DType, ErrorCode, OpTimes, OpTimingRequest, ProtocolError, TensorChunk, TensorDumpRequest, _varint,
+)
+from deploykit.protocol.spec import (
+    OP_TIME_ENTRY, OP_TIMES_HEAD, RESULT_HEAD, RESULT_MAX_RUN as MAX_RUN_BYTES, TENSOR_CHUNK_HEAD, Capability,
+)
 from deploykit.virtual_board.faults import Faults
 
-HANDLED = {m.TYPE: m for m in (HelloRequest, Ping, Reset, Begin, Input)}
+HANDLED = {m.TYPE: m for m in (HelloRequest, Ping, Reset, Begin, Input, OpTimingRequest, TensorDumpRequest)}
+NEEDS = {OpTimingRequest.TYPE: Capability.OP_TIMING, TensorDumpRequest.TYPE: Capability.TENSOR_DUMP}
 
 
 class DeviceEngine:
@@ -74,6 +79,7 @@ class DeviceEngine:
         self.decoder = FrameDecoder(self.fw.hello.max_payload)
         self.rx = bytearray()
         self.busy_until = self.deaf_until = 0.0
+        self.last: tuple[int, bytes] | None = None  # (record, input) of the last inference
 
     # ----- bytes in ---------------------------------------------------------------
     def receive(self, data: bytes, t: float, byte_time: float = 0.0) -> None:
@@ -141,13 +147,47 @@ class DeviceEngine:
         if frame.version != PROTOCOL_VERSION:
             return self._error(ErrorCode.BAD_VERSION, frame.version, "unsupported protocol version", t)
         cls = HANDLED.get(frame.type)
-        if cls is None:
+        if cls is None or not self._built_with(frame.type):
             return self._error(ErrorCode.UNKNOWN_TYPE, frame.seq, "unknown message type", t)
         try:
             msg = cls.parse(frame.payload)
         except ProtocolError:
             return self._error(ErrorCode.BAD_PAYLOAD, frame.seq, "payload does not parse", t)
         getattr(self, f"_on_{cls.__name__.lower()}")(msg, t)
+
+    def _built_with(self, msg_type: int) -> bool:
+        """A diagnostics request is known only to a firmware that advertises its capability."""
+        need = NEEDS.get(msg_type)
+        return need is None or bool(self.fw.hello.capabilities & need and self.fw.diagnostics is not None)
+
+    def _ran(self, record: int, t: float) -> bool:
+        """The last inference was of `record`; else ERROR NOT_RUN, as the C++ core answers."""
+        if self.last is None or self.last[0] != record:
+            self._error(ErrorCode.NOT_RUN, record, "not the record run last", t)
+            return False
+        return True
+
+    def _on_optimingrequest(self, msg, t: float) -> None:
+        if not self._ran(msg.record, t):
+            return
+        times = self.fw.diagnostics.op_times
+        per_frame = max(1, (self.fw.hello.max_payload - OP_TIMES_HEAD) // OP_TIME_ENTRY)
+        for first in range(0, max(len(times), 1), per_frame):
+            self._send(OpTimes(msg.record, first, len(times), times[first:first + per_frame]), t)
+
+    def _on_tensordumprequest(self, msg, t: float) -> None:
+        if not self._ran(msg.record, t):
+            return
+        room = self.fw.hello.max_payload - TENSOR_CHUNK_HEAD
+        if room <= 0:
+            return self._error(ErrorCode.OVERFLOW, TENSOR_CHUNK_HEAD + 1, "no room for tensor chunks", t)
+        ops = self.fw.diagnostics.dump(self.fw.split(self.last[1]))
+        for op_outputs in ops:
+            for out in op_outputs:
+                data = self.faults.perturb(out.op, out.dtype, out.data)
+                for offset in range(0, max(len(data), 1), room):
+                    self._send(TensorChunk(msg.record, out.op, len(ops), out.output, len(op_outputs), out.tensor,
+                                           int(DType[out.dtype]), len(data), offset, data[offset:offset + room]), t)
 
     def _on_hellorequest(self, msg, t: float) -> None:
         self._send(self.fw.hello, t)
@@ -212,6 +252,7 @@ class DeviceEngine:
             self._send(Log(f"simulated: TFLM Invoke raised {type(exc).__name__}: {exc}"[:200]), clock)
             return clock
         self.stats["inferences"] += 1
+        self.last = (record, data)
         self.pending.append((record, output))
         return clock + (self.fw.timing.seconds if self.timed else 0.0)
 

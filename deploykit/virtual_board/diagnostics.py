@@ -1,0 +1,56 @@
+"""What a `--diagnostics` firmware keeps, on the virtual board: per-op ticks and tensors.
+
+Per-operator ticks come from the cost model (one cost.inference_timing call per
+operator: cycles on a cycle-counter board, microseconds on a `micros` board), so they are
+simulated like every virtual-board timing (HELLO's simulated flag). Intermediate tensors
+come from the tflite-micro interpreter keeping every tensor (model/tflm_layers.py), run
+again on the last record when a dump is asked for.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+from deploykit.model import tflite_model
+from deploykit.virtual_board.cost import inference_timing
+
+
+@functools.lru_cache(maxsize=1)
+def _builtin_codes() -> dict[str, int]:
+    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as s
+    return {k: v for k, v in vars(s.BuiltinOperator).items() if not k.startswith("_") and isinstance(v, int)}
+
+
+def op_code(name: str) -> int:
+    """The TFLite builtin operator code of an op name (CUSTOM for custom ops)."""
+    codes = _builtin_codes()
+    return codes.get(name, codes["CUSTOM"])
+
+
+def op_name(code: int) -> str:
+    """The op name of a builtin operator code (as OP_TIMES carries it)."""
+    names = {v: k for k, v in _builtin_codes().items()}
+    return names.get(code, f"OP_{code}")
+
+
+class VirtualDiagnostics:
+    """The virtual board's answers to OP_TIMING_REQ and TENSOR_DUMP_REQ for one model."""
+
+    def __init__(self, model_path, board, micros_timer: bool):
+        self.model = Path(model_path).read_bytes()
+        ops = tflite_model.parse(self.model).operators
+        self.op_times = tuple((i, op_code(op.op), self._ticks(op, board, micros_timer)) for i, op in enumerate(ops))
+        self._runner = None
+
+    @staticmethod
+    def _ticks(op, board, micros_timer: bool) -> int:
+        timing = inference_timing([{"op": op.op, "macs": op.macs, "count": 1}], board)
+        return int(timing.micros if micros_timer else timing.cycles)
+
+    def dump(self, inputs: list[bytes]):
+        """Every operator's outputs for one inference on these input tensors (OpOutput lists)."""
+        if self._runner is None:
+            from deploykit.model.tflm_layers import LayerRunner
+            self._runner = LayerRunner(self.model)
+        return self._runner.run(inputs)
