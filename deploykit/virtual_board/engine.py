@@ -181,10 +181,10 @@ class DeviceEngine:
         room = self.fw.hello.max_payload - TENSOR_CHUNK_HEAD
         if room <= 0:
             return self._error(ErrorCode.OVERFLOW, TENSOR_CHUNK_HEAD + 1, "no room for tensor chunks", t)
-        ops = self.fw.diagnostics.dump(self.fw.split(self.last[1]))
+        ops = self.fw.diagnostics.dump(self.fw.split(self.last[1]), self.faults)
         for op_outputs in ops:
             for out in op_outputs:
-                data = self.faults.perturb(out.op, out.dtype, out.data)
+                data = out.data
                 for offset in range(0, max(len(data), 1), room):
                     self._send(TensorChunk(msg.record, out.op, len(ops), out.output, len(op_outputs), out.tensor,
                                            int(DType[out.dtype]), len(data), offset, data[offset:offset + room]), t)
@@ -245,7 +245,7 @@ class DeviceEngine:
         if self.pending and not self._has_room():
             self._flush(clock)              # before this inference, as the C++ core does
         try:
-            output = self.fw.infer(data)
+            output = self._run(data)
         except Exception as exc:  # the firmware reports a failed Invoke, it does not crash
             self._flush(clock)
             self._error(ErrorCode.INVOKE_FAILED, record, "Invoke failed", clock)
@@ -255,6 +255,12 @@ class DeviceEngine:
         self.last = (record, data)
         self.pending.append((record, output))
         return clock + (self.fw.timing.seconds if self.timed else 0.0)
+
+    def _run(self, data: bytes) -> bytes:
+        """The firmware's outputs; with the perturb_op fault, those of the miscomputed model."""
+        if self.faults.spec.perturb_op is None or self.fw.diagnostics is None:
+            return self.fw.infer(data)
+        return b"".join(self.fw.diagnostics.perturbed(self.faults).outputs(self.fw.split(data)))
 
     def _has_room(self) -> bool:
         """Room for one more output record: the C++ ResultBatch::HasRoom rule."""
