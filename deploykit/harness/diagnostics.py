@@ -78,7 +78,7 @@ def spread(n: int, total: int) -> list[int]:
 
 def op_timing(session, model, inputs, n: int) -> dict:
     """Per-operator table from OP_TIMES of n records spread over the set."""
-    from deploykit.virtual_board.diagnostics import op_name
+    from deploykit.model.tflm_layers import op_name
     hello = session.hello
     records = spread(n, len(inputs))
     ticks: list[list[int]] = []

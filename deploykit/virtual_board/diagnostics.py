@@ -9,29 +9,11 @@ again on the last record when a dump is asked for.
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 
 from deploykit.model import tflite_model
+from deploykit.model.tflm_layers import op_code
 from deploykit.virtual_board.cost import inference_timing
-
-
-@functools.lru_cache(maxsize=1)
-def _builtin_codes() -> dict[str, int]:
-    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as s
-    return {k: v for k, v in vars(s.BuiltinOperator).items() if not k.startswith("_") and isinstance(v, int)}
-
-
-def op_code(name: str) -> int:
-    """The TFLite builtin operator code of an op name (CUSTOM for custom ops)."""
-    codes = _builtin_codes()
-    return codes.get(name, codes["CUSTOM"])
-
-
-def op_name(code: int) -> str:
-    """The op name of a builtin operator code (as OP_TIMES carries it)."""
-    names = {v: k for k, v in _builtin_codes().items()}
-    return names.get(code, f"OP_{code}")
 
 
 class VirtualDiagnostics:
