@@ -175,3 +175,13 @@ def test_perturb_fault_spec():
 def _options(op_timing=None, layer_diff=None):
     from deploykit.harness.diagnostics import DiagnosticsOptions
     return DiagnosticsOptions.parse(op_timing, layer_diff)
+
+
+def test_perturbing_an_operator_the_model_lacks_is_bad_input(sine_manifest):
+    with pytest.raises(BadInput, match=r"perturb_op=9: the model has operators 0\.\.2"):
+        DeviceEngine(build_firmware(sine_manifest, load_board("virtual")), parse_faults_obj("perturb_op=9"))
+
+
+def parse_faults_obj(spec: str):
+    from deploykit.virtual_board import Faults
+    return Faults(spec)

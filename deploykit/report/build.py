@@ -7,6 +7,10 @@ latency.cycles|us|round_trip_us.{mean, p50, p90, p99, max, stdev};
 arena.configured|used|estimate|recommended;
 throughput.samples_per_s|wire_limit_samples_per_s|link_efficiency;
 faults.retries|crc_errors|resyncs|resets|reconnects|unknown_frames.
+With `hil run --op-timing/--layer-diff` (harness/diagnostics.py, added by run_hil):
+op_timing.{records, simulated, timer, total_cycles_p50, ops[{index, op, op_code, inputs,
+outputs, macs, cycles_p50, share, macs_per_cycle}]}; layer_diff.{asked, note,
+records[{record, first_diverging, growth, ops}]}.
 Agreement and accuracy use the first output tensor.
 """
 

@@ -41,6 +41,7 @@ class DeviceEngine:
                  boot_seconds: float = 0.05):
         self.fw = firmware
         self.faults = faults or Faults()
+        _check_perturb(self.faults, firmware)
         self.timed = timed
         self.boot_seconds = boot_seconds if timed else 0.0
         self.capacity = firmware.hello.rx_window
@@ -285,3 +286,16 @@ class DeviceEngine:
     def _send(self, msg, t: float) -> None:
         self.out.append((t, encode_message(msg, self.seq), True))
         self.seq = (self.seq + 1) & 0xFFFF
+
+
+def _check_perturb(faults: Faults, firmware) -> None:
+    """A perturb_op fault must name an operator of the model (BadInput, exit 2, at start)."""
+    op = faults.spec.perturb_op
+    if op is None:
+        return
+    from deploykit.errors import BadInput
+    if firmware.diagnostics is None:
+        raise BadInput(f"fault perturb_op={op} needs a model the virtual board can run")
+    n_ops = len(firmware.diagnostics.op_times)
+    if op >= n_ops:
+        raise BadInput(f"fault perturb_op={op}: the model has operators 0..{n_ops - 1}")
