@@ -185,3 +185,15 @@ def test_perturbing_an_operator_the_model_lacks_is_bad_input(sine_manifest):
 def parse_faults_obj(spec: str):
     from deploykit.virtual_board import Faults
     return Faults(spec)
+
+
+def test_layer_diff_survives_a_lossy_link(converted_examples, tmp_path):
+    """Dropped and corrupted bytes: the dump is asked for again in smaller chunks, pieces kept."""
+    manifest = converted_examples["gestures"]
+    report = run_hil(manifest.path, _url(manifest, "drop=0.003,corrupt=0.003,perturb_op=2") + "&seed=2", limit=4,
+                     warmup=0, outdir=tmp_path, quiet=True, float_reference=False,
+                     diagnostics=_options(op_timing=2, layer_diff="1"))
+    (rec,) = report["layer_diff"]["records"]
+    assert rec["first_diverging"]["index"] == 2
+    assert len(report["op_timing"]["ops"]) == len(rec["ops"])
+    assert report["faults"]["crc_errors"] > 0

@@ -8,6 +8,7 @@ every TENSOR_CHUNK byte is checked, as is the refusal of a build without the cap
 
 from __future__ import annotations
 
+import pytest
 from test_protocol_cpp import BASE_ARGS, cpp_programs, device  # noqa: F401  (fixtures)
 
 from deploykit.protocol import Ack, Begin, ErrorCode, ErrorMsg, Input, ResultBatch
@@ -34,15 +35,17 @@ def test_core_answers_op_timing_of_the_last_record(device):
     assert got.entries == tuple((i, 9 + i, 100 * (i + 1) + RECORD[0]) for i in range(3))
 
 
-def test_core_streams_every_operator_output_in_chunks(device):
+@pytest.mark.parametrize("max_chunk", [0, 40])
+def test_core_streams_every_operator_output_in_chunks(device, max_chunk):
     dev = device(*BOTH)
     _run(dev)
-    dev.send(TensorDumpRequest(4))
+    dev.send(TensorDumpRequest(4, max_chunk))
     tensors: dict[int, bytearray] = {}
     while True:
         chunk = dev.next(TensorChunk)
         assert (chunk.record, chunk.n_ops, chunk.n_outputs, chunk.dtype) == (4, 3, 1, 9)
         assert len(chunk.payload()) <= 256  # the device's max_payload
+        assert len(chunk.data) <= (max_chunk or 256)
         buf = tensors.setdefault(chunk.op, bytearray(chunk.total))
         buf[chunk.offset:chunk.offset + len(chunk.data)] = chunk.data
         assert chunk.tensor == 10 + chunk.op

@@ -13,8 +13,9 @@ from deploykit.errors import DeviceError
 from deploykit.link.samples import SampleFailure
 from deploykit.protocol import ErrorMsg, OpTimes, OpTimingRequest, TensorChunk, TensorDumpRequest
 
-ATTEMPTS = 3
-IDLE_TIMEOUT = 2.0  # seconds without a frame of the answer: ask again
+IDLE_TIMEOUT = 2.0    # seconds without a frame of the answer: ask again
+DAMAGED_TIMEOUT = 0.3  # the same, once a frame arrived damaged (the answer is likely incomplete)
+MIN_CHUNK = 32         # smallest TENSOR_CHUNK data a retry asks for
 
 
 def run_record(session, record: bytes):
@@ -54,13 +55,17 @@ def tensor_dump(session, record: bytes) -> list[list[dict]]:
             return False
         shape["n_ops"] = msg.n_ops
         shape[f"outs{msg.op}"] = msg.n_outputs
-        part = parts.setdefault((msg.op, msg.output), {"tensor": msg.tensor, "dtype": msg.dtype,
-                                                        "data": bytearray(msg.total), "have": set()})
-        part["data"][msg.offset:msg.offset + len(msg.data)] = msg.data
-        part["have"].add((msg.offset, len(msg.data)))
+        part = parts.setdefault((msg.op, msg.output), {"tensor": msg.tensor, "dtype": msg.dtype, "seen": False,
+                                                        "data": bytearray(msg.total), "have": bytearray(msg.total)})
+        end = msg.offset + len(msg.data)
+        part["data"][msg.offset:end] = msg.data
+        part["have"][msg.offset:end] = b"\x01" * len(msg.data)
+        part["seen"] = True
         return _complete(parts, shape)
 
-    _ask(session, TensorDumpRequest(0), take, "the tensor dump")
+    # each request after the first asks for chunks half as large: on a noisy link smaller
+    # frames get through, and the pieces gathered so far are kept
+    _ask(session, lambda attempt: TensorDumpRequest(0, _chunk_for(attempt)), take, "the tensor dump")
     return [[{"tensor": parts[(op, k)]["tensor"], "dtype": parts[(op, k)]["dtype"], "data": bytes(parts[(op, k)]["data"])}
              for k in range(shape[f"outs{op}"])] for op in range(shape["n_ops"])]
 
@@ -73,19 +78,26 @@ def _complete(parts: dict, shape: dict) -> bool:
             return False
         for k in range(n_out):
             part = parts.get((op, k))
-            if part is None or sum(n for _, n in part["have"]) < len(part["data"]) or (not part["data"] and not part["have"]):
+            if part is None or not part["seen"] or not all(part["have"]):
                 return False
     return n_ops > 0
 
 
+def _chunk_for(attempt: int) -> int:
+    """TENSOR_DUMP_REQ max_chunk for the n-th request: any, then 256, 128, ... down to 32."""
+    return 0 if attempt == 0 else max(MIN_CHUNK, 512 >> attempt)
+
+
 def _ask(session, request, take, what: str) -> None:
-    """Send `request` until `take(msg)` says the answer is complete; ERROR ends it."""
-    for attempt in range(ATTEMPTS):
+    """Send `request` until `take(msg)` says the answer is complete (pieces gathered over
+    several answers count); ERROR ends it. At most session.max_retries + 1 requests."""
+    attempts = session.max_retries + 1
+    for attempt in range(attempts):
         if attempt:
             session.faults.retries += 1
-        session.link.send(request)
-        idle = time.monotonic() + IDLE_TIMEOUT
-        while time.monotonic() < idle:
+        session.link.send(request(attempt) if callable(request) else request)
+        wait, last = IDLE_TIMEOUT, time.monotonic()
+        while time.monotonic() < last + wait:
             for event in session.receive():
                 msg = session.parse(event)
                 if isinstance(msg, ErrorMsg):
@@ -93,7 +105,8 @@ def _ask(session, request, take, what: str) -> None:
                                       f"({msg.text}, detail {msg.detail})")
                 if msg is not None and take(msg):
                     return
-                if isinstance(msg, (OpTimes, TensorChunk)):
-                    idle = time.monotonic() + IDLE_TIMEOUT
-    raise DeviceError(f"the device on {session.url} did not send {what} completely after {ATTEMPTS} requests; "
+                if msg is None or isinstance(msg, (OpTimes, TensorChunk)):
+                    last = time.monotonic()
+                    wait = DAMAGED_TIMEOUT if msg is None or wait == DAMAGED_TIMEOUT else IDLE_TIMEOUT
+    raise DeviceError(f"the device on {session.url} did not send {what} completely after {attempts} requests; "
                       "check the link and retry")

@@ -132,8 +132,26 @@ Ack = _u32_message("Ack", MsgType.ACK, "next_offset", "All input-stream bytes be
 Nack = _u32_message("Nack", MsgType.NACK, "expected_offset", "A gap: resend the stream from expected_offset.")
 OpTimingRequest = _u32_message("OpTimingRequest", MsgType.OP_TIMING_REQ, "record",
                                "Per-operator ticks of the last inference, which must have been of `record`.")
-TensorDumpRequest = _u32_message("TensorDumpRequest", MsgType.TENSOR_DUMP_REQ, "record",
-                                 "Every operator's outputs of the last inference, which must have been of `record`.")
+
+
+@dataclass(frozen=True)
+class TensorDumpRequest(Message):
+    """Every operator's outputs of the last inference, which must have been of `record`,
+    in TENSOR_CHUNKs of at most `max_chunk` data bytes (0: as many as max_payload allows;
+    a host on a noisy link asks for smaller chunks, so fewer are lost)."""
+
+    TYPE: ClassVar[int] = MsgType.TENSOR_DUMP_REQ
+    record: int
+    max_chunk: int = 0
+
+    def payload(self) -> bytes:
+        return struct.pack("<IH", self.record, self.max_chunk)
+
+    @classmethod
+    def parse(cls, payload: bytes):
+        if len(payload) != 6:
+            raise ProtocolError(f"TENSOR_DUMP_REQ payload must be 6 bytes, got {len(payload)}")
+        return cls(*struct.unpack("<IH", payload))
 
 
 @dataclass(frozen=True)

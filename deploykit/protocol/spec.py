@@ -48,7 +48,7 @@ MESSAGE_PAYLOADS = {
     MsgType.BEGIN: "record:u32",
     MsgType.INPUT: "offset:u32, data",
     MsgType.OP_TIMING_REQ: "record:u32 (the record the device ran last)",
-    MsgType.TENSOR_DUMP_REQ: "record:u32 (the record the device ran last)",
+    MsgType.TENSOR_DUMP_REQ: "record:u32 (the record the device ran last), max_chunk:u16 (0: any)",
     MsgType.HELLO: "identity, limits, tensor specs (layout under HELLO)",
     MsgType.PONG: "the PING's bytes",
     MsgType.ACK: "next_offset:u32",

@@ -180,6 +180,8 @@ class DeviceEngine:
         if not self._ran(msg.record, t):
             return
         room = self.fw.hello.max_payload - TENSOR_CHUNK_HEAD
+        if msg.max_chunk:
+            room = min(room, msg.max_chunk)
         if room <= 0:
             return self._error(ErrorCode.OVERFLOW, TENSOR_CHUNK_HEAD + 1, "no room for tensor chunks", t)
         ops = self.fw.diagnostics.dump(self.fw.split(self.last[1]), self.faults)

@@ -435,14 +435,13 @@ void Device::Handle() {
       HandleInput(p, len);
       return;
     case kOpTimingReq:
-    case kTensorDumpReq: {
       if (len != 4) break;
-      bool timing = rx_.type() == kOpTimingReq;
-      if (!CanAnswer(timing ? kCapOpTiming : kCapTensorDump, Le32(p))) return;
-      if (timing) SendOpTimes(Le32(p));
-      else SendTensorDump(Le32(p));
+      if (CanAnswer(kCapOpTiming, Le32(p))) SendOpTimes(Le32(p));
       return;
-    }
+    case kTensorDumpReq:
+      if (len != 6) break;
+      if (CanAnswer(kCapTensorDump, Le32(p))) SendTensorDump(Le32(p), static_cast<uint16_t>(p[4] | (p[5] << 8)));
+      return;
     default:
       SendError(kUnknownType, rx_.seq(), "unknown message type");
       return;
@@ -554,8 +553,9 @@ void Device::SendOpTimes(uint32_t record) {
   } while (first < total);
 }
 
-void Device::SendTensorDump(uint32_t record) {
-  const size_t room = DK_MAX_PAYLOAD > kTensorChunkHead ? DK_MAX_PAYLOAD - kTensorChunkHead : 0;
+void Device::SendTensorDump(uint32_t record, uint16_t max_chunk) {
+  size_t room = DK_MAX_PAYLOAD > kTensorChunkHead ? DK_MAX_PAYLOAD - kTensorChunkHead : 0;
+  if (max_chunk != 0 && max_chunk < room) room = max_chunk;
   uint16_t n_ops = diag_->op_count(diag_->ctx);
   if (room == 0 || n_ops == 0) {
     SendError(kOverflow, static_cast<uint32_t>(kTensorChunkHead + 1), "no room for tensor chunks");

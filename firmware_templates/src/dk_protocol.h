@@ -285,7 +285,7 @@ class Device {
   void SendHello();
   bool CanAnswer(uint32_t capability, uint32_t record);
   void SendOpTimes(uint32_t record);
-  void SendTensorDump(uint32_t record);
+  void SendTensorDump(uint32_t record, uint16_t max_chunk);
   void SendU32(uint8_t type, uint32_t value);
   void SendError(uint16_t code, uint32_t detail, const char* text);
   uint16_t NextSeq() { return seq_++; }

@@ -18,7 +18,7 @@ enum MsgType : uint8_t {
   kBegin = 0x04,  // record:u32
   kInput = 0x05,  // offset:u32, data
   kOpTimingReq = 0x10,  // record:u32 (the record the device ran last)
-  kTensorDumpReq = 0x11,  // record:u32 (the record the device ran last)
+  kTensorDumpReq = 0x11,  // record:u32 (the record the device ran last), max_chunk:u16 (0: any)
   kHello = 0x81,  // identity, limits, tensor specs (layout under HELLO)
   kPong = 0x82,  // the PING's bytes
   kAck = 0x83,  // next_offset:u32
