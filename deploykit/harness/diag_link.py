@@ -55,12 +55,12 @@ def tensor_dump(session, record: bytes) -> list[list[dict]]:
             return False
         shape["n_ops"] = msg.n_ops
         shape[f"outs{msg.op}"] = msg.n_outputs
-        part = parts.setdefault((msg.op, msg.output), {"tensor": msg.tensor, "dtype": msg.dtype, "seen": False,
+        part = parts.setdefault((msg.op, msg.output), {"tensor": msg.tensor, "dtype": msg.dtype, "missing": msg.total,
                                                         "data": bytearray(msg.total), "have": bytearray(msg.total)})
         end = msg.offset + len(msg.data)
         part["data"][msg.offset:end] = msg.data
+        part["missing"] -= len(msg.data) - part["have"][msg.offset:end].count(1)
         part["have"][msg.offset:end] = b"\x01" * len(msg.data)
-        part["seen"] = True
         return _complete(parts, shape)
 
     # each request after the first asks for chunks half as large: on a noisy link smaller
@@ -78,7 +78,7 @@ def _complete(parts: dict, shape: dict) -> bool:
             return False
         for k in range(n_out):
             part = parts.get((op, k))
-            if part is None or not part["seen"] or not all(part["have"]):
+            if part is None or part["missing"]:
                 return False
     return n_ops > 0
 
