@@ -43,16 +43,22 @@ def hil():
 @click.option("--min-agreement", type=float, default=None, help="Fail unless agreement.tflm_host.exact_fraction >= F.")
 @click.option("--max-latency-us", type=float, default=None, help="Fail unless latency.us.p99 <= F.")
 @click.option("--max-arena", type=int, default=None, help="Fail unless arena.used <= N bytes.")
+@click.option("--op-timing", type=int, default=None, metavar="N",
+              help="Profile N records spread over the set: per-operator cycles (firmware rendered with --diagnostics).")
+@click.option("--layer-diff", default=None, metavar="K|auto",
+              help="Compare every operator's output on record K (or `auto`: the first 3 records that differ) with TFLM on the host.")
 @boards_dir_option
-def run(manifest, port, place, coordinator, board, baud, data, limit, warmup, outdir, junit, resume, quiet, min_agreement,
-        max_latency_us, max_arena):
+def run(manifest, port, place, coordinator, board, baud, data, limit, warmup, outdir, junit, resume, quiet,
+        min_agreement, max_latency_us, max_arena, op_timing, layer_diff):
     """Stream test data to the device and report agreement, accuracy, latency and arena."""
+    from deploykit.harness.diagnostics import DiagnosticsOptions
     from deploykit.harness.run import Thresholds, run_hil
 
     if bool(port) == bool(place):
         raise click.UsageError("give either --port or --place (a labgrid place)")
     options = dict(baud=baud, data=data, limit=limit, warmup=warmup, outdir=outdir, junit=junit, quiet=quiet,
-                   resume=resume, thresholds=Thresholds(min_agreement, max_latency_us, max_arena))
+                   resume=resume, thresholds=Thresholds(min_agreement, max_latency_us, max_arena),
+                   diagnostics=DiagnosticsOptions.parse(op_timing, layer_diff))
     if place:
         from deploykit.link.labgrid_place import place_lease
         with place_lease(place, board, coordinator) as lease:

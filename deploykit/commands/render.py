@@ -19,8 +19,10 @@ from deploykit.commands.boards import boards_dir_option
 @click.option("--arena-margin", type=float, default=10.0, show_default=True,
               help="Percent added to the manifest's arena projection.")
 @click.option("--arduino-sketch", is_flag=True, help="Also write NAME/NAME.ino with the same sources.")
+@click.option("--diagnostics", is_flag=True,
+              help="Profile every operator and keep every tensor (hil run --op-timing/--layer-diff); the arena grows.")
 @boards_dir_option
-def render(manifest, board_id, outdir, arena_size, arena_margin, arduino_sketch):
+def render(manifest, board_id, outdir, arena_size, arena_margin, arduino_sketch, diagnostics):
     """Render a PlatformIO project for a manifest and a board."""
     from deploykit.firmware.render import render as render_project
 
@@ -28,5 +30,5 @@ def render(manifest, board_id, outdir, arena_size, arena_margin, arduino_sketch)
         base = manifest if manifest.is_dir() else manifest.parent
         outdir = base / f"firmware-{board_id}"
     out = render_project(manifest, board_id, outdir, arena_size=arena_size,
-                         arena_margin=arena_margin, arduino_sketch=arduino_sketch)
+                         arena_margin=arena_margin, arduino_sketch=arduino_sketch, diagnostics=diagnostics)
     click.echo(f"rendered {out} for board {board_id}; build it with `pio run -d {out}`")

@@ -183,8 +183,13 @@ def _context(manifest: Manifest, board: Board, model: bytes, **sized) -> dict:
     }
 
 
-def plan(manifest_path, board_id: str, arena_bytes: int | None = None, arena_margin: float = 10.0) -> Plan:
-    """Load, check and size everything; raise BadInput before anything is written."""
+def plan(manifest_path, board_id: str, arena_bytes: int | None = None, arena_margin: float = 10.0,
+         diagnostics: bool = False) -> Plan:
+    """Load, check and size everything; raise BadInput before anything is written.
+
+    `diagnostics`: profile every operator and keep every tensor (firmware/diagnostics.py);
+    the arena grows by the measured figure, context["diagnostics"]["extra_bytes"].
+    """
     board = load_board(board_id)
     manifest = load_manifest(manifest_path)
     name, model = str(manifest["name"]), manifest.model_bytes()
@@ -194,10 +199,16 @@ def plan(manifest_path, board_id: str, arena_bytes: int | None = None, arena_mar
     in_record, out_record = sum(t["bytes"] for t in inputs), sum(t["bytes"] for t in outputs)
     macros = _protocol_macros(board, in_record, out_record)
     arena, arena_note = arena_size(manifest, board, arena_bytes, arena_margin)
+    diag = None
+    if diagnostics:  # --diagnostics: profiler + every tensor kept (firmware/diagnostics.py)
+        from deploykit.firmware.diagnostics import CAPABILITIES, diagnostics_plan
+        diag = diagnostics_plan(manifest, model)
+        arena, arena_note = arena + diag["extra_bytes"], f"{arena_note}; {diag['note']}"
+        macros["DK_CAPABILITIES"] = f"{CAPABILITIES}u"
     check_fit(board, len(model), arena, in_record + 3 * macros["DK_MAX_PAYLOAD"] + PROTOCOL_RAM_SLACK, name)
     context = _context(manifest, board, model, ops=ops, inputs=inputs, outputs=outputs,
                        in_record=in_record, out_record=out_record, macros=macros,
-                       arena_bytes=arena, arena_note=arena_note)
+                       arena_bytes=arena, arena_note=arena_note, diagnostics=diag)
     return Plan(manifest, board, model, arena, context)
 
 
@@ -241,12 +252,12 @@ def _sketch_files(p: Plan, files: dict[str, bytes]) -> dict[str, bytes]:
 
 
 def render(manifest_path, board_id: str, outdir, arena_size: int | None = None,
-           arena_margin: float = 10.0, arduino_sketch: bool = False) -> Path:
+           arena_margin: float = 10.0, arduino_sketch: bool = False, diagnostics: bool = False) -> Path:
     """Render the project for `manifest_path` on `board_id` into `outdir`.
 
     `outdir` is new, empty, or a project render wrote: only render's own unedited files in
     it are replaced (see deploykit.firmware.project_dir); anything else is refused.
     """
-    p = plan(manifest_path, board_id, arena_size, arena_margin)
+    p = plan(manifest_path, board_id, arena_size, arena_margin, diagnostics)
     files = render_files(p, arduino_sketch)
     return write_project(outdir, files, {"board": p.board.id, "model_sha256": p.manifest.sha256})

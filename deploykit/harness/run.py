@@ -54,7 +54,7 @@ def run_hil(manifest_path, port: str, baud: int | None = None, data=None, limit:
             warmup: int = DEFAULT_WARMUP, outdir=DEFAULT_OUTDIR, junit=None, quiet: bool = False,
             thresholds: Thresholds | None = None, float_reference: bool = True,
             session_options: dict | None = None, board: str | None = None, resume: bool = True,
-            note: str | None = None) -> Report:
+            note: str | None = None, diagnostics=None) -> Report:
     """Run the HIL test and write its reports; see the module docstring.
 
     `board` (a boards/ id), when given, sets the default baud and must be the board the
@@ -75,8 +75,10 @@ def run_hil(manifest_path, port: str, baud: int | None = None, data=None, limit:
     baud = int(baud or board_baud or _board_baud(found) or DEFAULT_BAUD)
     with locked_outdir(Path(outdir)) as out:
         session = DeviceSession(url, baud, expected_sha256=manifest.sha256, **(session_options or {}))
-        run = _measure(session, manifest, inputs, out, junit, warmup, quiet, board, resume, float_reference)
+        run = _measure(session, manifest, inputs, out, junit, warmup, quiet, board, resume, float_reference,
+                       diagnostics)
         report = _report(manifest, inputs, run, baud)
+        report.update(run.diagnostics or {})  # op_timing / layer_diff (harness/diagnostics.py)
         report["link"] = link_info(board or found or run.hello.board_id)
         if note:
             report["note"] = note
@@ -101,13 +103,17 @@ class _Run:
     hello: object
     faults: dict
     logs: list
+    diagnostics: dict | None = None
 
 
 def _measure(session, manifest, inputs, outdir: Path, junit, warmup: int, quiet: bool,
-             board: str | None, resume: bool, float_reference: bool) -> _Run:
+             board: str | None, resume: bool, float_reference: bool, diagnostics=None) -> _Run:
     """Open the device, resume (if asked) or start results.jsonl, warm up, stream what is missing."""
+    from deploykit.harness import diagnostics as diag
     with session:
         _check_device(session.hello, manifest, board, session.url)
+        if diagnostics and diagnostics.wanted:
+            diag.require(session.hello, diagnostics, session.url)
         _prepare_outputs(outdir, junit)
         header = run_header(manifest.sha256, inputs.sha256, session.hello)
         results = ResultsFile(outdir / "results.jsonl", header, len(inputs), resume)
@@ -119,10 +125,13 @@ def _measure(session, manifest, inputs, outdir: Path, junit, warmup: int, quiet:
             if not results.done.all():
                 _warm_up(session, inputs, warmup)
             measured, seconds = _stream(session, inputs, results, quiet)
+            extra = None
+            if diagnostics and diagnostics.wanted:  # a diagnostic run: the rows by index, read back once
+                extra = diag.run(session, manifest, inputs, {r["index"]: r for r in results.rows()}, diagnostics)
     return _Run(rows=results.rows(), refs=refs, aggregator=aggregator, resumed=results.resumed,
                 resumed_from=(results.earlier or {}).get("started_at"), measured=measured,
                 seconds=seconds, hello=session.hello, faults=session.faults.as_dict(),
-                logs=session.logs[:50])
+                logs=session.logs[:50], diagnostics=extra)
 
 
 def _report(manifest, inputs, run: _Run, baud: int) -> dict:

@@ -14,11 +14,12 @@ from deploykit.protocol.messages import (
     Ack, Begin, ErrorMsg, Hello, HelloRequest, Input, Log, Nack, Ping, Pong, ProtocolError, Reset,
     ResultBatch, TensorSpec, Unknown, decode_message, encode_message,
 )
+from deploykit.protocol.messages import OpTimes, OpTimingRequest, TensorChunk, TensorDumpRequest
 from deploykit.protocol.spec import Capability, DType, ErrorCode, MsgType, TimerKind
 
 __all__ = [
     "FRAME_OVERHEAD", "PROTOCOL_VERSION", "Frame", "FrameDecoder", "FrameError", "encode_frame",
     "wire_size", "Ack", "Begin", "DType", "ErrorMsg", "Hello", "HelloRequest", "Input", "Log",
     "Nack", "Ping", "Pong", "ProtocolError", "Reset", "ResultBatch", "TensorSpec", "TimerKind",
-    "Unknown", "Capability", "ErrorCode", "MsgType", "decode_message", "encode_message",
+    "Unknown", "OpTimes", "OpTimingRequest", "TensorChunk", "TensorDumpRequest", "Capability", "ErrorCode", "MsgType", "decode_message", "encode_message",
 ]

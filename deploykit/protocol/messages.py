@@ -1,7 +1,7 @@
 """Typed messages and their payload layouts (all integers little-endian).
 
-Host to device: HELLO_REQ, PING, RESET, BEGIN, INPUT. Device to host: HELLO, PONG, ACK,
-NACK, RESULT, ERROR, LOG. docs/protocol.md is the normative description.
+Host to device: HELLO_REQ, PING, RESET, BEGIN, INPUT, OP_TIMING_REQ, TENSOR_DUMP_REQ.
+Device to host: HELLO, PONG, ACK, NACK, RESULT, ERROR, LOG, OP_TIMES, TENSOR_CHUNK. docs/protocol.md is the normative description.
 """
 
 from __future__ import annotations
@@ -130,6 +130,28 @@ class Pong(Ping):
 Begin = _u32_message("Begin", MsgType.BEGIN, "record", "Start (or restart) the input stream at record R.")
 Ack = _u32_message("Ack", MsgType.ACK, "next_offset", "All input-stream bytes below next_offset are consumed.")
 Nack = _u32_message("Nack", MsgType.NACK, "expected_offset", "A gap: resend the stream from expected_offset.")
+OpTimingRequest = _u32_message("OpTimingRequest", MsgType.OP_TIMING_REQ, "record",
+                               "Per-operator ticks of the last inference, which must have been of `record`.")
+
+
+@dataclass(frozen=True)
+class TensorDumpRequest(Message):
+    """Every operator's outputs of the last inference, which must have been of `record`,
+    in TENSOR_CHUNKs of at most `max_chunk` data bytes (0: as many as max_payload allows;
+    a host on a noisy link asks for smaller chunks, so fewer are lost)."""
+
+    TYPE: ClassVar[int] = MsgType.TENSOR_DUMP_REQ
+    record: int
+    max_chunk: int = 0
+
+    def payload(self) -> bytes:
+        return struct.pack("<IH", self.record, self.max_chunk)
+
+    @classmethod
+    def parse(cls, payload: bytes):
+        if len(payload) != 6:
+            raise ProtocolError(f"TENSOR_DUMP_REQ payload must be 6 bytes, got {len(payload)}")
+        return cls(*struct.unpack("<IH", payload))
 
 
 @dataclass(frozen=True)
@@ -316,6 +338,85 @@ class Log(Message):
         return cls(payload.decode("utf-8", "replace"))
 
 
+_OP_TIMES_HEAD = struct.Struct("<IHH")
+_OP_TIME = struct.Struct("<HHI")
+
+
+@dataclass(frozen=True)
+class OpTimes(Message):
+    """Per-operator ticks of one inference (capability OP_TIMING), split over frames.
+
+    `entries` are (op_index, op_code, ticks): op_code is the TFLite builtin operator
+    code, ticks are the board's timer (cycles on a cycle-counter board, else
+    microseconds). This frame carries entries first..first+len-1 of `total`.
+    """
+
+    TYPE: ClassVar[int] = MsgType.OP_TIMES
+    record: int
+    first: int
+    total: int
+    entries: tuple[tuple[int, int, int], ...]
+
+    def payload(self) -> bytes:
+        return _OP_TIMES_HEAD.pack(self.record, self.first, self.total) + b"".join(
+            _OP_TIME.pack(*e) for e in self.entries)
+
+    @classmethod
+    def parse(cls, payload: bytes):
+        body = len(payload) - _OP_TIMES_HEAD.size
+        if body < 0 or body % _OP_TIME.size:
+            raise ProtocolError(f"OP_TIMES payload of {len(payload)} bytes is not a head plus whole entries")
+        record, first, total = _OP_TIMES_HEAD.unpack_from(payload)
+        entries = tuple(_OP_TIME.unpack_from(payload, _OP_TIMES_HEAD.size + i * _OP_TIME.size)
+                        for i in range(body // _OP_TIME.size))
+        if first + len(entries) > total:
+            raise ProtocolError(f"OP_TIMES entries {first}..{first + len(entries) - 1} exceed its total {total}")
+        return cls(record, first, total, entries)
+
+
+_CHUNK_HEAD = struct.Struct("<IHHBBHBII")
+
+
+@dataclass(frozen=True)
+class TensorChunk(Message):
+    """Bytes [offset, offset+len(data)) of output `output` (of n_outputs) of operator `op`
+    (of n_ops) in one inference (capability TENSOR_DUMP). `tensor` is its index in the
+    model's subgraph 0, `dtype` a spec.DType code, `total` its size in bytes.
+    """
+
+    TYPE: ClassVar[int] = MsgType.TENSOR_CHUNK
+    record: int
+    op: int
+    n_ops: int
+    output: int
+    n_outputs: int
+    tensor: int
+    dtype: int
+    total: int
+    offset: int
+    data: bytes
+
+    @property
+    def last(self) -> bool:
+        """The final chunk of the whole dump."""
+        return (self.op + 1 == self.n_ops and self.output + 1 == self.n_outputs
+                and self.offset + len(self.data) == self.total)
+
+    def payload(self) -> bytes:
+        return _CHUNK_HEAD.pack(self.record, self.op, self.n_ops, self.output, self.n_outputs, self.tensor,
+                                self.dtype, self.total, self.offset) + self.data
+
+    @classmethod
+    def parse(cls, payload: bytes):
+        if len(payload) < _CHUNK_HEAD.size:
+            raise ProtocolError(f"TENSOR_CHUNK payload shorter than its {_CHUNK_HEAD.size}-byte head")
+        head = _CHUNK_HEAD.unpack_from(payload)
+        msg = cls(*head, bytes(payload[_CHUNK_HEAD.size:]))
+        if msg.op >= msg.n_ops or msg.output >= msg.n_outputs or msg.offset + len(msg.data) > msg.total:
+            raise ProtocolError("TENSOR_CHUNK places its bytes outside the dump it describes")
+        return msg
+
+
 @dataclass(frozen=True)
 class Unknown(Message):
     """A CRC-valid frame of a type this deploykit does not know: skipped, never an error.
@@ -333,7 +434,8 @@ class Unknown(Message):
 
 MESSAGES: dict[int, type[Message]] = {
     cls.TYPE: cls for cls in (HelloRequest, Ping, Reset, Begin, Input, Hello, Pong, Ack, Nack,
-                              ResultBatch, ErrorMsg, Log)
+                              ResultBatch, ErrorMsg, Log, OpTimingRequest, TensorDumpRequest, OpTimes,
+                              TensorChunk)
 }
 assert set(MESSAGES) == set(MsgType), "every spec.MsgType needs a message class"
 

@@ -23,6 +23,8 @@ class MsgType(enum.IntEnum):
     RESET = 0x03
     BEGIN = 0x04
     INPUT = 0x05
+    OP_TIMING_REQ = 0x10      # diagnostics block 0x10..0x1F: capability OP_TIMING
+    TENSOR_DUMP_REQ = 0x11    # capability TENSOR_DUMP
     HELLO = 0x81
     PONG = 0x82
     ACK = 0x83
@@ -30,6 +32,8 @@ class MsgType(enum.IntEnum):
     RESULT = 0x85
     ERROR = 0x86
     LOG = 0x87
+    OP_TIMES = 0x90          # diagnostics block 0x90..0x9F
+    TENSOR_CHUNK = 0x91
 
     @property
     def from_host(self) -> bool:
@@ -43,6 +47,8 @@ MESSAGE_PAYLOADS = {
     MsgType.RESET: "empty",
     MsgType.BEGIN: "record:u32",
     MsgType.INPUT: "offset:u32, data",
+    MsgType.OP_TIMING_REQ: "record:u32 (the record the device ran last)",
+    MsgType.TENSOR_DUMP_REQ: "record:u32 (the record the device ran last), max_chunk:u16 (0: any)",
     MsgType.HELLO: "identity, limits, tensor specs (layout under HELLO)",
     MsgType.PONG: "the PING's bytes",
     MsgType.ACK: "next_offset:u32",
@@ -50,6 +56,9 @@ MESSAGE_PAYLOADS = {
     MsgType.RESULT: "first_record:u32, count:u16, outputs, timing runs",
     MsgType.ERROR: "code:u16, detail:u32, text (UTF-8)",
     MsgType.LOG: "text (UTF-8)",
+    MsgType.OP_TIMES: "record:u32, first:u16, total:u16, n × (op_index:u16, op_code:u16, ticks:u32)",
+    MsgType.TENSOR_CHUNK: ("record:u32, op:u16, n_ops:u16, output:u8, n_outputs:u8, tensor:u16, dtype:u8, "
+                           "total:u32, offset:u32, data"),
 }
 
 
@@ -61,6 +70,7 @@ class ErrorCode(enum.IntEnum):
     INVOKE_FAILED = 3
     BAD_VERSION = 4
     OVERFLOW = 5
+    NOT_RUN = 6
 
 
 ERROR_DETAILS = {
@@ -69,6 +79,7 @@ ERROR_DETAILS = {
     ErrorCode.INVOKE_FAILED: "the record",
     ErrorCode.BAD_VERSION: "the frame's version",
     ErrorCode.OVERFLOW: "bytes needed (records exceed the compiled buffers)",
+    ErrorCode.NOT_RUN: "the record asked about (not the record the device ran last)",
 }
 
 
@@ -131,8 +142,8 @@ class Capability(enum.IntFlag):
 
 
 CAPABILITY_NOTES = {
-    Capability.OP_TIMING: "per-operator timing requests (reserved)",
-    Capability.TENSOR_DUMP: "tensor dump requests (reserved)",
+    Capability.OP_TIMING: "per-operator timing requests (OP_TIMING_REQ)",
+    Capability.TENSOR_DUMP: "tensor dump requests (TENSOR_DUMP_REQ)",
     Capability.TIMED_LOOP: "timed-loop requests (reserved)",
 }
 
@@ -147,6 +158,9 @@ FRAME_CRC = 4                 # CRC-32
 RESULT_HEAD = 6               # first_record:u32 count:u16
 RESULT_MAX_RUN = 13           # one timing run: run varint (≤ 3 bytes for a u16 count) + two u32 varints
 RESULT_OVERHEAD = RESULT_HEAD + RESULT_MAX_RUN  # a RESULT of one record needs this plus its outputs
+OP_TIMES_HEAD = 8             # record:u32 first:u16 total:u16
+OP_TIME_ENTRY = 8             # op_index:u16 op_code:u16 ticks:u32
+TENSOR_CHUNK_HEAD = 21        # record op n_ops output n_outputs tensor dtype total offset
 
 # name -> (value, what it is): the sizes the C header and the docs list
 SIZES = {
@@ -158,4 +172,7 @@ SIZES = {
     "RESULT_HEAD": (RESULT_HEAD, "RESULT first_record:u32, count:u16"),
     "RESULT_MAX_RUN": (RESULT_MAX_RUN, "one RESULT timing run, worst case"),
     "RESULT_OVERHEAD": (RESULT_OVERHEAD, "RESULT head + one timing run: max_payload ≥ this + out_record"),
+    "OP_TIMES_HEAD": (OP_TIMES_HEAD, "OP_TIMES record:u32, first:u16, total:u16"),
+    "OP_TIME_ENTRY": (OP_TIME_ENTRY, "one OP_TIMES entry: op_index:u16, op_code:u16, ticks:u32"),
+    "TENSOR_CHUNK_HEAD": (TENSOR_CHUNK_HEAD, "TENSOR_CHUNK fields before its data"),
 }

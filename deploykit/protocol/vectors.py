@@ -16,6 +16,7 @@ from deploykit.protocol.messages import (
     Ack, Begin, Capability, DType, ErrorMsg, Hello, HelloRequest, Input, Log, Nack, Ping, Pong, Reset,
     ResultBatch, TensorSpec, TimerKind, encode_message,
 )
+from deploykit.protocol.messages import OpTimes, OpTimingRequest, TensorChunk, TensorDumpRequest
 
 PATH = Path(__file__).with_name("vectors.json")
 
@@ -54,6 +55,12 @@ MESSAGES = [
                                                  (2**32 - 1,) * 130, (300_000,) * 130), 7),
     ("error_invoke", ErrorMsg(3, 12, "Invoke failed"), 6),
     ("log", Log("Arena used 932 bytes"), 65535),
+    ("op_timing_req", OpTimingRequest(7), 8),
+    ("tensor_dump_req", TensorDumpRequest(70000, 64), 9),
+    ("op_times", OpTimes(7, 0, 3, ((0, 9, 1200), (1, 3, 65536), (2, 25, 0))), 10),
+    ("op_times_second_frame", OpTimes(7, 2, 3, ((2, 25, 4_000_000_000),)), 11),
+    ("tensor_chunk_first", TensorChunk(7, 0, 3, 0, 1, 5, int(DType.int8), 6, 0, bytes([0x80, 0, 0x7F, 1])), 12),
+    ("tensor_chunk_last", TensorChunk(7, 2, 3, 1, 2, 300, int(DType.float32), 8, 4, bytes(4)), 13),
 ]
 
 

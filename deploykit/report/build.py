@@ -9,6 +9,10 @@ throughput.samples_per_s|wire_limit_samples_per_s|link_efficiency;
 faults.retries|crc_errors|resyncs|resets|reconnects|unknown_frames|rejected_results;
 link.{board, kind, bytes_per_s, source, nominal_baud} (set by harness/run.py from the board file).
 resumed.{samples, of, earlier_run_at} (resumed_samples = resumed.samples).
+With `hil run --op-timing/--layer-diff` (harness/diagnostics.py, added by run_hil):
+op_timing.{records, simulated, timer, total_cycles_p50, ops[{index, op, op_code, inputs,
+outputs, macs, cycles_p50, share, macs_per_cycle}]}; layer_diff.{asked, note,
+records[{record, first_diverging, growth, ops}]}.
 Agreement and accuracy use the first output tensor. Nothing here holds the rows: see
 aggregate.py.
 """

@@ -49,5 +49,7 @@ def render_html(report: dict, plot: dict) -> str:
     parts.append(_img(plots.latency_plot(plot.get("us"), plot.get("round_trip_us"),
                                          bool(report.get("simulated"))), "latency histogram"))
     parts.append(_img(plots.arena_plot(report.get("arena") or {}), "arena"))
+    from deploykit.report.diagnostics import html_part
+    parts.append(html_part(report))  # per-operator timing, layer diff (when asked for)
     parts.append("</body></html>")
     return "\n".join(parts)

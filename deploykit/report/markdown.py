@@ -128,6 +128,8 @@ def render_markdown(report: dict) -> str:
         lines += ["## Confusion matrix (device; rows true, columns predicted)", ""]
         lines += _table(["true \\ pred"] + [str(i) for i in range(len(confusion))],
                         [[i] + row for i, row in enumerate(confusion)])
+    from deploykit.report.diagnostics import markdown_lines
+    lines += markdown_lines(report)  # per-operator timing, layer diff (when asked for)
     log = report.get("device_log") or []
     if log:  # an indented code block shows text as is; only a line break could leave it
         lines += ["## Device log (LOG frames)", "", *[f"    {_visible_controls(line)}" for line in log], ""]

@@ -22,11 +22,16 @@ from deploykit.protocol import (
     PROTOCOL_VERSION, Ack, Begin, ErrorMsg, Frame, FrameDecoder, HelloRequest, Input, Log, Nack,
     Ping, Pong, Reset, ResultBatch, encode_message,
 )
-from deploykit.protocol.messages import ErrorCode, ProtocolError, _varint
-from deploykit.protocol.spec import RESULT_HEAD, RESULT_MAX_RUN as MAX_RUN_BYTES
+from deploykit.protocol.messages import (
+    DType, ErrorCode, OpTimes, OpTimingRequest, ProtocolError, TensorChunk, TensorDumpRequest, _varint,
+)
+from deploykit.protocol.spec import (
+    OP_TIME_ENTRY, OP_TIMES_HEAD, RESULT_HEAD, RESULT_MAX_RUN as MAX_RUN_BYTES, TENSOR_CHUNK_HEAD, Capability,
+)
 from deploykit.virtual_board.faults import Faults
 
-HANDLED = {m.TYPE: m for m in (HelloRequest, Ping, Reset, Begin, Input)}
+HANDLED = {m.TYPE: m for m in (HelloRequest, Ping, Reset, Begin, Input, OpTimingRequest, TensorDumpRequest)}
+NEEDS = {OpTimingRequest.TYPE: Capability.OP_TIMING, TensorDumpRequest.TYPE: Capability.TENSOR_DUMP}
 
 
 class DeviceEngine:
@@ -36,6 +41,7 @@ class DeviceEngine:
                  boot_seconds: float = 0.05):
         self.fw = firmware
         self.faults = faults or Faults()
+        _check_perturb(self.faults, firmware)
         self.timed = timed
         self.boot_seconds = boot_seconds if timed else 0.0
         self.capacity = firmware.hello.rx_window
@@ -74,6 +80,7 @@ class DeviceEngine:
         self.decoder = FrameDecoder(self.fw.hello.max_payload)
         self.rx = bytearray()
         self.busy_until = self.deaf_until = 0.0
+        self.last: tuple[int, bytes] | None = None  # (record, input) of the last inference
 
     # ----- bytes in ---------------------------------------------------------------
     def receive(self, data: bytes, t: float, byte_time: float = 0.0) -> None:
@@ -141,13 +148,49 @@ class DeviceEngine:
         if frame.version != PROTOCOL_VERSION:
             return self._error(ErrorCode.BAD_VERSION, frame.version, "unsupported protocol version", t)
         cls = HANDLED.get(frame.type)
-        if cls is None:
+        if cls is None or not self._built_with(frame.type):
             return self._error(ErrorCode.UNKNOWN_TYPE, frame.seq, "unknown message type", t)
         try:
             msg = cls.parse(frame.payload)
         except ProtocolError:
             return self._error(ErrorCode.BAD_PAYLOAD, frame.seq, "payload does not parse", t)
         getattr(self, f"_on_{cls.__name__.lower()}")(msg, t)
+
+    def _built_with(self, msg_type: int) -> bool:
+        """A diagnostics request is known only to a firmware that advertises its capability."""
+        need = NEEDS.get(msg_type)
+        return need is None or bool(self.fw.hello.capabilities & need and self.fw.diagnostics is not None)
+
+    def _ran(self, record: int, t: float) -> bool:
+        """The last inference was of `record`; else ERROR NOT_RUN, as the C++ core answers."""
+        if self.last is None or self.last[0] != record:
+            self._error(ErrorCode.NOT_RUN, record, "not the record run last", t)
+            return False
+        return True
+
+    def _on_optimingrequest(self, msg, t: float) -> None:
+        if not self._ran(msg.record, t):
+            return
+        times = self.fw.diagnostics.op_times
+        per_frame = max(1, (self.fw.hello.max_payload - OP_TIMES_HEAD) // OP_TIME_ENTRY)
+        for first in range(0, max(len(times), 1), per_frame):
+            self._send(OpTimes(msg.record, first, len(times), times[first:first + per_frame]), t)
+
+    def _on_tensordumprequest(self, msg, t: float) -> None:
+        if not self._ran(msg.record, t):
+            return
+        room = self.fw.hello.max_payload - TENSOR_CHUNK_HEAD
+        if msg.max_chunk:
+            room = min(room, msg.max_chunk)
+        if room <= 0:
+            return self._error(ErrorCode.OVERFLOW, TENSOR_CHUNK_HEAD + 1, "no room for tensor chunks", t)
+        ops = self.fw.diagnostics.dump(self.fw.split(self.last[1]), self.faults)
+        for op_outputs in ops:
+            for out in op_outputs:
+                data = out.data
+                for offset in range(0, max(len(data), 1), room):
+                    self._send(TensorChunk(msg.record, out.op, len(ops), out.output, len(op_outputs), out.tensor,
+                                           int(DType[out.dtype]), len(data), offset, data[offset:offset + room]), t)
 
     def _on_hellorequest(self, msg, t: float) -> None:
         self._send(self.fw.hello, t)
@@ -205,7 +248,7 @@ class DeviceEngine:
         if self.pending and not self._has_room():
             self._flush(clock)              # before this inference, as the C++ core does
         try:
-            output = self.fw.infer(data)
+            output = self._run(data)
         except Exception as exc:  # the firmware reports a failed Invoke, it does not crash
             self._flush(clock)
             self._error(ErrorCode.INVOKE_FAILED, record, "Invoke failed", clock)
@@ -213,8 +256,15 @@ class DeviceEngine:
             return clock
         self.stats["inferences"] += 1
         output = self.faults.outputs.apply(output, self.fw.hello.outputs)  # a wrong device, if asked
+        self.last = (record, data)
         self.pending.append((record, output))
         return clock + (self.fw.timing.seconds if self.timed else 0.0)
+
+    def _run(self, data: bytes) -> bytes:
+        """The firmware's outputs; with the perturb_op fault, those of the miscomputed model."""
+        if self.faults.spec.perturb_op is None or self.fw.diagnostics is None:
+            return self.fw.infer(data)
+        return b"".join(self.fw.diagnostics.perturbed(self.faults).outputs(self.fw.split(data)))
 
     def _has_room(self) -> bool:
         """Room for one more output record: the C++ ResultBatch::HasRoom rule."""
@@ -239,3 +289,16 @@ class DeviceEngine:
     def _send(self, msg, t: float) -> None:
         self.out.append((t, encode_message(msg, self.seq), True))
         self.seq = (self.seq + 1) & 0xFFFF
+
+
+def _check_perturb(faults: Faults, firmware) -> None:
+    """A perturb_op fault must name an operator of the model (BadInput, exit 2, at start)."""
+    op = faults.spec.perturb_op
+    if op is None:
+        return
+    from deploykit.errors import BadInput
+    if firmware.diagnostics is None:
+        raise BadInput(f"fault perturb_op={op} needs a model the virtual board can run")
+    n_ops = len(firmware.diagnostics.op_times)
+    if op >= n_ops:
+        raise BadInput(f"fault perturb_op={op}: the model has operators 0..{n_ops - 1}")

@@ -12,6 +12,9 @@ Spec: comma-separated `key=value` items, e.g.
 - reset=K: the device reboots when it is about to run record K (once per item).
 - disconnect=K: the port vanishes at record K and comes back as a new port behind the
   same stable path, the board rebooted (once per item).
+- perturb_op=INDEX: operator INDEX's outputs are off by a few steps in every tensor dump
+  (TENSOR_DUMP_REQ), as a miscompiled kernel would make them; the layer-by-layer
+  comparison must name that operator.
 reset, disconnect and stall may repeat. Everything is drawn from random generators
 seeded with `seed`, one per direction, so a run is reproducible: the harness is never
 told, it only sees bytes.
@@ -31,11 +34,15 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from deploykit.errors import BadInput
 
 RATE_KEYS = ("drop", "corrupt", "dup", "garbage")
 OUTPUT_KEYS = ("off_by_one", "stuck")  # probabilities per record; see OutputFaults
 RECORD_KEYS = ("stall", "reset", "disconnect")
+PERTURB_KEY = "perturb_op"
+PERTURB_STEPS = 3  # quantization steps (int) or units (float) added to a perturbed output
 _EXAMPLE = "drop=0.005,corrupt=0.005,dup=0.01,garbage=0.01,stall=40:2.5,reset=50,disconnect=120"
 
 
@@ -50,6 +57,7 @@ class FaultSpec:
     disconnects: tuple[int, ...] = ()
     off_by_one: float = 0.0
     stuck: float = 0.0
+    perturb_op: int | None = None
     text: str = field(default="", compare=False)
 
 
@@ -90,7 +98,7 @@ def parse_faults(spec: str | None) -> FaultSpec:
     """Parse a fault spec; raise BadInput naming the bad item and showing an example."""
     spec = (spec or "").strip()
     rates: dict[str, float] = {}
-    stalls, resets, disconnects = [], [], []
+    stalls, resets, disconnects, perturb = [], [], [], None
     for item in filter(None, (part.strip() for part in spec.split(","))):
         key, sep, value = item.partition("=")
         key, value = key.strip(), value.strip()
@@ -104,10 +112,15 @@ def parse_faults(spec: str | None) -> FaultSpec:
             resets.append(_record(spec, key, value))
         elif key == "disconnect":
             disconnects.append(_record(spec, key, value))
+        elif key == PERTURB_KEY:
+            if not value.isdigit():
+                raise _bad(spec, f"{key} needs an operator index (0 or more), got {value!r}")
+            perturb = int(value)
         else:
-            raise _bad(spec, f"unknown fault {key!r} (known: {', '.join(RATE_KEYS + RECORD_KEYS + OUTPUT_KEYS)})")
+            raise _bad(spec, f"unknown fault {key!r} (known: "
+                             f"{', '.join(RATE_KEYS + RECORD_KEYS + OUTPUT_KEYS + (PERTURB_KEY,))})")
     return FaultSpec(**rates, stalls=tuple(stalls), resets=tuple(resets),
-                     disconnects=tuple(disconnects), text=spec)
+                     disconnects=tuple(disconnects), perturb_op=perturb, text=spec)
 
 
 class Faults:
@@ -152,6 +165,20 @@ class Faults:
             self._pending.remove(p)
             self.fired.append((p[0], record))
         return [(kind, arg) for kind, _, arg in due]
+
+
+    def perturb(self, op: int, dtype: str, data: bytes) -> bytes:
+        """Operator `op`'s output bytes as the dump reports them: every element PERTURB_STEPS
+        away (up, or down near the type's top) when op is the perturb_op fault's operator."""
+        if op != self.spec.perturb_op or not data:
+            return data
+        values = np.frombuffer(data, dtype=np.dtype(dtype))
+        if values.dtype.kind in "iu":
+            info = np.iinfo(values.dtype)
+            wide = values.astype(np.int64)
+            shifted = np.where(wide > info.max - PERTURB_STEPS, wide - PERTURB_STEPS, wide + PERTURB_STEPS)
+            return shifted.astype(values.dtype).tobytes()
+        return (values + PERTURB_STEPS).astype(values.dtype).tobytes()
 
 
 def _garbage_text(rng: random.Random) -> bytes:

@@ -18,7 +18,7 @@ import functools
 import threading
 from dataclasses import dataclass
 
-from deploykit.protocol import Hello, TensorSpec, TimerKind
+from deploykit.protocol import Capability, Hello, TensorSpec, TimerKind
 from deploykit.protocol.framing import max_payload_for_window
 from deploykit.virtual_board.cost import Timing, inference_timing
 
@@ -34,6 +34,7 @@ class Firmware:
     timing: Timing
     banner: bytes
     arena_note: str
+    diagnostics: object = None  # virtual_board.diagnostics.VirtualDiagnostics (OP_TIMING, TENSOR_DUMP)
 
     def __post_init__(self):
         # computed once: they are read for every record
@@ -41,12 +42,17 @@ class Firmware:
         self.out_record = self.hello.output_record_bytes
         self._input_sizes = [s.nbytes for s in self.hello.inputs]
 
-    def infer(self, record: bytes) -> bytes:
-        """One inference on one record (input tensors back to back); outputs back to back."""
+    def split(self, record: bytes) -> list[bytes]:
+        """A record's input tensors."""
         parts, off = [], 0
         for size in self._input_sizes:
             parts.append(bytes(record[off:off + size]))
             off += size
+        return parts
+
+    def infer(self, record: bytes) -> bytes:
+        """One inference on one record (input tensors back to back); outputs back to back."""
+        parts = self.split(record)
         with _INVOKE_LOCK:
             return b"".join(self.runner.invoke_raw(parts))
 
@@ -84,7 +90,7 @@ def make_hello(manifest, board, configured: int, used: int) -> Hello:
         arena_configured=configured, arena_used=used, max_payload=max_payload_for_window(window, MAX_PAYLOAD_CAP),
         rx_window=window, inputs=tuple(TensorSpec.from_manifest(s) for s in manifest["inputs"]),
         outputs=tuple(TensorSpec.from_manifest(s) for s in manifest["outputs"]), simulated=True,
-        firmware_id=firmware_id(manifest, board))
+        firmware_id=firmware_id(manifest, board), capabilities=int(Capability.OP_TIMING | Capability.TENSOR_DUMP))
 
 
 def build_firmware(manifest, board, arena_configured: int | None = None, runner=None) -> Firmware:
@@ -97,8 +103,10 @@ def build_firmware(manifest, board, arena_configured: int | None = None, runner=
         runner = _runner(str(manifest.model_path), manifest.sha256)
     banner = (f"\r\ndeploykit virtual board ({board.id}, simulated)\r\n"
               f"model {manifest.sha256[:16]} arena {used}/{configured} B\r\n").encode("ascii", "replace")
+    from deploykit.virtual_board.diagnostics import VirtualDiagnostics
+    diagnostics = VirtualDiagnostics(manifest.model_path, board, hello.timer == TimerKind.micros) if used else None
     return Firmware(hello, runner, inference_timing(_model(str(manifest.model_path), manifest.sha256), board),
-                    banner, note)
+                    banner, note, diagnostics)
 
 
 class _NoInterpreter:

@@ -312,11 +312,47 @@ void WriteError(FrameWriter& w, uint16_t seq, uint16_t code, uint32_t detail, co
   WriteText(w, kError, seq, head, sizeof(head), text);
 }
 
+void StartOpTimes(FrameWriter& w, uint16_t seq, uint32_t record, uint16_t first, uint16_t total) {
+  w.Start(kOpTimes, seq);
+  w.PutU32(record);
+  w.PutU16(first);
+  w.PutU16(total);
+}
+
+void PutOpTime(FrameWriter& w, const OpTime& t) {
+  w.PutU16(t.index);
+  w.PutU16(t.op_code);
+  w.PutU32(t.ticks);
+}
+
+void WriteOpTimes(FrameWriter& w, uint16_t seq, uint32_t record, uint16_t first, uint16_t total,
+                  const OpTime* entries, size_t n) {
+  StartOpTimes(w, seq, record, first, total);
+  for (size_t i = 0; i < n; ++i) PutOpTime(w, entries[i]);
+  w.Finish();
+}
+
+void WriteTensorChunk(FrameWriter& w, uint16_t seq, const ChunkHead& h, const uint8_t* data,
+                      size_t len) {
+  w.Start(kTensorChunk, seq);
+  w.PutU32(h.record);
+  w.PutU16(h.op);
+  w.PutU16(h.n_ops);
+  w.Put(h.output);
+  w.Put(h.n_outputs);
+  w.PutU16(h.tensor);
+  w.Put(h.dtype);
+  w.PutU32(h.total);
+  w.PutU32(h.offset);
+  w.Put(data, len);
+  w.Finish();
+}
+
 // ---------------------------------------------------------------- Device
 
 Device::Device(const DeviceInfo& info, Io io, InferFn infer, void* infer_ctx)
     : info_(info), io_(io), infer_(infer), infer_ctx_(infer_ctx), rx_(), tx_(io), seq_(0),
-      rx_window_(DK_RX_WINDOW), generation_(0) {
+      rx_window_(DK_RX_WINDOW), generation_(0), diag_(nullptr), last_record_(0), last_valid_(false) {
   memset(&stats_, 0, sizeof(stats_));
   in_record_ = RecordBytes(info.inputs, info.n_inputs);
   out_record_ = RecordBytes(info.outputs, info.n_outputs);
@@ -334,6 +370,7 @@ void Device::Begin() {
   rec_fill_ = 0;
   nack_valid_ = false;
   batch_.Reset(0, out_record_);
+  last_valid_ = false;
   SendHello();
   if (!CheckConfig()) Log("deploykit: model records exceed the firmware's compiled buffers");
 }
@@ -341,6 +378,8 @@ void Device::Begin() {
 void Device::SetArenaUsed(uint32_t bytes) { info_.arena_used = bytes; }
 
 void Device::SetRxWindow(uint16_t bytes) { rx_window_ = bytes; }
+
+void Device::SetDiagnostics(const Diagnostics* diag) { diag_ = diag; }
 
 bool Device::CheckConfig() {
   return in_record_ > 0 && in_record_ <= DK_MAX_INPUT_BYTES && out_record_ > 0 &&
@@ -394,6 +433,14 @@ void Device::Handle() {
     case kInput:
       if (len < 4) break;
       HandleInput(p, len);
+      return;
+    case kOpTimingReq:
+      if (len != 4) break;
+      if (CanAnswer(kCapOpTiming, Le32(p))) SendOpTimes(Le32(p));
+      return;
+    case kTensorDumpReq:
+      if (len != 6) break;
+      if (CanAnswer(kCapTensorDump, Le32(p))) SendTensorDump(Le32(p), static_cast<uint16_t>(p[4] | (p[5] << 8)));
       return;
     default:
       SendError(kUnknownType, rx_.seq(), "unknown message type");
@@ -468,6 +515,66 @@ void Device::RunRecord() {
     return;
   }
   batch_.Commit(cycles, micros);
+  last_record_ = record_;
+  last_valid_ = true;
+}
+
+bool Device::CanAnswer(uint32_t capability, uint32_t record) {
+  bool built = (info_.capabilities & capability) && diag_ && diag_->op_count &&
+               (capability == kCapOpTiming ? diag_->op_time != nullptr
+                                           : diag_->op_outputs && diag_->op_output);
+  if (!built) {  // a request this firmware was not built for
+    SendError(kUnknownType, rx_.seq(), "unknown message type");
+    return false;
+  }
+  if (!last_valid_ || last_record_ != record) {
+    SendError(kNotRun, record, "not the record run last");
+    return false;
+  }
+  return true;
+}
+
+void Device::SendOpTimes(uint32_t record) {
+  const size_t per_frame = (DK_MAX_PAYLOAD - kOpTimesHead) / kOpTimeEntry;
+  uint16_t total = diag_->op_count(diag_->ctx);
+  uint16_t first = 0;
+  do {
+    size_t left = static_cast<size_t>(total - first);
+    size_t n = left < per_frame ? left : per_frame;
+    StartOpTimes(tx_, NextSeq(), record, first, total);
+    for (size_t i = 0; i < n; ++i) {
+      OpTime t = {static_cast<uint16_t>(first + i), 0, 0};
+      diag_->op_time(diag_->ctx, t.index, &t);
+      PutOpTime(tx_, t);
+    }
+    tx_.Finish();
+    ++stats_.frames_sent;
+    first = static_cast<uint16_t>(first + n);
+  } while (first < total);
+}
+
+void Device::SendTensorDump(uint32_t record, uint16_t max_chunk) {
+  size_t room = DK_MAX_PAYLOAD > kTensorChunkHead ? DK_MAX_PAYLOAD - kTensorChunkHead : 0;
+  if (max_chunk != 0 && max_chunk < room) room = max_chunk;
+  uint16_t n_ops = diag_->op_count(diag_->ctx);
+  if (room == 0 || n_ops == 0) {
+    SendError(kOverflow, static_cast<uint32_t>(kTensorChunkHead + 1), "no room for tensor chunks");
+    return;
+  }
+  for (uint16_t op = 0; op < n_ops; ++op) {
+    uint8_t n_out = diag_->op_outputs(diag_->ctx, op);
+    for (uint8_t k = 0; k < n_out; ++k) {
+      TensorView v = {0, 0, nullptr, 0};
+      if (!diag_->op_output(diag_->ctx, op, k, &v) || (v.bytes && !v.data)) v.bytes = 0;
+      ChunkHead h = {record, op, n_ops, k, n_out, v.tensor, v.dtype, v.bytes, 0};
+      do {  // an empty tensor still gets one chunk, so the host sees every output
+        size_t len = v.bytes - h.offset < room ? v.bytes - h.offset : room;
+        WriteTensorChunk(tx_, NextSeq(), h, v.data ? v.data + h.offset : nullptr, len);
+        ++stats_.frames_sent;
+        h.offset += static_cast<uint32_t>(len);
+      } while (h.offset < v.bytes);
+    }
+  }
 }
 
 void Device::FlushResults() {

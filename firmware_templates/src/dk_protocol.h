@@ -207,6 +207,52 @@ void WriteText(FrameWriter& w, uint8_t type, uint16_t seq, const uint8_t* head, 
                const char* text);
 void WriteError(FrameWriter& w, uint16_t seq, uint16_t code, uint32_t detail, const char* text);
 
+// Diagnostics (render --diagnostics, capabilities OP_TIMING / TENSOR_DUMP): the firmware
+// keeps what its last inference left behind (a profiler's ticks per operator, TFLM keeping
+// every intermediate tensor) and the Device streams it on request.
+struct OpTime {
+  uint16_t index;    // operator index in subgraph 0
+  uint16_t op_code;  // TFLite builtin operator code
+  uint32_t ticks;    // board timer ticks (cycles on a cycle-counter board, else microseconds)
+};
+
+struct TensorView {
+  uint16_t tensor;       // tensor index in subgraph 0
+  uint8_t dtype;         // TfLiteType code
+  const uint8_t* data;
+  uint32_t bytes;
+};
+
+// Hooks into the firmware; any may be null when its capability is not built in.
+struct Diagnostics {
+  uint16_t (*op_count)(void* ctx);                                   // operators of subgraph 0
+  bool (*op_time)(void* ctx, uint16_t op, OpTime* out);              // of the last inference
+  uint8_t (*op_outputs)(void* ctx, uint16_t op);                     // outputs of operator op
+  bool (*op_output)(void* ctx, uint16_t op, uint8_t k, TensorView* out);  // of the last inference
+  void* ctx;
+};
+
+// TENSOR_CHUNK fields before its data.
+struct ChunkHead {
+  uint32_t record;
+  uint16_t op;
+  uint16_t n_ops;
+  uint8_t output;
+  uint8_t n_outputs;
+  uint16_t tensor;
+  uint8_t dtype;
+  uint32_t total;
+  uint32_t offset;
+};
+
+// OP_TIMES: Start, then one PutOpTime per entry, then w.Finish(); WriteOpTimes does all three.
+void StartOpTimes(FrameWriter& w, uint16_t seq, uint32_t record, uint16_t first, uint16_t total);
+void PutOpTime(FrameWriter& w, const OpTime& t);
+void WriteOpTimes(FrameWriter& w, uint16_t seq, uint32_t record, uint16_t first, uint16_t total,
+                  const OpTime* entries, size_t n);
+void WriteTensorChunk(FrameWriter& w, uint16_t seq, const ChunkHead& head, const uint8_t* data,
+                      size_t len);
+
 struct Stats {
   uint32_t frames;          // CRC-valid frames received
   uint32_t cobs_errors;
@@ -225,6 +271,7 @@ class Device {
   void Log(const char* text);   // LOG frame (truncated to DK_MAX_PAYLOAD at a UTF-8 boundary)
   void SetArenaUsed(uint32_t bytes);
   void SetRxWindow(uint16_t bytes);  // default DK_RX_WINDOW
+  void SetDiagnostics(const Diagnostics* diag);  // answers OP_TIMING_REQ / TENSOR_DUMP_REQ
   const Stats& stats() const { return stats_; }
 
  private:
@@ -236,6 +283,9 @@ class Device {
   void FlushResults();
   bool CheckConfig();
   void SendHello();
+  bool CanAnswer(uint32_t capability, uint32_t record);
+  void SendOpTimes(uint32_t record);
+  void SendTensorDump(uint32_t record, uint16_t max_chunk);
   void SendU32(uint8_t type, uint32_t value);
   void SendError(uint16_t code, uint32_t detail, const char* text);
   uint16_t NextSeq() { return seq_++; }
@@ -258,6 +308,9 @@ class Device {
   uint16_t seq_;
   uint16_t rx_window_;
   uint32_t generation_;    // bumped by Begin(), so Poll() notices a reboot under it
+  const Diagnostics* diag_;
+  uint32_t last_record_;   // record of the last successful inference
+  bool last_valid_;
   uint8_t rec_[DK_MAX_INPUT_BYTES];
 };
 

@@ -17,6 +17,8 @@ enum MsgType : uint8_t {
   kReset = 0x03,  // empty
   kBegin = 0x04,  // record:u32
   kInput = 0x05,  // offset:u32, data
+  kOpTimingReq = 0x10,  // record:u32 (the record the device ran last)
+  kTensorDumpReq = 0x11,  // record:u32 (the record the device ran last), max_chunk:u16 (0: any)
   kHello = 0x81,  // identity, limits, tensor specs (layout under HELLO)
   kPong = 0x82,  // the PING's bytes
   kAck = 0x83,  // next_offset:u32
@@ -24,6 +26,8 @@ enum MsgType : uint8_t {
   kResult = 0x85,  // first_record:u32, count:u16, outputs, timing runs
   kError = 0x86,  // code:u16, detail:u32, text (UTF-8)
   kLog = 0x87,  // text (UTF-8)
+  kOpTimes = 0x90,  // record:u32, first:u16, total:u16, n × (op_index:u16, op_code:u16, ticks:u32)
+  kTensorChunk = 0x91,  // record:u32, op:u16, n_ops:u16, output:u8, n_outputs:u8, tensor:u16, dtype:u8, total:u32, offset:u32, data
 };
 
 enum ErrorCode : uint16_t {
@@ -32,6 +36,7 @@ enum ErrorCode : uint16_t {
   kInvokeFailed = 3,  // detail = the record
   kBadVersion = 4,  // detail = the frame's version
   kOverflow = 5,  // detail = bytes needed (records exceed the compiled buffers)
+  kNotRun = 6,  // detail = the record asked about (not the record the device ran last)
 };
 
 enum class TimerKind : uint8_t {
@@ -43,8 +48,8 @@ enum class TimerKind : uint8_t {
 
 // HELLO capabilities (u32): optional requests this firmware was built with.
 enum Capability : uint32_t {
-  kCapOpTiming = 1u << 0,  // per-operator timing requests (reserved)
-  kCapTensorDump = 1u << 1,  // tensor dump requests (reserved)
+  kCapOpTiming = 1u << 0,  // per-operator timing requests (OP_TIMING_REQ)
+  kCapTensorDump = 1u << 1,  // tensor dump requests (TENSOR_DUMP_REQ)
   kCapTimedLoop = 1u << 2,  // timed-loop requests (reserved)
 };
 
@@ -57,6 +62,9 @@ const size_t kMaxDims = 6;  // dims of one tensor spec
 const size_t kResultHead = 6;  // RESULT first_record:u32, count:u16
 const size_t kResultMaxRun = 13;  // one RESULT timing run, worst case
 const size_t kResultOverhead = 19;  // RESULT head + one timing run: max_payload ≥ this + out_record
+const size_t kOpTimesHead = 8;  // OP_TIMES record:u32, first:u16, total:u16
+const size_t kOpTimeEntry = 8;  // one OP_TIMES entry: op_index:u16, op_code:u16, ticks:u32
+const size_t kTensorChunkHead = 21;  // TENSOR_CHUNK fields before its data
 
 // Bytes of one element of a TfLiteType code; 0 for a type the protocol does not carry.
 inline size_t DtypeSize(uint8_t dtype) {

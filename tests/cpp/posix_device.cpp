@@ -11,6 +11,9 @@
 //          --faults off_by_one=R,stuck=R[,seed=N]  output faults, as the virtual board's
 //            (deploykit/virtual_board/faults.py): per record, one element of the first output
 //            one step off, or the result sent before repeated. A device that is wrong, not slow.
+// Diagnostics (answered when --capabilities has OP_TIMING=1 / TENSOR_DUMP=2): 3 fake operators;
+//   op i: op_code 9 + i, ticks 100 * (i + 1) + input[0]; one int8 output, tensor 10 + i, of
+//   150 * (i + 1) bytes: byte j = input[j % in_len] + i + j (mod 256).
 // With --pty the first stdout line is the slave path to open. At exit (end of input or
 // SIGTERM) one "dk-stats key=value ..." line goes to stderr.
 #include <math.h>
@@ -121,6 +124,38 @@ struct FakeModel {
   dk::Device* device;
 };
 
+const uint16_t kFakeOps = 3;
+uint8_t g_last_input[DK_MAX_INPUT_BYTES];
+uint8_t g_tensors[kFakeOps][150 * kFakeOps];
+
+uint16_t FakeOpCount(void*) { return kFakeOps; }
+
+bool FakeOpTime(void*, uint16_t op, dk::OpTime* out) {
+  out->index = op;
+  out->op_code = static_cast<uint16_t>(9 + op);
+  out->ticks = 100u * (op + 1u) + g_last_input[0];
+  return true;
+}
+
+uint8_t FakeOpOutputs(void*, uint16_t) { return 1; }
+
+bool FakeOpOutput(void*, uint16_t op, uint8_t, dk::TensorView* out) {
+  out->tensor = static_cast<uint16_t>(10 + op);
+  out->dtype = 9;
+  out->data = g_tensors[op];
+  out->bytes = 150u * (op + 1u);
+  return true;
+}
+
+void KeepForDiagnostics(const uint8_t* input, size_t in_len) {
+  memcpy(g_last_input, input, in_len);
+  for (uint16_t op = 0; op < kFakeOps; ++op) {
+    for (size_t j = 0; j < 150u * (op + 1u); ++j) {
+      g_tensors[op][j] = static_cast<uint8_t>(input[j % in_len] + op + j);
+    }
+  }
+}
+
 int FakeInfer(void* ctx, const uint8_t* input, size_t in_len, uint8_t* output, size_t out_len,
               uint32_t* cycles, uint32_t* micros) {
   FakeModel* m = static_cast<FakeModel*>(ctx);
@@ -130,6 +165,7 @@ int FakeInfer(void* ctx, const uint8_t* input, size_t in_len, uint8_t* output, s
   if (static_cast<int>(input[0]) == m->opt->fail_byte) return 1;
   for (size_t i = 0; i < out_len; ++i) output[i] = static_cast<uint8_t>(input[i % in_len] * 3 + 7 + i);
   if (m->opt->faults) m->opt->faults->Apply(output, out_len, m->opt->outputs[0]);
+  KeepForDiagnostics(input, in_len);
   *cycles = m->opt->cycles + input[0] % 3;
   *micros = m->opt->micros;
   return 0;
@@ -224,6 +260,8 @@ int main(int argc, char** argv) {
   if (opt.soft_reset) io.reboot = nullptr;  // as a sketch without a reboot hook
   dk::Device device(info, io, FakeInfer, &model);
   model.device = &device;
+  dk::Diagnostics diagnostics = {FakeOpCount, FakeOpTime, FakeOpOutputs, FakeOpOutput, nullptr};
+  device.SetDiagnostics(&diagnostics);
   device.SetRxWindow(static_cast<uint16_t>(opt.window));
   link.Attach(&device, opt.banner);
   link.Boot();

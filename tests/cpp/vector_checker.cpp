@@ -14,6 +14,8 @@
 //   hello SEQ BOARD SHA HZ TIMER CONFIGURED USED MAX_PAYLOAD WINDOW SIMULATED INS OUTS FIRMWARE_ID CAPS
 //         (specs: "-" or comma list of dtype:d1.d2:scale_bits_hex:zero_point; FIRMWARE_ID: hex,
 //         "-" for none) -> wire HEX
+//   optimes SEQ RECORD FIRST TOTAL ENTRIES (comma list of index:op_code:ticks) -> wire HEX
+//   chunk SEQ RECORD OP N_OPS OUTPUT N_OUTPUTS TENSOR DTYPE TOTAL OFFSET DATA    -> wire HEX
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -147,6 +149,31 @@ void Hello(const std::vector<std::string>& a) {
   sink.Print();
 }
 
+void OpTimes(const std::vector<std::string>& a) {
+  Sink sink;
+  std::vector<dk::OpTime> entries;
+  if (a[5] != "-") {
+    for (const std::string& item : Split(a[5], ',')) {
+      std::vector<std::string> f = Split(item, ':');
+      dk::OpTime t = {static_cast<uint16_t>(Num(f[0])), static_cast<uint16_t>(Num(f[1])), Num(f[2])};
+      entries.push_back(t);
+    }
+  }
+  dk::WriteOpTimes(sink.writer, static_cast<uint16_t>(Num(a[1])), Num(a[2]), static_cast<uint16_t>(Num(a[3])),
+                   static_cast<uint16_t>(Num(a[4])), entries.data(), entries.size());
+  sink.Print();
+}
+
+void Chunk(const std::vector<std::string>& a) {
+  Sink sink;
+  dk::ChunkHead h = {Num(a[2]), static_cast<uint16_t>(Num(a[3])), static_cast<uint16_t>(Num(a[4])),
+                     static_cast<uint8_t>(Num(a[5])), static_cast<uint8_t>(Num(a[6])),
+                     static_cast<uint16_t>(Num(a[7])), static_cast<uint8_t>(Num(a[8])), Num(a[9]), Num(a[10])};
+  Bytes data = FromHex(a[11]);
+  dk::WriteTensorChunk(sink.writer, static_cast<uint16_t>(Num(a[1])), h, data.data(), data.size());
+  sink.Print();
+}
+
 void Run(const std::vector<std::string>& a) {
   Sink sink;
   const std::string& cmd = a[0];
@@ -177,6 +204,10 @@ void Run(const std::vector<std::string>& a) {
     Result(a);
   } else if (cmd == "hello") {
     Hello(a);
+  } else if (cmd == "optimes") {
+    OpTimes(a);
+  } else if (cmd == "chunk") {
+    Chunk(a);
   } else {
     printf("unknown %s\n", cmd.c_str());
   }
