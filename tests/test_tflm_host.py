@@ -71,8 +71,9 @@ def test_allocation_lines_parse():
 
 
 def test_probes_never_fork_the_calling_process(monkeypatch):
-    """TFLM probes run in forkserver children: the caller (which may have TensorFlow's
-    threads running) is never forked, so Python 3.12's fork-with-threads hazard cannot arise."""
+    """TFLM probes run in children of deploykit's probe server: the caller (which may have
+    TensorFlow's threads running) is never forked, so Python 3.12's fork-with-threads hazard
+    cannot arise."""
     import os
 
     from deploykit.model import isolated
@@ -113,3 +114,21 @@ def test_arena_is_searched_not_guessed(tmp_path):
     runner = tflm_host.TflmRunner(model_bytes)
     assert runner.arena_size >= measured["host_min"]
     assert manifest.data["arena"]["host_min"] == measured["host_min"]
+
+
+def test_a_user_script_without_a_main_guard_is_not_run_again(tmp_path):
+    """multiprocessing's forkserver re-imports the caller's main script in every child: a
+    user's script without `if __name__ == "__main__":` ran its top level again (and failed)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    script = tmp_path / "user_script.py"
+    script.write_text("from deploykit.model import isolated\n"
+                      "print('top level ran')\n"
+                      "print('answer', isolated.run_isolated(divmod, 7, 2).value)\n")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120,
+                          cwd=tmp_path, env={**__import__("os").environ, "PYTHONPATH": str(root)})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("top level ran") == 1 and "answer (3, 1)" in done.stdout
