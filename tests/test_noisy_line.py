@@ -156,7 +156,7 @@ def test_readme_fault_example_completes_through_hil_run(wide_manifest, tmp_path)
 def test_giving_up_on_a_hopeless_line_blames_the_line_not_the_board(sine_manifest):
     """A tiny retry budget on a line that damages most frames: the message names line errors."""
     from deploykit.errors import DeviceError
-    with VirtualBoard(sine_manifest.path, baud=115200, pacing=True, faults="corrupt=0.03", seed=5) as port:
+    with VirtualBoard(sine_manifest.path, baud=115200, pacing=True, faults="corrupt=0.03", seed=1) as port:
         dev = DeviceSession(port, 115200, expected_sha256=sine_manifest.sha256, max_retries=1,
                             handshake_retries=60)
         with dev, pytest.raises(DeviceError) as info:

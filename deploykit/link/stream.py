@@ -491,8 +491,10 @@ class Streamer:
 
     def _silent(self) -> bool:
         """Nothing at all arrived during the last timeouts (or for SILENT_S), and no damaged bytes lately."""
-        if self._noisy():
-            return False  # a line that damages frames also loses whole answers: that is no silence
+        if self._noisy() or self.damaged_at >= self.heard:
+            # a line that damages frames also loses whole answers: when the last thing that
+            # arrived was a damaged frame, that is the line, not a silent device
+            return False
         return self.quiet_strikes >= 2 or time.monotonic() - self.heard_any > SILENT_S
 
     def _symptom(self) -> str:
