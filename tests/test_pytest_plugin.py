@@ -128,7 +128,9 @@ def test_hil_without_manifest_tests_the_demo_model(pytester, converted_examples)
     m = converted_examples["linear"]
     demo = pytester.path / "deploykit-demo" / "model"
     demo.mkdir(parents=True)
-    source = {k: str(m.source_path(k)) for k in m.data["source"] if m.source_path(k)}
+    paths = ("model", "rep_data", "test_data")  # the other source keys are not paths
+    source = {k: (str(m.source_path(k)) if k in paths and m.source_path(k) else v)
+              for k, v in m.data["source"].items()}
     (demo / "manifest.json").write_text(json.dumps(dict(m.data, source=source)), encoding="utf-8")
     shutil.copy(m.model_path, demo / m["model_file"])
     result = run(pytester, str(HIL), "--hil-samples", "5")

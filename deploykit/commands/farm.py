@@ -10,6 +10,8 @@ import contextlib
 
 import click
 
+from deploykit.commands.boards import boards_dir_option
+
 from deploykit.errors import BadInput, RigError, ThresholdFailed
 
 
@@ -39,6 +41,7 @@ def farm():
 @click.option("--min-agreement", type=float, default=None, help="Fail unless agreement.tflm_host.exact_fraction >= F.")
 @click.option("--max-latency-us", type=float, default=None, help="Fail unless latency.us.p99 <= F.")
 @click.option("--max-arena", type=int, default=None, help="Fail unless arena.used <= N bytes.")
+@boards_dir_option
 def run(manifest, places, match, ports, coordinator, board, matrix, baud, data, limit, warmup, outdir, junit,
         resume, min_agreement, max_latency_us, max_arena):
     """Shard the samples over the places, run them in parallel, merge one results.jsonl and report."""
