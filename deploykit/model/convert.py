@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from deploykit import __version__, extras
+from deploykit.versions import tool_versions
 
 from deploykit.model import arena, manifest_schema, metrics, tflite_model, tflm_host
 from deploykit.atomic import ensure_writable_dir, write_bytes, write_json
@@ -155,6 +156,7 @@ def _finish(model, parsed, outdir, name, fmt, model_path, rep, test, label_colum
                    "test_data": _rel(test.path, outdir) if test else None,
                    "label_column": label_column, "recurrent_unrolled": unrolled},
         "report": report, "created_by": f"deploykit {__version__}",
+        "tools": tool_versions(),  # the report's versions section: TensorFlow as converted
     }
     problem = manifest_schema.problem(data, outdir)  # the checks load() applies, before writing
     if problem:
