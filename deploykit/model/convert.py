@@ -158,6 +158,9 @@ def _finish(model, parsed, outdir, name, fmt, model_path, rep, test, label_colum
         "report": report, "created_by": f"deploykit {__version__}",
         "tools": tool_versions(),  # the report's versions section: TensorFlow as converted
     }
+    names = _class_names(test, parsed)
+    if names:
+        data["class_names"] = names
     problem = manifest_schema.problem(data, outdir)  # the checks load() applies, before writing
     if problem:
         raise BadInput(f"model {model_path} cannot go through deploykit's wire protocol: {problem}")
@@ -168,6 +171,14 @@ def _finish(model, parsed, outdir, name, fmt, model_path, rep, test, label_colum
     write_bytes(outdir / "model.tflite", model)
     write_json(outdir / "manifest.json", data)
     return load(outdir / "manifest.json")
+
+
+def _class_names(test, parsed) -> list[str] | None:
+    """The test data's class names (its .npz `class_names`), when there is one per output element."""
+    from deploykit.model.datafiles import read_class_names
+    names = read_class_names(test.path) if test else None
+    classes = int(np.prod(parsed.outputs[0]["shape"][1:])) if names else 0
+    return names if names and len(names) == classes else None
 
 
 def _arena_section(measured: dict, parsed) -> dict:

@@ -11,7 +11,8 @@ from deploykit.report.markdown import _fmt, notes_for, resumed_line, section_row
 STYLE = """body{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto;color:#222}
 table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:3px 8px;
 text-align:right}th{background:#f4f4f4}.pass{color:#060}.fail{color:#b00;font-weight:bold}
-img{max-width:100%;margin:.5em 1em .5em 0}"""
+img{max-width:100%;margin:.5em 1em .5em 0}
+td,th{overflow-wrap:anywhere}td:first-child{text-align:left}code{overflow-wrap:anywhere}"""
 
 
 def _img(png: bytes | None, alt: str) -> str:

@@ -37,7 +37,7 @@ def md_code(value) -> str:
 # One line under a table, where its figures need reading with care.
 NOTES = {"Throughput": "link_efficiency = samples/s over the wire limit, which counts each sample's input "
                        "and output bytes one after the other at baud/10; the UART is full duplex (inputs "
-                       "go out while results come back), so an overlapping protocol can exceed 1."}
+                       "go out while results come back), so an overlapping protocol can exceed 100 %."}
 
 
 def _fmt(v) -> str:

@@ -111,7 +111,7 @@ def arena_plot(arena: dict) -> bytes | None:
     fig, ax = plt.subplots(figsize=(5, 2.6))
     ax.barh([k for k, _ in items], [v for _, v in items], color="tab:green")
     for i, (_, v) in enumerate(items):
-        ax.text(v, i, f" {v}", va="center", fontsize=8)
+        ax.text(v, i, f" {v:,} B", va="center", fontsize=8)
     ax.set_xlabel("bytes")
     ax.set_title("tensor arena")
     return _png(fig)
