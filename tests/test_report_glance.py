@@ -77,6 +77,14 @@ def test_fit_uses_the_build_sizes_and_shows_an_overflow(tmp_path):
     assert f"{board.flash_bytes - 400000:,} B" in md and "| tensor arena | 1,800 B |" in md
 
 
+def test_a_board_without_a_file_has_no_fit_section_and_the_report_still_renders():
+    report = sample_report()
+    add_context(report, _manifest(), _hello("someone_elses_board"), "/dev/ttyUSB0")
+    assert report["fit"] is None and report["versions"]["board_tflm_library"] is None
+    md = render_markdown(report)
+    assert "Fit on" not in md and "| board's TFLM library | – |" in md
+
+
 # ----------------------------------------------------------------------------- classes, versions, run
 
 def test_per_class_table_names_the_classes_and_the_confusion_too():
@@ -100,14 +108,16 @@ def test_per_class_falls_back_to_indices_without_names():
 
 def test_versions_time_host_and_port_are_in_both_reports():
     report = sample_report()
-    report["started_at"] = "2026-11-30T17:00:00"
+    report["started_at"], report["duration_s"] = "2026-11-30T17:00:00", 12.5
     add_context(report, _manifest(tools={"tensorflow": "2.99.0"}), _hello("nano33ble_sense"), "/dev/ttyACM0")
+    report["host"]["utc_offset"] = "+0100"
     versions = report["versions"]
     assert versions["tensorflow"] == "2.99.0"  # as recorded at convert time, not what is installed now
     assert versions["tflite_micro"] == metadata.version("tflite-micro")
     assert versions["board_tflm_library"] == load_board("nano33ble_sense").lib_deps[0]
     md = render_markdown(report)
-    for text in ("| TensorFlow (convert) | 2.99.0 |", "| port | /dev/ttyACM0 |", "2026-11-30T17:00:00",
+    for text in ("| TensorFlow (convert) | 2.99.0 |", "| port | /dev/ttyACM0 |", "| started at | 2026-11-30T17:00:00 (UTC+01:00) |",
+                 "| duration | 12.5 s |",
                  f"| deploykit | {versions['deploykit']} |", "Chirale"):
         assert text in md
     assert "/dev/ttyACM0" in render_html(report, {})

@@ -6,7 +6,8 @@ fit.{source, board, flash, ram, arena, basis}: flash and ram are {used, limit, m
 used_fraction} in bytes against the board file's limits, from the PlatformIO build
 (build.json) when the firmware was built, else estimated (model bytes + the board
 file's runtime estimate; arena configured + runtime RAM estimate); arena {used, configured}.
-versions.{deploykit, tensorflow, tflite_micro, board_tflm_library}; host.{name, port};
+versions.{deploykit, tensorflow, tflite_micro, board_tflm_library}; host.{name, port,
+utc_offset (of started_at, the host's local time)};
 classes (class names, from the manifest's `class_names`, else "0", "1", ...);
 per_class [{class, name, samples, correct, recall, precision}] from the device's confusion.
 None of this imports TensorFlow: its version comes from the manifest (recorded at
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import json
 import platform
+import time
 from pathlib import Path
 
 from deploykit.errors import BadInput
@@ -99,7 +101,8 @@ def add_context(report: dict, manifest, hello, port: str, build_json=None) -> di
                           "tensorflow": tools.get("tensorflow") or tensorflow_version(),
                           "tflite_micro": package_version("tflite-micro"),
                           "board_tflm_library": board.lib_deps[0] if board and board.lib_deps else None}
-    report["host"] = {"name": platform.node(), "port": str(port)}
+    # started_at is the host's local time: the offset says which
+    report["host"] = {"name": platform.node(), "port": str(port), "utc_offset": time.strftime("%z")}
     confusion = ((report.get("accuracy") or {}).get("device") or {}).get("confusion")
     if confusion:
         report["classes"] = class_names(manifest, len(confusion))

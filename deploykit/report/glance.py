@@ -69,8 +69,19 @@ def versions_table(report: dict) -> tuple[list[str], list[list]] | None:
     rows = [["deploykit", versions.get("deploykit")], ["TensorFlow (convert)", versions.get("tensorflow")],
             ["TFLM on the host (tflite-micro)", versions.get("tflite_micro")],
             ["board's TFLM library", versions.get("board_tflm_library")],
-            ["started at", report.get("started_at")], ["host", host.get("name")], ["port", host.get("port")]]
+            ["started at", _started(report)], ["duration", _duration(report.get("duration_s"))],
+            ["host", host.get("name")], ["port", host.get("port")]]
     return ["item", "value"], [[k, "–" if v is None else v] for k, v in rows]
+
+
+def _started(report: dict) -> str | None:
+    started = report.get("started_at")
+    offset = (report.get("host") or {}).get("utc_offset")
+    return f"{started} (UTC{offset[:3]}:{offset[3:]})" if started and offset else started
+
+
+def _duration(seconds) -> str | None:
+    return None if seconds is None else units.time_us(seconds * 1e6)
 
 
 def constant_figures(report: dict) -> list[str]:
