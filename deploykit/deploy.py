@@ -278,7 +278,8 @@ def _hil(stages, result: DeployResult, data, limit, thresholds, junit, pacing: b
     board = result.target.board_id  # sets the baud; the device's HELLO must name this board
     options = dict(board=board, data=data, limit=limit, outdir=result.report_dir, junit=junit,
                    quiet=True, thresholds=thresholds, resume=False,
-                   note=FALLBACK_NOTE if result.target.fallback else None)
+                   note=FALLBACK_NOTE if result.target.fallback else None,
+                   build_json=_built_sizes(result))
     # deploy measures afresh (resume=False, under the folder's lock): the firmware may have been
     # rebuilt and reflashed (`hil run` resumes)
     with stages.stage("hil"):
@@ -291,6 +292,15 @@ def _hil(stages, result: DeployResult, data, limit, thresholds, junit, pacing: b
                           pacing=pacing) as port:
             result.target.port = port
             return run_hil(result.manifest_path, port, **options)
+
+
+def _built_sizes(result: DeployResult):
+    """The build.json of the firmware this run flashed, for the report's fit section; None when
+    the firmware was not built in this run (the report then estimates flash and RAM)."""
+    if not result.build or result.project_dir is None:
+        return None
+    path = result.project_dir / "build.json"
+    return path if path.is_file() else None
 
 
 # --------------------------------------------------------------------------- the summary

@@ -66,7 +66,7 @@ def test_writers_produce_json_md_html_junit(tmp_path):
     saved = json.loads(paths["json"].read_text())
     assert "_plot" not in saved and saved["files"]["junit"].endswith("junit.xml")
     md = paths["md"].read_text()
-    assert "FAILED" in md and "| tflm_host | 0.8 |" in md and "Confusion matrix" in md
+    assert "FAILED" in md and "| tflm_host | 80 % |" in md and "Confusion matrix" in md
     html = paths["html"].read_text()
     assert html.count("data:image/png;base64,") == 4 and "FAILED" in html  # confusion, scatter, latency, arena
     assert "full duplex" in md and "full duplex" in html  # why link_efficiency may exceed 1

@@ -63,4 +63,4 @@ def train(outdir: Path, seed: int = 0, epochs: int | None = None) -> dict:
     model = build(keras)
     model.fit(x, keras.utils.to_categorical(y, len(CLASSES)), validation_split=0.2,
               epochs=epochs or EPOCHS, batch_size=16, verbose=0)
-    return save(outdir, "gestures", model, x[:300], test_x, test_y)
+    return save(outdir, "gestures", model, x[:300], test_x, test_y, class_names=CLASSES)

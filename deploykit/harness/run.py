@@ -30,6 +30,7 @@ from deploykit.link.session import DeviceSession, SampleFailure
 from deploykit.report.stats import throughput
 from deploykit.report import Thresholds, build_report, evaluate, write_reports
 from deploykit.report.build import new_aggregator
+from deploykit.report.context import add_context
 
 DEFAULT_WARMUP = 3
 DEFAULT_BAUD = 115200
@@ -54,12 +55,14 @@ def run_hil(manifest_path, port: str, baud: int | None = None, data=None, limit:
             warmup: int = DEFAULT_WARMUP, outdir=DEFAULT_OUTDIR, junit=None, quiet: bool = False,
             thresholds: Thresholds | None = None, float_reference: bool = True,
             session_options: dict | None = None, board: str | None = None, resume: bool = True,
-            note: str | None = None, diagnostics=None) -> Report:
+            note: str | None = None, diagnostics=None, build_json=None) -> Report:
     """Run the HIL test and write its reports; see the module docstring.
 
     `board` (a boards/ id), when given, sets the default baud and must be the board the
     device's HELLO names; without it the baud defaults to the board `--port auto` found,
     else 115200. `note` (e.g. that the virtual board stands in) goes into every report's title.
+    `build_json` (the build.json of the flashed firmware's build, when there is one) gives
+    the report's fit section its measured flash and RAM; without it they are estimated.
     The output folder is locked for the whole run (a second run into it is refused);
     results.jsonl there is resumed only when it is this run's (results.py).
     """
@@ -80,6 +83,7 @@ def run_hil(manifest_path, port: str, baud: int | None = None, data=None, limit:
         report = _report(manifest, inputs, run, baud)
         report.update(run.diagnostics or {})  # op_timing / layer_diff (harness/diagnostics.py)
         report["link"] = link_info(board or found or run.hello.board_id)
+        add_context(report, manifest, run.hello, url, build_json)
         if note:
             report["note"] = note
         report["started_at"], report["duration_s"] = started_at, round(time.monotonic() - started, 3)

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from deploykit import __version__, extras
+from deploykit.versions import tool_versions
 
 from deploykit.model import arena, manifest_schema, metrics, requantize, tflite_model, tflm_host
 from deploykit.atomic import ensure_writable_dir, write_bytes, write_json
@@ -168,7 +169,11 @@ def _finish(model, parsed, outdir, name, fmt, model_path, rep, test, label_colum
                    "label_column": label_column, "recurrent_unrolled": unrolled,
                    "fc_per_tensor": {"requantized": requant["changed"]} if requant else None},
         "report": report, "host_reference": _host_reference(), "created_by": f"deploykit {__version__}",
+        "tools": tool_versions(),  # the report's versions section: TensorFlow as converted
     }
+    names = _class_names(test, parsed)
+    if names:
+        data["class_names"] = names
     problem = manifest_schema.problem(data, outdir)  # the checks load() applies, before writing
     if problem:
         raise BadInput(f"model {model_path} cannot go through deploykit's wire protocol: {problem}")
@@ -192,6 +197,14 @@ def _host_reference() -> dict:
         except PackageNotFoundError:
             found[key] = None
     return found
+
+
+def _class_names(test, parsed) -> list[str] | None:
+    """The test data's class names (its .npz `class_names`), when there is one per output element."""
+    from deploykit.model.datafiles import read_class_names
+    names = read_class_names(test.path) if test else None
+    classes = int(np.prod(parsed.outputs[0]["shape"][1:])) if names else 0
+    return names if names and len(names) == classes else None
 
 
 def _arena_section(measured: dict, parsed) -> dict:

@@ -87,6 +87,23 @@ def _read_npz(path: Path, label_column):
     return _as_samples(path, x), y
 
 
+def read_class_names(path) -> list[str] | None:
+    """The class names an .npz data file carries in its optional `class_names` member (one
+    string per class, in the model's output order), else None. Reports show them in place
+    of class indices; any other file kind has none."""
+    path = Path(path)
+    if path.suffix.lower() != ".npz":
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            names = npz["class_names"] if "class_names" in npz.files else None
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError):
+        return None
+    if names is None or names.ndim != 1 or names.dtype.kind != "U":
+        return None
+    return [str(n) for n in names]
+
+
 def _read_npy(path: Path, label_column):
     with open(path, "rb") as fh:
         _check_header(path, "", fh, path.stat().st_size)

@@ -37,6 +37,10 @@ Schema "deploykit.manifest/1" (keys; all sizes in bytes):
                   data), samples, sha256, tflm_version} or absent: what `hil run` compares
                   against on a host without tflite-micro
   created_by      "deploykit X.Y.Z"
+  tools           {deploykit, tensorflow, tflite_micro, ai_edge_litert}: versions installed
+                  at convert time (null where absent), or absent in older manifests
+  class_names     optional list of one name per class (a classifier's output order); the
+                  report's per-class table and confusion matrix use them, else indices
 """
 
 from __future__ import annotations

@@ -68,6 +68,9 @@ def check(data: dict, directory: Path) -> None:
         raise Invalid("report must be an object or null")
     if data.get("created_by") is not None:
         _str(data["created_by"], "created_by")
+    names = data.get("class_names")
+    if names is not None and not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
+        raise Invalid("class_names must be a list of strings (one per class) or absent")
 
 
 def check_model_file(value, directory: Path, key: str = "model_file") -> None:

@@ -6,12 +6,13 @@ import base64
 import html
 
 from deploykit.report import plots
-from deploykit.report.markdown import NOTES, _fmt, link_text, resumed_line, section_rows
+from deploykit.report.markdown import _fmt, link_text, notes_for, resumed_line, section_rows
 
 STYLE = """body{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto;color:#222}
 table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:3px 8px;
 text-align:right}th{background:#f4f4f4}.pass{color:#060}.fail{color:#b00;font-weight:bold}
-img{max-width:100%;margin:.5em 1em .5em 0}"""
+img{max-width:100%;margin:.5em 1em .5em 0}
+td,th{overflow-wrap:anywhere}td:first-child{text-align:left}code{overflow-wrap:anywhere}"""
 
 
 def _img(png: bytes | None, alt: str) -> str:
@@ -41,11 +42,10 @@ def render_html(report: dict, plot: dict) -> str:
         parts.append(f"<p>Resumed: {html.escape(resumed_line(report))}.</p>")
     for title, (header, rows) in section_rows(report).items():
         parts.append(f"<h2>{html.escape(title)}</h2>{_table(header, rows)}")
-        if title in NOTES:
-            parts.append(f"<p>{html.escape(NOTES[title])}</p>")
+        parts += [f"<p>{html.escape(note)}</p>" for note in notes_for(title, report)]
     parts.append("<h2>Plots</h2>")
-    parts.append(_img(plots.confusion_plot(plot.get("confusion")), "confusion matrix"))
-    parts.append(_img(plots.agreement_plot(plot.get("pairs")), "device versus desktop"))
+    parts.append(_img(plots.confusion_plot(plot.get("confusion"), plot.get("class_names")), "confusion matrix"))
+    parts.append(_img(plots.agreement_plot(plot.get("pairs"), plot.get("pairs_unit") or "int8 steps"), "device versus desktop"))
     parts.append(_img(plots.latency_plot(plot.get("us"), plot.get("round_trip_us"),
                                          bool(report.get("simulated"))), "latency histogram"))
     parts.append(_img(plots.arena_plot(report.get("arena") or {}), "arena"))

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import re
 
+from deploykit.report import glance, units
+
 # `_` between letters or digits never emphasises (CommonMark), so tflm_host stays readable.
 _MARKUP = re.compile(r"([\\`*\[\]<>|&~]|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9]))")
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
@@ -35,7 +37,7 @@ def md_code(value) -> str:
 # One line under a table, where its figures need reading with care.
 NOTES = {"Throughput": "link_efficiency = samples/s over the wire limit, which counts each sample's input "
                        "and output bytes one after the other at baud/10; the UART is full duplex (inputs "
-                       "go out while results come back), so an overlapping protocol can exceed 1."}
+                       "go out while results come back), so an overlapping protocol can exceed 100 %."}
 
 
 def _fmt(v) -> str:
@@ -43,9 +45,27 @@ def _fmt(v) -> str:
         return "–"
     if isinstance(v, bool):
         return "yes" if v else "no"
-    if isinstance(v, float):
-        return f"{v:.6g}"
+    if isinstance(v, (int, float)):
+        return units.number(v)
     return str(v)
+
+
+PERCENT_KEYS = {"exact_fraction", "accuracy", "top1_agreement_with_desktop", "link_efficiency"}
+
+
+def _cell(key: str, value):
+    """A figure of a known kind with its unit (fractions as %); others as _fmt shows them."""
+    return units.pct(value) if key in PERCENT_KEYS else value
+
+
+def notes_for(title: str, report: dict) -> list[str]:
+    """The lines printed under the table called `title`."""
+    notes = [NOTES[title]] if title in NOTES else []
+    if title.startswith("Latency"):
+        notes += glance.latency_notes(report)
+    if title.startswith("Fit on"):
+        notes.append(f"Basis: {(report.get('fit') or {}).get('basis')}.")
+    return notes
 
 
 def resumed_line(report: dict) -> str | None:
@@ -66,31 +86,38 @@ def _table(header: list[str], rows: list[list]) -> list[str]:
 def section_rows(report: dict) -> dict[str, tuple[list[str], list[list]]]:
     """The tables of the report: title -> (header, rows). Shared by Markdown and HTML."""
     tables = {}
+    if glance.fit_table(report):
+        tables[glance.fit_title(report)] = glance.fit_table(report)
     agreement = report.get("agreement") or {}
     keys = ["exact_fraction", "max_abs_steps", "mean_abs_steps", "mae", "rmse", "cosine"]
     tables["Agreement (device against references)"] = (
-        ["reference"] + keys, [[name] + [figs.get(k) for k in keys] for name, figs in agreement.items()])
+        ["reference"] + keys, [[name] + [_cell(k, figs.get(k)) for k in keys] for name, figs in agreement.items()])
     accuracy = {k: v for k, v in (report.get("accuracy") or {}).items() if k != "task"}
     if accuracy:
         keys = sorted({k for v in accuracy.values() if v for k in v if k != "confusion"})
         tables[f"Accuracy against labels ({report['accuracy'].get('task')})"] = (
-            ["model"] + keys, [[name] + [(v or {}).get(k) for k in keys] for name, v in accuracy.items()])
+            ["model"] + keys, [[name] + [_cell(k, (v or {}).get(k)) for k in keys] for name, v in accuracy.items()])
+    if glance.per_class_table(report):
+        tables["Per class (device)"] = glance.per_class_table(report)
     stat = ["mean", "p50", "p90", "p99", "max", "stdev"]
     latency = ("Latency (simulated (estimate): the board's per-operator cost model)"
                if report.get("simulated") else "Latency")
-    tables[latency] = (["figure"] + stat, [[name] + [(d or {}).get(k) for k in stat]
+    tables[latency] = (["figure"] + stat, [glance.latency_cells(name, d, stat)
                                               for name, d in (report.get("latency") or {}).items()])
     arena = report.get("arena") or {}
-    tables["Arena (bytes)"] = (list(arena), [list(arena.values())])
+    tables["Arena"] = (list(arena), [[units.size(v) for v in arena.values()]])
     thr = report.get("throughput") or {}
     keys = ["samples_per_s", "wire_limit_samples_per_s", "link_efficiency", "baud"]
-    tables["Throughput"] = (keys, [[thr.get(k) for k in keys]])
+    tables["Throughput"] = (keys, [[units.rate(thr.get("samples_per_s")), units.rate(thr.get("wire_limit_samples_per_s")),
+                                    _cell("link_efficiency", thr.get("link_efficiency")), thr.get("baud")]])
     faults = report.get("faults") or {}
     tables["Faults recovered"] = (list(faults), [list(faults.values())])
     checks = report.get("thresholds") or []
     if checks:
         tables["Thresholds"] = (["threshold", "check", "result"],
                                 [[c["name"], c["message"], "pass" if c["passed"] else "FAIL"] for c in checks])
+    if glance.versions_table(report):
+        tables["Versions and run"] = glance.versions_table(report)
     return tables
 
 
@@ -121,13 +148,13 @@ def render_markdown(report: dict) -> str:
              f"- data: {md_code(report.get('data', {}).get('path'))}", ""]
     for title, (header, rows) in section_rows(report).items():
         lines += [f"## {md_text(title)}", ""] + _table(header, rows)
-        if title in NOTES:
-            lines += [NOTES[title], ""]
+        for note in notes_for(title, report):
+            lines += [md_text(note), ""]
     confusion = ((report.get("accuracy") or {}).get("device") or {}).get("confusion")
     if confusion:
         lines += ["## Confusion matrix (device; rows true, columns predicted)", ""]
-        lines += _table(["true \\ pred"] + [str(i) for i in range(len(confusion))],
-                        [[i] + row for i, row in enumerate(confusion)])
+        names = report.get("classes") or [str(i) for i in range(len(confusion))]
+        lines += _table(["true \\ pred"] + list(names), [[names[i]] + row for i, row in enumerate(confusion)])
     from deploykit.report.diagnostics import markdown_lines
     lines += markdown_lines(report)  # per-operator timing, layer diff (when asked for)
     log = report.get("device_log") or []
