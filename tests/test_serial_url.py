@@ -31,9 +31,12 @@ def test_parse_url_options():
     ("virtual://m.json?pacing=2", "pacing must be 0 or 1"),
     ("virtual://?board=virtual", "names no manifest"),
 ])
-def test_bad_url_is_one_line_bad_input(bad, why):
-    with pytest.raises(BadInput, match=why) as info:
+def test_bad_url_is_value_error_as_pyserial_says_and_one_line_bad_input(bad, why):
+    with pytest.raises(ValueError, match=why) as info:
         parse_url(bad)
+    assert "\n" not in str(info.value)
+    with pytest.raises(BadInput, match=why) as info:  # what open_port makes of it
+        ports.open_port(bad)
     assert "\n" not in str(info.value)
 
 

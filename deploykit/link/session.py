@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
-from deploykit.errors import DeployKitError, DeviceError
+from deploykit.errors import BadInput, DeployKitError, DeviceError
 from deploykit.link.errors import Link, LinkLost
 from deploykit.link.identity import IdentityMismatch, check_same, unreadable_hello
 from deploykit.link.outputs import OutputLists, decode_outputs
@@ -308,7 +308,7 @@ class DeviceSession:
         else:
             data = b"".join(bytes(r) for r in records)
         if size == 0 or len(data) % size:
-            raise ValueError(f"{len(data)} input bytes are not a whole number of {size}-byte records")
+            raise BadInput(f"{len(data)} input bytes are not a whole number of {size}-byte records")
         return data, len(data) // size
 
 

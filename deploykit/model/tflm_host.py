@@ -16,7 +16,7 @@ from deploykit import extras
 from deploykit.model import tflite_model
 from deploykit.model.arena import round16
 from deploykit.model.isolated import run_isolated
-from deploykit.errors import BadInput
+from deploykit.errors import BadInput, ToolError
 
 _ALLOC_TOTAL = re.compile(r"Arena allocation total (\d+) bytes")
 _ALLOC_HEAD = re.compile(r"Arena allocation head (\d+) bytes")
@@ -144,7 +144,7 @@ def parse_allocations(text: str) -> dict:
             for m in _ALLOC_CAT.finditer(text)}
     found = _ALLOC_TOTAL.search(text)
     if not found:
-        raise RuntimeError(f"no allocation figures in TFLM output: {text[:200]!r}")
+        raise ToolError(f"no allocation figures in TFLM output: {text[:200]!r}")
     head, tail = _ALLOC_HEAD.search(text), _ALLOC_TAIL.search(text)
     return {"total": int(found[1]), "head": int(head[1]) if head else 0,
             "tail": int(tail[1]) if tail else 0, "categories": cats}

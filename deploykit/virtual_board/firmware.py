@@ -17,6 +17,7 @@ import functools
 import threading
 from dataclasses import dataclass
 
+from deploykit.errors import DeviceError
 from deploykit.model.arena import with_margin
 from deploykit.protocol import Hello, TensorSpec, TimerKind
 from deploykit.protocol.framing import max_payload_for_window
@@ -101,7 +102,7 @@ class _NoInterpreter:
         self.why = why
 
     def invoke_raw(self, inputs):
-        raise RuntimeError(self.why)
+        raise DeviceError(self.why)
 
 
 @functools.lru_cache(maxsize=8)
