@@ -1,6 +1,7 @@
 """Session fixtures shared by every test module: examples trained once, converted once.
 
-Training is cut to a few epochs (seconds); the models still learn enough to be real.
+Training is the examples' quick one (deploykit.examples.QUICK_EPOCHS: seconds); the models
+still learn enough to be real.
 """
 
 from __future__ import annotations
@@ -9,15 +10,12 @@ import pytest
 
 from deploykit.examples import EXAMPLES
 
-TEST_EPOCHS = {"sine": 16, "linear": 500, "gestures": 6}
-
-
 @pytest.fixture(scope="session")
 def example_files(tmp_path_factory) -> dict:
     """name -> {"model", "rep_data", "test_data"} paths of each trained example."""
     from deploykit.examples import train_example
     root = tmp_path_factory.mktemp("examples")
-    return {name: train_example(name, root / name, seed=0, epochs=TEST_EPOCHS[name]) for name in EXAMPLES}
+    return {name: train_example(name, root / name, seed=0, quick=True) for name in EXAMPLES}
 
 
 @pytest.fixture(scope="session")
