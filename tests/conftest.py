@@ -10,6 +10,23 @@ import pytest
 
 from deploykit.examples import EXAMPLES
 
+
+def run_cli(args, capsys=None):
+    """`deploykit ARGS` in-process, as the console script runs it: its exit status, or with
+    `capsys` (status, stdout, stderr). The one CLI runner of the suite (`from conftest import run_cli`)."""
+    from deploykit.cli import main
+    with pytest.raises(SystemExit) as exit_:
+        main([str(a) for a in args])
+    if capsys is None:
+        return exit_.value.code
+    captured = capsys.readouterr()
+    return exit_.value.code, captured.out, captured.err
+
+
+def error_lines(err: str) -> list[str]:
+    """The non-blank lines of a command's stderr (a bad input is exactly one)."""
+    return [line for line in err.splitlines() if line.strip()]
+
 @pytest.fixture(scope="session")
 def example_files(tmp_path_factory) -> dict:
     """name -> {"model", "rep_data", "test_data"} paths of each trained example."""

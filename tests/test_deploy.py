@@ -12,15 +12,9 @@ import json
 import pytest
 from serial.tools.list_ports_common import ListPortInfo
 
-from deploykit.cli import main
 from deploykit.virtual_board import VirtualBoard
 from test_pio_fakes import install
-
-
-def run_cli(args):
-    with pytest.raises(SystemExit) as exit_:
-        main(args)
-    return exit_.value.code
+from conftest import run_cli
 
 
 @pytest.fixture

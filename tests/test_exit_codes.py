@@ -19,15 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from deploykit.cli import main
+from conftest import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def run_cli(args):
-    with pytest.raises(SystemExit) as exit_:
-        main(args)
-    return exit_.value.code
 
 
 @pytest.fixture
