@@ -23,6 +23,22 @@ def run_cli(args, capsys=None):
     return exit_.value.code, captured.out, captured.err
 
 
+def reopen(url: str, baud: int = 115200, timeout: float = 0.05, within: float = 5.0):
+    """Open `url` once a board that re-enumerates after a disconnect is back (retries for `within` s)."""
+    import time
+
+    from deploykit.errors import DeployKitError
+    from deploykit.link import ports
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            return ports.open_port(url, baud, timeout)
+        except DeployKitError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.05)
+
+
 def error_lines(err: str) -> list[str]:
     """The non-blank lines of a command's stderr (a bad input is exactly one)."""
     return [line for line in err.splitlines() if line.strip()]

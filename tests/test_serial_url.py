@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import serial
 
+from conftest import reopen
 from deploykit.link import ports
 from deploykit.errors import BadInput
 from deploykit.protocol import Ack, Begin, Hello, Input, Nack, Ping, Pong, ResultBatch
@@ -90,7 +91,7 @@ def test_disconnect_fault_then_reopen_finds_the_same_board(converted_examples):
     port.close()
     with pytest.raises(BadInput, match="does not exist"):   # still re-enumerating
         ports.open_port(address)
-    port = ports.wait_for_port(address, timeout=0.05, within=3.0)
+    port = reopen(address, within=3.0)
     client = RawClient(port)
     client.handshake()
     client.send(Begin(2), Input(2, b"\x03"))               # fired once: record 2 runs now
