@@ -43,16 +43,19 @@ def hil():
 @click.option("--min-agreement", type=float, default=None, help="Fail unless agreement.tflm_host.exact_fraction >= F.")
 @click.option("--max-latency-us", type=float, default=None, help="Fail unless latency.us.p99 <= F.")
 @click.option("--max-arena", type=int, default=None, help="Fail unless arena.used <= N bytes.")
+@click.option("--trace", type=click.Path(dir_okay=False), default=None,
+              help="Write every frame both ways, timestamped, to FILE.")
 @boards_dir_option
 def run(manifest, port, place, coordinator, board, baud, data, limit, warmup, outdir, junit, resume, quiet, min_agreement,
-        max_latency_us, max_arena):
+        max_latency_us, max_arena, trace):
     """Stream test data to the device and report agreement, accuracy, latency and arena."""
     from deploykit.harness.run import Thresholds, run_hil
 
     if bool(port) == bool(place):
         raise click.UsageError("give either --port or --place (a labgrid place)")
     options = dict(baud=baud, data=data, limit=limit, warmup=warmup, outdir=outdir, junit=junit, quiet=quiet,
-                   resume=resume, thresholds=Thresholds(min_agreement, max_latency_us, max_arena))
+                   resume=resume, thresholds=Thresholds(min_agreement, max_latency_us, max_arena),
+                   session_options={"trace": trace} if trace else None)
     if place:
         from deploykit.link.labgrid_place import place_lease
         with place_lease(place, board, coordinator) as lease:

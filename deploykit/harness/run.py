@@ -22,7 +22,7 @@ import numpy as np
 
 from deploykit.model import manifest as manifest_mod
 from deploykit.atomic import ensure_writable_dir
-from deploykit.errors import BadInput
+from deploykit.errors import BadInput, DeviceError
 from deploykit.harness.inputs import load_inputs
 from deploykit.harness.outdir import locked_outdir
 from deploykit.harness.results import ResultsFile, Rows, run_header
@@ -76,7 +76,11 @@ def run_hil(manifest_path, port: str, baud: int | None = None, data=None, limit:
     baud = int(baud or board_baud or _board_baud(found) or DEFAULT_BAUD)
     with locked_outdir(Path(outdir)) as out:
         session = DeviceSession(url, baud, expected_sha256=manifest.sha256, **(session_options or {}))
-        run = _measure(session, manifest, inputs, out, junit, warmup, quiet, board, resume, float_reference)
+        try:
+            run = _measure(session, manifest, inputs, out, junit, warmup, quiet, board, resume, float_reference)
+        except DeviceError as exc:  # the give-up and handshake errors name the frame trace
+            session.link.trace.named_in(exc)
+            raise
         report = _report(manifest, inputs, run, baud)
         if note:
             report["note"] = note

@@ -70,14 +70,14 @@ class DeviceSession:
 
     def __init__(self, url: str, baud: int = 115200, *, expected_sha256: str | None = None,
                  handshake_retries: int = 10, max_retries: int = 12,
-                 timeouts: Timeouts | None = None):
+                 timeouts: Timeouts | None = None, trace=None):
         self.url, self.baud = url, int(baud)
         self.expected_sha256 = expected_sha256
         self.handshake_retries = handshake_retries
         self.max_retries = max_retries
         self.timeouts = timeouts or Timeouts()
         self.faults = Faults()
-        self.link = Link(url, self.baud)
+        self.link = Link(url, self.baud, trace)  # trace: a file for every frame (hil run --trace)
         self.hello: Hello | None = None
         self.first_hello: Hello | None = None  # every later HELLO must announce the same firmware
         self.logs: list[str] = []
