@@ -99,6 +99,7 @@ def test_output_directory_read_only(tmp_path, capsys, example_files):
     assert not any(ro.iterdir())
 
 
+@pytest.mark.slow
 def test_op_tflm_lacks(tmp_path, capsys, atan2_saved_model):
     out = tmp_path / "out"
     assert_refused(["convert", str(atan2_saved_model), "-o", str(out), "--quantize", "float32"],
@@ -158,6 +159,7 @@ def test_usage_errors_are_one_line(tmp_path, capsys, args, words):
     assert_refused(args, capsys, tmp_path / "nothing", *words)
 
 
+@pytest.mark.slow
 def test_float_tflite_asked_for_int8_is_refused_not_silently_kept(tmp_path, capsys, example_files):
     """A float .tflite given --quantize int8 --rep-data used to stay float32 without a word."""
     from deploykit.model.convert import convert

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from deploykit import deploy as deploy_mod
 from conftest import run_cli
 from test_deploy import no_boards  # noqa: F401  (a fixture)
+
+pytestmark = pytest.mark.slow  # trains the demo example and deploys it
 
 
 def test_demo_trains_once_then_reuses_the_model(mocker, tmp_path, capsys, no_boards):

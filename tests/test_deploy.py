@@ -23,6 +23,7 @@ def no_boards(mocker):
 
 
 @pytest.mark.parametrize("example", ["sine", "linear", "gestures"])
+@pytest.mark.slow
 def test_deploy_virtual_end_to_end(example, example_files, tmp_path, capsys, no_boards):
     files, out = example_files[example], tmp_path / "out"
     code = run_cli(["deploy", str(files["model"]), "--board", "virtual", "--profile", "nano33ble_sense",

@@ -121,6 +121,7 @@ REBOOT_BRANCHES = {
 
 
 @needs_gpp
+@pytest.mark.slow
 def test_arduino_sketch_reset_reboots_the_chip(sine_renders, tmp_path):
     """RESET calls the core's reboot (picked by its macros); a target none names gets no hook."""
     stub = tmp_path / "stub"
