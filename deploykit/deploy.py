@@ -134,7 +134,8 @@ def choose_target(board: str | None, port: str, profile: str, fallback: bool = F
         if not fallback:
             raise NoBoardFound("no board connected, and without a terminal (or with --quiet, or CI set) "
                                "deploy does not fall back to the virtual board; plug a board in "
-                               "(see `deploykit devices`) or pass --port virtual to test on the virtual board") from None
+                               "(see `deploykit devices`) or pass --port virtual to test on the virtual "
+                               "board") from None
         load_board(profile)
         return Target(profile, None, True, f"no board connected: using the virtual board with the "
                                            f"{profile} profile (pass --board ID for a real board)", fallback=True)

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from deploykit.model.arena import with_margin
-
 
 
 def distribution(values) -> dict | None:
