@@ -4,16 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-EPOCHS = {"sine": 8, "linear": 500, "gestures": 6}
-
-
 def example_manifests(root: Path) -> list:
     """Train and convert sine, linear and gestures under `root`; return their Manifests."""
     from deploykit.model.convert import convert
     from deploykit.examples import train_example
     out = []
-    for name, epochs in EPOCHS.items():
-        files = train_example(name, root / "trained" / name, seed=0, epochs=epochs)
+    from deploykit.examples import EXAMPLES
+    for name in EXAMPLES:
+        files = train_example(name, root / "trained" / name, seed=0, quick=True)
         out.append(convert(files["model"], root / name, name=name, quantize="int8",
                            rep_data=files["rep_data"], test_data=files["test_data"]))
     return out

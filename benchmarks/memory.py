@@ -107,7 +107,7 @@ def _manifest(given: str | None, root: Path) -> str:
         return given
     from deploykit.examples import train_example
     from deploykit.model.convert import convert
-    files = train_example("sine", root / "trained", seed=0, epochs=8)
+    files = train_example("sine", root / "trained", seed=0, quick=True)
     return str(convert(files["model"], root / "sine", name="sine", quantize="int8",
                        rep_data=files["rep_data"], test_data=files["test_data"]).path)
 

@@ -116,7 +116,7 @@ def choose_target(board: str | None, port: str, profile: str, fallback: bool = F
     The virtual board when asked for (`--port virtual`, or the older `--board virtual`), or
     when nothing is connected and `fallback` allows it; else no board is NoBoardFound."""
     from deploykit.firmware.boards import load_board
-    from deploykit.toolchain.devices import find_board_port, list_devices
+    from deploykit.toolchain.devices import resolve_target
 
     if VIRTUAL in (port, board):
         profile = _virtual_profile(board, port, profile)
@@ -124,25 +124,24 @@ def choose_target(board: str | None, port: str, profile: str, fallback: bool = F
         return Target(profile, None, True, f"virtual board with the {profile} profile")
     if board is not None:
         load_board(board)
-        if port == "auto":  # find the board now, not after a build of several minutes
-            port, _ = find_board_port(board)
+        port, _ = resolve_target(port, board)  # `auto`: find the board now, not after a long build
         return Target(board, port, False)
     if port != "auto":
         raise BadInput(f"--port {port} needs --board to say which board is on it (see `deploykit boards`)")
-    connected = list_devices(known_only=True)
-    if not connected:
+    try:
+        port, found = resolve_target("auto")
+    except NoBoardFound:
         if not fallback:
             raise NoBoardFound("no board connected, and without a terminal (or with --quiet, or CI set) "
                                "deploy does not fall back to the virtual board; plug a board in "
-                               "(see `deploykit devices`) or pass --port virtual to test on the virtual board")
+                               "(see `deploykit devices`) or pass --port virtual to test on the virtual "
+                               "board") from None
         load_board(profile)
         return Target(profile, None, True, f"no board connected: using the virtual board with the "
                                            f"{profile} profile (pass --board ID for a real board)", fallback=True)
-    if len(connected) > 1 or len(connected[0].board_ids) > 1:
-        listed = ", ".join(f"{d.port} ({'/'.join(d.board_ids)})" for d in connected)
-        raise BadInput(f"connected: {listed}; pass --board (and --port) to pick one, or --port virtual")
-    device = connected[0]
-    return Target(device.board_ids[0], device.port, False, f"found {device.board_ids[0]} on {device.port}")
+    except BadInput as exc:
+        raise BadInput(f"{exc}, or --port virtual") from None
+    return Target(found, port, False, f"found {found} on {port}")
 
 
 def _virtual_profile(board: str | None, port: str, profile: str) -> str:

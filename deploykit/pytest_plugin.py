@@ -47,6 +47,17 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "hardware: needs a connected board (run hil/ with --dk-port)")
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests that talk to the device are `hardware` when --dk-port names a real board, so
+    `-m "not hardware"` runs the rest of a mixed session without the board."""
+    port = config.getoption("dk_port")
+    if not port or str(port).lower().startswith("virtual://"):
+        return
+    for item in items:
+        if "dk_port" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.hardware)
+
+
 def _value(request, dest: str):
     """Indirect parametrize first, then the command line."""
     param = getattr(request, "param", None)

@@ -1,6 +1,7 @@
 """Session fixtures shared by every test module: examples trained once, converted once.
 
-Training is cut to a few epochs (seconds); the models still learn enough to be real.
+Training is the examples' quick one (deploykit.examples.QUICK_EPOCHS: seconds); the models
+still learn enough to be real.
 """
 
 from __future__ import annotations
@@ -9,15 +10,45 @@ import pytest
 
 from deploykit.examples import EXAMPLES
 
-TEST_EPOCHS = {"sine": 16, "linear": 500, "gestures": 6}
 
+def run_cli(args, capsys=None):
+    """`deploykit ARGS` in-process, as the console script runs it: its exit status, or with
+    `capsys` (status, stdout, stderr). The one CLI runner of the suite (`from conftest import run_cli`)."""
+    from deploykit.cli import main
+    with pytest.raises(SystemExit) as exit_:
+        main([str(a) for a in args])
+    if capsys is None:
+        return exit_.value.code
+    captured = capsys.readouterr()
+    return exit_.value.code, captured.out, captured.err
+
+
+def reopen(url: str, baud: int = 115200, timeout: float = 0.05, within: float = 5.0):
+    """Open `url` once a board that re-enumerates after a disconnect is back (retries for `within` s)."""
+    import time
+
+    from deploykit.errors import DeployKitError
+    from deploykit.link import ports
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            return ports.open_port(url, baud, timeout)
+        except DeployKitError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.05)
+
+
+def error_lines(err: str) -> list[str]:
+    """The non-blank lines of a command's stderr (a bad input is exactly one)."""
+    return [line for line in err.splitlines() if line.strip()]
 
 @pytest.fixture(scope="session")
 def example_files(tmp_path_factory) -> dict:
     """name -> {"model", "rep_data", "test_data"} paths of each trained example."""
     from deploykit.examples import train_example
     root = tmp_path_factory.mktemp("examples")
-    return {name: train_example(name, root / name, seed=0, epochs=TEST_EPOCHS[name]) for name in EXAMPLES}
+    return {name: train_example(name, root / name, seed=0, quick=True) for name in EXAMPLES}
 
 
 @pytest.fixture(scope="session")

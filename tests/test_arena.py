@@ -62,3 +62,29 @@ def test_more_tensors_project_more(sine_manifest):
     base = arena.project_one(measured, arena.TARGETS["cortex-m-reference"])
     measured["categories"]["TfLiteEvalTensor data"]["count"] += 10
     assert arena.project_one(measured, arena.TARGETS["cortex-m-reference"]) >= base + 10 * 12 - arena.ALIGN
+
+
+def test_one_margin_rule_for_render_virtual_board_and_report():
+    """+10 % rounded up to 16, in exact integers, is what all three stages use. The report
+    once computed it in floats and recommended 16 B more than render configured for 54 of
+    the sizes 1..20000 (used 1600 B: 1776 against 1760)."""
+    from types import SimpleNamespace
+
+    from deploykit.firmware.render import arena_size
+    from deploykit.model.arena import with_margin
+    from deploykit.report.stats import recommended_arena
+    from deploykit.virtual_board.firmware import arena_figures
+
+    class FakeManifest(dict):
+        def arena_projection(self, arena_class, board_id, hint=""):
+            return self["used"]
+
+    board = SimpleNamespace(arena_class="cortex-m-reference", id="b", adapter="arduino")
+    assert with_margin(1600) == recommended_arena(1600) == 1760
+    for used in range(1, 1250 * 16 + 1):
+        want = -(-used * 110 // 1600) * 16  # integer ceil(used * 1.1 / 16) * 16
+        m = FakeManifest(used=used, arena={})
+        assert with_margin(used) == want
+        assert recommended_arena(used) == want, used
+        assert arena_size(m, board, None, 10.0)[0] == want, used
+        assert arena_figures(m, board)[0] == want, used

@@ -16,18 +16,11 @@ from deploykit.errors import BadInput
 from deploykit.firmware import boards as boards_mod
 from deploykit.firmware.boards import all_boards, load_board, parse_board
 from deploykit.firmware.resources import data_dir
+from conftest import run_cli
 
 REQUIRED_IDS = {"nano33ble_sense", "nano33ble_sense_rev2", "portenta_h7_m7", "nano_rp2040_connect",
                 "esp32dev", "esp32s3_devkitc", "teensy41", "virtual",
                 "nucleo_l4r5zi", "nucleo_f767zi", "pico", "esp32c3_devkitm"}
-
-
-def run_cli(capsys, *args):
-    from deploykit.cli import main
-    with pytest.raises(SystemExit) as exc:
-        main(list(args))
-    out = capsys.readouterr()
-    return exc.value.code, out.out, out.err
 
 
 def test_shipped_boards_cover_the_issue():
@@ -107,11 +100,11 @@ def test_bad_board_file_in_directory_fails_table(tmp_path):
 
 
 def test_cli_boards_table_and_json(capsys):
-    code, out, _ = run_cli(capsys, "boards")
+    code, out, _ = run_cli(["boards"], capsys)
     assert code == 0
     for known in REQUIRED_IDS:
         assert known in out
-    code, out, _ = run_cli(capsys, "boards", "--json")
+    code, out, _ = run_cli(["boards", "--json"], capsys)
     assert code == 0
     data = json.loads(out)
     assert {b["id"] for b in data} >= REQUIRED_IDS
@@ -224,12 +217,12 @@ def test_user_board_overrides_a_built_in_one_and_says_so(user_env, capsys):
     board = load_board("nano33ble_sense")
     assert board.clock_mhz == 77 and board.path == path
     assert board.overrides == str(data_dir("boards") / "nano33ble_sense.toml")
-    code, out, _ = run_cli(capsys, "boards")
+    code, out, _ = run_cli(["boards"], capsys)
     assert code == 0
     row = next(line for line in out.splitlines() if line.startswith("nano33ble_sense "))
     assert "77 MHz" in row and row.endswith(f"./boards: {path} (overrides built-in)")
     assert "SOURCE" in out.splitlines()[0]
-    code, out, _ = run_cli(capsys, "boards", "--json")
+    code, out, _ = run_cli(["boards", "--json"], capsys)
     data = {b["id"]: b for b in json.loads(out)}
     assert data["nano33ble_sense"]["source"] == f"./boards: {path}" and data["nano33ble_sense"]["overrides"]
     assert data["teensy41"]["source"] == "built-in" and data["teensy41"]["overrides"] == ""
@@ -248,7 +241,7 @@ def test_boards_path_variable_later_folder_wins(user_env, tmp_path, monkeypatch)
 
 def test_boards_path_variable_naming_no_folder_is_one_line(user_env, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv(boards_mod.PATH_VARIABLE, str(tmp_path / "nowhere"))
-    code, _, err = run_cli(capsys, "boards")
+    code, _, err = run_cli(["boards"], capsys)
     assert code == 2 and boards_mod.PATH_VARIABLE in err and "nowhere" in err and len(err.splitlines()) == 1
 
 
@@ -263,7 +256,7 @@ def test_bad_user_board_gets_the_same_validation(user_env, tmp_path, capsys):
     folder = tmp_path / "mine"
     path = _user_board(folder)
     path.write_text(path.read_text(encoding="utf-8").replace('timer = "dwt"', 'timer = "systick"'), encoding="utf-8")
-    code, out, err = run_cli(capsys, "boards", "--boards-dir", str(folder))
+    code, out, err = run_cli(["boards", "--boards-dir", str(folder)], capsys)
     assert code == 2 and out == ""
     assert str(path) in err and "'timer'" in err and len(err.splitlines()) == 1
 
@@ -273,8 +266,8 @@ def test_boards_dir_option_reaches_render_and_ends_with_the_command(user_env, tm
     folder = tmp_path / "mine"
     _user_board(folder, "lab_board", clock_mhz=48)
     out_dir = tmp_path / "fw"
-    code, _, err = run_cli(capsys, "render", str(converted_examples["sine"].path), "--board", "lab_board",
-                           "--boards-dir", str(folder), "-o", str(out_dir))
+    code, _, err = run_cli(["render", str(converted_examples["sine"].path), "--board", "lab_board",
+                           "--boards-dir", str(folder), "-o", str(out_dir)], capsys)
     assert code == 0, err
     ini = (out_dir / "platformio.ini").read_text(encoding="utf-8")
     assert "[env:lab_board]" in ini
@@ -284,7 +277,7 @@ def test_boards_dir_option_reaches_render_and_ends_with_the_command(user_env, tm
 
 
 def test_boards_dir_must_be_a_folder(user_env, tmp_path, capsys):
-    code, _, err = run_cli(capsys, "boards", "--boards-dir", str(tmp_path / "missing"))
+    code, _, err = run_cli(["boards", "--boards-dir", str(tmp_path / "missing")], capsys)
     assert code == 2 and "missing" in err and len(err.splitlines()) == 1
 
 

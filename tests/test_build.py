@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from deploykit.cli import main
 from test_pio_fakes import hide_platformio_module, install
+from conftest import run_cli
 
 INI = "[env:nano33ble_sense]\nplatform = nordicnrf52\nboard = nano33ble\nframework = arduino\n"
 
@@ -18,12 +18,6 @@ def project(tmp_path):
     d.mkdir()
     (d / "platformio.ini").write_text(INI)
     return d
-
-
-def run_cli(args):
-    with pytest.raises(SystemExit) as exit_:
-        main(args)
-    return exit_.value.code
 
 
 def test_build_records_sizes(mocker, project, capsys):

@@ -49,6 +49,7 @@ def test_regression_and_classification_reports(converted_examples):
 
 
 @pytest.mark.parametrize("mode, in_dtype", [("int8-float-io", "float32"), ("float32", "float32")])
+@pytest.mark.slow
 def test_other_modes(tmp_path, example_files, mode, in_dtype):
     f = example_files["sine"]
     m = convert(f["model"], tmp_path / mode, quantize=mode, rep_data=f["rep_data"], test_data=f["test_data"])
@@ -67,6 +68,7 @@ def test_tflite_taken_as_is(tmp_path, sine_manifest):
     assert m["report"]["quantized_vs_target"] == sine_manifest["report"]["quantized_vs_target"]
 
 
+@pytest.mark.slow
 def test_saved_model_and_h5(tmp_path, example_files):
     from deploykit.model import tf_backend
     keras = tf_backend.keras()
@@ -80,6 +82,7 @@ def test_saved_model_and_h5(tmp_path, example_files):
         assert m["report"]["float_vs_target"]["max_abs"] < 0.5
 
 
+@pytest.mark.slow
 def test_csv_data_and_cli_summary(tmp_path, example_files, capsys):
     test = np.load(example_files["linear"]["test_data"])
     csv = tmp_path / "linear.csv"

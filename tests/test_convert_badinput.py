@@ -5,18 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from deploykit.cli import main
-
-
-def run_cli(args, capsys):
-    with pytest.raises(SystemExit) as exc:
-        main(args)
-    err = capsys.readouterr().err
-    return exc.value.code, [line for line in err.splitlines() if line.strip()]
+from conftest import error_lines, run_cli
 
 
 def assert_refused(args, capsys, outdir, *words):
-    code, lines = run_cli(args, capsys)
+    code, _, err = run_cli(args, capsys)
+    lines = error_lines(err)
     assert code == 2, lines
     assert len(lines) == 1 and lines[0].startswith("deploykit: error: "), lines
     for word in words:
@@ -83,8 +77,9 @@ def test_output_directory_under_a_file(tmp_path, capsys, example_files):
     blocker = tmp_path / "blocker"
     blocker.write_text("a file where a directory should be")
     files = example_files["sine"]
-    code, lines = run_cli(["convert", str(files["model"]), "-o", str(blocker / "out"),
+    code, _, err = run_cli(["convert", str(files["model"]), "-o", str(blocker / "out"),
                            "--rep-data", str(files["rep_data"])], capsys)
+    lines = error_lines(err)
     assert code == 2 and len(lines) == 1 and "is a file" in lines[0], lines
     assert blocker.read_text() == "a file where a directory should be"
 
@@ -97,12 +92,14 @@ def test_output_directory_read_only(tmp_path, capsys, example_files):
     ro.mkdir()
     ro.chmod(0o500)
     files = example_files["sine"]
-    code, lines = run_cli(["convert", str(files["model"]), "-o", str(ro / "out"),
+    code, _, err = run_cli(["convert", str(files["model"]), "-o", str(ro / "out"),
                            "--rep-data", str(files["rep_data"])], capsys)
+    lines = error_lines(err)
     assert code == 2 and len(lines) == 1 and "cannot be written" in lines[0]
     assert not any(ro.iterdir())
 
 
+@pytest.mark.slow
 def test_op_tflm_lacks(tmp_path, capsys, atan2_saved_model):
     out = tmp_path / "out"
     assert_refused(["convert", str(atan2_saved_model), "-o", str(out), "--quantize", "float32"],
@@ -115,7 +112,7 @@ def test_failed_convert_leaves_existing_output_alone(tmp_path, capsys, sine_mani
     (out / "model.tflite").write_bytes(b"old")
     bad = tmp_path / "cut.tflite"
     bad.write_bytes(sine_manifest.model_bytes()[:100])
-    code, lines = run_cli(["convert", str(bad), "-o", str(out)], capsys)
+    code, _, _ = run_cli(["convert", str(bad), "-o", str(out)], capsys)
     assert code == 2 and (out / "model.tflite").read_bytes() == b"old"
     assert sorted(p.name for p in out.iterdir()) == ["model.tflite"]
 
@@ -161,6 +158,7 @@ def test_usage_errors_are_one_line(tmp_path, capsys, args, words):
     assert_refused(args, capsys, tmp_path / "nothing", *words)
 
 
+@pytest.mark.slow
 def test_float_tflite_asked_for_int8_is_refused_not_silently_kept(tmp_path, capsys, example_files):
     """A float .tflite given --quantize int8 --rep-data used to stay float32 without a word."""
     from deploykit.model.convert import convert

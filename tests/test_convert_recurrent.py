@@ -8,14 +8,8 @@ import os
 import numpy as np
 import pytest
 
-from deploykit.cli import main
 from deploykit.errors import RigError
-
-
-def run_cli(args):
-    with pytest.raises(SystemExit) as exit_:
-        main(args)
-    return exit_.value.code
+from conftest import run_cli
 
 
 def crashing_converter(path, fmt, mode, rep_x, unroll=False):

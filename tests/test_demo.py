@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from deploykit import deploy as deploy_mod
-from test_deploy import no_boards, run_cli  # noqa: F401  (no_boards is a fixture)
+from conftest import run_cli
+from test_deploy import no_boards  # noqa: F401  (a fixture)
+
+pytestmark = pytest.mark.slow  # trains the demo example and deploys it
 
 
 def test_demo_trains_once_then_reuses_the_model(mocker, tmp_path, capsys, no_boards):
@@ -14,9 +19,9 @@ def test_demo_trains_once_then_reuses_the_model(mocker, tmp_path, capsys, no_boa
     real = examples.train_example
     trained = []
 
-    def short_training(name, outdir, seed=0):  # the real training, fewer epochs for the suite
+    def short_training(name, outdir, seed=0):  # the real training, the quick one for the suite
         trained.append(name)
-        return real(name, outdir, seed=seed, epochs=8)
+        return real(name, outdir, seed=seed, quick=True)
 
     mocker.patch("deploykit.examples.train_example", side_effect=short_training)
     out = tmp_path / "demo"

@@ -12,15 +12,9 @@ import json
 import pytest
 from serial.tools.list_ports_common import ListPortInfo
 
-from deploykit.cli import main
 from deploykit.virtual_board import VirtualBoard
 from test_pio_fakes import install
-
-
-def run_cli(args):
-    with pytest.raises(SystemExit) as exit_:
-        main(args)
-    return exit_.value.code
+from conftest import run_cli
 
 
 @pytest.fixture
@@ -29,6 +23,7 @@ def no_boards(mocker):
 
 
 @pytest.mark.parametrize("example", ["sine", "linear", "gestures"])
+@pytest.mark.slow
 def test_deploy_virtual_end_to_end(example, example_files, tmp_path, capsys, no_boards):
     files, out = example_files[example], tmp_path / "out"
     code = run_cli(["deploy", str(files["model"]), "--board", "virtual", "--profile", "nano33ble_sense",

@@ -79,3 +79,23 @@ def test_cli_devices_table_and_empty(comports, capsys):
     with pytest.raises(SystemExit):
         main(["devices"])
     assert "no known board is connected" in capsys.readouterr().out
+
+
+def test_one_resolve_target_for_deploy_flash_and_hil(comports):
+    """deploy, flash and hil run read `--port` through the same rule: an empty port is bad
+    input everywhere (flash once passed "" on to the uploader), and `auto` finds the same board."""
+    from deploykit.deploy import choose_target
+    from deploykit.firmware.boards import load_board
+    from deploykit.toolchain import flash
+
+    comports(port("/dev/ttyACM3", 0x2341, 0x805E))
+    board = load_board("nano_rp2040_connect")
+    assert devices.resolve_target("auto") == ("/dev/ttyACM3", "nano_rp2040_connect")
+    assert flash.resolve_port("auto", board) == ("/dev/ttyACM3", True)
+    assert choose_target(None, "auto", "virtual").port == "/dev/ttyACM3"
+    assert choose_target("nano_rp2040_connect", "auto", "virtual").port == "/dev/ttyACM3"
+    assert devices.resolve_target("socket://h:1", "x") == ("socket://h:1", "x")
+    for resolve in (lambda: devices.resolve_target(""), lambda: flash.resolve_port("", board),
+                    lambda: choose_target("nano_rp2040_connect", "", "virtual")):
+        with pytest.raises(BadInput, match="no --port given"):
+            resolve()

@@ -39,6 +39,18 @@ def test_gestures_classifies(converted_examples):
     assert report["quantized_accuracy"] > 0.8 and report["top1_agreement"] > 0.9
 
 
+def test_quick_training_is_the_one_short_training(tmp_path, mocker):
+    """Tests and benchmarks train through train_example(quick=True): every example has
+    one quick epoch count, and an explicit `epochs` still wins."""
+    import deploykit.examples.linear as linear
+    from deploykit.examples import EXAMPLES, QUICK_EPOCHS, train_example
+    assert set(QUICK_EPOCHS) == set(EXAMPLES)
+    seen = mocker.spy(linear, "train")
+    train_example("linear", tmp_path / "q", quick=True)
+    train_example("linear", tmp_path / "e", quick=True, epochs=50)
+    assert [c.kwargs["epochs"] for c in seen.call_args_list] == [QUICK_EPOCHS["linear"], 50]
+
+
 def test_training_is_seeded(tmp_path):
     from deploykit.examples import train_example
     a = train_example("linear", tmp_path / "a", seed=3, epochs=50)

@@ -19,15 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from deploykit.cli import main
+from conftest import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def run_cli(args):
-    with pytest.raises(SystemExit) as exit_:
-        main(args)
-    return exit_.value.code
 
 
 @pytest.fixture
@@ -200,6 +194,7 @@ def test_hil_run_where_no_sample_ran_is_the_rig_not_a_threshold(sine_manifest, t
     assert run_case.find("error") is not None and run_case.find("error").get("type") == "rig"
 
 
+@pytest.mark.slow
 def test_a_disk_that_refuses_a_write_is_the_rig_in_one_line(sine_manifest, tmp_path):
     """A real write failure (RLIMIT_FSIZE: the kernel refuses report.html with EFBIG, as a
     full disk refuses with ENOSPC) in a real `hil run`: before, a traceback and exit 1."""

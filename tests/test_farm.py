@@ -83,6 +83,7 @@ def _wait_rows(path, n, within=30.0):
         time.sleep(0.02)
 
 
+@pytest.mark.slow
 def test_a_farm_run_resumes_every_shard(sine_manifest, tmp_path, single):
     places = [Place(f"p{i}", vurl(sine_manifest), "virtual") for i in range(2)]
     run_farm(sine_manifest.path, places, outdir=tmp_path / "f", limit=400, float_reference=False)
@@ -113,6 +114,7 @@ def test_farm_cli_over_ports_prints_one_line_per_place(sine_manifest, tmp_path, 
     assert len(rows(tmp_path / "f")) == 100
 
 
+@pytest.mark.slow
 def test_matrix_gives_each_kind_the_whole_set_and_compares_them(sine_manifest, tmp_path, single):
     places = [Place("v", vurl(sine_manifest), "virtual"), Place("e1", vurl(sine_manifest, "esp32dev"), "esp32dev"),
               Place("e2", vurl(sine_manifest, "esp32dev"), "esp32dev")]

@@ -7,6 +7,7 @@ import os
 import pytest
 import serial
 
+from conftest import reopen
 from deploykit.link import ports
 from deploykit.firmware.boards import load_board
 from deploykit.errors import BadInput
@@ -130,7 +131,7 @@ def test_disconnect_at_record_k_reappears_behind_the_same_path(converted_example
         with pytest.raises((serial.SerialException, OSError)):   # as an unplugged USB port
             client.receive(timeout=3.0)
         port.close()
-        port = ports.wait_for_port(path, 115200, timeout=0.05, within=5.0)
+        port = reopen(path, 115200, within=5.0)
         assert os.path.islink(path)
         client = RawClient(port)
         hello = client.handshake()

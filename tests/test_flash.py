@@ -16,11 +16,11 @@ import serial
 from serial.tools.list_ports_common import ListPortInfo
 
 from deploykit.toolchain import flash, pio
-from deploykit.cli import main
 from deploykit.link.session import StaleFirmware
 from deploykit.firmware.render import render
 from deploykit.virtual_board import VirtualBoard
 from test_pio_fakes import install
+from conftest import run_cli
 
 BOARD = "nano33ble_sense"
 NANO_USB = (0x2341, 0x805A)
@@ -73,12 +73,6 @@ def spare_pty():
     yield os.ttyname(slave)
     os.close(master)
     os.close(slave)
-
-
-def run_cli(args):
-    with pytest.raises(SystemExit) as exit_:
-        main(args)
-    return exit_.value.code
 
 
 def test_mocked_build_then_flash_reaches_a_verified_handshake(mocker, bus, project, sine_manifest):

@@ -104,6 +104,7 @@ def test_interrupted_run_resumes_without_loss_or_repeat(sine_manifest, tmp_path,
     assert report["agreement"]["tflm_host"]["exact_fraction"] == 1.0
 
 
+@pytest.mark.slow
 def test_killed_process_resumes(sine_manifest, tmp_path):
     """SIGKILL a CLI run mid-stream (slow 9600-baud board), run it again: every sample once."""
     outdir = tmp_path / "out"

@@ -6,18 +6,12 @@ import json
 
 import pytest
 
-from deploykit.cli import main
-
-
-def run_cli(args, capsys):
-    with pytest.raises(SystemExit) as exc:
-        main(args)
-    out = capsys.readouterr()
-    return exc.value.code, out.out, [line for line in out.err.splitlines() if line.strip()]
+from conftest import error_lines, run_cli
 
 
 def test_inspect_json_matches_manifest(sine_manifest, capsys):
     code, out, err = run_cli(["inspect", str(sine_manifest.model_path), "--json"], capsys)
+    err = error_lines(err)
     assert code == 0, err
     r = json.loads(out)
     assert r["ops"] == [{"op": "FULLY_CONNECTED", "count": 3, "macs": 16 + 16 * 16 + 16}]
@@ -30,6 +24,7 @@ def test_inspect_json_matches_manifest(sine_manifest, capsys):
 def test_inspect_text_says_measured_and_projected(converted_examples, capsys):
     m = converted_examples["gestures"]
     code, out, err = run_cli(["inspect", str(m.model_path)], capsys)
+    err = error_lines(err)
     assert code == 0, err
     assert "CONV_2D" in out and "MAX_POOL_2D" in out and "SOFTMAX" in out
     assert "measured on this host" in out and "projected for cortex-m-reference" in out
@@ -38,6 +33,7 @@ def test_inspect_text_says_measured_and_projected(converted_examples, capsys):
 def test_inspect_agreement_on_test_data(sine_manifest, capsys):
     code, out, err = run_cli(["inspect", str(sine_manifest.model_path), "--json", "--test-data",
                               str(sine_manifest.source_path("test_data"))], capsys)
+    err = error_lines(err)
     assert code == 0, err
     a = json.loads(out)["agreement"]
     assert a["samples"] == 1000 and a["exact_fraction"] > 0.9 and a["max_abs_steps"] <= 2
@@ -45,6 +41,7 @@ def test_inspect_agreement_on_test_data(sine_manifest, capsys):
 
 def assert_refused(args, capsys, *words):
     code, out, err = run_cli(args, capsys)
+    err = error_lines(err)
     assert code == 2 and out == "" and len(err) == 1, (code, out, err)
     for word in words:
         assert word in err[0], err[0]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from deploykit.errors import BadInput
 from deploykit.model.reference import agreement, reference_predictions
 
 
@@ -22,7 +23,7 @@ def test_agreement_float_outputs_have_no_steps():
 
 
 def test_agreement_refuses_mismatched_shapes():
-    with pytest.raises(ValueError):
+    with pytest.raises(BadInput, match="shapes"):
         agreement(np.zeros((2, 1)), np.zeros((3, 1)), 1.0, 0)
 
 

@@ -12,18 +12,12 @@ import json
 
 import pytest
 
-from deploykit.cli import main
 from deploykit.errors import BadInput
 from deploykit.protocol.messages import DType, TensorSpec
 from deploykit.virtual_board.faults import Faults, parse_faults
+from conftest import run_cli
 
 SAMPLES = 300
-
-
-def run_cli(args):
-    with pytest.raises(SystemExit) as exit_:
-        main(args)
-    return exit_.value.code
 
 
 def hil(manifest, outdir, faults: str, *extra) -> int:

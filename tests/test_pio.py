@@ -150,11 +150,6 @@ def test_choose_env_refuses_a_directory_without_a_project(tmp_path):
         pio.choose_env(tmp_path, None)
 
 
-def test_device_list_reads_json(mocker, tmp_path):
-    install(mocker).then("device_list.json", 0)
-    assert pio.device_list(tmp_path / "devices.log") == [{"port": "/dev/ttyS0", "description": "n/a", "hwid": "n/a"}]
-
-
 def test_timeout_kills_a_silent_pio(mocker, project):
     import subprocess
 

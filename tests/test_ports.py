@@ -84,8 +84,3 @@ def test_handler_package_registered_once():
     import importlib
     importlib.reload(ports)
     assert serial.protocol_handler_packages.count("deploykit.link.serial_handlers") == 1
-
-
-def test_wait_for_port_gives_up_with_the_same_line():
-    with pytest.raises(BadInput, match="does not exist"):
-        ports.wait_for_port("/dev/ttyDOES_NOT_EXIST", within=0.1)

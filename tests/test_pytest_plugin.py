@@ -177,3 +177,20 @@ def test_plugin_coexists_with_pytest_embedded_and_labgrid(embedded_venv, convert
         plugins = next((line for line in done.stdout.splitlines() if line.startswith("plugins:")), "")
         assert f"{other}-" in plugins and "deploykit-" in plugins, done.stdout[-2000:]
         assert done.returncode == 0 and "9 passed" in done.stdout, done.stdout[-3000:] + done.stderr[-2000:]
+
+
+def test_device_tests_are_marked_hardware_on_a_real_port(pytester):
+    """With --dk-port naming a board, `-m "not hardware"` deselects what talks to it and keeps the rest."""
+    pytester.makepyfile(test_mixed="""
+        def test_on_the_board(dk_session):
+            pass
+
+        def test_on_the_host():
+            pass
+    """)
+    result = run(pytester, "--dk-port", "/dev/ttyACM9", "--dk-manifest", "m.json",
+                 "-m", "not hardware", "--collect-only", "-q")
+    text = result.stdout.str()
+    assert "test_on_the_host" in text and "test_on_the_board" not in text and "1 deselected" in text
+    text = run(pytester, "-m", "not hardware", "--collect-only", "-q").stdout.str()
+    assert "test_on_the_board" in text  # on the virtual board nothing is hardware

@@ -16,18 +16,11 @@ from deploykit.firmware.boards import all_boards, load_board
 from deploykit.model.manifest import sha256_file
 from deploykit.firmware.render import max_payload_for_window, render
 from deploykit.firmware.resources import data_dir
+from conftest import run_cli
 
 BOARDS = all_boards()
 HOSTILE_NAME = 'x"; system("rm -rf /"); // naïve ☃'
 needs_gpp = pytest.mark.skipif(shutil.which("g++") is None, reason="needs the host g++ (CI installs it)")
-
-
-def run_cli(capsys, *args):
-    from deploykit.cli import main
-    with pytest.raises(SystemExit) as exc:
-        main(list(args))
-    out = capsys.readouterr()
-    return exc.value.code, out.out, out.err
 
 
 def copy_manifest(manifest, target: Path, **changes) -> Path:
@@ -128,6 +121,7 @@ REBOOT_BRANCHES = {
 
 
 @needs_gpp
+@pytest.mark.slow
 def test_arduino_sketch_reset_reboots_the_chip(sine_renders, tmp_path):
     """RESET calls the core's reboot (picked by its macros); a target none names gets no hook."""
     stub = tmp_path / "stub"
@@ -255,7 +249,7 @@ def test_hostile_names_compile_to_harmless_c(converted_examples, tmp_path):
 # ---- bad input: one line, exit 2, nothing written --------------------------------------
 
 def _refused(capsys, out: Path, *args):
-    code, stdout, err = run_cli(capsys, "render", *args, "-o", str(out))
+    code, stdout, err = run_cli(["render", *args, "-o", str(out)], capsys)
     assert code == 2, err
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("deploykit: error: ") and "Traceback" not in err
@@ -340,8 +334,8 @@ def test_non_project_directory_is_not_replaced(converted_examples, tmp_path, cap
 
 def test_cli_renders_and_says_where(converted_examples, tmp_path, capsys):
     out = tmp_path / "fw"
-    code, stdout, _ = run_cli(capsys, "render", str(converted_examples["linear"].path),
-                              "--board", "esp32s3_devkitc", "-o", str(out))
+    code, stdout, _ = run_cli(["render", str(converted_examples["linear"].path),
+                              "--board", "esp32s3_devkitc", "-o", str(out)], capsys)
     assert code == 0 and str(out) in stdout
     assert read_config(out).envs() == ["esp32s3_devkitc"]
 

@@ -18,21 +18,14 @@ import pytest
 from deploykit.errors import DeployKitError
 from deploykit.firmware.project_dir import MARKER
 from deploykit.firmware.render import render
+from conftest import run_cli
 
 BOARD = "nano33ble_sense"
 
 
-def run_cli(capsys, *args):
-    from deploykit.cli import main
-    with pytest.raises(SystemExit) as exc:
-        main(list(args))
-    out = capsys.readouterr()
-    return exc.value.code, out.out, out.err
-
-
 def refused(capsys, manifest, out, *extra) -> str:
     """Render into `out` through the CLI; assert one line, exit 2; return the line."""
-    code, _, err = run_cli(capsys, "render", str(manifest), "--board", BOARD, "-o", str(out), *extra)
+    code, _, err = run_cli(["render", str(manifest), "--board", BOARD, "-o", str(out), *extra], capsys)
     lines = err.strip().splitlines()
     assert code == 2, err
     assert len(lines) == 1 and lines[0].startswith("deploykit: error: ") and "Traceback" not in err, err

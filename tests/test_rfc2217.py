@@ -19,6 +19,8 @@ from deploykit.protocol import Hello
 from deploykit.virtual_board.lab import Host, ser2net_binary
 from deploykit.virtual_board.rawclient import RawClient
 
+pytestmark = pytest.mark.slow  # ser2net subprocesses
+
 try:
     ser2net_binary()
 except Exception:  # noqa: BLE001 - .ci/run installs it; a bare dev box may not have it

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import serial
 
+from conftest import reopen
 from deploykit.link import ports
 from deploykit.errors import BadInput
 from deploykit.protocol import Ack, Begin, Hello, Input, Nack, Ping, Pong, ResultBatch
@@ -31,9 +32,12 @@ def test_parse_url_options():
     ("virtual://m.json?pacing=2", "pacing must be 0 or 1"),
     ("virtual://?board=virtual", "names no manifest"),
 ])
-def test_bad_url_is_one_line_bad_input(bad, why):
-    with pytest.raises(BadInput, match=why) as info:
+def test_bad_url_is_value_error_as_pyserial_says_and_one_line_bad_input(bad, why):
+    with pytest.raises(ValueError, match=why) as info:
         parse_url(bad)
+    assert "\n" not in str(info.value)
+    with pytest.raises(BadInput, match=why) as info:  # what open_port makes of it
+        ports.open_port(bad)
     assert "\n" not in str(info.value)
 
 
@@ -87,7 +91,7 @@ def test_disconnect_fault_then_reopen_finds_the_same_board(converted_examples):
     port.close()
     with pytest.raises(BadInput, match="does not exist"):   # still re-enumerating
         ports.open_port(address)
-    port = ports.wait_for_port(address, timeout=0.05, within=3.0)
+    port = reopen(address, within=3.0)
     client = RawClient(port)
     client.handshake()
     client.send(Begin(2), Input(2, b"\x03"))               # fired once: record 2 runs now

@@ -64,6 +64,7 @@ def test_clean_stream_matches_tflm_host(sine_manifest, expected_outputs):
 
 
 @pytest.mark.parametrize("name", list(FAULTS))
+@pytest.mark.slow
 def test_stream_survives_fault(name, sine_manifest, expected_outputs):
     x, expected = expected_outputs
     with VirtualBoard(sine_manifest.path, pacing=True, faults=FAULTS[name], seed=1) as port:

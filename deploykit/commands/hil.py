@@ -47,9 +47,11 @@ def hil():
               help="Profile N records spread over the set: per-operator cycles (firmware rendered with --diagnostics).")
 @click.option("--layer-diff", default=None, metavar="K|auto",
               help="Compare every operator's output on record K (or `auto`: the first 3 records that differ) with TFLM on the host.")
+@click.option("--trace", type=click.Path(dir_okay=False), default=None,
+              help="Write every frame both ways, timestamped, to FILE.")
 @boards_dir_option
 def run(manifest, port, place, coordinator, board, baud, data, limit, warmup, outdir, junit, resume, quiet,
-        min_agreement, max_latency_us, max_arena, op_timing, layer_diff):
+        min_agreement, max_latency_us, max_arena, op_timing, layer_diff, trace):
     """Stream test data to the device and report agreement, accuracy, latency and arena."""
     from deploykit.harness.diagnostics import DiagnosticsOptions
     from deploykit.harness.run import Thresholds, run_hil
@@ -58,7 +60,8 @@ def run(manifest, port, place, coordinator, board, baud, data, limit, warmup, ou
         raise click.UsageError("give either --port or --place (a labgrid place)")
     options = dict(baud=baud, data=data, limit=limit, warmup=warmup, outdir=outdir, junit=junit, quiet=quiet,
                    resume=resume, thresholds=Thresholds(min_agreement, max_latency_us, max_arena),
-                   diagnostics=DiagnosticsOptions.parse(op_timing, layer_diff))
+                   diagnostics=DiagnosticsOptions.parse(op_timing, layer_diff),
+                   session_options={"trace": trace} if trace else None)
     if place:
         from deploykit.link.labgrid_place import place_lease
         with place_lease(place, board, coordinator) as lease:

@@ -13,14 +13,22 @@ from deploykit.errors import BadInput
 
 EXAMPLES = ("sine", "linear", "gestures")
 
+# Epochs of a quick training (the test suite, the benchmarks): seconds on a CPU, and the
+# models still learn enough to be real (sine fits the curve, gestures classifies > 80 %).
+QUICK_EPOCHS = {"sine": 16, "linear": 500, "gestures": 6}
 
-def train_example(name: str, outdir: Path, seed: int = 0, epochs: int | None = None) -> dict:
+
+def train_example(name: str, outdir: Path, seed: int = 0, epochs: int | None = None,
+                  quick: bool = False) -> dict:
     """Train example `name` into `outdir`; return {"model", "rep_data", "test_data"} paths.
 
-    `epochs` overrides the example's default (tests pass a small number to stay fast).
+    `epochs` overrides the example's default; `quick` trains QUICK_EPOCHS[name] instead,
+    the one short training the tests and benchmarks share.
     """
     if name not in EXAMPLES:
         raise BadInput(f"unknown example {name!r}; choose one of {', '.join(EXAMPLES)}")
+    if quick and epochs is None:
+        epochs = QUICK_EPOCHS[name]
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     module = importlib.import_module(f"deploykit.examples.{name}")

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 
 import jinja2
@@ -24,6 +23,7 @@ from deploykit.firmware.boards import Board, load_board
 from deploykit.firmware.cfilters import FILTERS, c_ident
 from deploykit.firmware.project_dir import write_project
 from deploykit.errors import BadInput
+from deploykit.model.arena import round16, with_margin
 from deploykit.model.manifest import Manifest, load as load_manifest
 from deploykit.firmware import build_id
 from deploykit.protocol.framing import max_payload_for_window
@@ -123,7 +123,7 @@ def arena_size(manifest: Manifest, board: Board, arena_bytes: int | None,
     if arena_bytes is not None:
         if arena_bytes <= 0:
             raise BadInput(f"--arena-size must be a positive number of bytes, not {arena_bytes}")
-        size = -(-arena_bytes // 16) * 16
+        size = round16(arena_bytes)
         return size, f"{size} bytes from --arena-size {arena_bytes} (rounded up to 16)"
     if margin_pct < 0 or not math.isfinite(margin_pct):
         raise BadInput(f"--arena-margin must be a percentage >= 0, not {margin_pct}")
@@ -134,8 +134,7 @@ def arena_size(manifest: Manifest, board: Board, arena_bytes: int | None,
     if board.adapter == "host":  # built for this host's pointer width: the host figures bind
         base = max(base, int(arena.get("host_recorded") or 0), int(arena.get("host_min") or 0))
         source += " or this host's measured figures, whichever is larger"
-    exact = Fraction(base) * (100 + Fraction(str(margin_pct))) / 100  # no float round-up
-    size = math.ceil(exact / 16) * 16
+    size = with_margin(base, margin_pct)
     return size, f"{size} bytes = {base} ({source}) + {margin_pct:g}% margin, rounded up to 16"
 
 

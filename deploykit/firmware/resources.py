@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from deploykit.errors import MissingPackage
+
 _PACKAGE = Path(__file__).resolve().parent.parent  # deploykit/
 
 
@@ -16,4 +18,4 @@ def data_dir(name: str) -> Path:
     for candidate in (_PACKAGE / "_data" / name, _PACKAGE.parent / name):
         if candidate.is_dir():
             return candidate
-    raise FileNotFoundError(f"deploykit data directory {name!r} is missing; reinstall deploykit")
+    raise MissingPackage(f"deploykit data directory {name!r} is missing; reinstall deploykit")

@@ -22,7 +22,7 @@ import numpy as np
 
 from deploykit.model import manifest as manifest_mod
 from deploykit.atomic import ensure_writable_dir
-from deploykit.errors import BadInput
+from deploykit.errors import BadInput, DeviceError
 from deploykit.harness.inputs import load_inputs
 from deploykit.harness.outdir import locked_outdir
 from deploykit.harness.results import ResultsFile, Rows, run_header
@@ -74,12 +74,17 @@ def run_hil(manifest_path, port: str, baud: int | None = None, data=None, limit:
     if baud is not None and baud <= 0:
         raise BadInput(f"--baud {baud} must be a positive line rate, e.g. 115200")
     board_baud = _board_baud(board)  # an unknown --board fails here, before any port is opened
-    url, found = resolve_port(port, board)
+    from deploykit.toolchain.devices import resolve_target
+    url, found = resolve_target(port, board)
     baud = int(baud or board_baud or _board_baud(found) or DEFAULT_BAUD)
     with locked_outdir(Path(outdir)) as out:
         session = DeviceSession(url, baud, expected_sha256=manifest.sha256, **(session_options or {}))
-        run = _measure(session, manifest, inputs, out, junit, warmup, quiet, board, resume, float_reference,
-                       diagnostics)
+        try:
+            run = _measure(session, manifest, inputs, out, junit, warmup, quiet, board, resume, float_reference,
+                           diagnostics)
+        except DeviceError as exc:  # the give-up and handshake errors name the frame trace
+            session.link.trace.named_in(exc)
+            raise
         report = _report(manifest, inputs, run, baud)
         report.update(run.diagnostics or {})  # op_timing / layer_diff (harness/diagnostics.py)
         report["link"] = link_info(board or found or run.hello.board_id)
@@ -160,16 +165,6 @@ def link_info(board_id: str | None) -> dict:
     rate, source = board.link_rate
     return {"board": board.id, "kind": board.link, "bytes_per_s": rate, "source": source,
             "nominal_baud": board.baud}
-
-
-def resolve_port(port: str, board: str | None = None) -> tuple[str, str | None]:
-    """`auto` -> the one connected known board (of `board`, if given) by USB VID:PID; anything else as is."""
-    if not port:
-        raise BadInput("no --port given; pass a serial port, a pyserial URL or `auto`")
-    if port != "auto":
-        return port, None
-    from deploykit.toolchain.devices import find_board_port
-    return find_board_port(board)
 
 
 def _board_baud(board_id: str | None) -> int | None:
@@ -260,9 +255,8 @@ def _references(manifest, inputs, with_float: bool) -> dict:
 def _arena_estimate(manifest, board_id: str) -> int | None:
     """The manifest's projection for the device's board class, else the host figure."""
     from deploykit.firmware.boards import load_board
-    arena = manifest["arena"] or {}
     try:  # a board deploykit has no file for, or a manifest without its projection
-        return int((arena.get("projections") or {})[load_board(board_id).arena_class])
-    except (BadInput, KeyError):
-        value = arena.get("host_recorded")
+        return manifest.arena_projection(load_board(board_id).arena_class, board_id)
+    except BadInput:
+        value = (manifest["arena"] or {}).get("host_recorded")
         return int(value) if value is not None else None

@@ -12,6 +12,7 @@ import serial
 
 from deploykit.errors import DeviceError
 from deploykit.link.ports import open_port
+from deploykit.link.trace import FrameTrace
 from deploykit.protocol import FrameDecoder, encode_message
 
 POLL_S = 0.005  # how long one read waits for the first byte
@@ -24,8 +25,9 @@ class LinkLost(DeviceError):
 class Link:
     """Frames over one pyserial port, reopenable."""
 
-    def __init__(self, url: str, baud: int):
+    def __init__(self, url: str, baud: int, trace=None):
         self.url, self.baud = url, baud
+        self.trace = FrameTrace(trace)  # every frame: the deploykit.link logger and --trace FILE
         self.port = None
         self.decoder = FrameDecoder(max_payload=65535)
         self.seq = 0
@@ -35,9 +37,11 @@ class Link:
         """Open the port (raises BadInput/DeviceError from deploykit.link.ports)."""
         self.port = open_port(self.url, self.baud, timeout=POLL_S)
         self.decoder = FrameDecoder(max_payload=65535)
+        self.trace.open(self.url)
 
     def close(self) -> None:
         port, self.port = self.port, None
+        self.trace.close()
         if port is not None:
             try:
                 port.close()
@@ -47,6 +51,7 @@ class Link:
     def send(self, msg) -> int:
         """Write one message as the next frame; return its wire size."""
         data = encode_message(msg, self.seq)
+        self.trace.sent(msg, self.seq, data)
         self.seq = (self.seq + 1) & 0xFFFF
         try:
             self.port.write(data)
@@ -68,4 +73,6 @@ class Link:
         if not data:
             return []
         self.tail = (self.tail + data)[-96:]
-        return self.decoder.feed(bytes(data))
+        events = self.decoder.feed(bytes(data))
+        self.trace.received(events)
+        return events

@@ -60,18 +60,6 @@ def network_serial_url(host: str, port: int, protocol: str = "rfc2217") -> str:
     return f"{'rfc2217' if protocol == 'rfc2217' else 'socket'}://{host}:{int(port)}"
 
 
-def wait_for_port(url: str, baud: int = 115200, timeout: float | None = 1.0, within: float = 10.0):
-    """Open `url`, retrying while it is missing (a board that re-enumerates after a reset)."""
-    deadline = time.monotonic() + within
-    while True:
-        try:
-            return open_port(url, baud, timeout)
-        except (BadInput, DeviceError) as exc:
-            if time.monotonic() >= deadline or not _may_reappear(exc):
-                raise
-            time.sleep(0.05)
-
-
 def pulse_reset(port, pulse: float = 0.1) -> None:
     """Reset the board on `port`: a DTR pulse; where the port has no DTR (a pty, e.g. the
     virtual board's), the Arduino 1200-baud touch the virtual board takes as its DTR."""
@@ -104,11 +92,6 @@ def _dtr_confirmed(port) -> bool:
             return False
         time.sleep(0.02)
     return False
-
-
-def _may_reappear(exc: Exception) -> bool:
-    cause = exc.__cause__
-    return getattr(cause, "errno", None) in (errno.ENOENT, errno.ENXIO, errno.ENODEV, errno.EIO, *_BUSY)
 
 
 def _explain(url: str, exc: serial.SerialException) -> Exception:

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
-from deploykit.errors import DeployKitError, DeviceError
+from deploykit.errors import BadInput, DeployKitError, DeviceError
 from deploykit.link.errors import Link, LinkLost
 from deploykit.link.identity import IdentityMismatch, check_same, unreadable_hello
 from deploykit.link.outputs import OutputLists, decode_outputs
@@ -72,14 +72,14 @@ class DeviceSession:
 
     def __init__(self, url: str, baud: int = 115200, *, expected_sha256: str | None = None,
                  handshake_retries: int = 10, max_retries: int = 12,
-                 timeouts: Timeouts | None = None):
+                 timeouts: Timeouts | None = None, trace=None):
         self.url, self.baud = url, int(baud)
         self.expected_sha256 = expected_sha256
         self.handshake_retries = handshake_retries
         self.max_retries = max_retries
         self.timeouts = timeouts or Timeouts()
         self.faults = Faults()
-        self.link = Link(url, self.baud)
+        self.link = Link(url, self.baud, trace)  # trace: a file for every frame (hil run --trace)
         self.hello: Hello | None = None
         self.first_hello: Hello | None = None  # every later HELLO must announce the same firmware
         self.logs: list[str] = []
@@ -317,7 +317,7 @@ class DeviceSession:
         else:
             data = b"".join(bytes(r) for r in records)
         if size == 0 or len(data) % size:
-            raise ValueError(f"{len(data)} input bytes are not a whole number of {size}-byte records")
+            raise BadInput(f"{len(data)} input bytes are not a whole number of {size}-byte records")
         return data, len(data) // size
 
 

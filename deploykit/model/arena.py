@@ -46,10 +46,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from fractions import Fraction
 
 from deploykit.arena_classes import ARENA_CLASSES
 
 ALIGN = 16
+MARGIN_PERCENT = 10  # the default margin over the projection a firmware's arena is given
 
 # Allocator objects, planner, subgraph table and I/O pointer arrays a firmware's
 # MicroInterpreter keeps in the arena, apart from the recorded categories and the ops'
@@ -134,7 +136,7 @@ def project_one(measured: dict, target: Target, parsed=None) -> int:
             + remainder)
     head = measured["head"] + (_im2col_bytes(parsed) if target.im2col and parsed is not None else 0)
     transient = max(measured["host_min"] - measured["host_recorded"], 0)
-    return _align(head) + _align(tail) + _align(transient)
+    return round16(head) + round16(tail) + round16(transient)
 
 
 def _builtin_bytes(ops: list[str], op_count: int) -> int:
@@ -151,12 +153,23 @@ def _im2col_bytes(parsed) -> int:
         if o.op in ("CONV_2D", "DEPTHWISE_CONV_2D") and len(o.inputs) > 1:
             w = parsed.tensors[o.inputs[1]].shape
             cols = int(w[1] * w[2] * (w[3] if o.op == "CONV_2D" else 1)) if len(w) == 4 else 0
-            total += _align(2 * ((cols + 3) // 4 * 4) * 2)
+            total += round16(2 * ((cols + 3) // 4 * 4) * 2)
     return total
 
 
-def _align(n: int) -> int:
-    return (int(n) + ALIGN - 1) // ALIGN * ALIGN
+def round16(n) -> int:
+    """`n` (an int or an exact Fraction) rounded up to a multiple of 16: TFLM's arena alignment."""
+    return -(-Fraction(n) // ALIGN) * ALIGN
+
+
+def with_margin(used: int, margin_pct: float | int = MARGIN_PERCENT) -> int:
+    """The arena to configure for `used` bytes: + `margin_pct` %, rounded up to 16.
+
+    The one home of this rule (render sizes the arena with it, the virtual board reports it
+    in HELLO, the report recommends it). Exact arithmetic: `used * 1.1` in floats lands just
+    above a multiple of 16 for some sizes (1600 * 1.1 = 1760.0000000000002) and would add 16."""
+    return round16(Fraction(int(used)) * (100 + Fraction(str(margin_pct))) / 100)
+
 
 
 BASIS = ("per allocation category: TfLiteEvalTensor/TfLiteTensor/NodeAndRegistration counts "

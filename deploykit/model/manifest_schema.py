@@ -17,6 +17,7 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 
 import numpy as np
 
+from deploykit.errors import BadInput
 from deploykit.protocol import DType
 
 QUANTIZATIONS = ("int8", "int8-float-io", "float32")
@@ -34,7 +35,7 @@ F32_MAX = float(np.finfo(np.float32).max)
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
-class Invalid(Exception):
+class Invalid(BadInput):
     """One thing wrong with a manifest, phrased as `where: what`."""
 
 

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from deploykit.errors import BadInput
+
 
 def quantize(x: np.ndarray, scale: float, zero_point: int, dtype) -> np.ndarray:
     """Return round(x / scale) + zero_point, rounded half away from zero, clamped to dtype."""
     dtype = np.dtype(dtype)
     if scale <= 0:
-        raise ValueError(f"scale must be positive, got {scale}")
+        raise BadInput(f"quantization scale must be positive, got {scale}; re-run `deploykit convert`")
     scaled = np.asarray(x, dtype=np.float64) / float(scale)
     rounded = np.sign(scaled) * np.floor(np.abs(scaled) + 0.5)
     info = np.iinfo(dtype)

@@ -17,6 +17,7 @@ import zipfile
 import numpy as np
 
 from deploykit import extras
+from deploykit.errors import BadInput
 from deploykit.model import litert_host
 from deploykit.model.quantization import dequantize, to_float, to_input_dtype
 
@@ -31,7 +32,8 @@ def agreement(a: np.ndarray, b: np.ndarray, scale: float, zero_point: int) -> di
     """
     a, b = np.asarray(a), np.asarray(b)
     if a.shape != b.shape:
-        raise ValueError(f"cannot compare outputs of shapes {a.shape} and {b.shape}")
+        raise BadInput(f"cannot compare outputs of shapes {a.shape} and {b.shape}; the reference and the "
+                       "model disagree on the output shape")
     quantized = np.issubdtype(a.dtype, np.integer) and scale
     rows = max(len(a), 1)
     if quantized:

@@ -14,8 +14,9 @@ import numpy as np
 
 from deploykit import extras
 from deploykit.model import tflite_model
+from deploykit.model.arena import round16
 from deploykit.model.isolated import run_isolated
-from deploykit.errors import BadInput
+from deploykit.errors import BadInput, ToolError
 
 _ALLOC_TOTAL = re.compile(r"Arena allocation total (\d+) bytes")
 _ALLOC_HEAD = re.compile(r"Arena allocation head (\d+) bytes")
@@ -37,7 +38,7 @@ def working_arena(model: bytes) -> int:
     """An arena AllocateTensors accepts, found by probing, not guessed: start from every
     tensor's bytes plus 16 KB (above the planner's need for most models) and double until
     a probe succeeds, up to ARENA_CAP."""
-    size = _round16(sum(_tensor_bytes(t) for t in tflite_model.parse(model).tensors) + 16 * 1024)
+    size = round16(sum(_tensor_bytes(t) for t in tflite_model.parse(model).tensors) + 16 * 1024)
     while not _fits(model, min(size, ARENA_CAP)):
         if size >= ARENA_CAP:
             raise BadInput(f"TFLM could not allocate this model even with a {ARENA_CAP:,}-byte arena "
@@ -143,7 +144,7 @@ def parse_allocations(text: str) -> dict:
             for m in _ALLOC_CAT.finditer(text)}
     found = _ALLOC_TOTAL.search(text)
     if not found:
-        raise RuntimeError(f"no allocation figures in TFLM output: {text[:200]!r}")
+        raise ToolError(f"no allocation figures in TFLM output: {text[:200]!r}")
     head, tail = _ALLOC_HEAD.search(text), _ALLOC_TAIL.search(text)
     return {"total": int(found[1]), "head": int(head[1]) if head else 0,
             "tail": int(tail[1]) if tail else 0, "categories": cats}
@@ -169,11 +170,11 @@ def measure_arena(model: bytes) -> dict:
 def _smallest_arena(model: bytes, recorded: int, working: int) -> int:
     """Smallest arena (16-byte steps) with which allocation succeeds: grow from the
     recorded figure until it fits (`working` is known to), then bisect. Few probes."""
-    lo, hi = 0, min(_round16(recorded), working)
+    lo, hi = 0, min(round16(recorded), working)
     while hi < working and not _fits(model, hi):
-        lo, hi = hi, min(_round16(hi * 5 // 4 + 16), working)
+        lo, hi = hi, min(round16(hi * 5 // 4 + 16), working)
     while hi - lo > 16:
-        mid = _round16((lo + hi) // 2)
+        mid = round16((lo + hi) // 2)
         if mid in (lo, hi):
             break
         if _fits(model, mid):
@@ -181,10 +182,6 @@ def _smallest_arena(model: bytes, recorded: int, working: int) -> int:
         else:
             lo = mid
     return hi
-
-
-def _round16(n: int) -> int:
-    return (n + 15) // 16 * 16
 
 
 def _fits(model: bytes, size: int) -> bool:

@@ -210,7 +210,7 @@ class Hello(Message):
     def payload(self) -> bytes:
         board = self.board_id.encode("utf-8")
         if len(self.firmware_id) not in (0, FIRMWARE_ID_BYTES):
-            raise ValueError(f"firmware_id must be {FIRMWARE_ID_BYTES} bytes or empty")
+            raise ProtocolError(f"firmware_id must be {FIRMWARE_ID_BYTES} bytes or empty")
         out = _HELLO_HEAD.pack(self.protocol_version, HELLO_FLAG_SIMULATED if self.simulated else 0,
                                self.max_payload, self.rx_window, self.timer, self.cpu_hz,
                                self.arena_configured, self.arena_used, self.model_sha256,
@@ -478,7 +478,7 @@ def _runs(cycles, micros):
 
 def _varint(value: int) -> bytes:
     if value < 0:
-        raise ValueError("varints are unsigned")
+        raise ProtocolError("varints are unsigned")
     out = bytearray()
     while True:
         byte = value & 0x7F

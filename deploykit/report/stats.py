@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
-ARENA_MARGIN = 1.10  # recommended arena = used + 10 %, rounded up to 16 bytes (TFLM alignment)
+from deploykit.model.arena import with_margin
 
 
 def distribution(values) -> dict | None:
@@ -35,7 +33,8 @@ def histogram(values: np.ndarray, bins: int = 40) -> tuple[list, list] | None:
 
 
 def recommended_arena(used: int) -> int:
-    return int(math.ceil(used * ARENA_MARGIN / 16.0) * 16)
+    """The arena to configure for `used` bytes: the same rule render sizes firmware with."""
+    return with_margin(used)
 
 
 def wire_limit(baud: int, in_bytes: int, out_bytes: int) -> float:

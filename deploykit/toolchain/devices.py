@@ -3,7 +3,7 @@
 pyserial's `list_ports` reads the operating system's device list (sysfs, IOKit, SetupAPI)
 without opening any port. A port whose VID:PID appears in a board file is that board; a
 VID:PID several boards share (the Nano 33 BLE Sense and its Rev2) names all of them and
-`--board` picks. `find_board_port()` is what `--port auto` means everywhere.
+`--board` picks. `resolve_target()` is what `--port` means for deploy, flash and hil run.
 """
 
 from __future__ import annotations
@@ -65,12 +65,24 @@ def find_board_port(board_id: str | None = None) -> tuple[str, str]:
                        "(or use --board virtual)")
     if len(matches) > 1:
         listed = ", ".join(f"{d.port} ({'/'.join(d.board_ids)})" for d in matches)
-        raise BadInput(f"several ports match {wanted}: {listed}; pass --port with one of them")
+        raise BadInput(f"several ports match {wanted}: {listed}; pass --board and --port to pick one")
     device = matches[0]
     if board_id is None and len(device.board_ids) > 1:
         raise BadInput(f"{device.port} (USB {device.vid_pid}) could be {' or '.join(device.board_ids)}; "
                        "pass --board to say which")
     return device.port, board_id or device.board_ids[0]
+
+
+def resolve_target(port: str, board_id: str | None = None) -> tuple[str, str | None]:
+    """(port, board id) for `--port PORT|auto [--board ID]`, the one rule deploy, flash and hil run use.
+
+    `auto` is the one connected known board (of `board_id`, if given) by USB VID:PID, and
+    its id; a device path or pyserial URL is taken as given, with `board_id` as given."""
+    if not port:
+        raise BadInput("no --port given; pass a serial port, a pyserial URL or `auto`")
+    if port != "auto":
+        return port, board_id
+    return find_board_port(board_id)
 
 
 def usb_present(board_id: str) -> list[str]:

@@ -73,10 +73,8 @@ def expected_sha256(project_dir: Path, manifest=None) -> str:
 
 def resolve_port(port: str, board: Board) -> tuple[str, bool]:
     """(url, found by USB id?) for `--port URL|auto`."""
-    if port == "auto":
-        url, _ = devices.find_board_port(board.id)
-        return url, True
-    return port, "://" not in port and port in devices.usb_present(board.id)
+    url, _ = devices.resolve_target(port, board.id)
+    return url, port == "auto" or ("://" not in url and url in devices.usb_present(board.id))
 
 
 def check_port(url: str, baud: int) -> None:

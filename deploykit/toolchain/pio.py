@@ -390,20 +390,6 @@ def upload(project_dir: Path, env: str, port: str, log: Path, on_line: LineSink 
     return result
 
 
-def device_list(log: Path, timeout: float = 60) -> list[dict]:
-    """`pio device list --json-output`: the serial ports PlatformIO sees."""
-    import json
-
-    result = run(["device", "list", "--serial", "--json-output"], log, None, timeout)
-    if result.returncode != 0:
-        raise ToolError(f"`pio device list` failed (exit {result.returncode}); log: {log}")
-    start = result.output.find("[")
-    try:
-        return json.loads(result.output[start:]) if start >= 0 else []
-    except json.JSONDecodeError as exc:
-        raise ToolError(f"`pio device list` printed something that is not JSON; log: {log}") from exc
-
-
 # --------------------------------------------------------------------------- project level
 
 @dataclass(frozen=True)

@@ -18,11 +18,12 @@ import functools
 import threading
 from dataclasses import dataclass
 
+from deploykit.errors import DeviceError
+from deploykit.model.arena import with_margin
 from deploykit.protocol import Capability, Hello, TensorSpec, TimerKind
 from deploykit.protocol.framing import max_payload_for_window
 from deploykit.virtual_board.cost import Timing, inference_timing
 
-ARENA_MARGIN_PERCENT = 10
 _INVOKE_LOCK = threading.Lock()  # cached runners may be shared by boards in threads
 MAX_PAYLOAD_CAP = 65535   # a u16 in HELLO
 
@@ -61,18 +62,13 @@ def arena_figures(manifest, board, configured: int | None = None) -> tuple[int, 
     """(arena_configured, arena_used, note) for HELLO, from the manifest's projection."""
     arena = manifest["arena"]
     used = manifest.arena_projection(board.arena_class, board.id)
-    configured = int(configured) if configured else _round16(used * (100 + ARENA_MARGIN_PERCENT), 100)
+    configured = int(configured) if configured else with_margin(used)
     if configured < used:
         return configured, 0, f"AllocateTensors failed with a {configured}-byte arena (simulated: it needs {used} B)"
     note = (f"simulated: arena_used {used} B is the {board.arena_class} 32-bit projection of "
             f"TFLM's recording allocator (host recorded {arena.get('host_recorded', '?')} B); "
             f"arena_configured {configured} B")
     return configured, used, note
-
-
-def _round16(numerator: int, denominator: int) -> int:
-    """numerator/denominator rounded up to a multiple of 16, in integers."""
-    return -(-numerator // (16 * denominator)) * 16
 
 
 def firmware_id(manifest, board) -> bytes:
@@ -116,7 +112,7 @@ class _NoInterpreter:
         self.why = why
 
     def invoke_raw(self, inputs):
-        raise RuntimeError(self.why)
+        raise DeviceError(self.why)
 
 
 @functools.lru_cache(maxsize=8)

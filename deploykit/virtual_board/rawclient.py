@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 
+from deploykit.errors import DeviceError
 from deploykit.protocol import FrameDecoder, Hello, encode_message
 from deploykit.protocol.framing import FrameError
 from deploykit.protocol.messages import ProtocolError, decode_message
@@ -67,5 +68,5 @@ class RawClient:
             self.send(HelloRequest())
             got += self.receive(lambda ms: any(isinstance(m, Hello) for m in ms), every)
         if self.hello is None:
-            raise TimeoutError(f"no HELLO within {timeout} s; received {got!r}")
+            raise DeviceError(f"no HELLO within {timeout} s; received {got!r}")
         return self.hello

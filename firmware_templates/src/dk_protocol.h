@@ -91,17 +91,9 @@ struct Io {
 
 // Runs one inference: input = one record (in_len bytes), output = one output record
 // (out_len bytes). Reports the time around Invoke() both as CPU cycles and microseconds
-// (a micros-only board derives cycles with CyclesFromMicros, a cycle-counter board derives
-// micros with MicrosFromCycles). Returns 0 on success.
+// (the runner derives the one its board's clock does not count). Returns 0 on success.
 typedef int (*InferFn)(void* ctx, const uint8_t* input, size_t in_len, uint8_t* output,
                        size_t out_len, uint32_t* cycles, uint32_t* micros);
-
-inline uint32_t CyclesFromMicros(uint32_t micros, uint32_t cpu_hz) {
-  return static_cast<uint32_t>(static_cast<uint64_t>(micros) * cpu_hz / 1000000u);
-}
-inline uint32_t MicrosFromCycles(uint32_t cycles, uint32_t cpu_hz) {
-  return cpu_hz ? static_cast<uint32_t>(static_cast<uint64_t>(cycles) * 1000000u / cpu_hz) : 0;
-}
 
 // CRC-32 (IEEE, reflected, zlib.crc32). Start with crc = 0 and chain calls.
 uint32_t Crc32(uint32_t crc, const uint8_t* data, size_t len);

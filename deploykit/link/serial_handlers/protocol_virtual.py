@@ -26,8 +26,6 @@ from urllib.parse import parse_qs, unquote
 
 from serial.serialutil import PortNotOpenError, SerialBase, SerialException, to_bytes
 
-from deploykit.errors import BadInput
-
 SCHEME = "virtual://"
 OPTIONS = ("board", "baud", "faults", "seed", "pacing")
 RECONNECT_DELAY = 0.3
@@ -36,19 +34,22 @@ _lock = threading.Lock()
 
 
 def parse_url(url: str) -> tuple[str, dict]:
-    """Split a virtual:// URL into the manifest path and make_link() keyword arguments."""
+    """Split a virtual:// URL into the manifest path and make_link() keyword arguments.
+
+    A bad URL is ValueError, as pyserial's own handlers raise it (open_port turns it
+    into one BadInput line naming the port)."""
     if not url.lower().startswith(SCHEME):
-        raise BadInput(f"{url!r} is not a virtual:// URL; write virtual://path/to/manifest.json?board=virtual")
+        raise ValueError(f"{url!r} is not a virtual:// URL; write virtual://path/to/manifest.json?board=virtual")
     path, _, query = url[len(SCHEME):].partition("?")
     if not path:
-        raise BadInput(f"{url!r} names no manifest; write virtual://path/to/manifest.json")
+        raise ValueError(f"{url!r} names no manifest; write virtual://path/to/manifest.json")
     try:
         values = {k: v[-1] for k, v in parse_qs(query, keep_blank_values=True, strict_parsing=bool(query)).items()}
     except ValueError as exc:
-        raise BadInput(f"{url!r} has a malformed query ({exc}); write ?board=ID&baud=N&faults=SPEC&seed=N") from exc
+        raise ValueError(f"{url!r} has a malformed query ({exc}); write ?board=ID&baud=N&faults=SPEC&seed=N") from exc
     unknown = sorted(set(values) - set(OPTIONS))
     if unknown:
-        raise BadInput(f"{url!r}: unknown option {unknown[0]!r}; known options: {', '.join(OPTIONS)}")
+        raise ValueError(f"{url!r}: unknown option {unknown[0]!r}; known options: {', '.join(OPTIONS)}")
     kwargs = {"faults": values.get("faults") or None}
     if "board" in values:
         kwargs["board"] = values["board"]
@@ -57,14 +58,14 @@ def parse_url(url: str) -> tuple[str, dict]:
             kwargs[key] = _int_option(url, key, values[key])
     if "pacing" in values:
         if values["pacing"] not in ("0", "1"):
-            raise BadInput(f"{url!r}: pacing must be 0 or 1, got {values['pacing']!r}")
+            raise ValueError(f"{url!r}: pacing must be 0 or 1, got {values['pacing']!r}")
         kwargs["pacing"] = values["pacing"] == "1"
     return unquote(path), kwargs
 
 
 def _int_option(url: str, key: str, value: str) -> int:
     if not value.isdigit():
-        raise BadInput(f"{url!r}: {key} must be a whole number, got {value!r}")
+        raise ValueError(f"{url!r}: {key} must be a whole number, got {value!r}")
     return int(value)
 
 
