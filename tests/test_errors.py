@@ -17,6 +17,7 @@ ALLOWED = {
     "link/serial_handlers/protocol_virtual.py": "pyserial's handler contract: ValueError for a bad URL",
     "model/tflite_model.py": "_read's ValueErrors become BadInput naming the file in parse()",
     "firmware/project_dir.py": "read_marker's ValueErrors become BadInput naming the marker",
+    "model/isolated.py": "_receive's EOFError is caught in run_isolated (the probe process is restarted)",
 }
 
 

@@ -19,7 +19,8 @@ import numpy as np
 from deploykit.errors import BadInput
 from deploykit.model import tflite_model
 from deploykit.model.isolated import run_isolated
-from deploykit.model.tflm_host import ARENA_CAP, _round16, _tensor_bytes, working_arena
+from deploykit.model.arena import round16
+from deploykit.model.tflm_host import ARENA_CAP, _tensor_bytes, working_arena
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,7 @@ def _fits(model: bytes, size: int) -> bool:
 def preserving_arena(model: bytes) -> int:
     """An arena the preserving interpreter accepts: the normal working arena plus every
     tensor's bytes (each gets its own place), doubled until a probe succeeds."""
-    size = _round16(working_arena(model) + sum(_tensor_bytes(t) for t in tflite_model.parse(model).tensors))
+    size = round16(working_arena(model) + sum(_tensor_bytes(t) for t in tflite_model.parse(model).tensors))
     while not _fits(model, min(size, ARENA_CAP)):
         if size >= ARENA_CAP:
             raise BadInput(f"TFLM cannot keep every tensor of this model within {ARENA_CAP:,} bytes")
@@ -75,7 +76,7 @@ def smallest_preserving_arena(model: bytes) -> int:
     model = bytes(model)
     lo, hi = 0, preserving_arena(model)
     while hi - lo > 16:
-        mid = _round16((lo + hi) // 2)
+        mid = round16((lo + hi) // 2)
         if mid in (lo, hi):
             break
         if _fits(model, mid):

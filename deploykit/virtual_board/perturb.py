@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from deploykit.errors import BadInput
 from deploykit.model.tflm_layers import LayerRunner, OpOutput
 
 
@@ -38,7 +39,7 @@ class PerturbedModel:
         self.full = full or LayerRunner(model)
         n_ops = len(self.full.parsed.operators)
         if not 0 <= op < n_ops:
-            raise ValueError(f"perturb_op={op}: the model has operators 0..{n_ops - 1}")
+            raise BadInput(f"perturb_op={op}: the model has operators 0..{n_ops - 1}; give one of those")
         self.tail, self.tail_inputs = (None, [])
         if op + 1 < n_ops:
             data, self.tail_inputs = tail_model(model, op)
