@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import os
 import re
+import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
@@ -26,10 +27,6 @@ from deploykit.arena_classes import ARENA_CLASSES  # a board names the arena pro
 from deploykit.errors import BadInput
 from deploykit.firmware.resources import data_dir
 
-try:  # Python 3.11+; tomli is the same parser for 3.10
-    import tomllib
-except ModuleNotFoundError:  # pragma: no cover - exercised on 3.10 only
-    import tomli as tomllib
 
 # Timer templates (firmware_templates/timers/NAME.h.j2); each names the wire TimerKind it reports.
 TIMER_KINDS = {"dwt": "dwt", "ccount": "ccount", "mcycle": "mcycle", "esp_cpu": "mcycle", "micros": "micros"}
