@@ -9,8 +9,8 @@ EPOCHS = {"sine": 8, "linear": 500, "gestures": 6}
 
 def example_manifests(root: Path) -> list:
     """Train and convert sine, linear and gestures under `root`; return their Manifests."""
-    from deploykit.model.convert import convert
     from deploykit.examples import train_example
+    from deploykit.model.convert import convert
     out = []
     for name, epochs in EPOCHS.items():
         files = train_example(name, root / "trained" / name, seed=0, epochs=epochs)

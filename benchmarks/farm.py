@@ -51,8 +51,9 @@ def start_boards(host, manifest, count: int, via: str) -> list[str]:
     """`count` paced esp32dev stand-ins; their URLs (rfc2217 through ser2net, or the ptys)."""
     if via == "rfc2217":
         return [f"rfc2217://127.0.0.1:{p}" for p in host.add_boards(manifest, count, BOARD, baud=BAUD)]
-    from deploykit.virtual_board.lab import _env
     import subprocess
+
+    from deploykit.virtual_board.lab import _env
     urls = []
     for i in range(count):
         link = host.dir / f"pty{i}"

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
+from test_pio_fakes import hide_platformio_module, install
 
 from deploykit.cli import main
-from test_pio_fakes import hide_platformio_module, install
 
 INI = "[env:nano33ble_sense]\nplatform = nordicnrf52\nboard = nano33ble\nframework = arduino\n"
 

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from deploykit.model import manifest as manifest_mod
 from deploykit.cli import main
+from deploykit.model import manifest as manifest_mod
 from deploykit.model.convert import convert
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from deploykit.model.datafiles import check_fits, load_data
 from deploykit.errors import BadInput
+from deploykit.model.datafiles import check_fits, load_data
 
 
 def test_npz_with_labels(tmp_path):

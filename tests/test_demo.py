@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 
-from deploykit import deploy as deploy_mod
 from test_deploy import no_boards, run_cli  # noqa: F401  (no_boards is a fixture)
+
+from deploykit import deploy as deploy_mod
 
 
 def test_demo_trains_once_then_reuses_the_model(mocker, tmp_path, capsys, no_boards):

@@ -11,10 +11,10 @@ import json
 
 import pytest
 from serial.tools.list_ports_common import ListPortInfo
+from test_pio_fakes import install
 
 from deploykit.cli import main
 from deploykit.virtual_board import VirtualBoard
-from test_pio_fakes import install
 
 
 def run_cli(args):

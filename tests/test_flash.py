@@ -14,13 +14,13 @@ import os
 import pytest
 import serial
 from serial.tools.list_ports_common import ListPortInfo
-
-from deploykit.toolchain import flash, pio
-from deploykit.cli import main
-from deploykit.link.session import StaleFirmware
-from deploykit.firmware.render import render
-from deploykit.virtual_board import VirtualBoard
 from test_pio_fakes import install
+
+from deploykit.cli import main
+from deploykit.firmware.render import render
+from deploykit.link.session import StaleFirmware
+from deploykit.toolchain import flash, pio
+from deploykit.virtual_board import VirtualBoard
 
 BOARD = "nano33ble_sense"
 NANO_USB = (0x2341, 0x805A)

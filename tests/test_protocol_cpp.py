@@ -21,11 +21,28 @@ from pathlib import Path
 
 import pytest
 from cobs import cobs
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from deploykit.protocol import (
-    Ack, Begin, ErrorMsg, FrameDecoder, FrameError, Hello, HelloRequest, Input, Log, Nack, Ping,
-    Pong, Reset, ResultBatch, decode_message, encode_message, vectors, wire_size,
+    Ack,
+    Begin,
+    ErrorMsg,
+    FrameDecoder,
+    FrameError,
+    Hello,
+    HelloRequest,
+    Input,
+    Log,
+    Nack,
+    Ping,
+    Pong,
+    Reset,
+    ResultBatch,
+    decode_message,
+    encode_message,
+    vectors,
+    wire_size,
 )
 from deploykit.protocol.framing import Frame, encode_frame
 from deploykit.protocol.spec import DType
@@ -668,8 +685,9 @@ def test_harness_session_drives_the_cpp_device_over_a_pty(cpp_programs):
 
 def _harness_outputs(exe: Path, extra: list[str], records: list[bytes], out_record: int):
     """Stream `records` to the C++ device over a pty with the harness's DeviceSession."""
-    from deploykit.link.session import DeviceSession, SampleFailure
     import numpy as np
+
+    from deploykit.link.session import DeviceSession, SampleFailure
     args = [*BASE_ARGS, "--window", "200", "--inputs", f"9:{len(records[0])}:0.1:0",
             "--outputs", f"9:{out_record}:0.1:0", "--pty", *extra]
     proc = subprocess.Popen([str(exe), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -692,6 +710,7 @@ def test_harness_catches_a_cpp_device_with_wrong_outputs(cpp_programs, faults, r
     agreement figure (report's metric) against the outputs the fake model should give drops
     by about the fault rate; the clean device agrees exactly."""
     import numpy as np
+
     from deploykit.model.reference import agreement
     records = _records(300, 5)
     got = _harness_outputs(cpp_programs["posix_device"], ["--faults", faults] if faults else [], records, 3)

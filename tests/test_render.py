@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from deploykit.firmware.boards import all_boards, load_board
-from deploykit.model.manifest import sha256_file
 from deploykit.firmware.render import max_payload_for_window, render
 from deploykit.firmware.resources import data_dir
+from deploykit.model.manifest import sha256_file
 
 BOARDS = all_boards()
 HOSTILE_NAME = 'x"; system("rm -rf /"); // naïve ☃'
@@ -349,6 +349,7 @@ def test_cli_renders_and_says_where(converted_examples, tmp_path, capsys):
 def test_per_channel_dense_weights_are_refused(converted_examples, example_files, tmp_path, capsys):
     """TF's default per-channel dense quantization would compute wrongly on the pinned ports."""
     import numpy as np
+
     from deploykit.model import tf_backend as backend
     t = backend.tf()
     converter = backend._fixed_batch_converter(t, Path(example_files["sine"]["model"]), "keras")

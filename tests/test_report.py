@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from deploykit.errors import BadInput
-from deploykit.report.stats import distribution, histogram, recommended_arena, throughput
 from deploykit.report import Thresholds, evaluate, write_reports
+from deploykit.report.stats import distribution, histogram, recommended_arena, throughput
 
 
 def sample_report() -> dict:
@@ -139,6 +139,7 @@ def test_junit_run_that_measured_nothing_is_an_error_not_a_pass(tmp_path):
 def test_report_md_shows_hostile_names_as_written(tmp_path):
     """Before: report.md carried a model name's markup raw (an <img>, a table-breaking pipe)."""
     from markdown_it import MarkdownIt
+
     from deploykit.report.markdown import render_markdown
     report = sample_report()
     report["model"]["name"] = "<img src=x onerror=alert(1)>|**bold**"

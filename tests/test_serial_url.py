@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import serial
 
-from deploykit.link import ports
 from deploykit.errors import BadInput
-from deploykit.protocol import Ack, Begin, Hello, Input, Nack, Ping, Pong, ResultBatch
+from deploykit.link import ports
 from deploykit.link.serial_handlers.protocol_virtual import parse_url
+from deploykit.protocol import Ack, Begin, Hello, Input, Nack, Ping, Pong, ResultBatch
 from deploykit.virtual_board.rawclient import RawClient
 
 

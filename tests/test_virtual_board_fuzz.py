@@ -8,7 +8,14 @@ from hypothesis import strategies as st
 
 from deploykit.firmware.boards import load_board
 from deploykit.protocol import (
-    Begin, FrameDecoder, HelloRequest, Input, Ping, Reset, encode_frame, encode_message,
+    Begin,
+    FrameDecoder,
+    HelloRequest,
+    Input,
+    Ping,
+    Reset,
+    encode_frame,
+    encode_message,
 )
 from deploykit.protocol.framing import Frame, FrameError
 from deploykit.virtual_board import DeviceEngine, Faults, build_firmware

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 
 from deploykit import extras
+from deploykit.errors import BadInput
 from deploykit.model import tflite_model
 from deploykit.model.isolated import run_isolated
-from deploykit.errors import BadInput
 
 _ALLOC_TOTAL = re.compile(r"Arena allocation total (\d+) bytes")
 _ALLOC_HEAD = re.compile(r"Arena allocation head (\d+) bytes")

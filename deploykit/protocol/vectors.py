@@ -11,11 +11,26 @@ import sys
 from pathlib import Path
 
 from deploykit.protocol.framing import FrameDecoder, FrameError, encode_frame
-from deploykit.protocol.spec import PROTOCOL_VERSION
 from deploykit.protocol.messages import (
-    Ack, Begin, Capability, DType, ErrorMsg, Hello, HelloRequest, Input, Log, Nack, Ping, Pong, Reset,
-    ResultBatch, TensorSpec, TimerKind, encode_message,
+    Ack,
+    Begin,
+    Capability,
+    DType,
+    ErrorMsg,
+    Hello,
+    HelloRequest,
+    Input,
+    Log,
+    Nack,
+    Ping,
+    Pong,
+    Reset,
+    ResultBatch,
+    TensorSpec,
+    TimerKind,
+    encode_message,
 )
+from deploykit.protocol.spec import PROTOCOL_VERSION
 
 PATH = Path(__file__).with_name("vectors.json")
 
