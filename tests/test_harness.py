@@ -33,7 +33,7 @@ def test_report_has_every_documented_key(sine_manifest, tmp_path):
     assert saved["schema"] == "deploykit.hil-report/1" and saved["samples"] == 200
     assert saved["simulated"] is True
     for ref in ("tflm_host", "desktop"):
-        assert AGREEMENT_KEYS <= set(saved["agreement"][ref])
+        assert set(saved["agreement"][ref]) >= AGREEMENT_KEYS
     assert saved["agreement"]["tflm_host"]["exact_fraction"] == 1.0
     assert {"float", "desktop", "device"} <= set(saved["accuracy"])
     assert {"mae", "rmse", "max_error"} <= set(saved["accuracy"]["device"])

@@ -174,7 +174,7 @@ def test_arena_is_projection_plus_margin(converted_examples, tmp_path):
     assert f"#define DK_ARENA_BYTES {expected}\n" in (project / "src" / "dk_config.h").read_text()
     assert expected % 16 == 0 and projection * 110 <= expected * 100 < projection * 110 + 1600
     project = render(manifest.path, board.id, tmp_path / "fixed", arena_size=5000)
-    assert f"-DDK_ARENA_BYTES=5008" in read_config(project).get(f"env:{board.id}", "build_flags")
+    assert "-DDK_ARENA_BYTES=5008" in read_config(project).get(f"env:{board.id}", "build_flags")
     project = render(manifest.path, board.id, tmp_path / "margin", arena_margin=50)
     assert f"#define DK_ARENA_BYTES {-(-projection * 150 // 1600) * 16}\n" in \
         (project / "src" / "dk_config.h").read_text()

@@ -48,7 +48,7 @@ def test_thresholds_each_become_a_case():
     cases = evaluate(report, Thresholds(min_agreement=0.9, max_latency_us=2000, max_arena=1800))
     assert [(c["name"], c["passed"]) for c in cases] == [
         ("min_agreement", False), ("max_latency_us", True), ("max_arena", True)]
-    assert "agreement.tflm_host.exact_fraction = 0.8, required >= 0.9" == cases[0]["message"]
+    assert cases[0]["message"] == "agreement.tflm_host.exact_fraction = 0.8, required >= 0.9"
     assert evaluate(report, Thresholds()) == []
     for bad in (dict(min_agreement=1.01), dict(min_agreement=-0.1), dict(max_latency_us=0),
                 dict(max_latency_us=float("inf")), dict(max_arena=-1)):

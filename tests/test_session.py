@@ -95,9 +95,8 @@ def test_large_records_are_chunked(converted_examples):
 
 def test_stale_firmware_is_refused_with_both_hashes(converted_examples):
     sine, linear = converted_examples["sine"], converted_examples["linear"]
-    with VirtualBoard(linear.path, pacing=False) as port:
-        with pytest.raises(StaleFirmware) as info:
-            DeviceSession(port, 115200, expected_sha256=sine.sha256).open()
+    with VirtualBoard(linear.path, pacing=False) as port, pytest.raises(StaleFirmware) as info:
+        DeviceSession(port, 115200, expected_sha256=sine.sha256).open()
     assert sine.sha256 in str(info.value) and linear.sha256 in str(info.value)
     assert "flash" in str(info.value)
 

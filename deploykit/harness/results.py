@@ -75,7 +75,7 @@ class ResultsFile:
             return existing
         return None
 
-    def open(self) -> "ResultsFile":
+    def open(self) -> ResultsFile:
         """Resume a file of this run, refuse one of another run, or start a new one."""
         existing = self.check()
         if existing is not None:
@@ -213,7 +213,7 @@ class ResultsFile:
                 fd, self._fd = self._fd, None
                 os.close(fd)
 
-    def rows(self) -> "Rows":
+    def rows(self) -> Rows:
         """The rows of samples 0..size-1 in the file, read back lazily (see Rows)."""
         return Rows(self.path, self.size)
 

@@ -133,7 +133,7 @@ class Coordinator:
         if not self._thread.is_alive():
             self._loop.close()
 
-    def __enter__(self) -> "Coordinator":
+    def __enter__(self) -> Coordinator:
         return self
 
     def __exit__(self, *exc) -> None:

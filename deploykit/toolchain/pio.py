@@ -20,10 +20,10 @@ import shutil
 import subprocess
 import sys
 import threading
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
 
 from deploykit.errors import BadInput, DeviceError, ToolError
 

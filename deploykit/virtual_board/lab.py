@@ -178,7 +178,7 @@ class Host:
         if self._own:
             shutil.rmtree(self.dir, ignore_errors=True)
 
-    def __enter__(self) -> "Host":
+    def __enter__(self) -> Host:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -216,7 +216,7 @@ class Coordinator:
     def stop(self) -> None:
         self.host.stop()
 
-    def __enter__(self) -> "Coordinator":
+    def __enter__(self) -> Coordinator:
         try:
             self.start()
         except BaseException:
