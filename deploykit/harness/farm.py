@@ -4,8 +4,9 @@ run_farm() takes places (a name, a pyserial URL, a board kind) that the caller h
 acquired, opens one DeviceSession per place in a thread of its own and hands out the
 samples not yet in DIR/results.jsonl in small chunks from one queue: a fast board takes
 more, and a place that fails (exporter gone, board silent, wrong firmware) puts its
-unfinished chunk back for the others (a vanished port gets REOPEN_WITHIN seconds to return). Every row names the place and board that measured
-it. Rows are appended as they arrive, so a killed farm run resumes every shard.
+unfinished chunk back for the others (a vanished port gets REOPEN_WITHIN seconds to
+return). Every row names the place and board that measured it. Rows are appended as they
+arrive, so a killed farm run resumes every shard.
 
 Places of different board kinds are refused unless `matrix` is set; then each kind gets
 the whole set in DIR/<kind>/ and DIR/report.* compares the kinds column by column.
@@ -110,7 +111,7 @@ def run_farm(manifest_path, places: list[Place], data=None, limit: int | None = 
     threads = [threading.Thread(target=lambda k=k, g=g: reports.__setitem__(
         k, _guarded(_run_kind, manifest, inputs, k, g, Path(outdir) / k, None, **options))) for k, g in kinds.items()]
     _join_all(threads)
-    for kind, report in reports.items():
+    for report in reports.values():
         if isinstance(report, BaseException):
             raise report
     return single.Report(write_matrix_reports(reports, manifest, inputs, Path(outdir), junit))

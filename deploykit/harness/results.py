@@ -18,6 +18,7 @@ Row: {"index", "outputs": [[ints or floats per output tensor]], "cycles", "us",
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -298,7 +299,5 @@ def _write_error(path: Path, exc: OSError) -> BadInput | DiskError:
 
 
 def _unlink(path) -> None:
-    try:
+    with contextlib.suppress(OSError):
         os.unlink(path)
-    except OSError:
-        pass

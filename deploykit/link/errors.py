@@ -8,6 +8,8 @@ reopen it.
 
 from __future__ import annotations
 
+import contextlib
+
 import serial
 
 from deploykit.errors import DeviceError
@@ -39,10 +41,8 @@ class Link:
     def close(self) -> None:
         port, self.port = self.port, None
         if port is not None:
-            try:
+            with contextlib.suppress(OSError, serial.SerialException):
                 port.close()
-            except (OSError, serial.SerialException):
-                pass
 
     def send(self, msg) -> int:
         """Write one message as the next frame; return its wire size."""

@@ -269,7 +269,8 @@ def _own_lock(address: str, place: str):
     """Hold a per-user lock file for the place; one live run of ours holds it, a dead one does not."""
     folder = Path(tempfile.gettempdir()) / f"deploykit-{os.getuid()}" / "places"
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fh = open(folder / re.sub(r"[^A-Za-z0-9_.-]", "_", f"{address}-{place}.lock"), "a+")
+    # The open file is the lock: it stays open (held) until the run closes it.
+    fh = open(folder / re.sub(r"[^A-Za-z0-9_.-]", "_", f"{address}-{place}.lock"), "a+")  # noqa: SIM115
     try:
         fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
