@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from test_deploy import no_boards, run_cli  # noqa: F401  (no_boards is a fixture)
 
 from deploykit import deploy as deploy_mod
 
 
-def test_demo_trains_once_then_reuses_the_model(mocker, tmp_path, capsys, no_boards):
+@pytest.mark.usefixtures("no_boards")
+def test_demo_trains_once_then_reuses_the_model(mocker, tmp_path, capsys):
     import deploykit.examples as examples
 
     real = examples.train_example
@@ -36,7 +38,8 @@ def test_demo_trains_once_then_reuses_the_model(mocker, tmp_path, capsys, no_boa
     assert json.loads((out / "deploy.json").read_text())["timings_s"]["train"] == "skipped"
 
 
-def test_demo_shows_its_stages(mocker, example_files, tmp_path, capsys, no_boards, monkeypatch):
+@pytest.mark.usefixtures("no_boards")
+def test_demo_shows_its_stages(mocker, example_files, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("COLUMNS", "160")
     out = tmp_path / "demo"
     (out / "example").mkdir(parents=True)

@@ -339,7 +339,7 @@ def _records(n: int, size: int, start: int = 0) -> list[bytes]:
 def _check_results(results: list[ResultBatch], records: list[bytes], out_record: int, first: int = 0):
     got = {}
     for batch in results:
-        for i, (out, cyc, us) in enumerate(zip(batch.outputs, batch.cycles, batch.micros)):
+        for i, (out, cyc, us) in enumerate(zip(batch.outputs, batch.cycles, batch.micros, strict=True)):
             got[batch.first_record + i] = (out, cyc, us)
     want = {first + i: (fake_outputs(rec, out_record), fake_cycles(rec), 109) for i, rec in enumerate(records)}
     assert got == want

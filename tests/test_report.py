@@ -104,7 +104,8 @@ def test_junit_parses_with_a_control_character_in_the_model_name(tmp_path):
     report["thresholds"] = evaluate(report, Thresholds(min_agreement=0.5))
     suite = _junit(report, tmp_path)
     props = {p.get("name"): p.get("value") for p in suite.iter("property")}
-    assert props["model.name"] == "m\\x07<b>|*x*</b>\\x1b[31m_n_ & `tick`" and props["device.board_id"] == "board\\x00id"
+    assert props["model.name"] == "m\\x07<b>|*x*</b>\\x1b[31m_n_ & `tick`"
+    assert props["device.board_id"] == "board\\x00id"
 
 
 def test_junit_has_a_run_completed_case_every_figure_and_real_durations(tmp_path):

@@ -52,23 +52,27 @@ def check_exactly_once(results, expected):
 
 def test_clean_stream_matches_tflm_host(sine_manifest, expected_outputs):
     x, expected = expected_outputs
-    with VirtualBoard(sine_manifest.path, pacing=True) as port:
-        with DeviceSession(port, 115200, expected_sha256=sine_manifest.sha256) as dev:
-            assert dev.hello.simulated and dev.hello.model_sha256.hex() == sine_manifest.sha256
-            results = list(dev.stream(x.view(np.uint8)))
-            assert dev.faults.as_dict() == {"retries": 0, "crc_errors": 0, "resyncs": 0,
-                                            "resets": 0, "reconnects": 0, "unknown_frames": 0}
-            assert all(r.micros > 0 and r.cycles > 0 and r.round_trip_s > 0 for r in results)
+    with (
+        VirtualBoard(sine_manifest.path, pacing=True) as port,
+        DeviceSession(port, 115200, expected_sha256=sine_manifest.sha256) as dev,
+    ):
+        assert dev.hello.simulated and dev.hello.model_sha256.hex() == sine_manifest.sha256
+        results = list(dev.stream(x.view(np.uint8)))
+        assert dev.faults.as_dict() == {"retries": 0, "crc_errors": 0, "resyncs": 0,
+                                        "resets": 0, "reconnects": 0, "unknown_frames": 0}
+        assert all(r.micros > 0 and r.cycles > 0 and r.round_trip_s > 0 for r in results)
     check_exactly_once(results, expected)
 
 
 @pytest.mark.parametrize("name", list(FAULTS))
 def test_stream_survives_fault(name, sine_manifest, expected_outputs):
     x, expected = expected_outputs
-    with VirtualBoard(sine_manifest.path, pacing=True, faults=FAULTS[name], seed=1) as port:
-        with DeviceSession(port, 115200, expected_sha256=sine_manifest.sha256) as dev:
-            results = list(dev.stream(x.view(np.uint8)))
-            faults = dev.faults
+    with (
+        VirtualBoard(sine_manifest.path, pacing=True, faults=FAULTS[name], seed=1) as port,
+        DeviceSession(port, 115200, expected_sha256=sine_manifest.sha256) as dev,
+    ):
+        results = list(dev.stream(x.view(np.uint8)))
+        faults = dev.faults
     check_exactly_once(results, expected)
     if name in ("drop", "corrupt"):
         assert faults.retries + faults.crc_errors > 0
@@ -84,11 +88,13 @@ def test_large_records_are_chunked(converted_examples):
     x = records(manifest, 50)
     runner = TflmRunner(manifest.model_bytes())
     expected = [b"".join(runner.invoke_raw([row.tobytes()])) for row in x]
-    with VirtualBoard(manifest.path, pacing=False, faults="drop=0.002", seed=3) as port:
-        with DeviceSession(port, 115200, expected_sha256=manifest.sha256) as dev:
-            assert dev.hello.input_record_bytes > dev.hello.max_payload // 3
-            results = dev.infer(x.view(np.uint8))
-            arrays = dev.decode_outputs(results[0].outputs)
+    with (
+        VirtualBoard(manifest.path, pacing=False, faults="drop=0.002", seed=3) as port,
+        DeviceSession(port, 115200, expected_sha256=manifest.sha256) as dev,
+    ):
+        assert dev.hello.input_record_bytes > dev.hello.max_payload // 3
+        results = dev.infer(x.view(np.uint8))
+        arrays = dev.decode_outputs(results[0].outputs)
     check_exactly_once(results, expected)
     assert arrays[0].shape == tuple(manifest["outputs"][0]["shape"])
 
@@ -102,12 +108,14 @@ def test_stale_firmware_is_refused_with_both_hashes(converted_examples):
 
 
 def test_ping_and_reset(sine_manifest):
-    with VirtualBoard(sine_manifest.path, pacing=False) as port:
-        with DeviceSession(port, 115200, expected_sha256=sine_manifest.sha256) as dev:
-            assert dev.ping(b"\x00abc\x00") == b"\x00abc\x00"
-            hello = dev.reset()
-            assert hello.model_sha256.hex() == sine_manifest.sha256
-            assert len(dev.infer(records(sine_manifest, 5).view(np.uint8))) == 5
+    with (
+        VirtualBoard(sine_manifest.path, pacing=False) as port,
+        DeviceSession(port, 115200, expected_sha256=sine_manifest.sha256) as dev,
+    ):
+        assert dev.ping(b"\x00abc\x00") == b"\x00abc\x00"
+        hello = dev.reset()
+        assert hello.model_sha256.hex() == sine_manifest.sha256
+        assert len(dev.infer(records(sine_manifest, 5).view(np.uint8))) == 5
 
 
 def test_reset_of_a_board_whose_usb_port_vanishes(sine_manifest):
@@ -154,13 +162,15 @@ def test_silent_device_fails_after_bounded_retries():
 def test_device_that_stops_answering_fails_clearly(sine_manifest):
     """A stall far longer than the retry budget: a DeviceError, not a hang or a wrong result."""
     x = records(sine_manifest, 400)
-    with VirtualBoard(sine_manifest.path, pacing=True, faults="stall=100:60") as port:
-        with DeviceSession(port, 115200, expected_sha256=sine_manifest.sha256, max_retries=3,
-                           handshake_retries=2) as dev:
-            got = []
-            with pytest.raises(DeviceError, match="stopped responding|no HELLO"):
-                for r in dev.stream(x.view(np.uint8)):
-                    got.append(r.record)
+    with (
+        VirtualBoard(sine_manifest.path, pacing=True, faults="stall=100:60") as port,
+        DeviceSession(port, 115200, expected_sha256=sine_manifest.sha256, max_retries=3,
+                      handshake_retries=2) as dev,
+    ):
+        got = []
+        with pytest.raises(DeviceError, match="stopped responding|no HELLO"):
+            for r in dev.stream(x.view(np.uint8)):
+                got.append(r.record)
     assert len(got) == len(set(got)) and len(got) < 400
 
 
@@ -171,9 +181,11 @@ def test_long_streams_are_split_where_u32_offsets_end(sine_manifest, monkeypatch
     x = records(sine_manifest, 200)
     runner = TflmRunner(sine_manifest.model_bytes())
     expected = [b"".join(runner.invoke_raw([row.tobytes()])) for row in x]
-    with VirtualBoard(sine_manifest.path, pacing=False) as port:
-        with DeviceSession(port, 115200, expected_sha256=sine_manifest.sha256) as dev:
-            results = dev.infer(x.view(np.uint8))
+    with (
+        VirtualBoard(sine_manifest.path, pacing=False) as port,
+        DeviceSession(port, 115200, expected_sha256=sine_manifest.sha256) as dev,
+    ):
+        results = dev.infer(x.view(np.uint8))
     check_exactly_once(results, expected)
 
 

@@ -56,7 +56,7 @@ def test_device_survives_random_streams(gestures_fw, pieces, gaps):
     client.hello = gestures_fw.hello
     engine.take_output(0.0)
     t = 0.1
-    for piece, gap in zip(pieces, gaps):
+    for piece, gap in zip(pieces, gaps, strict=False):
         t += gap
         engine.receive(piece, t, byte_time=1e-5)
     engine.advance(t + 10.0)
