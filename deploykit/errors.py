@@ -49,12 +49,6 @@ class NoBoardFound(RigError):
     """No board is connected where one was expected (`--port auto`, or `deploy` in CI)."""
 
 
-class RigError(DeployKitError):
-    """The rig failed (a crashed tool, the device, the link, the disk), not the user's input. Exit status 3."""
-
-    exit_code = 3
-
-
 class ThresholdFailed(DeployKitError):
     """A measured figure missed a threshold the user set. Exit status 1."""
 
