@@ -10,8 +10,7 @@ import shutil
 import subprocess
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from deploykit.firmware.cfilters import _C_KEYWORDS, c_bytes, c_comment, c_ident, c_string
 

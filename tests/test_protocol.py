@@ -4,8 +4,7 @@ import contextlib
 import json
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from deploykit.protocol import FrameDecoder, FrameError, decode_message, encode_message, vectors
 from deploykit.protocol.framing import Frame, encode_frame, wire_size

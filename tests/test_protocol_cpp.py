@@ -21,8 +21,7 @@ from pathlib import Path
 
 import pytest
 from cobs import cobs
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from deploykit.protocol import (
     Ack,

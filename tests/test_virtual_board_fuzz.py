@@ -3,20 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from deploykit.firmware.boards import load_board
-from deploykit.protocol import (
-    Begin,
-    FrameDecoder,
-    HelloRequest,
-    Input,
-    Ping,
-    Reset,
-    encode_frame,
-    encode_message,
-)
+from deploykit.protocol import Begin, FrameDecoder, HelloRequest, Input, Ping, Reset, encode_frame, encode_message
 from deploykit.protocol.framing import Frame, FrameError
 from deploykit.virtual_board import DeviceEngine, Faults, build_firmware
 from deploykit.virtual_board.rawclient import RawClient

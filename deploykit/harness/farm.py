@@ -18,8 +18,10 @@ import math
 import threading
 import time
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from deploykit.errors import BadInput, RigError
 from deploykit.harness import run as single
@@ -77,7 +79,7 @@ class _Queue:
             self.busy += 1
             return [self.todo.popleft() for _ in range(min(self.chunk, len(self.todo)))]
 
-    def done(self, unfinished: list[int] = ()) -> None:
+    def done(self, unfinished: Iterable[int] = ()) -> None:
         with self.cond:
             self.busy -= 1
             self.todo.extendleft(reversed(list(unfinished)))
@@ -107,7 +109,7 @@ def run_farm(manifest_path, places: list[Place], data=None, limit: int | None = 
         kind, group = next(iter(kinds.items()))
         report = _run_kind(manifest, inputs, kind, group, Path(outdir), junit, **options)
         return single.Report(report)
-    reports = {}
+    reports: dict[str, Any] = {}   # kind -> its report, or the exception that ended it
     threads = [threading.Thread(target=lambda k=k, g=g: reports.__setitem__(
         k, _guarded(_run_kind, manifest, inputs, k, g, Path(outdir) / k, None, **options))) for k, g in kinds.items()]
     _join_all(threads)
@@ -128,8 +130,9 @@ def _check_places(places: list[Place], matrix: bool) -> None:
     if matrix and None in kinds:
         untagged = ", ".join(p.name for p in places if p.board is None)
         raise BadInput(f"--matrix needs every place's board kind (tag board=ID); {untagged} has none")
-    if not matrix and len(kinds - {None}) > 1:
-        raise BadInput(f"the places are of different board kinds ({', '.join(sorted(kinds - {None}))}); "
+    tagged = {k for k in kinds if k is not None}
+    if not matrix and len(tagged) > 1:
+        raise BadInput(f"the places are of different board kinds ({', '.join(sorted(tagged))}); "
                        "run one kind at a time, or pass --matrix to give each kind the whole set")
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from deploykit.protocol.framing import FrameDecoder, FrameError, encode_frame
 from deploykit.protocol.messages import (
@@ -72,8 +73,8 @@ MESSAGES = [
 ]
 
 
-def _fields(msg) -> dict:
-    out = {}
+def _fields(msg) -> dict[str, Any]:
+    out: dict[str, Any] = {}
     for key, value in vars(msg).items():
         if isinstance(value, bytes):
             out[key] = value.hex()

@@ -162,6 +162,7 @@ def _start(argv: list[str]) -> subprocess.Popen:
 def _stream(proc: subprocess.Popen, sink, on_line: LineSink | None) -> str:
     """Copy every line to the log as it comes (flushed: a killed build keeps its log)."""
     lines = []
+    assert proc.stdout is not None  # started with stdout=PIPE
     for line in proc.stdout:
         sink.write(line)
         sink.flush()
