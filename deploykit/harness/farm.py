@@ -27,7 +27,7 @@ from deploykit.errors import BadInput, RigError
 from deploykit.harness import run as single
 from deploykit.harness.inputs import load_inputs
 from deploykit.harness.outdir import locked_outdir
-from deploykit.harness.results import SCHEMA, ResultsFile
+from deploykit.harness.results import SCHEMA, ResultsFile, RunHeader
 from deploykit.link.session import DeviceSession, Timeouts
 from deploykit.model import manifest as manifest_mod
 from deploykit.report import Thresholds, build_report, evaluate
@@ -154,7 +154,7 @@ def _run_kind(manifest, inputs, kind, places, outdir: Path, junit, *, warmup, fl
                            session_options=session_options, chunk=chunk, thresholds=thresholds)
 
 
-def _farm_header(manifest, inputs, kind) -> dict:
+def _farm_header(manifest, inputs, kind) -> RunHeader:
     """results.jsonl's header for a farm: the board kind stands for the device (each place's
     HELLO is checked against the manifest as it opens; arena and firmware id are per place)."""
     return {"schema": SCHEMA, "model_sha256": manifest.sha256, "data_sha256": inputs.sha256,
