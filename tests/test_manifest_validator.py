@@ -257,6 +257,9 @@ def test_mutated_manifests_are_accepted_or_bad_input(fuzz_base, data):
     for _ in range(data.draw(st.integers(1, 3))):
         where = data.draw(st.sampled_from(list(_paths(manifest))))
         value = data.draw(st.one_of(st.just(_DELETE), VALUES))
+        # TRICKY's lists and dicts are shared objects: a copy keeps one example's edits out of
+        # the next (and a value from being put inside itself, a cycle json.dumps cannot write).
+        value = value if value is _DELETE else copy.deepcopy(value)
         manifest = _mutate(manifest, where, value)
     path.write_text(json.dumps(manifest), encoding="utf-8")
     with contextlib.suppress(BadInput):
