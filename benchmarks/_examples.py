@@ -6,8 +6,8 @@ from pathlib import Path
 
 def example_manifests(root: Path) -> list:
     """Train and convert sine, linear and gestures under `root`; return their Manifests."""
-    from deploykit.model.convert import convert
     from deploykit.examples import train_example
+    from deploykit.model.convert import convert
     out = []
     from deploykit.examples import EXAMPLES
     for name in EXAMPLES:

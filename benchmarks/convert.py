@@ -22,8 +22,8 @@ def timed(fn):
 def main() -> None:
     from deploykit.model import tf_backend
     _, t_import = timed(tf_backend.tf)
-    from deploykit.model.convert import convert
     from deploykit.examples import train_example
+    from deploykit.model.convert import convert
     from deploykit.model.inspect import inspect_model
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -51,8 +51,9 @@ def start_boards(host, manifest, count: int, via: str) -> list[str]:
     """`count` paced esp32dev stand-ins; their URLs (rfc2217 through ser2net, or the ptys)."""
     if via == "rfc2217":
         return [f"rfc2217://127.0.0.1:{p}" for p in host.add_boards(manifest, count, BOARD, baud=BAUD)]
-    from deploykit.virtual_board.lab import _env
     import subprocess
+
+    from deploykit.virtual_board.lab import _env
     urls = []
     for i in range(count):
         link = host.dir / f"pty{i}"
@@ -86,7 +87,8 @@ def main(argv=None) -> None:
         in_bytes = int(np.prod(manifest["inputs"][0]["shape"][1:]))
         with Host("bench", root / "host") as host:
             urls = start_boards(host, manifest, max(counts), args.via)
-            print(f"model {manifest['name']}: {in_bytes}-byte int8 inputs; {BOARD} stand-ins at {BAUD} baud via {args.via}")
+            print(f"model {manifest['name']}: {in_bytes}-byte int8 inputs; "
+                  f"{BOARD} stand-ins at {BAUD} baud via {args.via}")
             print(f"{'boards':>6} {'samples':>8} {'seconds':>8} {'samples/s':>10} {'speedup':>8} "
                   f"{'per board':>10} {'wire limit/board':>17}")
             base = None
@@ -98,7 +100,8 @@ def main(argv=None) -> None:
                 base = base or rate / n
                 assert report["samples"] == n * args.per_board, report["samples"]
                 print(f"{n:>6} {report['samples']:>8} {thr['seconds']:>8.2f} {rate:>10.1f} {rate / base:>8.2f} "
-                      f"{rate / n:>10.1f} {thr['wire_limit_samples_per_s']:>17.1f}   (wall {time.monotonic() - t:.1f} s)")
+                      f"{rate / n:>10.1f} {thr['wire_limit_samples_per_s']:>17.1f}   "
+                      f"(wall {time.monotonic() - t:.1f} s)")
 
 
 if __name__ == "__main__":

@@ -67,11 +67,11 @@ def rate_engine(manifest, records) -> float:
 def rate_pty(manifest, records) -> float:
     from deploykit.harness import DeviceSession
     from deploykit.virtual_board import VirtualBoard
-    with VirtualBoard(manifest, pacing=False) as port:
-        with DeviceSession(port, 115200, expected_sha256=manifest.sha256) as dev:
-            start = time.perf_counter()
-            results = dev.infer(records)
-            elapsed = time.perf_counter() - start
+    with VirtualBoard(manifest, pacing=False) as port, \
+            DeviceSession(port, 115200, expected_sha256=manifest.sha256) as dev:
+        start = time.perf_counter()
+        results = dev.infer(records)
+        elapsed = time.perf_counter() - start
     assert len(results) == len(records)
     return len(records) / elapsed
 

@@ -21,11 +21,12 @@ heavy is imported inside the fixtures: loading this plugin costs nothing.
 from __future__ import annotations
 
 import contextlib
+from typing import Any
 
 import pytest
 
 GROUP = "deploykit hardware-in-the-loop"
-OPTIONS = {
+OPTIONS: dict[str, dict[str, Any]] = {
     "--dk-manifest": dict(dest="dk_manifest", default=None, metavar="PATH",
                           help="manifest.json of the model on the device (deploykit convert)"),
     "--dk-port": dict(dest="dk_port", default=None, metavar="URL",

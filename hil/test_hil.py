@@ -42,7 +42,7 @@ def test_handshake_names_protocol_board_and_limits(dk_session, dk_board):
     assert len(hello.firmware_id) == FIRMWARE_ID_BYTES  # every build (and the virtual board) carries an id
     assert hello.board_id == dk_board.id
     assert hello.cpu_hz == dk_board.clock_mhz * 1_000_000
-    assert 0 < hello.max_payload and 0 < hello.rx_window <= dk_board.rx_buffer_bytes
+    assert hello.max_payload > 0 and 0 < hello.rx_window <= dk_board.rx_buffer_bytes
 
 
 def test_model_hash_matches_the_manifest(dk_session, dk_manifest):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from test_pio_fakes import hide_platformio_module, install
 
 from test_pio_fakes import hide_platformio_module, install
 from conftest import run_cli

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from deploykit.model import manifest as manifest_mod
 from deploykit.cli import main
+from deploykit.model import manifest as manifest_mod
 from deploykit.model.convert import convert
 
 
@@ -86,7 +86,7 @@ def test_saved_model_and_h5(tmp_path, example_files):
 def test_csv_data_and_cli_summary(tmp_path, example_files, capsys):
     test = np.load(example_files["linear"]["test_data"])
     csv = tmp_path / "linear.csv"
-    csv.write_text("x,y\n" + "\n".join(f"{a},{b}" for a, b in zip(test["x"][:, 0], test["y"][:, 0])))
+    csv.write_text("x,y\n" + "\n".join(f"{a},{b}" for a, b in zip(test["x"][:, 0], test["y"][:, 0], strict=True)))
     with pytest.raises(SystemExit) as exc:
         main(["convert", str(example_files["linear"]["model"]), "-o", str(tmp_path / "o"),
               "--test-data", str(csv), "--label-column", "1", "--name", "lin"])

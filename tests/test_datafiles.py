@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from deploykit.model.datafiles import check_fits, load_data
 from deploykit.errors import BadInput
+from deploykit.model.datafiles import check_fits, load_data
 
 
 def test_npz_with_labels(tmp_path):
@@ -38,7 +38,7 @@ def test_csv_with_header_and_label_column(tmp_path):
     (lambda p: np.savez(p, x=np.array([[1.0], [np.nan]])), "NaN"),
     (lambda p: np.savez(p, x=np.ones((2, 1)), y=np.array([np.inf, 1])), "NaN or infinite"),
     (lambda p: np.savez(p, x=np.ones((3, 1)), y=np.ones(2)), "3 inputs but 2 labels"),
-    (lambda p: open(p, "wb").write(b"PK\x03\x04 garbage that is not a zip"), "cannot be read"),
+    (lambda p: p.write_bytes(b"PK\x03\x04 garbage that is not a zip"), "cannot be read"),
     (lambda p: np.savez(p, x=np.float32(5.0)), "single value"),
     (lambda p: np.savez(p, x=np.ones((2, 1)), y=np.int64(1)), "y is a single value"),
     (lambda p: np.savez(p, x=np.ones((2, 1), np.complex64)), "real numbers"),

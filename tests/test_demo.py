@@ -12,8 +12,11 @@ from test_deploy import no_boards  # noqa: F401  (a fixture)
 
 pytestmark = pytest.mark.slow  # trains the demo example and deploys it
 
+from deploykit import deploy as deploy_mod
 
-def test_demo_trains_once_then_reuses_the_model(mocker, tmp_path, capsys, no_boards):
+
+@pytest.mark.usefixtures("no_boards")
+def test_demo_trains_once_then_reuses_the_model(mocker, tmp_path, capsys):
     import deploykit.examples as examples
 
     real = examples.train_example
@@ -40,7 +43,8 @@ def test_demo_trains_once_then_reuses_the_model(mocker, tmp_path, capsys, no_boa
     assert json.loads((out / "deploy.json").read_text())["timings_s"]["train"] == "skipped"
 
 
-def test_demo_shows_its_stages(mocker, example_files, tmp_path, capsys, no_boards, monkeypatch):
+@pytest.mark.usefixtures("no_boards")
+def test_demo_shows_its_stages(mocker, example_files, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("COLUMNS", "160")
     out = tmp_path / "demo"
     (out / "example").mkdir(parents=True)

@@ -11,6 +11,7 @@ import json
 
 import pytest
 from serial.tools.list_ports_common import ListPortInfo
+from test_pio_fakes import install
 
 from deploykit.virtual_board import VirtualBoard
 from test_pio_fakes import install

@@ -7,9 +7,9 @@ import json
 import pytest
 from serial.tools.list_ports_common import ListPortInfo
 
-from deploykit.toolchain import devices
 from deploykit.cli import main
 from deploykit.errors import BadInput, NoBoardFound
+from deploykit.toolchain import devices
 
 
 def port(device, vid=None, pid=None, serial=None, description="n/a"):

@@ -8,7 +8,7 @@ from deploykit.model.tflm_host import TflmRunner
 
 
 def test_each_example_writes_model_and_data(example_files):
-    for name, files in example_files.items():
+    for files in example_files.values():
         assert files["model"].suffix == ".keras" and files["model"].stat().st_size > 0
         test = load_data(files["test_data"])
         assert test.y is not None and len(test.y) == len(test.x)
@@ -58,4 +58,5 @@ def test_training_is_seeded(tmp_path):
     assert np.array_equal(np.load(a["rep_data"])["x"], np.load(b["rep_data"])["x"])
     from deploykit.model import tf_backend
     x = np.array([[1.5]], np.float32)
-    assert np.allclose(tf_backend.predict_float(a["model"], "keras", x), tf_backend.predict_float(b["model"], "keras", x))
+    assert np.allclose(tf_backend.predict_float(a["model"], "keras", x),
+                       tf_backend.predict_float(b["model"], "keras", x))

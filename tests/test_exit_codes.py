@@ -217,3 +217,14 @@ def test_a_disk_that_refuses_a_write_is_the_rig_in_one_line(sine_manifest, tmp_p
     assert len(_rows(outdir / "results.jsonl")) == 41  # the header and every sample, whole
     leftovers = [p.name for p in outdir.iterdir() if p.name.startswith(".") and p.name != ".deploykit.lock"]
     assert not leftovers  # no temp file left (the folder's lock file is deploykit's own, kept)
+
+
+def test_every_rig_failure_is_caught_as_a_rig_error():
+    """One RigError class: `except RigError` catches the device, tool, disk and no-board failures.
+
+    errors.py once defined RigError twice; the second rebound the name, so DeviceError and its
+    siblings no longer derived from the RigError that callers import."""
+    from deploykit import errors
+    for cls in (errors.DeviceError, errors.ToolError, errors.DiskError, errors.NoBoardFound):
+        assert issubclass(cls, errors.RigError), cls
+        assert cls.exit_code == errors.RigError.exit_code == 3

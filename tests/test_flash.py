@@ -22,6 +22,12 @@ from deploykit.virtual_board import VirtualBoard
 from test_pio_fakes import install
 from conftest import run_cli
 
+from deploykit.cli import main
+from deploykit.firmware.render import render
+from deploykit.link.session import StaleFirmware
+from deploykit.toolchain import flash, pio
+from deploykit.virtual_board import VirtualBoard
+
 BOARD = "nano33ble_sense"
 NANO_USB = (0x2341, 0x805A)
 

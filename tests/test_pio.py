@@ -6,10 +6,10 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from deploykit.toolchain import pio
-from deploykit.errors import BadInput, ToolError
 from test_pio_fakes import captured, hide_platformio_module, install
+
+from deploykit.errors import BadInput, ToolError
+from deploykit.toolchain import pio
 
 PROJECT_INI = """\
 [env:nano33ble_sense]

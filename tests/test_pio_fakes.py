@@ -49,7 +49,7 @@ class FakePio:
         self.calls: list[list[str]] = []
         self.queue: list[tuple[str, int, object]] = []
 
-    def then(self, fixture: str, returncode: int, on_exit=None) -> "FakePio":
+    def then(self, fixture: str, returncode: int, on_exit=None) -> FakePio:
         self.queue.append((fixture, returncode, on_exit))
         return self
 

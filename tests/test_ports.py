@@ -6,8 +6,8 @@ import os
 import pytest
 import serial
 
-from deploykit.link import ports
 from deploykit.errors import BadInput, DeviceError
+from deploykit.link import ports
 
 
 def _raise(code, text):

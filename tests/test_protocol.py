@@ -1,12 +1,12 @@
 """The Python side of the wire protocol against the shared vectors and under fuzzing."""
 
+import contextlib
 import json
 
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from deploykit.protocol import FrameDecoder, FrameError, decode_message, encode_message
-from deploykit.protocol import vectors
+from deploykit.protocol import FrameDecoder, FrameError, decode_message, encode_message, vectors
 from deploykit.protocol.framing import Frame, encode_frame, wire_size
 from deploykit.protocol.messages import ProtocolError, ResultBatch
 
@@ -14,7 +14,7 @@ VECTORS = json.loads(vectors.PATH.read_text())
 
 
 def test_committed_vectors_match_this_implementation():
-    assert VECTORS == json.loads(json.dumps(vectors.build()))
+    assert json.loads(json.dumps(vectors.build())) == VECTORS
 
 
 @pytest.mark.parametrize("row", VECTORS["frames"], ids=lambda r: r["name"])
@@ -95,10 +95,8 @@ def test_random_bytes_never_crash_the_decoder(chunks):
     for chunk in chunks:
         for event in decoder.feed(chunk):
             if isinstance(event, Frame):
-                try:
+                with contextlib.suppress(ProtocolError):
                     decode_message(event, vectors.HELLO)
-                except ProtocolError:
-                    pass
 
 
 @settings(max_examples=200, deadline=None)

@@ -24,8 +24,24 @@ from cobs import cobs
 from hypothesis import given, settings, strategies as st
 
 from deploykit.protocol import (
-    Ack, Begin, ErrorMsg, FrameDecoder, FrameError, Hello, HelloRequest, Input, Log, Nack, Ping,
-    Pong, Reset, ResultBatch, decode_message, encode_message, vectors, wire_size,
+    Ack,
+    Begin,
+    ErrorMsg,
+    FrameDecoder,
+    FrameError,
+    Hello,
+    HelloRequest,
+    Input,
+    Log,
+    Nack,
+    Ping,
+    Pong,
+    Reset,
+    ResultBatch,
+    decode_message,
+    encode_message,
+    vectors,
+    wire_size,
 )
 from deploykit.protocol.framing import Frame, encode_frame
 from deploykit.protocol.spec import DType
@@ -328,7 +344,7 @@ def _records(n: int, size: int, start: int = 0) -> list[bytes]:
 def _check_results(results: list[ResultBatch], records: list[bytes], out_record: int, first: int = 0):
     got = {}
     for batch in results:
-        for i, (out, cyc, us) in enumerate(zip(batch.outputs, batch.cycles, batch.micros)):
+        for i, (out, cyc, us) in enumerate(zip(batch.outputs, batch.cycles, batch.micros, strict=True)):
             got[batch.first_record + i] = (out, cyc, us)
     want = {first + i: (fake_outputs(rec, out_record), fake_cycles(rec), 109) for i, rec in enumerate(records)}
     assert got == want
@@ -674,8 +690,9 @@ def test_harness_session_drives_the_cpp_device_over_a_pty(cpp_programs):
 
 def _harness_outputs(exe: Path, extra: list[str], records: list[bytes], out_record: int):
     """Stream `records` to the C++ device over a pty with the harness's DeviceSession."""
-    from deploykit.link.session import DeviceSession, SampleFailure
     import numpy as np
+
+    from deploykit.link.session import DeviceSession, SampleFailure
     args = [*BASE_ARGS, "--window", "200", "--inputs", f"9:{len(records[0])}:0.1:0",
             "--outputs", f"9:{out_record}:0.1:0", "--pty", *extra]
     proc = subprocess.Popen([str(exe), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -698,6 +715,7 @@ def test_harness_catches_a_cpp_device_with_wrong_outputs(cpp_programs, faults, r
     agreement figure (report's metric) against the outputs the fake model should give drops
     by about the fault rate; the clean device agrees exactly."""
     import numpy as np
+
     from deploykit.model.reference import agreement
     records = _records(300, 5)
     got = _harness_outputs(cpp_programs["posix_device"], ["--faults", faults] if faults else [], records, 3)

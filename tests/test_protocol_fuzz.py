@@ -12,8 +12,7 @@ import contextlib
 import json
 import random
 
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from deploykit.protocol import FrameDecoder, MsgType, ProtocolError, decode_message, vectors
 from deploykit.protocol.framing import Frame

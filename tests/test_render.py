@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 from deploykit.firmware.boards import all_boards, load_board
-from deploykit.model.manifest import sha256_file
 from deploykit.firmware.render import max_payload_for_window, render
 from deploykit.firmware.resources import data_dir
 from conftest import run_cli
@@ -168,7 +167,7 @@ def test_arena_is_projection_plus_margin(converted_examples, tmp_path):
     assert f"#define DK_ARENA_BYTES {expected}\n" in (project / "src" / "dk_config.h").read_text()
     assert expected % 16 == 0 and projection * 110 <= expected * 100 < projection * 110 + 1600
     project = render(manifest.path, board.id, tmp_path / "fixed", arena_size=5000)
-    assert f"-DDK_ARENA_BYTES=5008" in read_config(project).get(f"env:{board.id}", "build_flags")
+    assert "-DDK_ARENA_BYTES=5008" in read_config(project).get(f"env:{board.id}", "build_flags")
     project = render(manifest.path, board.id, tmp_path / "margin", arena_margin=50)
     assert f"#define DK_ARENA_BYTES {-(-projection * 150 // 1600) * 16}\n" in \
         (project / "src" / "dk_config.h").read_text()
@@ -343,6 +342,7 @@ def test_cli_renders_and_says_where(converted_examples, tmp_path, capsys):
 def test_per_channel_dense_weights_are_refused(converted_examples, example_files, tmp_path, capsys):
     """TF's default per-channel dense quantization would compute wrongly on the pinned ports."""
     import numpy as np
+
     from deploykit.model import tf_backend as backend
     t = backend.tf()
     converter = backend._fixed_batch_converter(t, Path(example_files["sine"]["model"]), "keras")

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from deploykit.errors import BadInput
-from deploykit.report.stats import distribution, histogram, recommended_arena, throughput
 from deploykit.report import Thresholds, evaluate, write_reports
+from deploykit.report.stats import distribution, histogram, recommended_arena, throughput
 
 
 def sample_report() -> dict:
@@ -48,7 +48,7 @@ def test_thresholds_each_become_a_case():
     cases = evaluate(report, Thresholds(min_agreement=0.9, max_latency_us=2000, max_arena=1800))
     assert [(c["name"], c["passed"]) for c in cases] == [
         ("min_agreement", False), ("max_latency_us", True), ("max_arena", True)]
-    assert "agreement.tflm_host.exact_fraction = 0.8, required >= 0.9" == cases[0]["message"]
+    assert cases[0]["message"] == "agreement.tflm_host.exact_fraction = 0.8, required >= 0.9"
     assert evaluate(report, Thresholds()) == []
     for bad in (dict(min_agreement=1.01), dict(min_agreement=-0.1), dict(max_latency_us=0),
                 dict(max_latency_us=float("inf")), dict(max_arena=-1)):
@@ -104,7 +104,8 @@ def test_junit_parses_with_a_control_character_in_the_model_name(tmp_path):
     report["thresholds"] = evaluate(report, Thresholds(min_agreement=0.5))
     suite = _junit(report, tmp_path)
     props = {p.get("name"): p.get("value") for p in suite.iter("property")}
-    assert props["model.name"] == "m\\x07<b>|*x*</b>\\x1b[31m_n_ & `tick`" and props["device.board_id"] == "board\\x00id"
+    assert props["model.name"] == "m\\x07<b>|*x*</b>\\x1b[31m_n_ & `tick`"
+    assert props["device.board_id"] == "board\\x00id"
 
 
 def test_junit_has_a_run_completed_case_every_figure_and_real_durations(tmp_path):
@@ -139,6 +140,7 @@ def test_junit_run_that_measured_nothing_is_an_error_not_a_pass(tmp_path):
 def test_report_md_shows_hostile_names_as_written(tmp_path):
     """Before: report.md carried a model name's markup raw (an <img>, a table-breaking pipe)."""
     from markdown_it import MarkdownIt
+
     from deploykit.report.markdown import render_markdown
     report = sample_report()
     report["model"]["name"] = "<img src=x onerror=alert(1)>|**bold**"

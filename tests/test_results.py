@@ -151,9 +151,9 @@ def test_a_folder_locked_by_another_process_is_refused_at_once(tmp_path):
                               text=True, env=env)
     try:
         assert holder.stdout.readline().strip() == "locked"
-        with pytest.raises(OutdirBusy, match=rf"output directory .*out is in use by another run \(pid {holder.pid}\)"):
-            with locked_outdir(out):
-                pass
+        busy = rf"output directory .*out is in use by another run \(pid {holder.pid}\)"
+        with pytest.raises(OutdirBusy, match=busy), locked_outdir(out):
+            pass
         assert (out / LOCK_NAME).exists()  # the refused run removed nothing
     finally:
         holder.kill()

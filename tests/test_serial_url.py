@@ -8,8 +8,9 @@ import serial
 from conftest import reopen
 from deploykit.link import ports
 from deploykit.errors import BadInput
-from deploykit.protocol import Ack, Begin, Hello, Input, Nack, Ping, Pong, ResultBatch
+from deploykit.link import ports
 from deploykit.link.serial_handlers.protocol_virtual import parse_url
+from deploykit.protocol import Ack, Begin, Hello, Input, Nack, Ping, Pong, ResultBatch
 from deploykit.virtual_board.rawclient import RawClient
 
 

@@ -67,10 +67,12 @@ def test_clean_stream_matches_tflm_host(sine_manifest, expected_outputs):
 @pytest.mark.slow
 def test_stream_survives_fault(name, sine_manifest, expected_outputs):
     x, expected = expected_outputs
-    with VirtualBoard(sine_manifest.path, pacing=True, faults=FAULTS[name], seed=1) as port:
-        with DeviceSession(port, 115200, expected_sha256=sine_manifest.sha256) as dev:
-            results = list(dev.stream(x.view(np.uint8)))
-            faults = dev.faults
+    with (
+        VirtualBoard(sine_manifest.path, pacing=True, faults=FAULTS[name], seed=1) as port,
+        DeviceSession(port, 115200, expected_sha256=sine_manifest.sha256) as dev,
+    ):
+        results = list(dev.stream(x.view(np.uint8)))
+        faults = dev.faults
     check_exactly_once(results, expected)
     if name in ("drop", "corrupt"):
         assert faults.retries + faults.crc_errors > 0
@@ -86,31 +88,34 @@ def test_large_records_are_chunked(converted_examples):
     x = records(manifest, 50)
     runner = TflmRunner(manifest.model_bytes())
     expected = [b"".join(runner.invoke_raw([row.tobytes()])) for row in x]
-    with VirtualBoard(manifest.path, pacing=False, faults="drop=0.002", seed=3) as port:
-        with DeviceSession(port, 115200, expected_sha256=manifest.sha256) as dev:
-            assert dev.hello.input_record_bytes > dev.hello.max_payload // 3
-            results = dev.infer(x.view(np.uint8))
-            arrays = dev.decode_outputs(results[0].outputs)
+    with (
+        VirtualBoard(manifest.path, pacing=False, faults="drop=0.002", seed=3) as port,
+        DeviceSession(port, 115200, expected_sha256=manifest.sha256) as dev,
+    ):
+        assert dev.hello.input_record_bytes > dev.hello.max_payload // 3
+        results = dev.infer(x.view(np.uint8))
+        arrays = dev.decode_outputs(results[0].outputs)
     check_exactly_once(results, expected)
     assert arrays[0].shape == tuple(manifest["outputs"][0]["shape"])
 
 
 def test_stale_firmware_is_refused_with_both_hashes(converted_examples):
     sine, linear = converted_examples["sine"], converted_examples["linear"]
-    with VirtualBoard(linear.path, pacing=False) as port:
-        with pytest.raises(StaleFirmware) as info:
-            DeviceSession(port, 115200, expected_sha256=sine.sha256).open()
+    with VirtualBoard(linear.path, pacing=False) as port, pytest.raises(StaleFirmware) as info:
+        DeviceSession(port, 115200, expected_sha256=sine.sha256).open()
     assert sine.sha256 in str(info.value) and linear.sha256 in str(info.value)
     assert "flash" in str(info.value)
 
 
 def test_ping_and_reset(sine_manifest):
-    with VirtualBoard(sine_manifest.path, pacing=False) as port:
-        with DeviceSession(port, 115200, expected_sha256=sine_manifest.sha256) as dev:
-            assert dev.ping(b"\x00abc\x00") == b"\x00abc\x00"
-            hello = dev.reset()
-            assert hello.model_sha256.hex() == sine_manifest.sha256
-            assert len(dev.infer(records(sine_manifest, 5).view(np.uint8))) == 5
+    with (
+        VirtualBoard(sine_manifest.path, pacing=False) as port,
+        DeviceSession(port, 115200, expected_sha256=sine_manifest.sha256) as dev,
+    ):
+        assert dev.ping(b"\x00abc\x00") == b"\x00abc\x00"
+        hello = dev.reset()
+        assert hello.model_sha256.hex() == sine_manifest.sha256
+        assert len(dev.infer(records(sine_manifest, 5).view(np.uint8))) == 5
 
 
 def test_reset_of_a_board_whose_usb_port_vanishes(sine_manifest):
@@ -175,9 +180,11 @@ def test_long_streams_are_split_where_u32_offsets_end(sine_manifest, monkeypatch
     x = records(sine_manifest, 200)
     runner = TflmRunner(sine_manifest.model_bytes())
     expected = [b"".join(runner.invoke_raw([row.tobytes()])) for row in x]
-    with VirtualBoard(sine_manifest.path, pacing=False) as port:
-        with DeviceSession(port, 115200, expected_sha256=sine_manifest.sha256) as dev:
-            results = dev.infer(x.view(np.uint8))
+    with (
+        VirtualBoard(sine_manifest.path, pacing=False) as port,
+        DeviceSession(port, 115200, expected_sha256=sine_manifest.sha256) as dev,
+    ):
+        results = dev.infer(x.view(np.uint8))
     check_exactly_once(results, expected)
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from deploykit.model import tflm_host
 from deploykit.errors import BadInput
+from deploykit.model import tflm_host
 from deploykit.model.quantization import to_input_dtype
 
 

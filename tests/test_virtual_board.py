@@ -13,8 +13,21 @@ import pytest
 
 from deploykit.firmware.boards import load_board
 from deploykit.protocol import (
-    Ack, Begin, ErrorMsg, Hello, HelloRequest, Input, Log, Nack, Ping, Pong, Reset, ResultBatch,
-    encode_frame, encode_message, wire_size,
+    Ack,
+    Begin,
+    ErrorMsg,
+    Hello,
+    HelloRequest,
+    Input,
+    Log,
+    Nack,
+    Ping,
+    Pong,
+    Reset,
+    ResultBatch,
+    encode_frame,
+    encode_message,
+    wire_size,
 )
 from deploykit.protocol.vectors import PATH as VECTORS
 from deploykit.virtual_board import DeviceEngine, Faults, build_firmware
@@ -197,8 +210,9 @@ def test_errors_for_unknown_type_bad_payload_bad_version(firmwares):
     wire.raw(encode_frame(0x83, 41, b"\x00\x00\x00\x00"))       # ACK is not for the device
     wire.raw(encode_frame(Begin.TYPE, 42, b"\x01\x02\x03"))     # BEGIN needs 4 bytes
     body = bytearray(encode_frame(HelloRequest.TYPE, 43))
-    from cobs import cobs
     import zlib
+
+    from cobs import cobs
     raw = bytearray(cobs.decode(bytes(body[1:-1])))
     raw[0] = 1                                                  # protocol version 1 (now 2)
     raw[-4:] = struct.pack("<I", zlib.crc32(bytes(raw[:-4])) & 0xFFFFFFFF)

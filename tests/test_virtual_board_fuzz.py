@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from deploykit.firmware.boards import load_board
-from deploykit.protocol import (
-    Begin, FrameDecoder, HelloRequest, Input, Ping, Reset, encode_frame, encode_message,
-)
+from deploykit.protocol import Begin, FrameDecoder, HelloRequest, Input, Ping, Reset, encode_frame, encode_message
 from deploykit.protocol.framing import Frame, FrameError
 from deploykit.virtual_board import DeviceEngine, Faults, build_firmware
 from deploykit.virtual_board.rawclient import RawClient
@@ -49,7 +46,7 @@ def test_device_survives_random_streams(gestures_fw, pieces, gaps):
     client.hello = gestures_fw.hello
     engine.take_output(0.0)
     t = 0.1
-    for piece, gap in zip(pieces, gaps):
+    for piece, gap in zip(pieces, gaps, strict=False):
         t += gap
         engine.receive(piece, t, byte_time=1e-5)
     engine.advance(t + 10.0)

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from deploykit.link import ports
 from deploykit.firmware.boards import load_board
+from deploykit.link import ports
 from deploykit.protocol import Begin, Hello, Input, Nack, Ping, Pong, ResultBatch, encode_message, wire_size
 from deploykit.virtual_board import DeviceEngine, Faults, Link, VirtualBoard, build_firmware
 from deploykit.virtual_board.rawclient import RawClient

@@ -40,7 +40,7 @@ def make_data(seed: int, per_class: int) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     labels = np.repeat(np.arange(len(CLASSES)), per_class)
     rng.shuffle(labels)
-    return np.stack([_window(k, rng) for k in labels]), labels.astype(np.int64)
+    return np.stack([_window(int(k), rng) for k in labels]), labels.astype(np.int64)
 
 
 def build(keras):

@@ -4,8 +4,9 @@ run_farm() takes places (a name, a pyserial URL, a board kind) that the caller h
 acquired, opens one DeviceSession per place in a thread of its own and hands out the
 samples not yet in DIR/results.jsonl in small chunks from one queue: a fast board takes
 more, and a place that fails (exporter gone, board silent, wrong firmware) puts its
-unfinished chunk back for the others (a vanished port gets REOPEN_WITHIN seconds to return). Every row names the place and board that measured
-it. Rows are appended as they arrive, so a killed farm run resumes every shard.
+unfinished chunk back for the others (a vanished port gets REOPEN_WITHIN seconds to
+return). Every row names the place and board that measured it. Rows are appended as they
+arrive, so a killed farm run resumes every shard.
 
 Places of different board kinds are refused unless `matrix` is set; then each kind gets
 the whole set in DIR/<kind>/ and DIR/report.* compares the kinds column by column.
@@ -17,14 +18,16 @@ import math
 import threading
 import time
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from deploykit.errors import BadInput, RigError
 from deploykit.harness import run as single
 from deploykit.harness.inputs import load_inputs
 from deploykit.harness.outdir import locked_outdir
-from deploykit.harness.results import SCHEMA, ResultsFile
+from deploykit.harness.results import SCHEMA, ResultsFile, RunHeader
 from deploykit.link.session import DeviceSession, Timeouts
 from deploykit.model import manifest as manifest_mod
 from deploykit.report import Thresholds, build_report, evaluate
@@ -76,7 +79,7 @@ class _Queue:
             self.busy += 1
             return [self.todo.popleft() for _ in range(min(self.chunk, len(self.todo)))]
 
-    def done(self, unfinished: list[int] = ()) -> None:
+    def done(self, unfinished: Iterable[int] = ()) -> None:
         with self.cond:
             self.busy -= 1
             self.todo.extendleft(reversed(list(unfinished)))
@@ -106,11 +109,11 @@ def run_farm(manifest_path, places: list[Place], data=None, limit: int | None = 
         kind, group = next(iter(kinds.items()))
         report = _run_kind(manifest, inputs, kind, group, Path(outdir), junit, **options)
         return single.Report(report)
-    reports = {}
+    reports: dict[str, Any] = {}   # kind -> its report, or the exception that ended it
     threads = [threading.Thread(target=lambda k=k, g=g: reports.__setitem__(
         k, _guarded(_run_kind, manifest, inputs, k, g, Path(outdir) / k, None, **options))) for k, g in kinds.items()]
     _join_all(threads)
-    for kind, report in reports.items():
+    for report in reports.values():
         if isinstance(report, BaseException):
             raise report
     return single.Report(write_matrix_reports(reports, manifest, inputs, Path(outdir), junit))
@@ -127,8 +130,9 @@ def _check_places(places: list[Place], matrix: bool) -> None:
     if matrix and None in kinds:
         untagged = ", ".join(p.name for p in places if p.board is None)
         raise BadInput(f"--matrix needs every place's board kind (tag board=ID); {untagged} has none")
-    if not matrix and len(kinds - {None}) > 1:
-        raise BadInput(f"the places are of different board kinds ({', '.join(sorted(kinds - {None}))}); "
+    tagged = {k for k in kinds if k is not None}
+    if not matrix and len(tagged) > 1:
+        raise BadInput(f"the places are of different board kinds ({', '.join(sorted(tagged))}); "
                        "run one kind at a time, or pass --matrix to give each kind the whole set")
 
 
@@ -150,7 +154,7 @@ def _run_kind(manifest, inputs, kind, places, outdir: Path, junit, *, warmup, fl
                            session_options=session_options, chunk=chunk, thresholds=thresholds)
 
 
-def _farm_header(manifest, inputs, kind) -> dict:
+def _farm_header(manifest, inputs, kind) -> RunHeader:
     """results.jsonl's header for a farm: the board kind stands for the device (each place's
     HELLO is checked against the manifest as it opens; arena and firmware id are per place)."""
     return {"schema": SCHEMA, "model_sha256": manifest.sha256, "data_sha256": inputs.sha256,

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from deploykit.model.datafiles import check_fits, load_data
 from deploykit.errors import BadInput
+from deploykit.model.datafiles import check_fits, load_data
 from deploykit.model.reference import model_inputs
 
 

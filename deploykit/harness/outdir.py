@@ -14,8 +14,8 @@ import contextlib
 import errno
 import fcntl
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from deploykit.atomic import ensure_writable_dir
 from deploykit.errors import BadInput

@@ -18,6 +18,7 @@ Row: {"index", "outputs": [[ints or floats per output tensor]], "cycles", "us",
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -25,6 +26,7 @@ import stat
 import tempfile
 import time
 from pathlib import Path
+from typing import Any, TypedDict
 
 import numpy as np
 
@@ -38,7 +40,39 @@ IDENTITY = {"model_sha256": "model", "data_sha256": "data", "board_id": "board",
             "arena_configured": "arena configured", "firmware_id": "firmware id"}
 
 
-def run_header(model_sha256: str, data_sha256: str, hello) -> dict:
+class RunHeader(TypedDict):
+    """The first line of results.jsonl: what a run is (the IDENTITY keys) and when it began.
+
+    A farm's header names the board kind as board_id and leaves the per-place arena and
+    firmware id out (None).
+    """
+
+    schema: str
+    model_sha256: str
+    data_sha256: str
+    board_id: str
+    arena_configured: int | None
+    firmware_id: str | None
+    started_at: str
+
+
+class _RowIndex(TypedDict):
+    index: int
+
+
+class Row(_RowIndex, total=False):
+    """One sample's line: measured (outputs, cycles, us, round_trip_us) or failed (error)."""
+
+    outputs: list[list[Any]]   # ints or floats, per output tensor
+    cycles: int
+    us: int
+    round_trip_us: float
+    error: str
+    place: str                 # farm runs: the place and the board that measured it
+    board: str
+
+
+def run_header(model_sha256: str, data_sha256: str, hello) -> RunHeader:
     """The header of a run of this model and data on the device that sent `hello`."""
     return {"schema": SCHEMA, "model_sha256": model_sha256, "data_sha256": data_sha256,
             "board_id": hello.board_id, "arena_configured": int(hello.arena_configured),
@@ -53,10 +87,10 @@ class ResumeMismatch(BadInput):
 class ResultsFile:
     """Append-only per-sample results of samples 0..size-1, with resume."""
 
-    def __init__(self, path: Path, header: dict, size: int, resume: bool = True, on_row=None):
+    def __init__(self, path: Path, header: RunHeader, size: int, resume: bool = True, on_row=None):
         self.path = Path(path)
         self.on_row = on_row or (lambda row: None)  # sees each kept row once: resumed, then new
-        self.header = dict(header)
+        self.header: dict[str, Any] = dict(header)
         self.size = int(size)
         self.resume = resume
         self.done = np.zeros(self.size, dtype=bool)  # a row for this sample is in the file
@@ -75,7 +109,7 @@ class ResultsFile:
             return existing
         return None
 
-    def open(self) -> "ResultsFile":
+    def open(self) -> ResultsFile:
         """Resume a file of this run, refuse one of another run, or start a new one."""
         existing = self.check()
         if existing is not None:
@@ -213,7 +247,7 @@ class ResultsFile:
                 fd, self._fd = self._fd, None
                 os.close(fd)
 
-    def rows(self) -> "Rows":
+    def rows(self) -> Rows:
         """The rows of samples 0..size-1 in the file, read back lazily (see Rows)."""
         return Rows(self.path, self.size)
 
@@ -298,7 +332,5 @@ def _write_error(path: Path, exc: OSError) -> BadInput | DiskError:
 
 
 def _unlink(path) -> None:
-    try:
+    with contextlib.suppress(OSError):
         os.unlink(path)
-    except OSError:
-        pass

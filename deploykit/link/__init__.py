@@ -1,1 +1,4 @@
-"""The serial link shared by every later stage: ports and pyserial URL handlers, the device session and the record streamer."""
+"""The serial link shared by every later stage.
+
+Ports and pyserial URL handlers, the device session and the record streamer.
+"""

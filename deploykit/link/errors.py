@@ -8,6 +8,8 @@ reopen it.
 
 from __future__ import annotations
 
+import contextlib
+
 import serial
 
 from deploykit.errors import DeviceError
@@ -43,10 +45,14 @@ class Link:
         port, self.port = self.port, None
         self.trace.close()
         if port is not None:
-            try:
+            with contextlib.suppress(OSError, serial.SerialException):
                 port.close()
-            except (OSError, serial.SerialException):
-                pass
+
+    def _live(self, what: str):
+        """The open port; a closed one is a lost link like any other."""
+        if self.port is None:
+            raise LinkLost(f"lost the port {self.url} ({what} failed: the port is closed); check the cable")
+        return self.port
 
     def send(self, msg) -> int:
         """Write one message as the next frame; return its wire size."""
@@ -54,7 +60,7 @@ class Link:
         self.trace.sent(msg, self.seq, data)
         self.seq = (self.seq + 1) & 0xFFFF
         try:
-            self.port.write(data)
+            self._live("write").write(data)
         except (OSError, serial.SerialException, AttributeError, TypeError) as exc:
             raise LinkLost(f"lost the port {self.url} (write failed: {exc}); check the cable") from exc
         return len(data)
@@ -62,12 +68,13 @@ class Link:
     def receive(self) -> list:
         """Return the frames and frame errors of whatever arrives within one poll."""
         try:
-            waiting = self.port.in_waiting
-            data = self.port.read(waiting if waiting else 1)
+            port = self._live("read")
+            waiting = port.in_waiting
+            data = port.read(waiting if waiting else 1)
             if data and not waiting:
-                more = self.port.in_waiting
+                more = port.in_waiting
                 if more:
-                    data += self.port.read(more)
+                    data += port.read(more)
         except (OSError, serial.SerialException, AttributeError, TypeError) as exc:
             raise LinkLost(f"lost the port {self.url} (read failed: {exc}); check the cable") from exc
         if not data:

@@ -29,6 +29,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 from deploykit.errors import BadInput, RigError
 
@@ -68,7 +69,7 @@ class Lease:
     board: str | None
     url: str
     tags: dict = field(default_factory=dict)
-    lock: object = None
+    lock: IO[str] | None = None
 
 
 class Coordinator:
@@ -119,7 +120,7 @@ class Coordinator:
             raise RigError(f"labgrid coordinator at {self.address}: {what} failed: {text}") from exc
 
     def sync(self) -> None:
-        if not self._call(self.session.sync_with_coordinator(), "sync"):
+        if not self._call(self._session.sync_with_coordinator(), "sync"):
             raise RigError(f"lost the labgrid coordinator at {self.address}; check it still runs")
 
     def close(self) -> None:
@@ -133,21 +134,28 @@ class Coordinator:
         if not self._thread.is_alive():
             self._loop.close()
 
-    def __enter__(self) -> "Coordinator":
+    def __enter__(self) -> Coordinator:
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
 
+    @property
+    def _session(self):
+        """The live ClientSession; once closed, a call is a rig failure, not an AttributeError."""
+        if self.session is None:
+            raise RigError(f"the connection to the labgrid coordinator at {self.address} is closed")
+        return self.session
+
     # ----- places --------------------------------------------------------------------
     @property
     def me(self) -> str:
-        return f"{self.session.gethostname()}/{self.session.getuser()}"
+        return f"{self._session.gethostname()}/{self._session.getuser()}"
 
     def place(self, name: str):
         """The place called `name` (or with that alias); BadInput naming the places there."""
         self.sync()
-        places = self.session.places
+        places = self._session.places
         found = places.get(name) or next((p for p in places.values() if name in p.aliases), None)
         if found is None:
             known = ", ".join(sorted(places)) or "none"
@@ -158,13 +166,13 @@ class Coordinator:
     def matching(self, tags: dict) -> list[str]:
         """Names of the places carrying every tag in `tags` (e.g. {"board": "esp32dev"})."""
         self.sync()
-        return sorted(n for n, p in self.session.places.items()
+        return sorted(n for n, p in self._session.places.items()
                       if all(p.tags.get(k) == v for k, v in tags.items()))
 
     def serial_resources(self, place) -> list[tuple]:
         """(path, ResourceEntry) of every serial port resource the place matches."""
         found = []
-        for exporter, groups in self.session.resources.items():
+        for exporter, groups in self._session.resources.items():
             for group, resources in groups.items():
                 for name, entry in resources.items():
                     path = (exporter, group, entry.cls, name)
@@ -202,7 +210,7 @@ class Coordinator:
                                f"released, or ask its user to run `labgrid-client -p {place.name} release`")
             self._release(place.name)   # ours, and our lock was free: a dead run's, taken back
         request = self._pb2.AcquirePlaceRequest(placename=place.name)
-        self._call(_rpc(self.session.stub.AcquirePlace, request), f"acquire place {place.name}")
+        self._call(_rpc(self._session.stub.AcquirePlace, request), f"acquire place {place.name}")
         self.sync()
 
     def _serial_url(self, name: str) -> str:
@@ -210,7 +218,7 @@ class Coordinator:
         from deploykit.link.ports import network_serial_url
         deadline = time.monotonic() + PORT_WITHIN
         while True:
-            place = self.session.places[name]
+            place = self._session.places[name]
             ready = [e for path, e in self.serial_resources(place)
                      if path in [tuple(p) for p in place.acquired_resources] and e.avail and e.params.get("port")]
             if ready:
@@ -229,7 +237,7 @@ class Coordinator:
     def release(self, lease: Lease) -> None:
         """Release the place (if still ours) and drop its lock; never raises for a place already gone."""
         try:
-            place = self.session.places.get(lease.name) if self.session else None
+            place = self._session.places.get(lease.name) if self.session else None
             if place is not None and place.acquired == self.me:
                 self._release(lease.name)
         finally:
@@ -239,7 +247,7 @@ class Coordinator:
 
     def create_place(self, name: str, patterns=(), tags: dict | None = None) -> None:
         """Create a place matching `patterns` (exporter/group/cls[/name]) with `tags` (a farm's setup)."""
-        pb2, stub = self._pb2, self.session.stub
+        pb2, stub = self._pb2, self._session.stub
         self._call(_rpc(stub.AddPlace, pb2.AddPlaceRequest(name=name)), f"create place {name}")
         for pattern in patterns:
             self._call(_rpc(stub.AddPlaceMatch, pb2.AddPlaceMatchRequest(placename=name, pattern=pattern)),
@@ -251,7 +259,7 @@ class Coordinator:
 
     def _release(self, name: str) -> None:
         request = self._pb2.ReleasePlaceRequest(placename=name)
-        self._call(_rpc(self.session.stub.ReleasePlace, request), f"release place {name}")
+        self._call(_rpc(self._session.stub.ReleasePlace, request), f"release place {name}")
         self.sync()
 
 
@@ -265,11 +273,12 @@ async def _stop(session) -> None:
     await session.close()
 
 
-def _own_lock(address: str, place: str):
+def _own_lock(address: str, place: str) -> IO[str]:
     """Hold a per-user lock file for the place; one live run of ours holds it, a dead one does not."""
     folder = Path(tempfile.gettempdir()) / f"deploykit-{os.getuid()}" / "places"
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fh = open(folder / re.sub(r"[^A-Za-z0-9_.-]", "_", f"{address}-{place}.lock"), "a+")
+    # The open file is the lock: it stays open (held) until the run closes it.
+    fh = open(folder / re.sub(r"[^A-Za-z0-9_.-]", "_", f"{address}-{place}.lock"), "a+")  # noqa: SIM115
     try:
         fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:

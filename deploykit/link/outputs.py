@@ -6,11 +6,13 @@ Tensor bytes on the wire are little-endian in HELLO's tensor order.
 from __future__ import annotations
 
 import sys
+from typing import Literal
 
 import numpy as np
 
 # memoryview.cast codes: native order, so only used on little-endian hosts
-_CAST = {"int8": "b", "uint8": "B", "int16": "h", "int32": "i", "float32": "f"} \
+_CastCode = Literal["b", "B", "h", "i", "f"]
+_CAST: dict[str, _CastCode] = {"int8": "b", "uint8": "B", "int16": "h", "int32": "i", "float32": "f"} \
     if sys.byteorder == "little" else {}
 
 

@@ -9,6 +9,7 @@ numpy allocates anything: a damaged header claiming 373 GiB costs one line, not 
 from __future__ import annotations
 
 import math
+import types
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -206,6 +207,7 @@ _HEADER_READERS = {
 
 def _private_header_reader():
     """numpy's reader for every header version (numpy.lib._format_impl from numpy 2)."""
+    impl: types.ModuleType
     try:
         from numpy.lib import _format_impl as impl
     except ImportError:  # numpy 1.x

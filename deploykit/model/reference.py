@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import io
 import zipfile
+from typing import TypedDict
 
 import numpy as np
 
@@ -24,7 +25,22 @@ from deploykit.model.quantization import dequantize, to_float, to_input_dtype
 STORED_FILE = "tflm_reference.npz"
 
 
-def agreement(a: np.ndarray, b: np.ndarray, scale: float, zero_point: int) -> dict:
+class Agreement(TypedDict):
+    """How far one model's outputs are from another's: a row of the reports' agreement tables.
+
+    The step figures are None for float outputs (there are no quantization steps to count).
+    """
+
+    samples: int
+    exact_fraction: float
+    max_abs_steps: int | None
+    mean_abs_steps: float | None
+    mae: float
+    rmse: float
+    cosine: float
+
+
+def agreement(a: np.ndarray, b: np.ndarray, scale: float, zero_point: int) -> Agreement:
     """Exact-match fraction, int8-step and dequantized differences between two outputs.
 
     For quantized (integer) outputs steps count quantization steps; for float outputs the
@@ -39,14 +55,16 @@ def agreement(a: np.ndarray, b: np.ndarray, scale: float, zero_point: int) -> di
     if quantized:
         steps = np.abs(a.astype(np.int64) - b.astype(np.int64)).reshape(rows, -1)
         fa, fb = dequantize(a, scale, zero_point), dequantize(b, scale, zero_point)
-        stats = {"max_abs_steps": int(steps.max(initial=0)), "mean_abs_steps": float(steps.mean())}
+        max_steps: int | None = int(steps.max(initial=0))
+        mean_steps: float | None = float(steps.mean())
     else:
         fa, fb = a.astype(np.float64), b.astype(np.float64)
-        stats = {"max_abs_steps": None, "mean_abs_steps": None}
+        max_steps = mean_steps = None
     fa, fb = fa.reshape(rows, -1).astype(np.float64), fb.reshape(rows, -1).astype(np.float64)
     exact = (a.reshape(rows, -1) == b.reshape(rows, -1)).all(axis=1)
     diff = fa - fb
-    return {"samples": int(len(a)), "exact_fraction": float(exact.mean()), **stats,
+    return {"samples": int(len(a)), "exact_fraction": float(exact.mean()),
+            "max_abs_steps": max_steps, "mean_abs_steps": mean_steps,
             "mae": float(np.abs(diff).mean()), "rmse": float(np.sqrt((diff ** 2).mean())),
             "cosine": _cosine(fa.ravel(), fb.ravel())}
 

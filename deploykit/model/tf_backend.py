@@ -45,11 +45,13 @@ def model_format(path: Path) -> str:
     if path.is_dir():
         if (path / "saved_model.pb").is_file():
             return "saved_model"
-        raise BadInput(f"directory {path} is not a SavedModel (no saved_model.pb); give .keras, .h5, SavedModel or .tflite")
+        raise BadInput(f"directory {path} is not a SavedModel (no saved_model.pb); "
+                       "give .keras, .h5, SavedModel or .tflite")
     suffix = path.suffix.lower()
     formats = {".keras": "keras", ".h5": "h5", ".hdf5": "h5", ".tflite": "tflite"}
     if suffix not in formats:
-        raise BadInput(f"{path} is not a model file (suffix {suffix or 'none'!r}); give .keras, .h5, a SavedModel directory or .tflite")
+        raise BadInput(f"{path} is not a model file (suffix {suffix or 'none'!r}); "
+                       "give .keras, .h5, a SavedModel directory or .tflite")
     return formats[suffix]
 
 

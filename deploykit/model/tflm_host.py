@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from deploykit import extras
+from deploykit.errors import BadInput
 from deploykit.model import tflite_model
 from deploykit.model.arena import round16
 from deploykit.model.isolated import run_isolated
@@ -91,7 +92,7 @@ class TflmRunner:
         """Run one inference on raw input tensor bytes; return raw output tensor bytes."""
         if len(inputs) != len(self.input_specs):
             raise BadInput(f"model has {len(self.input_specs)} inputs, got {len(inputs)}")
-        for i, (raw, spec) in enumerate(zip(inputs, self.input_specs)):
+        for i, (raw, spec) in enumerate(zip(inputs, self.input_specs, strict=True)):
             dtype = np.dtype(spec["dtype"])
             want = int(np.prod(spec["shape"])) * dtype.itemsize
             if len(raw) != want:

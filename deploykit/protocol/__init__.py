@@ -8,11 +8,32 @@ test vectors in vectors.json.
 """
 
 from deploykit.protocol.framing import (
-    FRAME_OVERHEAD, PROTOCOL_VERSION, Frame, FrameDecoder, FrameError, encode_frame, wire_size,
+    FRAME_OVERHEAD,
+    PROTOCOL_VERSION,
+    Frame,
+    FrameDecoder,
+    FrameError,
+    encode_frame,
+    wire_size,
 )
 from deploykit.protocol.messages import (
-    Ack, Begin, ErrorMsg, Hello, HelloRequest, Input, Log, Nack, Ping, Pong, ProtocolError, Reset,
-    ResultBatch, TensorSpec, Unknown, decode_message, encode_message,
+    Ack,
+    Begin,
+    ErrorMsg,
+    Hello,
+    HelloRequest,
+    Input,
+    Log,
+    Nack,
+    Ping,
+    Pong,
+    ProtocolError,
+    Reset,
+    ResultBatch,
+    TensorSpec,
+    Unknown,
+    decode_message,
+    encode_message,
 )
 from deploykit.protocol.messages import OpTimes, OpTimingRequest, TensorChunk, TensorDumpRequest
 from deploykit.protocol.spec import Capability, DType, ErrorCode, MsgType, TimerKind

@@ -43,7 +43,7 @@ def c_header() -> str:
         "};", "",
         "// HELLO capabilities (u32): optional requests this firmware was built with.",
         "enum Capability : uint32_t {",
-        *(f"  kCap{_camel(c.name)} = 1u << {c.value.bit_length() - 1},  // {spec.CAPABILITY_NOTES[c]}"
+        *(f"  kCap{_camel(c.name or '')} = 1u << {c.value.bit_length() - 1},  // {spec.CAPABILITY_NOTES[c]}"
           for c in spec.Capability),
         "};", "",
         f"const uint8_t kHelloFlagSimulated = 0x{spec.HELLO_FLAG_SIMULATED:02X};",

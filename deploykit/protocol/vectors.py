@@ -9,14 +9,30 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from deploykit.protocol.framing import FrameDecoder, FrameError, encode_frame
-from deploykit.protocol.spec import PROTOCOL_VERSION
 from deploykit.protocol.messages import (
-    Ack, Begin, Capability, DType, ErrorMsg, Hello, HelloRequest, Input, Log, Nack, Ping, Pong, Reset,
-    ResultBatch, TensorSpec, TimerKind, encode_message,
+    Ack,
+    Begin,
+    Capability,
+    DType,
+    ErrorMsg,
+    Hello,
+    HelloRequest,
+    Input,
+    Log,
+    Nack,
+    Ping,
+    Pong,
+    Reset,
+    ResultBatch,
+    TensorSpec,
+    TimerKind,
+    encode_message,
 )
 from deploykit.protocol.messages import OpTimes, OpTimingRequest, TensorChunk, TensorDumpRequest
+from deploykit.protocol.spec import PROTOCOL_VERSION
 
 PATH = Path(__file__).with_name("vectors.json")
 
@@ -64,8 +80,8 @@ MESSAGES = [
 ]
 
 
-def _fields(msg) -> dict:
-    out = {}
+def _fields(msg) -> dict[str, Any]:
+    out: dict[str, Any] = {}
     for key, value in vars(msg).items():
         if isinstance(value, bytes):
             out[key] = value.hex()

@@ -10,11 +10,13 @@ keeps one float per sample and figure, not the rows.
 from __future__ import annotations
 
 import heapq
+from typing import Any, TypedDict
 
 import numpy as np
 
 from deploykit.model import metrics
 from deploykit.model.quantization import dequantize, to_float
+from deploykit.model.reference import Agreement
 
 BLOCK = 4096          # rows folded into the sums at once
 KEEP_FAILURES = 100   # failures listed in the report (lowest sample indices)
@@ -26,7 +28,8 @@ class Smallest:
     """The k entries of lowest key seen so far, in constant memory."""
 
     def __init__(self, k: int):
-        self.k, self._heap = k, []
+        self.k = k
+        self._heap: list[tuple[int, int, Any]] = []   # (-key, key, value): a max-heap on key
 
     def would_keep(self, key: int) -> bool:
         return len(self._heap) < self.k or key < -self._heap[0][0]
@@ -53,7 +56,7 @@ class AgreementSums:
         self.scale, self.zp = scale, zero_point
         self.rows = self.exact = self.elements = self.max_steps = 0
         self.sum_steps = self.sum_abs = self.sum_sq = self.dot = self.na2 = self.nb2 = 0.0
-        self.quantized = None
+        self.quantized: bool | None = None   # known once the first block is in
 
     def add(self, a: np.ndarray, b: np.ndarray) -> None:
         """Fold device outputs `a` and reference outputs `b` (same shape and dtype) in."""
@@ -77,7 +80,8 @@ class AgreementSums:
         self.na2 += float(np.dot(fa.ravel(), fa.ravel()))
         self.nb2 += float(np.dot(fb.ravel(), fb.ravel()))
 
-    def result(self) -> dict:
+    def result(self) -> Agreement | dict:
+        """The figures of reference.agreement(); {} before any row."""
         if not self.rows:
             return {}
         n = max(self.elements, 1)
@@ -109,6 +113,7 @@ class AccuracySums:
         if self.task == "classification":
             true, top1 = metrics.labels(y), pred.reshape(len(pred), -1).argmax(1)
             self.correct += int((top1 == true).sum())
+            assert self.confusion is not None  # made for classification
             np.add.at(self.confusion, (true, top1), 1)
             if desktop is not None:
                 self.with_desktop = True
@@ -120,14 +125,26 @@ class AccuracySums:
         self.sum_sq += float((diff ** 2).sum())
         self.max_abs = max(self.max_abs, float(np.abs(diff).max(initial=0.0)))
 
-    def result(self) -> dict:
+    def result(self) -> dict[str, Any]:
         if self.task == "classification":
+            assert self.confusion is not None  # made for classification
             out = {"accuracy": self.correct / self.rows, "confusion": self.confusion.tolist()}
             if self.with_desktop:
                 out["top1_agreement_with_desktop"] = self.agree / self.rows
             return out
         n = max(self.elements, 1)
         return {"mae": self.sum_abs / n, "rmse": float(np.sqrt(self.sum_sq / n)), "max_error": self.max_abs}
+
+
+class Figures(TypedDict):
+    """What RowAggregator.finish() hands the report builder."""
+
+    samples: int
+    samples_failed: int
+    failures: list[dict[str, Any]]        # {"index", "error"}, lowest indices first
+    agreement: dict[str, Agreement | dict]  # per reference: "tflm_host", "desktop"
+    accuracy: dict[str, Any]              # {} or {"task", "float", "desktop", "device"}
+    pairs: tuple[np.ndarray, np.ndarray] | None  # desktop and device values for the plots
 
 
 class RowAggregator:
@@ -182,6 +199,7 @@ class RowAggregator:
         preds = {name: device if name == "device" else np.asarray(self.refs[name])[idx] for name in self.accuracy}
         floats = {name: _as_float(pred, self.spec) for name, pred in preds.items()}
         desktop = floats.get("desktop")
+        assert self.y is not None  # accuracy is only summed against labels
         for name, sums in self.accuracy.items():
             sums.add(self.y[idx], floats[name], desktop)
 
@@ -193,10 +211,10 @@ class RowAggregator:
             ref = np.asarray(desktop[idx[i]], dtype=np.float64).ravel()
             self.pairs.add(int(idx[i]), (ref, device[i].astype(np.float64).ravel()))
 
-    def finish(self) -> dict:
+    def finish(self) -> Figures:
         """samples, samples_failed, failures, agreement, accuracy and the plot points."""
         self._fold()
-        accuracy = {}
+        accuracy: dict[str, Any] = {}
         if self.task and self.ok:
             accuracy = {"task": self.task}
             for name in ("float", "desktop", "device"):

@@ -72,7 +72,7 @@ def build_report(*, manifest, inputs, rows, refs: dict, hello, faults: dict, thr
         "throughput": throughput,
         "faults": dict(faults),
     }
-    device_acc = (report["accuracy"] or {}).get("device") or {}
+    device_acc = figures["accuracy"].get("device") or {}
     report["_plot"] = {"pairs": figures["pairs"], "confusion": device_acc.get("confusion"),
                        "us": histogram(columns["us"]), "round_trip_us": histogram(columns["round_trip_us"])}
     return report

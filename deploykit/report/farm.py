@@ -13,8 +13,7 @@ from pathlib import Path
 
 from deploykit.atomic import write_json, write_text
 from deploykit.report.html import _table as html_table
-from deploykit.report.markdown import _table as md_table
-from deploykit.report.markdown import render_markdown
+from deploykit.report.markdown import _table as md_table, render_markdown
 from deploykit.report.stats import distribution
 from deploykit.report.write import write_reports
 

@@ -24,9 +24,14 @@ def write_reports(report: dict, outdir: Path, junit: Path | None = None) -> dict
     _write(paths["md"], lambda p: write_text(p, render_markdown(report)))
     _write(paths["html"], lambda p: write_text(p, render_html(report, plot)))
     if junit:
-        _write(paths["junit"], lambda p: (p.parent.mkdir(parents=True, exist_ok=True),
-                                          write_text(p, render_junit(report))))
+        _write(paths["junit"], lambda p: _write_in_new_folder(p, render_junit(report)))
     return paths
+
+
+def _write_in_new_folder(path: Path, text: str) -> None:
+    """The JUnit file may go to a folder of its own (--junit DIR/x.xml) that does not exist yet."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_text(path, text)
 
 
 def _write(path: Path, write) -> None:

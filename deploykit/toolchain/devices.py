@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 from serial.tools import list_ports
 
-from deploykit.firmware.boards import all_boards
 from deploykit.errors import BadInput, NoBoardFound
+from deploykit.firmware.boards import all_boards
 
 
 @dataclass(frozen=True)

@@ -16,9 +16,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from deploykit.toolchain import devices, pio
-from deploykit.firmware.boards import Board, load_board
 from deploykit.errors import BadInput, DeviceError
+from deploykit.firmware.boards import Board, load_board
+from deploykit.toolchain import devices, pio
 
 WAIT_S = 20.0      # how long a board may take to come back after an upload
 POLL_S = 0.1

@@ -20,10 +20,10 @@ import shutil
 import subprocess
 import sys
 import threading
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
 
 from deploykit.errors import BadInput, DeviceError, ToolError
 
@@ -162,6 +162,7 @@ def _start(argv: list[str]) -> subprocess.Popen:
 def _stream(proc: subprocess.Popen, sink, on_line: LineSink | None) -> str:
     """Copy every line to the log as it comes (flushed: a killed build keeps its log)."""
     lines = []
+    assert proc.stdout is not None  # started with stdout=PIPE
     for line in proc.stdout:
         sink.write(line)
         sink.flush()

@@ -14,6 +14,7 @@ A Coordinator is `labgrid-coordinator` on a free loopback port.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -96,11 +97,9 @@ class Host:
     # ----- processes -------------------------------------------------------------------
     def spawn(self, args, **kwargs) -> subprocess.Popen:
         """Start a process in this host's process group (the first one leads it)."""
-        log = open(self.dir / f"{len(self.procs)}-{Path(args[0]).name}.log", "wb")
-        group = {"process_group": 0 if self.pgid is None else self.pgid}
-        proc = subprocess.Popen(args, stdout=kwargs.pop("stdout", log), stderr=log,
-                                stdin=subprocess.DEVNULL, **group, **kwargs)
-        log.close()
+        with open(self.dir / f"{len(self.procs)}-{Path(args[0]).name}.log", "wb") as log:
+            proc = subprocess.Popen(args, stdout=kwargs.pop("stdout", log), stderr=log, stdin=subprocess.DEVNULL,
+                                    process_group=0 if self.pgid is None else self.pgid, **kwargs)
         if self.pgid is None:
             self.pgid = proc.pid
         self.procs.append(proc)
@@ -113,7 +112,7 @@ class Host:
     def add_boards(self, manifest, count: int, board: str = "virtual", baud: int | None = None,
                    pacing: bool = True, rfc2217: bool = True) -> list[int]:
         """Serve `count` virtual boards (started together), each on a pty behind its own ser2net."""
-        starting = []
+        starting: list[tuple[str, subprocess.Popen]] = []
         for _ in range(count):
             name = f"{self.name}-b{len(self.boards) + len(starting)}"
             args = [sys.executable, "-m", "deploykit", "virtual-board", str(getattr(manifest, "path", manifest)),
@@ -122,10 +121,10 @@ class Host:
             starting.append((name, self.spawn(args, stdout=subprocess.PIPE, env=_env())))
         ports = []
         for name, vb in starting:
-            if not vb.stdout.readline().strip():
+            if vb.stdout is None or not vb.stdout.readline().strip():
                 raise DeviceError(f"virtual board {name} did not start; see {self.dir}")
             pty = os.readlink(self.dir / name)  # labgrid exports only paths under /dev/: the pty, not the link
-            entry = {"name": name, "board": board, "pty": pty, "rfc2217": rfc2217, "port": free_port(),
+            entry: dict = {"name": name, "board": board, "pty": pty, "rfc2217": rfc2217, "port": free_port(),
                      "speed": baud or 115200, "ser2net": None}
             self.boards.append(entry)
             self.start_ser2net(entry)
@@ -160,10 +159,8 @@ class Host:
     def kill(self) -> None:
         """Take the whole host away at once (SIGKILL to its process group)."""
         if self.pgid is not None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.pgid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         for proc in self.procs:
             _reap(proc)
 
@@ -178,7 +175,7 @@ class Host:
         if self._own:
             shutil.rmtree(self.dir, ignore_errors=True)
 
-    def __enter__(self) -> "Host":
+    def __enter__(self) -> Host:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -216,7 +213,7 @@ class Coordinator:
     def stop(self) -> None:
         self.host.stop()
 
-    def __enter__(self) -> "Coordinator":
+    def __enter__(self) -> Coordinator:
         try:
             self.start()
         except BaseException:

@@ -22,18 +22,22 @@ from __future__ import annotations
 import errno
 import threading
 import time
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote
 
 from serial.serialutil import PortNotOpenError, SerialBase, SerialException, to_bytes
 
+if TYPE_CHECKING:
+    from deploykit.virtual_board.link import Link
+
 SCHEME = "virtual://"
 OPTIONS = ("board", "baud", "faults", "seed", "pacing")
 RECONNECT_DELAY = 0.3
-_unplugged: dict[str, tuple[object, float]] = {}   # url -> (link, time it vanished)
+_unplugged: dict[str, tuple[Link, float]] = {}   # url -> (link, time it vanished)
 _lock = threading.Lock()
 
 
-def parse_url(url: str) -> tuple[str, dict]:
+def parse_url(url: str) -> tuple[str, dict[str, Any]]:
     """Split a virtual:// URL into the manifest path and make_link() keyword arguments.
 
     A bad URL is ValueError, as pyserial's own handlers raise it (open_port turns it
@@ -50,7 +54,7 @@ def parse_url(url: str) -> tuple[str, dict]:
     unknown = sorted(set(values) - set(OPTIONS))
     if unknown:
         raise ValueError(f"{url!r}: unknown option {unknown[0]!r}; known options: {', '.join(OPTIONS)}")
-    kwargs = {"faults": values.get("faults") or None}
+    kwargs: dict[str, Any] = {"faults": values.get("faults") or None}
     if "board" in values:
         kwargs["board"] = values["board"]
     for key in ("baud", "seed"):
@@ -72,8 +76,10 @@ def _int_option(url: str, key: str, value: str) -> int:
 class Serial(SerialBase):
     """A serial.Serial look-alike whose other end is a virtual board in this process."""
 
+    is_open: bool   # set by SerialBase
+
     def __init__(self, *args, **kwargs):
-        self.link = None
+        self.link: Link | None = None
         self._buf = bytearray()
         self._gone = False
         super().__init__(*args, **kwargs)
@@ -90,8 +96,14 @@ class Serial(SerialBase):
         self.is_open = True
         self.reset_input_buffer()
 
+    @property
+    def _board(self) -> Link:
+        """The attached board: open() sets it, and every caller checked is_open first."""
+        assert self.link is not None
+        return self.link
+
     @staticmethod
-    def _attach(url: str):
+    def _attach(url: str) -> Link:
         with _lock:
             entry = _unplugged.get(url)
             if entry is not None:
@@ -118,17 +130,17 @@ class Serial(SerialBase):
     def _pump(self, strict: bool = True) -> None:
         """Let the board's time run to now; fail as an unplugged port once it is gone."""
         if not self._gone:
-            self._buf += self.link.step(time.monotonic())
-            if self.link.engine.disconnect_requested:
+            self._buf += self._board.step(time.monotonic())
+            if self._board.engine.disconnect_requested:
                 self._unplug()
         if self._gone and strict:
             raise SerialException(errno.EIO, "read failed: virtual board disconnected (re-enumerating)")
 
     def _unplug(self) -> None:
-        self.link.cut()
+        self._board.cut()
         self._gone = True
         with _lock:
-            _unplugged[self._port] = (self.link, time.monotonic())
+            _unplugged[self._port] = (self._board, time.monotonic())
 
     @property
     def in_waiting(self) -> int:
@@ -146,7 +158,7 @@ class Serial(SerialBase):
             now = time.monotonic()
             if deadline is not None and now >= deadline:
                 break
-            due = self.link.next_time()
+            due = self._board.next_time()
             wake = min(t for t in (due, deadline, now + 0.05) if t is not None)
             time.sleep(max(wake - now, 0.0002))
             self._pump()
@@ -160,7 +172,7 @@ class Serial(SerialBase):
         if self._gone:
             raise SerialException(errno.EIO, "write failed: virtual board disconnected (re-enumerating)")
         data = to_bytes(data)
-        self.link.host_write(data, time.monotonic())
+        self._board.host_write(data, time.monotonic())
         self._pump(strict=False)   # bytes written before the board vanished count as sent
         return len(data)
 
@@ -182,8 +194,8 @@ class Serial(SerialBase):
     def _update_dtr_state(self):
         """DTR deasserted then asserted while open reboots the board, as on a real board."""
         if self.is_open and self._dtr_state and not self._last_dtr:
-            self.link.cut()
-            self.link.engine.power_on(self.link.clock(time.monotonic()))
+            self._board.cut()
+            self._board.engine.power_on(self._board.clock(time.monotonic()))
         self._last_dtr = self._dtr_state
 
     def _update_rts_state(self):
