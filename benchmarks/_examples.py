@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+
 def example_manifests(root: Path) -> list:
     """Train and convert sine, linear and gestures under `root`; return their Manifests."""
     from deploykit.examples import train_example

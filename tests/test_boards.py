@@ -11,12 +11,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import run_cli
 
 from deploykit.errors import BadInput
 from deploykit.firmware import boards as boards_mod
 from deploykit.firmware.boards import all_boards, load_board, parse_board
 from deploykit.firmware.resources import data_dir
-from conftest import run_cli
 
 REQUIRED_IDS = {"nano33ble_sense", "nano33ble_sense_rev2", "portenta_h7_m7", "nano_rp2040_connect",
                 "esp32dev", "esp32s3_devkitc", "teensy41", "virtual",

@@ -5,10 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from test_pio_fakes import hide_platformio_module, install
-
-from test_pio_fakes import hide_platformio_module, install
 from conftest import run_cli
+from test_pio_fakes import hide_platformio_module, install
 
 INI = "[env:nano33ble_sense]\nplatform = nordicnrf52\nboard = nano33ble\nframework = arduino\n"
 

@@ -7,9 +7,9 @@ import os
 
 import numpy as np
 import pytest
+from conftest import run_cli
 
 from deploykit.errors import RigError
-from conftest import run_cli
 
 
 def crashing_converter(path, fmt, mode, rep_x, unroll=False):

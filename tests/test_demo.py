@@ -5,14 +5,13 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from deploykit import deploy as deploy_mod
 from conftest import run_cli
 from test_deploy import no_boards  # noqa: F401  (a fixture)
 
+from deploykit import deploy as deploy_mod
+
 pytestmark = pytest.mark.slow  # trains the demo example and deploys it
 
-from deploykit import deploy as deploy_mod
 
 
 @pytest.mark.usefixtures("no_boards")

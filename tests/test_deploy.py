@@ -10,12 +10,11 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import run_cli
 from serial.tools.list_ports_common import ListPortInfo
 from test_pio_fakes import install
 
 from deploykit.virtual_board import VirtualBoard
-from test_pio_fakes import install
-from conftest import run_cli
 
 
 @pytest.fixture

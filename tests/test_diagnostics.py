@@ -22,7 +22,14 @@ from deploykit.harness.run import run_hil
 from deploykit.model import tflite_model
 from deploykit.model.tflm_layers import LayerRunner
 from deploykit.protocol import (
-    Begin, ErrorCode, ErrorMsg, FrameDecoder, Input, ResultBatch, decode_message, encode_message,
+    Begin,
+    ErrorCode,
+    ErrorMsg,
+    FrameDecoder,
+    Input,
+    ResultBatch,
+    decode_message,
+    encode_message,
 )
 from deploykit.protocol.messages import OpTimes, OpTimingRequest, TensorChunk, TensorDumpRequest
 from deploykit.virtual_board import DeviceEngine, VirtualBoard, build_firmware, parse_faults
@@ -147,10 +154,9 @@ def test_a_firmware_without_diagnostics_is_refused_with_exit_2(converted_example
     board.engine.fw.hello = dataclasses.replace(board.engine.fw.hello, capabilities=0)
     board.engine.out.clear()
     board.engine.power_on(0.0)  # boot again: the HELLO announces a build without the capabilities
-    with board as port:
-        with pytest.raises(SystemExit) as info:
-            main(["hil", "run", "-m", str(manifest.path), "--port", port, "--quiet", "--op-timing", "3",
-                  "-o", str(tmp_path / "out")])
+    with board as port, pytest.raises(SystemExit) as info:
+        main(["hil", "run", "-m", str(manifest.path), "--port", port, "--quiet", "--op-timing", "3",
+              "-o", str(tmp_path / "out")])
     assert info.value.code == 2
     err = capsys.readouterr().err
     assert "not built with --diagnostics" in err and "OP_TIMING" in err

@@ -6,11 +6,11 @@ import os
 
 import pytest
 import serial
-
 from conftest import reopen
-from deploykit.link import ports
-from deploykit.firmware.boards import load_board
+
 from deploykit.errors import BadInput
+from deploykit.firmware.boards import load_board
+from deploykit.link import ports
 from deploykit.protocol import Ack, Begin, Hello, Input, Ping, ResultBatch, encode_message
 from deploykit.virtual_board import DeviceEngine, Faults, Link, VirtualBoard, build_firmware, parse_faults
 from deploykit.virtual_board.rawclient import RawClient

@@ -13,16 +13,10 @@ import os
 
 import pytest
 import serial
-from serial.tools.list_ports_common import ListPortInfo
-
-from deploykit.toolchain import flash, pio
-from deploykit.link.session import StaleFirmware
-from deploykit.firmware.render import render
-from deploykit.virtual_board import VirtualBoard
-from test_pio_fakes import install
 from conftest import run_cli
+from serial.tools.list_ports_common import ListPortInfo
+from test_pio_fakes import install
 
-from deploykit.cli import main
 from deploykit.firmware.render import render
 from deploykit.link.session import StaleFirmware
 from deploykit.toolchain import flash, pio

@@ -11,11 +11,11 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import run_cli
 
 from deploykit.errors import BadInput
 from deploykit.protocol.messages import DType, TensorSpec
 from deploykit.virtual_board.faults import Faults, parse_faults
-from conftest import run_cli
 
 SAMPLES = 300
 

@@ -14,11 +14,11 @@ import os
 from pathlib import Path
 
 import pytest
+from conftest import run_cli
 
 from deploykit.errors import DeployKitError
 from deploykit.firmware.project_dir import MARKER
 from deploykit.firmware.render import render
-from conftest import run_cli
 
 BOARD = "nano33ble_sense"
 

@@ -14,14 +14,13 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-
-from deploykit.report import units
-from deploykit.report.context import add_context, fit, per_class
-from deploykit.report.markdown import render_markdown
-from deploykit.report.html import render_html
-from deploykit.firmware.boards import load_board
 from test_report import sample_report
 
+from deploykit.firmware.boards import load_board
+from deploykit.report import units
+from deploykit.report.context import add_context, fit, per_class
+from deploykit.report.html import render_html
+from deploykit.report.markdown import render_markdown
 
 # ----------------------------------------------------------------------------- units
 

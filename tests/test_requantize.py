@@ -73,6 +73,7 @@ def _run_plain(*args) -> str:
     """The CLI in-process, its stdout captured without pytest's capsys (module fixtures)."""
     import contextlib
     import io
+
     from deploykit.cli import main
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf), pytest.raises(SystemExit) as exc:
@@ -110,6 +111,7 @@ def test_inspect_flags_it_per_board_with_the_way_through(per_channel, capsys):
 def test_inspect_names_a_board_whose_port_runs_per_channel_fc(per_channel):
     """A board with a per-channel-capable port (flag true) is listed as able to run it."""
     from dataclasses import replace
+
     from deploykit.model.inspect import per_channel_fc
     boards = all_boards()
     capable = replace(boards[0], tflm_per_channel_fc=True)

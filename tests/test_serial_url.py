@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytest
 import serial
-
 from conftest import reopen
-from deploykit.link import ports
+
 from deploykit.errors import BadInput
 from deploykit.link import ports
 from deploykit.link.serial_handlers.protocol_virtual import parse_url

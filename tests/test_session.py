@@ -194,9 +194,9 @@ def test_slow_inference_is_waited_for_not_recomputed(sine_manifest):
     import dataclasses
 
     from deploykit.firmware.boards import load_board
+    from deploykit.model.tflite_model import parse
     from deploykit.virtual_board import PtyServer
     from deploykit.virtual_board.device import make_link
-    from deploykit.model.tflite_model import parse
     board = load_board("virtual")
     n_ops = len(parse(sine_manifest.model_bytes()).operators)   # the cost model charges each op this overhead
     slow = dataclasses.replace(board, op_overhead_cycles=int(0.2 * board.clock_mhz * 1e6 / n_ops))

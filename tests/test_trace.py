@@ -7,8 +7,8 @@ import os
 import re
 
 import pytest
-
 from conftest import run_cli
+
 from deploykit.errors import DeviceError
 from deploykit.harness.run import run_hil
 from deploykit.link.session import DeviceSession, Timeouts

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from deploykit.firmware.boards import load_board
+from deploykit.model.tflite_model import parse
 from deploykit.protocol import (
     Ack,
     Begin,
@@ -31,7 +32,6 @@ from deploykit.protocol import (
 )
 from deploykit.protocol.vectors import PATH as VECTORS
 from deploykit.virtual_board import DeviceEngine, Faults, build_firmware
-from deploykit.model.tflite_model import parse
 from deploykit.virtual_board.cost import op_cycles, timing_from_cycles
 from deploykit.virtual_board.rawclient import RawClient
 

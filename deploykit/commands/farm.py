@@ -11,7 +11,6 @@ import contextlib
 import click
 
 from deploykit.commands.boards import boards_dir_option
-
 from deploykit.errors import BadInput, RigError, ThresholdFailed
 
 

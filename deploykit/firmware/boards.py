@@ -27,7 +27,6 @@ from deploykit.arena_classes import ARENA_CLASSES  # a board names the arena pro
 from deploykit.errors import BadInput
 from deploykit.firmware.resources import data_dir
 
-
 # Timer templates (firmware_templates/timers/NAME.h.j2); each names the wire TimerKind it reports.
 TIMER_KINDS = {"dwt": "dwt", "ccount": "ccount", "mcycle": "mcycle", "esp_cpu": "mcycle", "micros": "micros"}
 TIMERS = tuple(TIMER_KINDS)

@@ -19,16 +19,16 @@ from pathlib import Path
 import jinja2
 
 from deploykit import __version__
+from deploykit.errors import BadInput
+from deploykit.firmware import build_id
 from deploykit.firmware.boards import Board, load_board
 from deploykit.firmware.cfilters import FILTERS, c_ident
 from deploykit.firmware.project_dir import write_project
-from deploykit.errors import BadInput
+from deploykit.firmware.resources import data_dir
 from deploykit.model.arena import round16, with_margin
 from deploykit.model.manifest import Manifest, load as load_manifest
-from deploykit.firmware import build_id
 from deploykit.protocol.framing import max_payload_for_window
 from deploykit.protocol.spec import RESULT_OVERHEAD, DType
-from deploykit.firmware.resources import data_dir
 
 # Files every project gets: output path -> template (None: copied verbatim).
 COMMON_FILES = {

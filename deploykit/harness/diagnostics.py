@@ -32,7 +32,7 @@ class DiagnosticsOptions:
     layer_diff: int | str | None = None
 
     @classmethod
-    def parse(cls, op_timing: int | None, layer_diff: str | None) -> "DiagnosticsOptions":
+    def parse(cls, op_timing: int | None, layer_diff: str | None) -> DiagnosticsOptions:
         if op_timing is not None and op_timing < 1:
             raise BadInput(f"--op-timing {op_timing}: give the number of records to profile (1 or more)")
         if layer_diff is None or str(layer_diff) == "auto":

@@ -20,17 +20,17 @@ from pathlib import Path
 
 import numpy as np
 
-from deploykit.model import manifest as manifest_mod
 from deploykit.atomic import ensure_writable_dir
 from deploykit.errors import BadInput, DeviceError
 from deploykit.harness.inputs import load_inputs
 from deploykit.harness.outdir import locked_outdir
 from deploykit.harness.results import ResultsFile, Rows, run_header
 from deploykit.link.session import DeviceSession, SampleFailure
-from deploykit.report.stats import throughput
+from deploykit.model import manifest as manifest_mod
 from deploykit.report import Thresholds, build_report, evaluate, write_reports
 from deploykit.report.build import new_aggregator
 from deploykit.report.context import add_context
+from deploykit.report.stats import throughput
 
 DEFAULT_WARMUP = 3
 DEFAULT_BAUD = 115200
@@ -232,8 +232,7 @@ def _row(session, index: int, item) -> dict:
 
 def _progress():
     from rich.console import Console
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn,
-                               TextColumn, TimeRemainingColumn)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeRemainingColumn
     from rich.text import Text
 
     class Rate(ProgressColumn):

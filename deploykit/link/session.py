@@ -21,10 +21,18 @@ from deploykit.link.identity import IdentityMismatch, check_same, unreadable_hel
 from deploykit.link.outputs import OutputLists, decode_outputs
 from deploykit.link.samples import SampleFailure, SampleResult
 from deploykit.protocol import (
-    Frame, FrameError, Hello, HelloRequest, MsgType, Ping, Pong, Reset, Unknown, decode_message,
+    Frame,
+    FrameError,
+    Hello,
+    HelloRequest,
+    MsgType,
+    Ping,
+    Pong,
+    Reset,
+    Unknown,
+    decode_message,
 )
 from deploykit.protocol.messages import ErrorMsg, Log, ProtocolError
-
 
 MAX_STREAM_OFFSET = 0xFFFFFFFF
 DAMAGED_PER_TRY = 5  # answers damaged on the line that a handshake retries per counted try
@@ -104,7 +112,7 @@ class DeviceSession:
         self._pending = []
         self.link.close()
 
-    def __enter__(self) -> "DeviceSession":
+    def __enter__(self) -> DeviceSession:
         self.open()
         return self
 

@@ -34,9 +34,7 @@ from deploykit.link.samples import SampleFailure, SampleResult
 from deploykit.link.session import _looks_like_text
 from deploykit.link.timing import Timing, backoff
 from deploykit.link.window import FrameSizer, Window
-from deploykit.protocol import (
-    Ack, Begin, FrameError, Hello, Input, Nack, Ping, Pong, ResultBatch, wire_size,
-)
+from deploykit.protocol import Ack, Begin, FrameError, Hello, Input, Nack, Ping, Pong, ResultBatch, wire_size
 from deploykit.protocol.messages import ErrorCode, ErrorMsg
 
 MIN_FRAME_DATA = 64  # below this, half-window frames cost more in overhead than they save

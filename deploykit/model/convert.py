@@ -14,16 +14,15 @@ from pathlib import Path
 import numpy as np
 
 from deploykit import __version__, extras
-from deploykit.versions import tool_versions
-
-from deploykit.model import arena, manifest_schema, metrics, requantize, tflite_model, tflm_host
 from deploykit.atomic import ensure_writable_dir, write_bytes, write_json
-from deploykit.model.datafiles import Dataset, check_fits, load_data
 from deploykit.errors import BadInput, RigError
+from deploykit.model import arena, manifest_schema, metrics, requantize, tflite_model, tflm_host
+from deploykit.model.datafiles import Dataset, check_fits, load_data
 from deploykit.model.isolated import run_isolated
 from deploykit.model.manifest import SCHEMA, Manifest, load
 from deploykit.model.quantization import to_float
 from deploykit.model.reference import agreement, quantized_outputs, store_tflm_outputs
+from deploykit.versions import tool_versions
 
 MODES = ("int8", "int8-float-io", "float32")
 REFUSED = {

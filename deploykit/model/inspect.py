@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from deploykit.model import arena, requantize, tflite_model, tflm_host
 from deploykit.errors import BadInput
+from deploykit.model import arena, requantize, tflite_model, tflm_host
 
 
 def inspect_model(path, test_data=None, label_column=None, boards=()) -> dict:

@@ -39,7 +39,7 @@ def _schema():
     return schema_py_generated
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _enum_names(cls) -> dict[int, str]:
     return {v: k for k, v in vars(cls).items() if not k.startswith("_") and isinstance(v, int)}
 

@@ -13,11 +13,10 @@ from pathlib import Path
 import numpy as np
 
 from deploykit import extras
-from deploykit.errors import BadInput
+from deploykit.errors import BadInput, ToolError
 from deploykit.model import tflite_model
 from deploykit.model.arena import round16
 from deploykit.model.isolated import run_isolated
-from deploykit.errors import BadInput, ToolError
 
 _ALLOC_TOTAL = re.compile(r"Arena allocation total (\d+) bytes")
 _ALLOC_HEAD = re.compile(r"Arena allocation head (\d+) bytes")

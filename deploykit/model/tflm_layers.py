@@ -18,8 +18,8 @@ import numpy as np
 
 from deploykit.errors import BadInput
 from deploykit.model import tflite_model
-from deploykit.model.isolated import run_isolated
 from deploykit.model.arena import round16
+from deploykit.model.isolated import run_isolated
 from deploykit.model.tflm_host import ARENA_CAP, _tensor_bytes, working_arena
 
 

@@ -25,17 +25,20 @@ from deploykit.protocol.messages import (
     Input,
     Log,
     Nack,
+    OpTimes,
+    OpTimingRequest,
     Ping,
     Pong,
     ProtocolError,
     Reset,
     ResultBatch,
+    TensorChunk,
+    TensorDumpRequest,
     TensorSpec,
     Unknown,
     decode_message,
     encode_message,
 )
-from deploykit.protocol.messages import OpTimes, OpTimingRequest, TensorChunk, TensorDumpRequest
 from deploykit.protocol.spec import Capability, DType, ErrorCode, MsgType, TimerKind
 
 __all__ = [

@@ -15,8 +15,16 @@ import numpy as np
 from deploykit.errors import DeviceError
 from deploykit.protocol.framing import Frame, encode_frame
 from deploykit.protocol.spec import (  # noqa: F401  (DType, TimerKind, ErrorCode, Capability: re-exported)
-    FIRMWARE_ID_BYTES, HELLO_FLAG_SIMULATED, MAX_DIMS, PROTOCOL_VERSION, RESULT_HEAD, Capability, DType,
-    ErrorCode, MsgType, TimerKind,
+    FIRMWARE_ID_BYTES,
+    HELLO_FLAG_SIMULATED,
+    MAX_DIMS,
+    PROTOCOL_VERSION,
+    RESULT_HEAD,
+    Capability,
+    DType,
+    ErrorCode,
+    MsgType,
+    TimerKind,
 )
 
 

@@ -23,15 +23,18 @@ from deploykit.protocol.messages import (
     Input,
     Log,
     Nack,
+    OpTimes,
+    OpTimingRequest,
     Ping,
     Pong,
     Reset,
     ResultBatch,
+    TensorChunk,
+    TensorDumpRequest,
     TensorSpec,
     TimerKind,
     encode_message,
 )
-from deploykit.protocol.messages import OpTimes, OpTimingRequest, TensorChunk, TensorDumpRequest
 from deploykit.protocol.spec import PROTOCOL_VERSION
 
 PATH = Path(__file__).with_name("vectors.json")

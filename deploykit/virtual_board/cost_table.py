@@ -35,7 +35,6 @@ FAMILY_OF_ARENA_CLASS = {
     "cortex-m-cmsis-nn": "cmsis-nn",
     "esp32-esp-nn": "esp-nn",
 }
-from deploykit.firmware.boards import KERNEL_FAMILIES as FAMILIES  # noqa: E402  (validated there)
 
 # Cores: SIMD/DSP (two 16-bit MACs per instruction), a single-precision FPU, and a speed
 # factor for non-MAC work relative to the Cortex-M4 (lower is faster). [estimate]

@@ -19,14 +19,39 @@ from __future__ import annotations
 import math
 
 from deploykit.protocol import (
-    PROTOCOL_VERSION, Ack, Begin, ErrorMsg, Frame, FrameDecoder, HelloRequest, Input, Log, Nack,
-    Ping, Pong, Reset, ResultBatch, encode_message,
+    PROTOCOL_VERSION,
+    Ack,
+    Begin,
+    ErrorMsg,
+    Frame,
+    FrameDecoder,
+    HelloRequest,
+    Input,
+    Log,
+    Nack,
+    Ping,
+    Pong,
+    Reset,
+    ResultBatch,
+    encode_message,
 )
 from deploykit.protocol.messages import (
-    DType, ErrorCode, OpTimes, OpTimingRequest, ProtocolError, TensorChunk, TensorDumpRequest, _varint,
+    DType,
+    ErrorCode,
+    OpTimes,
+    OpTimingRequest,
+    ProtocolError,
+    TensorChunk,
+    TensorDumpRequest,
+    _varint,
 )
 from deploykit.protocol.spec import (
-    OP_TIME_ENTRY, OP_TIMES_HEAD, RESULT_HEAD, RESULT_MAX_RUN as MAX_RUN_BYTES, TENSOR_CHUNK_HEAD, Capability,
+    OP_TIME_ENTRY,
+    OP_TIMES_HEAD,
+    RESULT_HEAD,
+    RESULT_MAX_RUN as MAX_RUN_BYTES,
+    TENSOR_CHUNK_HEAD,
+    Capability,
 )
 from deploykit.virtual_board.faults import Faults
 
