@@ -26,7 +26,7 @@ def _run(dev, record_index: int = 4) -> None:
     dev.next(ResultBatch)
 
 
-def test_core_answers_op_timing_of_the_last_record(device):
+def test_core_answers_op_timing_of_the_last_record(device):  # noqa: F811 (the fixture)
     dev = device(*BOTH)
     _run(dev)
     dev.send(OpTimingRequest(4))
@@ -36,7 +36,7 @@ def test_core_answers_op_timing_of_the_last_record(device):
 
 
 @pytest.mark.parametrize("max_chunk", [0, 40])
-def test_core_streams_every_operator_output_in_chunks(device, max_chunk):
+def test_core_streams_every_operator_output_in_chunks(device, max_chunk):  # noqa: F811 (the fixture)
     dev = device(*BOTH)
     _run(dev)
     dev.send(TensorDumpRequest(4, max_chunk))
@@ -55,7 +55,7 @@ def test_core_streams_every_operator_output_in_chunks(device, max_chunk):
         assert bytes(tensors[op]) == bytes((RECORD[0] + op + j) % 256 for j in range(150 * (op + 1)))
 
 
-def test_core_refuses_a_record_that_did_not_run_last(device):
+def test_core_refuses_a_record_that_did_not_run_last(device):  # noqa: F811 (the fixture)
     dev = device(*BOTH)
     dev.send(OpTimingRequest(0))  # nothing ran since boot
     err = dev.next(ErrorMsg)
@@ -66,7 +66,7 @@ def test_core_refuses_a_record_that_did_not_run_last(device):
     assert (err.code, err.detail) == (ErrorCode.NOT_RUN, 5)
 
 
-def test_core_without_the_capability_answers_unknown_type(device):
+def test_core_without_the_capability_answers_unknown_type(device):  # noqa: F811 (the fixture)
     dev = device("--capabilities", "1")  # OP_TIMING only
     _run(dev)
     dev.send(TensorDumpRequest(4))

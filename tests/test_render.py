@@ -16,6 +16,7 @@ from conftest import run_cli
 from deploykit.firmware.boards import all_boards, load_board
 from deploykit.firmware.render import max_payload_for_window, render
 from deploykit.firmware.resources import data_dir
+from deploykit.model.manifest import sha256_file
 
 BOARDS = all_boards()
 HOSTILE_NAME = 'x"; system("rm -rf /"); // naïve ☃'
