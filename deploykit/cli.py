@@ -18,6 +18,7 @@ import contextlib
 import errno
 import importlib
 import importlib.util
+import logging
 import signal
 import sys
 
@@ -82,10 +83,10 @@ def cli(ctx, debug):
 
 def main(argv=None) -> None:
     """Run the CLI; turn DeployKitError into one line and an exit status."""
-    args = sys.argv[1:] if argv is None else list(argv)
-    debug = "--debug" in args
+    args = hoist_debug(sys.argv[1:] if argv is None else list(argv))
+    debug = bool(args) and args[0] == "--debug"
     try:
-        with _sigterm_interrupts():
+        with _sigterm_interrupts(), _verbose(debug):
             result = cli.main(args=args, prog_name="deploykit", standalone_mode=False)
     except click.exceptions.Abort:
         _interrupted()
@@ -116,6 +117,29 @@ def main(argv=None) -> None:
                    "or choose another -o, then run again (a HIL run resumes)", err=True)
         sys.exit(DiskError.exit_code)
     sys.exit(result if isinstance(result, int) else 0)
+
+
+def hoist_debug(args: list[str]) -> list[str]:
+    """`--debug` anywhere before a `--` moves in front of the subcommand, where the group takes it:
+    `deploykit convert m.keras --debug` is the same as `deploykit --debug convert m.keras`."""
+    end = args.index("--") if "--" in args else len(args)
+    if "--debug" not in args[:end]:
+        return args
+    return ["--debug", *(a for a in args[:end] if a != "--debug"), *args[end:]]
+
+
+@contextlib.contextmanager
+def _verbose(debug: bool):
+    """--debug sets the `deploykit` logger to DEBUG for this run: deploykit.model.tf_backend then
+    lets TensorFlow's, absl's and Keras' logs and warnings through (otherwise it keeps them out)."""
+    logger = logging.getLogger("deploykit")
+    previous = logger.level
+    if debug:
+        logger.setLevel(logging.DEBUG)
+    try:
+        yield
+    finally:
+        logger.setLevel(previous)
 
 
 def _interrupted() -> None:

@@ -209,7 +209,7 @@ def _run_stages(stages, model, outdir, target, port, data, rep_data, name, quant
     result = DeployResult(outdir, target, manifest_path, project, outdir / "hil", fit, {},
                           model_name=fit.pop("model_name"))
     _build_and_flash(stages, result, port)
-    result.report = _hil(stages, result, data, limit, limits, junit)
+    result.report = _hil(stages, result, data, label_column, limit, limits, junit)
     result.timings = stages.timings
     return result
 
@@ -267,11 +267,11 @@ def _build_and_flash(stages, result: DeployResult, port: str) -> None:
     result.target.port = flashed.port
 
 
-def _hil(stages, result: DeployResult, data, limit, thresholds, junit) -> dict:
+def _hil(stages, result: DeployResult, data, label_column, limit, thresholds, junit) -> dict:
     from deploykit.harness.run import run_hil
 
     board = result.target.board_id  # sets the baud; the device's HELLO must name this board
-    options = dict(board=board, data=data, limit=limit, outdir=result.report_dir, junit=junit,
+    options = dict(board=board, data=data, label_column=label_column, limit=limit, outdir=result.report_dir, junit=junit,
                    quiet=True, thresholds=thresholds, resume=False,
                    note=FALLBACK_NOTE if result.target.fallback else None)
     # deploy measures afresh (resume=False, under the folder's lock): the firmware may have been

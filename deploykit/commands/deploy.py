@@ -13,6 +13,7 @@ from pathlib import Path
 
 import click
 
+from deploykit.commands import LABEL_COLUMN, LABEL_COLUMN_HELP, Renamed
 from deploykit.commands.boards import boards_dir_option
 from deploykit.deploy import STAGES, StageTimer
 
@@ -130,18 +131,19 @@ def _isatty(stream) -> bool:
 @click.argument("model", type=click.Path(path_type=Path))
 @click.option("--board", help="Board id (see `deploykit boards`); default: the connected board. "
                               "With --port virtual: the board the virtual board impersonates.")
-@click.option("--port", default="auto", show_default=True,
+@click.option("-p", "--port", default="auto", show_default=True,
               help="Serial port or pyserial URL; auto finds the board; `virtual` for the virtual board. "
                    "With no board connected, only an interactive run falls back to the virtual board; "
                    "in CI (or --quiet, or no terminal) that is exit 3.")
-@click.option("--profile", default="virtual", show_default=True,
+@click.option("--profile", default="virtual", hidden=True,  # old spelling of --board ID --port virtual
               help="The board the virtual board impersonates (cost model, RAM, flash).")
 @click.option("--data", type=click.Path(path_type=Path), help="Test data (.npz/.npy/.csv); also the converter's test split.")
 @click.option("--rep-data", type=click.Path(path_type=Path), help="Representative data for int8 calibration.")
-@click.option("--label-column", help="CSV column holding labels.")
+@click.option("--label-column", type=LABEL_COLUMN, default=None, help=LABEL_COLUMN_HELP)
 @click.option("--name", help="Model name (default: the file's).")
 @click.option("--quantize", default=None, help="int8 (default), int8-float-io or float32; a .tflite is taken as it is.")
-@click.option("-o", "--output", "outdir", type=click.Path(path_type=Path), default=Path("deploykit-out"),
+@click.option("-o", "--outdir", "outdir", cls=Renamed, old=("--output",), type=click.Path(path_type=Path),
+              default=Path("deploykit-out"),
               show_default=True, help="Directory for every stage's artifacts.")
 @click.option("--limit", type=int, help="Run only the first N samples on the device.")
 @click.option("--arena-size", type=int, help="Arena bytes (default: the manifest's projection + margin).")

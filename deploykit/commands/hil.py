@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import click
 
+from deploykit.commands import LABEL_COLUMN, LABEL_COLUMN_HELP
 from deploykit.commands.boards import boards_dir_option
 from deploykit.errors import DeviceError, ThresholdFailed
 
@@ -20,9 +21,9 @@ def hil():
 
 
 @hil.command("run")
-@click.option("--manifest", "-m", "manifest", required=True, type=click.Path(dir_okay=True),
+@click.option("-m", "--manifest", "manifest", required=True, type=click.Path(dir_okay=True),
               help="manifest.json written by `deploykit convert` (or its directory).")
-@click.option("--port", "-p", default=None,
+@click.option("-p", "--port", default=None,
               help="Serial port or pyserial URL (/dev/ttyACM0, COM3, rfc2217://h:p, socket://h:p, virtual://M), or `auto`.")
 @click.option("--place", default=None, help="A labgrid place to acquire and run on (instead of --port).")
 @click.option("--coordinator", default=None, help="labgrid coordinator HOST:PORT (default: $LG_COORDINATOR).")
@@ -32,6 +33,7 @@ def hil():
               help="Line rate (default: the --board's, or the board --port auto found, else 115200).")
 @click.option("--data", type=click.Path(dir_okay=False), default=None,
               help="Test data (.npz x[,y], .npy, .csv); default: the test split the converter recorded.")
+@click.option("--label-column", type=LABEL_COLUMN, default=None, help=LABEL_COLUMN_HELP)
 @click.option("--limit", type=int, default=None, help="Only the first N samples.")
 @click.option("--warmup", type=int, default=3, show_default=True, help="Warm-up inferences, not counted.")
 @click.option("-o", "--outdir", default="hil-report", show_default=True, help="Directory for results and reports.")
@@ -44,14 +46,14 @@ def hil():
 @click.option("--max-latency-us", type=float, default=None, help="Fail unless latency.us.p99 <= F.")
 @click.option("--max-arena", type=int, default=None, help="Fail unless arena.used <= N bytes.")
 @boards_dir_option
-def run(manifest, port, place, coordinator, board, baud, data, limit, warmup, outdir, junit, resume, quiet, min_agreement,
-        max_latency_us, max_arena):
+def run(manifest, port, place, coordinator, board, baud, data, label_column, limit, warmup, outdir, junit, resume, quiet,
+        min_agreement, max_latency_us, max_arena):
     """Stream test data to the device and report agreement, accuracy, latency and arena."""
     from deploykit.harness.run import Thresholds, run_hil
 
     if bool(port) == bool(place):
         raise click.UsageError("give either --port or --place (a labgrid place)")
-    options = dict(baud=baud, data=data, limit=limit, warmup=warmup, outdir=outdir, junit=junit, quiet=quiet,
+    options = dict(baud=baud, data=data, label_column=label_column, limit=limit, warmup=warmup, outdir=outdir, junit=junit, quiet=quiet,
                    resume=resume, thresholds=Thresholds(min_agreement, max_latency_us, max_arena))
     if place:
         from deploykit.link.labgrid_place import place_lease

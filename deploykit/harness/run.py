@@ -54,18 +54,19 @@ def run_hil(manifest_path, port: str, baud: int | None = None, data=None, limit:
             warmup: int = DEFAULT_WARMUP, outdir=DEFAULT_OUTDIR, junit=None, quiet: bool = False,
             thresholds: Thresholds | None = None, float_reference: bool = True,
             session_options: dict | None = None, board: str | None = None, resume: bool = True,
-            note: str | None = None) -> Report:
+            note: str | None = None, label_column=None) -> Report:
     """Run the HIL test and write its reports; see the module docstring.
 
     `board` (a boards/ id), when given, sets the default baud and must be the board the
     device's HELLO names; without it the baud defaults to the board `--port auto` found,
     else 115200. `note` (e.g. that the virtual board stands in) goes into every report's title.
+    `label_column`: the labels' column of a CSV `data` (index or header name).
     The output folder is locked for the whole run (a second run into it is refused);
     results.jsonl there is resumed only when it is this run's (results.py).
     """
     started, started_at = time.monotonic(), time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime())
     manifest = manifest_mod.load(manifest_path)
-    inputs = load_inputs(manifest, data, limit)
+    inputs = load_inputs(manifest, data, limit, label_column)
     if warmup < 0:
         raise BadInput(f"--warmup {warmup} must be 0 or more")
     if baud is not None and baud <= 0:
