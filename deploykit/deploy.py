@@ -125,7 +125,12 @@ def choose_target(board: str | None, port: str, profile: str, fallback: bool = F
     if board is not None:
         load_board(board)
         if port == "auto":  # find the board now, not after a build of several minutes
-            port, _ = find_board_port(board)
+            try:
+                port, _ = find_board_port(board)
+            except NoBoardFound as exc:
+                raise NoBoardFound(f"{exc}, or --port virtual to test on the virtual board") from exc
+        else:
+            check_port(port, board)
         return Target(board, port, False)
     if port != "auto":
         raise BadInput(f"--port {port} needs --board to say which board is on it (see `deploykit boards`)")
@@ -143,6 +148,18 @@ def choose_target(board: str | None, port: str, profile: str, fallback: bool = F
         raise BadInput(f"connected: {listed}; pass --board (and --port) to pick one, or --port virtual")
     device = connected[0]
     return Target(device.board_ids[0], device.port, False, f"found {device.board_ids[0]} on {device.port}")
+
+
+def check_port(port: str, board_id: str) -> None:
+    """Open and close a given --port now, so a missing, busy or refused port is named before
+    minutes of converting and building (flash and hil run find it as early)."""
+    from deploykit.firmware.boards import load_board
+    from deploykit.link.ports import open_port
+
+    if port.lower().startswith("virtual://"):
+        raise BadInput(f"--port {port}: deploy runs the virtual board itself; pass --port virtual "
+                       f"(with --board {board_id} for its profile)")
+    open_port(port, load_board(board_id).baud, timeout=0.1).close()
 
 
 def _virtual_profile(board: str | None, port: str, profile: str) -> str:

@@ -48,3 +48,44 @@ class LabelColumn(click.ParamType):
 
 LABEL_COLUMN = LabelColumn()
 LABEL_COLUMN_HELP = "CSV column holding the labels: an index (0 first, -1 last) or its header name."
+
+
+_UNITS = {"latency.us.p99": " µs", "arena.used": " B"}
+
+
+def failed_thresholds(cases) -> list[str]:
+    """One line per failed threshold: the figure, its value, the limit and by how much it missed,
+    so a CI log says what failed without opening report.md."""
+    lines = []
+    for case in cases or ():
+        if case.get("passed"):
+            continue
+        figure, value, limit, op = case["figure"], case.get("value"), case["limit"], case["op"]
+        if value is None:
+            lines.append(f"{figure} was not measured (required {op} {_figure(figure, limit)})")
+            continue
+        miss = (limit - value) if op == ">=" else (value - limit)
+        how = "short by" if op == ">=" else "over by"
+        by = f"{miss * 100:.3g} percentage points" if figure.endswith("fraction") else _figure(figure, miss)
+        lines.append(f"{figure} = {_figure(figure, value)}, required {op} {_figure(figure, limit)}: {how} {by}")
+    return lines
+
+
+def _figure(figure: str, value) -> str:
+    if figure.endswith("fraction"):
+        return f"{value:.2%}".replace(".00%", "%")
+    text = f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
+    return text + _UNITS.get(figure, "")
+
+
+def counters(counts: dict | None) -> str:
+    """Link counters as words for a log: 'none' or '2 retries, 1 crc error' (not a Python dict)."""
+    shown = [f"{n:,} {_counter_name(key, n)}" for key, n in (counts or {}).items() if n]
+    return ", ".join(shown) or "none"
+
+
+def _counter_name(key: str, n: int) -> str:
+    words = key.replace("_", " ").replace("crc", "CRC")
+    if n == 1 and words.endswith("s"):  # 'retries' -> 'retry', 'resets' -> 'reset'
+        words = words[:-3] + "y" if words.endswith("ies") else words[:-1]
+    return words

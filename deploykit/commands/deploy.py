@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from deploykit.commands import LABEL_COLUMN, LABEL_COLUMN_HELP, Renamed
+from deploykit.commands import LABEL_COLUMN, LABEL_COLUMN_HELP, Renamed, failed_thresholds
 from deploykit.commands.boards import boards_dir_option
 from deploykit.deploy import STAGES, StageTimer
 
@@ -72,23 +72,50 @@ class RichStages(StageTimer):
         self.progress.stop_task(self.tasks[name])
 
 
+class PlainStages(StageTimer):
+    """Without a terminal (a CI log): one plain line as each stage starts and ends, to stderr;
+    no spinner frames, no redrawn rows, nothing cut to a width."""
+
+    def note(self, text):
+        if text:
+            click.echo(text, err=True)
+
+    def on_start(self, name):
+        click.echo(f"{name}: running", err=True)
+
+    def on_end(self, name, ok, seconds):
+        click.echo(f"{name}: {'done' if ok else 'failed'} in {seconds:.1f} s", err=True)
+
+    def on_skip(self, name, why):
+        click.echo(f"{name}: skipped ({why})", err=True)
+
+
 def print_summary(console, result) -> None:
-    """The summary table, then where the reports are."""
+    """The summary table (plain `row: value` lines without a terminal), then where the reports are."""
+    from deploykit.deploy import summary
+
+    if not _isatty(sys.stdout):  # a log: whole lines, no box to wrap numbers in
+        click.echo(f"deploykit deploy: {result.model_name}")
+        for row, value in summary(result):
+            click.echo(f"  {row}: {value}")
+    else:
+        _print_table(console, result, summary(result))
+    html = result.report_dir / "report.html"
+    click.echo(f"report: {html if html.exists() else result.report_dir}")
+    click.echo(f"artifacts: {result.outdir}")
+
+
+def _print_table(console, result, rows) -> None:
     from rich.markup import escape
     from rich.table import Table
-
-    from deploykit.deploy import summary
 
     table = Table(title=f"deploykit deploy: {result.model_name}", show_header=False)
     table.add_column(style="bold")
     table.add_column()
-    for row, value in summary(result):
+    for row, value in rows:
         style = {"PASS": "green", "FAIL": "red"}.get(value, "")
         table.add_row(row, f"[{style}]{value}[/]" if style else escape(value))
     console.print(table)
-    html = result.report_dir / "report.html"
-    click.echo(f"report: {html if html.exists() else result.report_dir}")
-    click.echo(f"artifacts: {result.outdir}")
 
 
 def run_with_display(quiet: bool, call, stage_names=()):
@@ -100,6 +127,8 @@ def run_with_display(quiet: bool, call, stage_names=()):
     console = Console(stderr=False, highlight=False)
     if quiet:
         result = call(StageTimer())
+    elif not _isatty(sys.stderr):
+        result = call(PlainStages())
     else:
         with RichStages(Console(stderr=True), stage_names) as stages:
             result = call(stages)
@@ -108,8 +137,8 @@ def run_with_display(quiet: bool, call, stage_names=()):
         raise DeviceError(f"no sample ran on the device ({result.report.get('samples_failed', 0)} failed); "
                           f"see {result.report_dir / 'report.md'}")
     if not result.passed:
-        failed = [c["message"] for c in result.report.get("thresholds") or [] if not c["passed"]]
-        raise ThresholdFailed(f"the HIL run failed: {'; '.join(failed) or 'see the report'}; "
+        failed = failed_thresholds(result.report.get("thresholds"))
+        raise ThresholdFailed(f"threshold failed: {'; '.join(failed) or 'see the report'}; "
                               f"see {result.report_dir / 'report.md'}")
     return result
 

@@ -10,7 +10,7 @@ import contextlib
 
 import click
 
-from deploykit.commands import LABEL_COLUMN, LABEL_COLUMN_HELP
+from deploykit.commands import LABEL_COLUMN, LABEL_COLUMN_HELP, failed_thresholds
 from deploykit.commands.boards import boards_dir_option
 from deploykit.errors import BadInput, RigError, ThresholdFailed
 
@@ -60,7 +60,9 @@ def run(manifest, places, match, ports, coordinator, board, matrix, baud, data, 
             report = run_farm(manifest, [Place(x.name, x.url, x.board) for x in leases], **options)
     click.echo(summary(report))
     if not report.passed:
-        raise ThresholdFailed(f"the farm run did not pass; see {report['files']['md']}")
+        failed = failed_thresholds(report.get("thresholds"))
+        raise ThresholdFailed(f"the farm run did not pass: {'; '.join(failed) or 'a place failed'}; "
+                              f"see {report['files']['md']}")
 
 
 @contextlib.contextmanager

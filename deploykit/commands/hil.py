@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import click
 
-from deploykit.commands import LABEL_COLUMN, LABEL_COLUMN_HELP
+from deploykit.commands import LABEL_COLUMN, LABEL_COLUMN_HELP, counters, failed_thresholds
 from deploykit.commands.boards import boards_dir_option
 from deploykit.errors import DeviceError, ThresholdFailed
 
@@ -72,8 +72,7 @@ def _finish(report) -> None:
         raise DeviceError(f"no sample produced a result on the device ({report['samples_failed']} "
                           f"failed); see {report['files']['md']}")
     if not report.passed:
-        failed = [c["message"] for c in report["thresholds"] if not c["passed"]]
-        raise ThresholdFailed("threshold failed: " + "; ".join(failed))
+        raise ThresholdFailed("threshold failed: " + "; ".join(failed_thresholds(report["thresholds"])))
 
 
 def summary(report) -> str:
@@ -90,7 +89,7 @@ def summary(report) -> str:
              (f"throughput {thr['samples_per_s']:,.0f} samples/s" if thr.get("samples_per_s")
               else "throughput not measured (no sample streamed in this run)")
              + (f", link efficiency {eff:.2f}" if eff else "")
-             + f"; faults {report['faults']}",
+             + f"; link faults: {counters(report['faults'])}",
              f"report: {report['files']['html']}"]
     resumed = resumed_line(report)
     if resumed:

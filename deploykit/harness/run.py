@@ -13,6 +13,7 @@ come from a second pass over results.jsonl.
 
 from __future__ import annotations
 
+import sys
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -185,7 +186,7 @@ def _stream(session, inputs, results, quiet: bool) -> tuple[int, float]:
     todo = np.flatnonzero(~results.done)
     if not todo.size:
         return 0, 0.0
-    progress = nullcontext(None) if quiet else _progress()
+    progress = nullcontext(None) if quiet or not _stderr_is_terminal() else _progress()
     start = time.monotonic()
     with progress as bar:
         task = bar.add_task("HIL", total=len(inputs), completed=len(inputs) - len(todo)) if bar else None
@@ -209,6 +210,14 @@ def _row(session, index: int, item) -> dict:
     outputs = session.output_lists(item.outputs)
     return {"index": index, "outputs": outputs, "cycles": item.cycles, "us": item.micros,
             "round_trip_us": round(item.round_trip_s * 1e6, 1)}
+
+
+def _stderr_is_terminal() -> bool:
+    """A progress bar only for a person watching: in a CI log it is one frame cut at 80 columns."""
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):  # a replaced or closed stream
+        return False
 
 
 def _progress():

@@ -192,7 +192,7 @@ def _saved_model_spec(path: Path):
 
 def _representative(x: np.ndarray | None):
     if x is None:
-        raise BadInput("int8 quantization needs representative data; give --rep-data or --test-data")
+        raise BadInput("int8 quantization needs representative data; give --rep-data or --data")
     sample = np.asarray(x[:REP_SAMPLES], dtype=np.float32)
 
     def gen():
