@@ -87,7 +87,7 @@ class PlainStages(StageTimer):
         click.echo(f"{name}: {'done' if ok else 'failed'} in {seconds:.1f} s", err=True)
 
     def on_skip(self, name, why):
-        click.echo(f"{name}: skipped ({why})", err=True)
+        click.echo(f"{name}: skipped: {why}", err=True)
 
 
 def print_summary(console, result) -> None:
@@ -138,7 +138,7 @@ def run_with_display(quiet: bool, call, stage_names=()):
                           f"see {result.report_dir / 'report.md'}")
     if not result.passed:
         failed = failed_thresholds(result.report.get("thresholds"))
-        raise ThresholdFailed(f"threshold failed: {'; '.join(failed) or 'see the report'}; "
+        raise ThresholdFailed(f"the HIL run failed: {'; '.join(failed) or 'see the report'}; "
                               f"see {result.report_dir / 'report.md'}")
     return result
 
