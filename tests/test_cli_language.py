@@ -245,7 +245,7 @@ def test_failed_thresholds_and_counters_read_as_words():
              {"figure": "latency.us.p99", "value": 201.4, "limit": 10, "op": "<=", "passed": False},
              {"figure": "arena.used", "value": 100, "limit": 200, "op": "<=", "passed": True}]
     assert failed_thresholds(cases) == [
-        "agreement.tflm_host.exact_fraction = 95%, required >= 99%: short by 4 percentage points",
+        "agreement.tflm_host.exact_fraction = 0.95, required >= 0.99: short by 0.04",
         "latency.us.p99 = 201 µs, required <= 10 µs: over by 191 µs"]
     assert counters({"retries": 0, "crc_errors": 0}) == "none"
     assert counters({"retries": 1, "crc_errors": 2, "resets": 0}) == "1 retry, 2 CRC errors"

@@ -66,14 +66,14 @@ def failed_thresholds(cases) -> list[str]:
             continue
         miss = (limit - value) if op == ">=" else (value - limit)
         how = "short by" if op == ">=" else "over by"
-        by = f"{miss * 100:.3g} percentage points" if figure.endswith("fraction") else _figure(figure, miss)
+        by = _figure(figure, miss)
         lines.append(f"{figure} = {_figure(figure, value)}, required {op} {_figure(figure, limit)}: {how} {by}")
     return lines
 
 
 def _figure(figure: str, value) -> str:
-    if figure.endswith("fraction"):
-        return f"{value:.2%}".replace(".00%", "%")
+    if figure.endswith("fraction"):  # as the flag takes it: --min-agreement 0.99
+        return f"{value:.4g}"
     text = f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
     return text + _UNITS.get(figure, "")
 
