@@ -113,10 +113,21 @@ def main(argv=None) -> None:
         if debug or exc.errno not in DISK_ERRNOS:
             raise
         where = f" writing {exc.filename}" if exc.filename else ""
-        click.echo(f"deploykit: error: the disk refused a write{where}: {exc.strerror}; free space "
-                   "or choose another -o, then run again (a HIL run resumes)", err=True)
+        elsewhere = " or choose another -o" if _takes(args, "-o") else ""
+        click.echo(f"deploykit: error: the disk refused a write{where}: {exc.strerror}; free space"
+                   f"{elsewhere}, then run again (a HIL run resumes)", err=True)
         sys.exit(DiskError.exit_code)
     sys.exit(result if isinstance(result, int) else 0)
+
+
+def _takes(args: list[str], flag: str) -> bool:
+    """Whether the command `args` ran (`hil run`, `build`, ...) has `flag`: a message suggests only those."""
+    ctx = click.Context(cli)
+    words = [a for a in args if not a.startswith("-")]
+    command = cli.get_command(ctx, words[0]) if words else None
+    if isinstance(command, click.Group):
+        command = command.get_command(ctx, words[1]) if len(words) > 1 else None
+    return command is not None and any(flag in p.opts for p in command.params)
 
 
 def hoist_debug(args: list[str]) -> list[str]:

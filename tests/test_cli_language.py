@@ -338,3 +338,29 @@ def test_tensorflow_and_absl_stay_quiet_unless_debug():
     finally:
         logger.setLevel(logging.NOTSET)
         absl_logging.set_verbosity(before)
+
+
+OTHER_TOOLS_FLAGS = {"--upload-port", "--json-output", "--serial", "--wrap"}  # PlatformIO's and the linker's
+
+
+def test_every_flag_the_library_names_is_a_deploykit_flag():
+    """A message or docstring naming a flag no command has (e.g. `--test-data` after the
+    rename) sends the user to a dead end; the pytest plugin, the protocol generator and the
+    labgrid lab have flags of their own."""
+    known = set().union(*(flags(command) for _, command in COMMAND_LIST)) | {"--debug", "--version"}
+    skip = ("pytest_plugin.py", "protocol", "lab.py")
+    stale = []
+    for source in (ROOT / "deploykit").rglob("*.py"):
+        if any(part in source.parts or source.name == part for part in skip):
+            continue
+        for number, line in enumerate(source.read_text(encoding="utf-8").splitlines(), 1):
+            stale += [f"{source.name}:{number} {flag}" for flag in named_flags(line)
+                      if flag not in known | OTHER_TOOLS_FLAGS]
+    assert stale == []
+
+
+@pytest.mark.parametrize("argv,suggests_o", [(["build", "fw"], False), (["hil", "run", "-m", "M"], True),
+                                             (["--debug", "render", "M"], True)])
+def test_the_disk_message_suggests_o_only_where_it_exists(argv, suggests_o):
+    from deploykit.cli import _takes
+    assert _takes(argv, "-o") is suggests_o
