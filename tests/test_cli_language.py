@@ -364,3 +364,15 @@ def test_every_flag_the_library_names_is_a_deploykit_flag():
 def test_the_disk_message_suggests_o_only_where_it_exists(argv, suggests_o):
     from deploykit.cli import _takes
     assert _takes(argv, "-o") is suggests_o
+
+
+def test_hil_run_port_virtual_stands_in_for_board(sine_manifest, tmp_path, capsys):
+    """`--port virtual` means the same in hil run as in deploy: the virtual board as --board."""
+    with pytest.raises(SystemExit) as exit_:
+        main(["hil", "run", "-m", str(sine_manifest.path), "-p", "virtual", "--board", "nano33ble_sense",
+              "--limit", "5", "-o", str(tmp_path / "r"), "--quiet"])
+    out, err = capsys.readouterr()
+    assert exit_.value.code == 0, err
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert report["samples"] == 5 and report["simulated"] is True
+    assert "5 samples on nano33ble_sense (simulated)" in out

@@ -24,7 +24,8 @@ def hil():
 @click.option("-m", "--manifest", "manifest", required=True, type=click.Path(dir_okay=True),
               help="manifest.json written by `deploykit convert` (or its directory).")
 @click.option("-p", "--port", default=None,
-              help="Serial port or pyserial URL (/dev/ttyACM0, COM3, rfc2217://h:p, socket://h:p, virtual://M), or `auto`.")
+              help="Serial port or pyserial URL (/dev/ttyACM0, COM3, rfc2217://h:p, socket://h:p, virtual://M), "
+                   "`auto`, or `virtual` (the virtual board standing in for --board).")
 @click.option("--place", default=None, help="A labgrid place to acquire and run on (instead of --port).")
 @click.option("--coordinator", default=None, help="labgrid coordinator HOST:PORT (default: $LG_COORDINATOR).")
 @click.option("--board", default=None,

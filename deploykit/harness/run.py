@@ -73,6 +73,9 @@ def run_hil(manifest_path, port: str, baud: int | None = None, data=None, limit:
     if baud is not None and baud <= 0:
         raise BadInput(f"--baud {baud} must be a positive line rate, e.g. 115200")
     board_baud = _board_baud(board)  # an unknown --board fails here, before any port is opened
+    if port == "virtual":  # the virtual board standing in for --board, as in deploy
+        from deploykit.link.serial_handlers.protocol_virtual import url_for
+        port = url_for(manifest.path, board)
     url, found = resolve_port(port, board)
     baud = int(baud or board_baud or _board_baud(found) or DEFAULT_BAUD)
     with locked_outdir(Path(outdir)) as out:
