@@ -78,6 +78,9 @@ def test_one_spelling_per_concept_and_short_forms(path, command):
             assert not others & set(shown), f"{path}: {concept} documented as {shown}; spell it {spelling}"
             if spelling in shown and short:
                 assert short in shown, f"{path}: {spelling} without its short form {short}"
+    for option in options(command):
+        if "--board" in documented(option):
+            assert option.metavar == "ID", f"{path}: --board shows {option.metavar}, not --board ID"
     labelled = [o for o in options(command) if "--label-column" in o.opts]
     has_data = any("--data" in documented(o) for o in options(command))
     if has_data and path != "deploy" or labelled:  # every command reading a data file takes a label column

@@ -158,7 +158,7 @@ def _isatty(stream) -> bool:
 
 @click.command("deploy")
 @click.argument("model", type=click.Path(path_type=Path))
-@click.option("--board", help="Board id (see `deploykit boards`); default: the connected board. "
+@click.option("--board", metavar="ID", help="Board id (see `deploykit boards`); default: the connected board. "
                               "With --port virtual: the board the virtual board impersonates.")
 @click.option("-p", "--port", default="auto", show_default=True,
               help="Serial port or pyserial URL; auto finds the board; `virtual` for the virtual board. "

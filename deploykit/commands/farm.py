@@ -27,7 +27,7 @@ def farm():
 @click.option("--match", "match", default=None, help="Every place with this tag, e.g. board=esp32dev.")
 @click.option("-p", "--port", "ports", multiple=True, help="A pyserial URL to run on without labgrid (repeatable).")
 @click.option("--coordinator", default=None, help="labgrid coordinator HOST:PORT (default: $LG_COORDINATOR).")
-@click.option("--board", default=None, help="Board kind every place must be (and the default baud).")
+@click.option("--board", metavar="ID", default=None, help="Board kind every place must be (and the default baud).")
 @click.option("--matrix", is_flag=True, help="Places of several board kinds: each kind runs the whole set.")
 @click.option("--baud", type=int, default=None, help="Line rate (default: the board kind's).")
 @click.option("--data", type=click.Path(dir_okay=False), default=None,

@@ -13,7 +13,7 @@ from deploykit.commands.boards import boards_dir_option
 @click.argument("project_dir", type=click.Path(path_type=Path))
 @click.option("-p", "--port", default="auto", show_default=True,
               help="Serial port or pyserial URL of the board; auto finds it by USB VID:PID.")
-@click.option("--board", "board_id", help="The env (board id) to flash; default: the project's only env.")
+@click.option("--board", "board_id", metavar="ID", help="The env (board id) to flash; default: the project's only env.")
 @click.option("-m", "--manifest", type=click.Path(path_type=Path),
               help="Check the flashed model against this manifest (default: the hash the project was rendered with).")
 @click.option("--wait", "wait_s", type=float, default=20.0, show_default=True,

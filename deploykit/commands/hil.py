@@ -28,7 +28,7 @@ def hil():
                    "`auto`, or `virtual` (the virtual board standing in for --board).")
 @click.option("--place", default=None, help="A labgrid place to acquire and run on (instead of --port).")
 @click.option("--coordinator", default=None, help="labgrid coordinator HOST:PORT (default: $LG_COORDINATOR).")
-@click.option("--board", default=None,
+@click.option("--board", metavar="ID", default=None,
               help="Board id (boards/ID.toml): sets the default --baud; the device must announce this board.")
 @click.option("--baud", type=int, default=None,
               help="Line rate (default: the --board's, or the board --port auto found, else 115200).")

@@ -12,7 +12,7 @@ from deploykit.commands.boards import boards_dir_option
 
 @click.command("virtual-board")
 @click.argument("manifest", type=click.Path(path_type=str))
-@click.option("--board", default="virtual", show_default=True, help="Board it stands in for (boards/ID.toml).")
+@click.option("--board", metavar="ID", default="virtual", show_default=True, help="Board it stands in for (boards/ID.toml).")
 @click.option("--baud", type=int, default=None, help="Simulated line rate (default: the board's).")
 @click.option("--faults", default=None,
               help="Fault spec, e.g. drop=0.005,corrupt=0.005,dup=0.01,garbage=0.01,stall=40:2.5,reset=50,disconnect=120")
