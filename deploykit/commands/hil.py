@@ -47,22 +47,22 @@ def hil():
 @click.option("--max-latency-us", type=float, default=None, help="Fail unless latency.us.p99 <= F.")
 @click.option("--max-arena", type=int, default=None, help="Fail unless arena.used <= N bytes.")
 @boards_dir_option
-def run(manifest, port, place, coordinator, board, baud, data, label_column, limit, warmup, outdir, junit, resume, quiet,
-        min_agreement, max_latency_us, max_arena):
+def run(manifest, port, place, coordinator, board, baud, data, limit, warmup, outdir, junit, resume, quiet, min_agreement,
+        max_latency_us, max_arena, label_column):
     """Stream test data to the device and report agreement, accuracy, latency and arena."""
     from deploykit.harness.run import Thresholds, run_hil
 
     if bool(port) == bool(place):
         raise click.UsageError("give either --port or --place (a labgrid place)")
-    options = dict(baud=baud, data=data, label_column=label_column, limit=limit, warmup=warmup, outdir=outdir, junit=junit, quiet=quiet,
+    options = dict(baud=baud, data=data, limit=limit, warmup=warmup, outdir=outdir, junit=junit, quiet=quiet,
                    resume=resume, thresholds=Thresholds(min_agreement, max_latency_us, max_arena))
     if place:
         from deploykit.link.labgrid_place import place_lease
         with place_lease(place, board, coordinator) as lease:
             click.echo(f"acquired place {lease.name} ({lease.url})", err=True)
-            report = run_hil(manifest, lease.url, board=board or lease.board, **options)
+            report = run_hil(manifest, lease.url, board=board or lease.board, label_column=label_column, **options)
     else:
-        report = run_hil(manifest, port, board=board, **options)
+        report = run_hil(manifest, port, board=board, label_column=label_column, **options)
     _finish(report)
 
 
