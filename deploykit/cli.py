@@ -18,6 +18,7 @@ import contextlib
 import errno
 import importlib
 import importlib.util
+import logging
 import signal
 import sys
 
@@ -82,10 +83,10 @@ def cli(ctx, debug):
 
 def main(argv=None) -> None:
     """Run the CLI; turn DeployKitError into one line and an exit status."""
-    args = sys.argv[1:] if argv is None else list(argv)
-    debug = "--debug" in args
+    args = hoist_debug(sys.argv[1:] if argv is None else list(argv))
+    debug = bool(args) and args[0] == "--debug"
     try:
-        with _sigterm_interrupts():
+        with _sigterm_interrupts(), _verbose(debug):
             result = cli.main(args=args, prog_name="deploykit", standalone_mode=False)
     except click.exceptions.Abort:
         _interrupted()
@@ -112,10 +113,44 @@ def main(argv=None) -> None:
         if debug or exc.errno not in DISK_ERRNOS:
             raise
         where = f" writing {exc.filename}" if exc.filename else ""
-        click.echo(f"deploykit: error: the disk refused a write{where}: {exc.strerror}; free space "
-                   "or choose another -o, then run again (a HIL run resumes)", err=True)
+        elsewhere = " or choose another -o" if _takes(args, "-o") else ""
+        click.echo(f"deploykit: error: the disk refused a write{where}: {exc.strerror}; free space"
+                   f"{elsewhere}, then run again (a HIL run resumes)", err=True)
         sys.exit(DiskError.exit_code)
     sys.exit(result if isinstance(result, int) else 0)
+
+
+def _takes(args: list[str], flag: str) -> bool:
+    """Whether the command `args` ran (`hil run`, `build`, ...) has `flag`: a message suggests only those."""
+    ctx = click.Context(cli)
+    words = [a for a in args if not a.startswith("-")]
+    command = cli.get_command(ctx, words[0]) if words else None
+    if isinstance(command, click.Group):
+        command = command.get_command(ctx, words[1]) if len(words) > 1 else None
+    return command is not None and any(flag in p.opts for p in command.params)
+
+
+def hoist_debug(args: list[str]) -> list[str]:
+    """`--debug` anywhere before a `--` moves in front of the subcommand, where the group takes it:
+    `deploykit convert m.keras --debug` is the same as `deploykit --debug convert m.keras`."""
+    end = args.index("--") if "--" in args else len(args)
+    if "--debug" not in args[:end]:
+        return args
+    return ["--debug", *(a for a in args[:end] if a != "--debug"), *args[end:]]
+
+
+@contextlib.contextmanager
+def _verbose(debug: bool):
+    """--debug sets the `deploykit` logger to DEBUG for this run: deploykit.model.tf_backend then
+    lets TensorFlow's, absl's and Keras' logs and warnings through (otherwise it keeps them out)."""
+    logger = logging.getLogger("deploykit")
+    previous = logger.level
+    if debug:
+        logger.setLevel(logging.DEBUG)
+    try:
+        yield
+    finally:
+        logger.setLevel(previous)
 
 
 def _interrupted() -> None:

@@ -124,7 +124,13 @@ def choose_target(board: str | None, port: str, profile: str, fallback: bool = F
         return Target(profile, None, True, f"virtual board with the {profile} profile")
     if board is not None:
         load_board(board)
-        port, _ = resolve_target(port, board)  # `auto`: find the board now, not after a long build
+        if port == "auto":  # find the board now, not after a build of several minutes
+            try:
+                port, _ = resolve_target(port, board)
+            except NoBoardFound as exc:
+                raise NoBoardFound(f"{exc}, or --port virtual to test on the virtual board") from exc
+        else:
+            check_port(port, board)
         return Target(board, port, False)
     if port != "auto":
         raise BadInput(f"--port {port} needs --board to say which board is on it (see `deploykit boards`)")
@@ -142,6 +148,18 @@ def choose_target(board: str | None, port: str, profile: str, fallback: bool = F
     except BadInput as exc:
         raise BadInput(f"{exc}, or --port virtual") from None
     return Target(found, port, False, f"found {found} on {port}")
+
+
+def check_port(port: str, board_id: str) -> None:
+    """Open and close a given --port now, so a missing, busy or refused port is named before
+    minutes of converting and building (flash and hil run find it as early)."""
+    from deploykit.firmware.boards import load_board
+    from deploykit.link.ports import open_port
+
+    if port.lower().startswith("virtual://"):
+        raise BadInput(f"--port {port}: deploy runs the virtual board itself; pass --port virtual "
+                       f"(with --board {board_id} for its profile)")
+    open_port(port, load_board(board_id).baud, timeout=0.1).close()
 
 
 def _virtual_profile(board: str | None, port: str, profile: str) -> str:
@@ -213,7 +231,7 @@ def _run_stages(stages, model, outdir, target, port, data, rep_data, name, quant
     result = DeployResult(outdir, target, manifest_path, project, outdir / "hil", fit, {},
                           model_name=fit.pop("model_name"))
     _build_and_flash(stages, result, port)
-    result.report = _hil(stages, result, data, limit, limits, junit, pacing)
+    result.report = _hil(stages, result, data, label_column, limit, limits, junit, pacing)
     result.timings = stages.timings
     return result
 
@@ -271,11 +289,11 @@ def _build_and_flash(stages, result: DeployResult, port: str) -> None:
     result.target.port = flashed.port
 
 
-def _hil(stages, result: DeployResult, data, limit, thresholds, junit, pacing: bool = True) -> dict:
+def _hil(stages, result: DeployResult, data, label_column, limit, thresholds, junit, pacing: bool = True) -> dict:
     from deploykit.harness.run import run_hil
 
     board = result.target.board_id  # sets the baud; the device's HELLO must name this board
-    options = dict(board=board, data=data, limit=limit, outdir=result.report_dir, junit=junit,
+    options = dict(board=board, data=data, label_column=label_column, limit=limit, outdir=result.report_dir, junit=junit,
                    quiet=True, thresholds=thresholds, resume=False,
                    note=FALLBACK_NOTE if result.target.fallback else None,
                    build_json=_built_sizes(result))

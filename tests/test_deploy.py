@@ -8,6 +8,7 @@ captured output) and pyserial's port list (the USB bus) are mocked, at their edg
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 from conftest import run_cli
@@ -102,8 +103,12 @@ def test_virtual_board_gets_the_rendered_arena_and_fails_as_the_firmware_would(s
 def test_build_failure_stops_the_pipeline_with_the_reason(mocker, sine_manifest, tmp_path, capsys):
     install(mocker).then("build_ram_overflow.txt", 1)
     out = tmp_path / "out"
-    code = run_cli(["deploy", str(sine_manifest.path), "--board", "nano33ble_sense", "--port", "/dev/ttyACM0",
-                    "-o", str(out), "--quiet"])
+    master, slave = os.openpty()  # deploy opens a given --port before building: one that exists
+    try:
+        code = run_cli(["deploy", str(sine_manifest.path), "--board", "nano33ble_sense", "--port",
+                        os.ttyname(slave), "-o", str(out), "--quiet"])
+    finally:
+        os.close(master), os.close(slave)
     err = capsys.readouterr().err
     assert code == 1 and "RAM overflowed by 37888 bytes" in err and "Traceback" not in err
     assert (out / "firmware" / "build.log").is_file() and not (out / "deploy.json").exists()

@@ -53,7 +53,7 @@ BAD = {
     "scale 1e300": (_tensor("inputs", scale=1e300), "inputs[0].scale"),
     "model_file outside": (_outside, "model_file"),
     "scale NaN": (_tensor("outputs", scale=math.nan), "outputs[0].scale"),
-    "label column text": (lambda d: d["source"].update(label_column="abc"), "label_column"),
+    "label column list": (lambda d: d["source"].update(label_column=[1]), "label_column"),  # a name is fine
 }
 
 

@@ -11,7 +11,7 @@ from deploykit.commands.boards import boards_dir_option
 
 @click.command("build")
 @click.argument("project_dir", type=click.Path(path_type=Path))
-@click.option("--board", "board_id", help="The env (board id) to build; default: the project's only env.")
+@click.option("--board", "board_id", metavar="ID", help="The env (board id) to build; default: the project's only env.")
 @click.option("--quiet", is_flag=True, help="No progress display.")
 @boards_dir_option
 def build(project_dir, board_id, quiet):

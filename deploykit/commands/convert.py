@@ -1,9 +1,11 @@
 """`deploykit convert MODEL [-o OUTDIR] [--name NAME] [--quantize MODE] [--rep-data FILE]
-[--test-data FILE]`: quantize a model, write model.tflite + manifest.json, print a summary."""
+[--data FILE]`: quantize a model, write model.tflite + manifest.json, print a summary."""
 
 from __future__ import annotations
 
 import click
+
+from deploykit.commands import LABEL_COLUMN, LABEL_COLUMN_HELP, Renamed
 
 
 @click.command("convert")
@@ -16,9 +18,9 @@ import click
                    "a .tflite is taken as it is.")
 @click.option("--rep-data", type=click.Path(path_type=str), default=None,
               help="Representative inputs for int8: .npz (x), .npy or .csv.")
-@click.option("--test-data", type=click.Path(path_type=str), default=None,
-              help="Test data (.npz with x and y) for the float-vs-quantized report.")
-@click.option("--label-column", type=int, default=None, help="CSV column holding labels.")
+@click.option("--data", "test_data", cls=Renamed, old=("--test-data",), type=click.Path(path_type=str),
+              default=None, help="Test data (.npz with x and y) for the float-vs-quantized report.")
+@click.option("--label-column", type=LABEL_COLUMN, default=None, help=LABEL_COLUMN_HELP)
 @click.option("--fc-per-tensor", is_flag=True,
               help="Re-quantize a .tflite's per-channel FULLY_CONNECTED weights per tensor, for boards "
                    "whose TFLM port applies one scale (see `deploykit inspect`); reports accuracy before and after.")

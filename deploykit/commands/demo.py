@@ -6,11 +6,14 @@ from pathlib import Path
 
 import click
 
+from deploykit.commands import Renamed
+
 
 @click.command("demo")
-@click.option("-o", "--output", "outdir", type=click.Path(path_type=Path), default=Path("deploykit-demo"),
+@click.option("-o", "--outdir", "outdir", cls=Renamed, old=("--output",), type=click.Path(path_type=Path),
+              default=Path("deploykit-demo"),
               show_default=True, help="Where the example, model, firmware and reports go.")
-@click.option("--retrain", is_flag=True, help="Train the example again instead of reusing OUTPUT/example.")
+@click.option("--retrain", is_flag=True, help="Train the example again instead of reusing OUTDIR/example.")
 @click.option("--quiet", is_flag=True, help="No progress display.")
 def demo(outdir, retrain, quiet):
     """Train the sine example and deploy it to a virtual Arduino Nano 33 BLE Sense."""

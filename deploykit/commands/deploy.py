@@ -13,6 +13,7 @@ from pathlib import Path
 
 import click
 
+from deploykit.commands import LABEL_COLUMN, LABEL_COLUMN_HELP, Renamed, failed_thresholds
 from deploykit.commands.boards import boards_dir_option
 from deploykit.deploy import STAGES, StageTimer
 
@@ -71,23 +72,50 @@ class RichStages(StageTimer):
         self.progress.stop_task(self.tasks[name])
 
 
+class PlainStages(StageTimer):
+    """Without a terminal (a CI log): one plain line as each stage starts and ends, to stderr;
+    no spinner frames, no redrawn rows, nothing cut to a width."""
+
+    def note(self, text):
+        if text:
+            click.echo(text, err=True)
+
+    def on_start(self, name):
+        click.echo(f"{name}: running", err=True)
+
+    def on_end(self, name, ok, seconds):
+        click.echo(f"{name}: {'done' if ok else 'failed'} in {seconds:.1f} s", err=True)
+
+    def on_skip(self, name, why):
+        click.echo(f"{name}: skipped: {why}", err=True)
+
+
 def print_summary(console, result) -> None:
-    """The summary table, then where the reports are."""
+    """The summary table (plain `row: value` lines without a terminal), then where the reports are."""
+    from deploykit.deploy import summary
+
+    if not _isatty(sys.stdout):  # a log: whole lines, no box to wrap numbers in
+        click.echo(f"deploykit deploy: {result.model_name}")
+        for row, value in summary(result):
+            click.echo(f"  {row}: {value}")
+    else:
+        _print_table(console, result, summary(result))
+    html = result.report_dir / "report.html"
+    click.echo(f"report: {html if html.exists() else result.report_dir}")
+    click.echo(f"artifacts: {result.outdir}")
+
+
+def _print_table(console, result, rows) -> None:
     from rich.markup import escape
     from rich.table import Table
-
-    from deploykit.deploy import summary
 
     table = Table(title=f"deploykit deploy: {result.model_name}", show_header=False)
     table.add_column(style="bold")
     table.add_column()
-    for row, value in summary(result):
+    for row, value in rows:
         style = {"PASS": "green", "FAIL": "red"}.get(value, "")
         table.add_row(row, f"[{style}]{value}[/]" if style else escape(value))
     console.print(table)
-    html = result.report_dir / "report.html"
-    click.echo(f"report: {html if html.exists() else result.report_dir}")
-    click.echo(f"artifacts: {result.outdir}")
 
 
 def run_with_display(quiet: bool, call, stage_names=()):
@@ -99,6 +127,8 @@ def run_with_display(quiet: bool, call, stage_names=()):
     console = Console(stderr=False, highlight=False)
     if quiet:
         result = call(StageTimer())
+    elif not _isatty(sys.stderr):
+        result = call(PlainStages())
     else:
         with RichStages(Console(stderr=True), stage_names) as stages:
             result = call(stages)
@@ -107,7 +137,7 @@ def run_with_display(quiet: bool, call, stage_names=()):
         raise DeviceError(f"no sample ran on the device ({result.report.get('samples_failed', 0)} failed); "
                           f"see {result.report_dir / 'report.md'}")
     if not result.passed:
-        failed = [c["message"] for c in result.report.get("thresholds") or [] if not c["passed"]]
+        failed = failed_thresholds(result.report.get("thresholds"))
         raise ThresholdFailed(f"the HIL run failed: {'; '.join(failed) or 'see the report'}; "
                               f"see {result.report_dir / 'report.md'}")
     return result
@@ -128,20 +158,21 @@ def _isatty(stream) -> bool:
 
 @click.command("deploy")
 @click.argument("model", type=click.Path(path_type=Path))
-@click.option("--board", help="Board id (see `deploykit boards`); default: the connected board. "
+@click.option("--board", metavar="ID", help="Board id (see `deploykit boards`); default: the connected board. "
                               "With --port virtual: the board the virtual board impersonates.")
-@click.option("--port", default="auto", show_default=True,
+@click.option("-p", "--port", default="auto", show_default=True,
               help="Serial port or pyserial URL; auto finds the board; `virtual` for the virtual board. "
                    "With no board connected, only an interactive run falls back to the virtual board; "
                    "in CI (or --quiet, or no terminal) that is exit 3.")
-@click.option("--profile", default="virtual", show_default=True,
+@click.option("--profile", default="virtual", hidden=True,  # old spelling of --board ID --port virtual
               help="The board the virtual board impersonates (cost model, RAM, flash).")
 @click.option("--data", type=click.Path(path_type=Path), help="Test data (.npz/.npy/.csv); also the converter's test split.")
 @click.option("--rep-data", type=click.Path(path_type=Path), help="Representative data for int8 calibration.")
-@click.option("--label-column", help="CSV column holding labels.")
+@click.option("--label-column", type=LABEL_COLUMN, default=None, help=LABEL_COLUMN_HELP)
 @click.option("--name", help="Model name (default: the file's).")
 @click.option("--quantize", default=None, help="int8 (default), int8-float-io or float32; a .tflite is taken as it is.")
-@click.option("-o", "--output", "outdir", type=click.Path(path_type=Path), default=Path("deploykit-out"),
+@click.option("-o", "--outdir", "outdir", cls=Renamed, old=("--output",), type=click.Path(path_type=Path),
+              default=Path("deploykit-out"),
               show_default=True, help="Directory for every stage's artifacts.")
 @click.option("--limit", type=int, help="Run only the first N samples on the device.")
 @click.option("--arena-size", type=int, help="Arena bytes (default: the manifest's projection + margin).")

@@ -10,6 +10,7 @@ import contextlib
 
 import click
 
+from deploykit.commands import LABEL_COLUMN, LABEL_COLUMN_HELP, failed_thresholds
 from deploykit.commands.boards import boards_dir_option
 from deploykit.errors import BadInput, RigError, ThresholdFailed
 
@@ -20,17 +21,18 @@ def farm():
 
 
 @farm.command("run")
-@click.option("--manifest", "-m", "manifest", required=True, type=click.Path(dir_okay=True),
+@click.option("-m", "--manifest", "manifest", required=True, type=click.Path(dir_okay=True),
               help="manifest.json written by `deploykit convert` (or its directory).")
 @click.option("--place", "places", multiple=True, help="A labgrid place to run on (repeatable).")
 @click.option("--match", "match", default=None, help="Every place with this tag, e.g. board=esp32dev.")
-@click.option("--port", "ports", multiple=True, help="A pyserial URL to run on without labgrid (repeatable).")
+@click.option("-p", "--port", "ports", multiple=True, help="A pyserial URL to run on without labgrid (repeatable).")
 @click.option("--coordinator", default=None, help="labgrid coordinator HOST:PORT (default: $LG_COORDINATOR).")
-@click.option("--board", default=None, help="Board kind every place must be (and the default baud).")
+@click.option("--board", metavar="ID", default=None, help="Board kind every place must be (and the default baud).")
 @click.option("--matrix", is_flag=True, help="Places of several board kinds: each kind runs the whole set.")
 @click.option("--baud", type=int, default=None, help="Line rate (default: the board kind's).")
 @click.option("--data", type=click.Path(dir_okay=False), default=None,
               help="Test data (.npz x[,y], .npy, .csv); default: the test split the converter recorded.")
+@click.option("--label-column", type=LABEL_COLUMN, default=None, help=LABEL_COLUMN_HELP)
 @click.option("--limit", type=int, default=None, help="Only the first N samples.")
 @click.option("--warmup", type=int, default=3, show_default=True, help="Warm-up inferences per board, not counted.")
 @click.option("-o", "--outdir", default="farm-report", show_default=True, help="Directory for results and reports.")
@@ -41,14 +43,14 @@ def farm():
 @click.option("--max-latency-us", type=float, default=None, help="Fail unless latency.us.p99 <= F.")
 @click.option("--max-arena", type=int, default=None, help="Fail unless arena.used <= N bytes.")
 @boards_dir_option
-def run(manifest, places, match, ports, coordinator, board, matrix, baud, data, limit, warmup, outdir, junit,
-        resume, min_agreement, max_latency_us, max_arena):
+def run(manifest, places, match, ports, coordinator, board, matrix, baud, data, label_column, limit, warmup, outdir,
+        junit, resume, min_agreement, max_latency_us, max_arena):
     """Shard the samples over the places, run them in parallel, merge one results.jsonl and report."""
     from deploykit.harness.farm import Place, Thresholds, run_farm
 
     if sum(bool(x) for x in (places, match, ports)) != 1:
         raise click.UsageError("give --place (repeatable), --match TAG=VALUE or --port (repeatable)")
-    options = dict(data=data, limit=limit, warmup=warmup, outdir=outdir, junit=junit, resume=resume,
+    options = dict(data=data, label_column=label_column, limit=limit, warmup=warmup, outdir=outdir, junit=junit, resume=resume,
                    matrix=matrix, baud=baud, thresholds=Thresholds(min_agreement, max_latency_us, max_arena))
     if ports:
         report = run_farm(manifest, [Place(url, url, board) for url in ports], **options)
@@ -58,7 +60,9 @@ def run(manifest, places, match, ports, coordinator, board, matrix, baud, data, 
             report = run_farm(manifest, [Place(x.name, x.url, x.board) for x in leases], **options)
     click.echo(summary(report))
     if not report.passed:
-        raise ThresholdFailed(f"the farm run did not pass; see {report['files']['md']}")
+        failed = failed_thresholds(report.get("thresholds"))
+        raise ThresholdFailed(f"the farm run did not pass: {'; '.join(failed) or 'a place failed'}; "
+                              f"see {report['files']['md']}")
 
 
 @contextlib.contextmanager

@@ -1,4 +1,4 @@
-"""`deploykit flash DIR [--port URL|auto] [--board ID] [--manifest M]`: upload and verify."""
+"""`deploykit flash DIR [-p URL|auto] [--board ID] [-m MANIFEST]`: upload and verify."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ from deploykit.commands.boards import boards_dir_option
 
 @click.command("flash")
 @click.argument("project_dir", type=click.Path(path_type=Path))
-@click.option("--port", default="auto", show_default=True,
+@click.option("-p", "--port", default="auto", show_default=True,
               help="Serial port or pyserial URL of the board; auto finds it by USB VID:PID.")
-@click.option("--board", "board_id", help="The env (board id) to flash; default: the project's only env.")
-@click.option("--manifest", type=click.Path(path_type=Path),
+@click.option("--board", "board_id", metavar="ID", help="The env (board id) to flash; default: the project's only env.")
+@click.option("-m", "--manifest", type=click.Path(path_type=Path),
               help="Check the flashed model against this manifest (default: the hash the project was rendered with).")
 @click.option("--wait", "wait_s", type=float, default=20.0, show_default=True,
               help="Seconds to wait for the board to come back after the upload.")

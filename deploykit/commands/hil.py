@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import click
 
+from deploykit.commands import LABEL_COLUMN, LABEL_COLUMN_HELP, counters, failed_thresholds
 from deploykit.commands.boards import boards_dir_option
 from deploykit.errors import DeviceError, ThresholdFailed
 
@@ -20,18 +21,20 @@ def hil():
 
 
 @hil.command("run")
-@click.option("--manifest", "-m", "manifest", required=True, type=click.Path(dir_okay=True),
+@click.option("-m", "--manifest", "manifest", required=True, type=click.Path(dir_okay=True),
               help="manifest.json written by `deploykit convert` (or its directory).")
-@click.option("--port", "-p", default=None,
-              help="Serial port or pyserial URL (/dev/ttyACM0, COM3, rfc2217://h:p, socket://h:p, virtual://M), or `auto`.")
+@click.option("-p", "--port", default=None,
+              help="Serial port or pyserial URL (/dev/ttyACM0, COM3, rfc2217://h:p, socket://h:p, virtual://M), "
+                   "`auto`, or `virtual` (the virtual board standing in for --board).")
 @click.option("--place", default=None, help="A labgrid place to acquire and run on (instead of --port).")
 @click.option("--coordinator", default=None, help="labgrid coordinator HOST:PORT (default: $LG_COORDINATOR).")
-@click.option("--board", default=None,
+@click.option("--board", metavar="ID", default=None,
               help="Board id (boards/ID.toml): sets the default --baud; the device must announce this board.")
 @click.option("--baud", type=int, default=None,
               help="Line rate (default: the --board's, or the board --port auto found, else 115200).")
 @click.option("--data", type=click.Path(dir_okay=False), default=None,
               help="Test data (.npz x[,y], .npy, .csv); default: the test split the converter recorded.")
+@click.option("--label-column", type=LABEL_COLUMN, default=None, help=LABEL_COLUMN_HELP)
 @click.option("--limit", type=int, default=None, help="Only the first N samples.")
 @click.option("--warmup", type=int, default=3, show_default=True, help="Warm-up inferences, not counted.")
 @click.option("-o", "--outdir", default="hil-report", show_default=True, help="Directory for results and reports.")
@@ -51,7 +54,7 @@ def hil():
               help="Write every frame both ways, timestamped, to FILE.")
 @boards_dir_option
 def run(manifest, port, place, coordinator, board, baud, data, limit, warmup, outdir, junit, resume, quiet,
-        min_agreement, max_latency_us, max_arena, op_timing, layer_diff, trace):
+        min_agreement, max_latency_us, max_arena, op_timing, layer_diff, trace, label_column):
     """Stream test data to the device and report agreement, accuracy, latency and arena."""
     from deploykit.harness.diagnostics import DiagnosticsOptions
     from deploykit.harness.run import Thresholds, run_hil
@@ -66,9 +69,9 @@ def run(manifest, port, place, coordinator, board, baud, data, limit, warmup, ou
         from deploykit.link.labgrid_place import place_lease
         with place_lease(place, board, coordinator) as lease:
             click.echo(f"acquired place {lease.name} ({lease.url})", err=True)
-            report = run_hil(manifest, lease.url, board=board or lease.board, **options)
+            report = run_hil(manifest, lease.url, board=board or lease.board, label_column=label_column, **options)
     else:
-        report = run_hil(manifest, port, board=board, **options)
+        report = run_hil(manifest, port, board=board, label_column=label_column, **options)
     _finish(report)
 
 
@@ -79,8 +82,7 @@ def _finish(report) -> None:
         raise DeviceError(f"no sample produced a result on the device ({report['samples_failed']} "
                           f"failed); see {report['files']['md']}")
     if not report.passed:
-        failed = [c["message"] for c in report["thresholds"] if not c["passed"]]
-        raise ThresholdFailed("threshold failed: " + "; ".join(failed))
+        raise ThresholdFailed("threshold failed: " + "; ".join(failed_thresholds(report["thresholds"])))
 
 
 def summary(report) -> str:
@@ -97,7 +99,7 @@ def summary(report) -> str:
              (f"throughput {thr['samples_per_s']:,.0f} samples/s" if thr.get("samples_per_s")
               else "throughput not measured (no sample streamed in this run)")
              + (f", link efficiency {eff:.2f}" if eff else "")
-             + f"; faults {report['faults']}",
+             + f"; link faults: {counters(report['faults'])}",
              f"report: {report['files']['html']}"]
     resumed = resumed_line(report)
     if resumed:

@@ -1,4 +1,4 @@
-"""`deploykit inspect MODEL.tflite [--json] [--test-data FILE]`: ops, tensors, TFLM
+"""`deploykit inspect MODEL.tflite [--json] [--data FILE]`: ops, tensors, TFLM
 support, measured and projected arena, TFLM-host vs LiteRT agreement."""
 
 from __future__ import annotations
@@ -7,15 +7,15 @@ import json
 
 import click
 
-from deploykit.commands import text_table
+from deploykit.commands import LABEL_COLUMN, LABEL_COLUMN_HELP, Renamed, text_table
 
 
 @click.command("inspect")
 @click.argument("model", type=click.Path(path_type=str))
 @click.option("--json", "as_json", is_flag=True, help="Print the full analysis as JSON.")
-@click.option("--test-data", type=click.Path(path_type=str), default=None,
-              help="Data file (.npz/.npy/.csv) to compare TFLM-host with LiteRT on.")
-@click.option("--label-column", type=int, default=None, help="CSV column holding labels.")
+@click.option("--data", "test_data", cls=Renamed, old=("--test-data",), type=click.Path(path_type=str),
+              default=None, help="Data file (.npz/.npy/.csv) to compare TFLM-host with LiteRT on.")
+@click.option("--label-column", type=LABEL_COLUMN, default=None, help=LABEL_COLUMN_HELP)
 def inspect(model, as_json, test_data, label_column):
     """Show ops, tensors, TFLM support and arena of a .tflite."""
     from deploykit.firmware.boards import all_boards

@@ -6,13 +6,14 @@ from pathlib import Path
 
 import click
 
+from deploykit.commands import Renamed
 from deploykit.commands.boards import boards_dir_option
 
 
 @click.command("render")
 @click.argument("manifest", type=click.Path(path_type=Path))
-@click.option("--board", "board_id", required=True, help="Board id (see `deploykit boards`).")
-@click.option("-o", "--output", "outdir", type=click.Path(path_type=Path), default=None,
+@click.option("--board", "board_id", metavar="ID", required=True, help="Board id (see `deploykit boards`).")
+@click.option("-o", "--outdir", "outdir", cls=Renamed, old=("--output",), type=click.Path(path_type=Path), default=None,
               help="Output directory: new, empty, or one render wrote (its unedited files are updated; "
                    "files you added and .pio/ stay). Default: firmware-<board> beside the manifest.")
 @click.option("--arena-size", type=int, default=None, help="Tensor arena bytes (overrides the projection).")

@@ -12,7 +12,7 @@ from deploykit.commands.boards import boards_dir_option
 
 @click.command("virtual-board")
 @click.argument("manifest", type=click.Path(path_type=str))
-@click.option("--board", default="virtual", show_default=True, help="Board it stands in for (boards/ID.toml).")
+@click.option("--board", metavar="ID", default="virtual", show_default=True, help="Board it stands in for (boards/ID.toml).")
 @click.option("--baud", type=int, default=None,
               help="Simulate a UART at this rate (default: the board's link, USB CDC at USB speed).")
 @click.option("--faults", default=None,

@@ -95,11 +95,11 @@ def run_farm(manifest_path, places: list[Place], data=None, limit: int | None = 
              warmup: int = single.DEFAULT_WARMUP, outdir=single.DEFAULT_OUTDIR, junit=None,
              thresholds: Thresholds | None = None, float_reference: bool = True, resume: bool = True,
              matrix: bool = False, baud: int | None = None, session_options: dict | None = None,
-             chunk: int | None = None) -> single.Report:
+             chunk: int | None = None, label_column=None) -> single.Report:
     """Run the test set over `places` and write one merged report; see the module docstring."""
     _check_places(places, matrix)
     manifest = manifest_mod.load(manifest_path)
-    inputs = load_inputs(manifest, data, limit)
+    inputs = load_inputs(manifest, data, limit, label_column)
     if warmup < 0:
         raise BadInput(f"--warmup {warmup} must be 0 or more")
     kinds = _by_kind(places)

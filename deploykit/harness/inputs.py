@@ -38,8 +38,11 @@ class RunInputs:
         return np.ascontiguousarray(rows).reshape(len(rows), -1).view(np.uint8)
 
 
-def load_inputs(manifest, data=None, limit: int | None = None) -> RunInputs:
-    """Load `data` (default: the test split the converter recorded) for `manifest`'s input."""
+def load_inputs(manifest, data=None, limit: int | None = None, label_column=None) -> RunInputs:
+    """Load `data` (default: the test split the converter recorded) for `manifest`'s input.
+
+    `label_column` (a CSV's label column, index or header name) applies to `data`; the
+    recorded test split uses the column the converter recorded with it."""
     if limit is not None and limit < 1:
         raise BadInput(f"--limit {limit} must be at least 1")
     if len(manifest["inputs"]) != 1:
@@ -48,7 +51,8 @@ def load_inputs(manifest, data=None, limit: int | None = None) -> RunInputs:
     path = Path(data) if data else manifest.source_path("test_data")
     if path is None:
         raise BadInput(f"manifest {manifest.path} records no test data; pass --data FILE (.npz, .npy, .csv)")
-    label_column = (manifest.data.get("source") or {}).get("label_column") if not data else None
+    if not data:
+        label_column = (manifest.data.get("source") or {}).get("label_column")
     dataset = load_data(path, label_column=label_column)
     spec = manifest["inputs"][0]
     x = check_fits(dataset, spec)

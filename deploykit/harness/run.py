@@ -13,6 +13,7 @@ come from a second pass over results.jsonl.
 
 from __future__ import annotations
 
+import sys
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -55,7 +56,7 @@ def run_hil(manifest_path, port: str, baud: int | None = None, data=None, limit:
             warmup: int = DEFAULT_WARMUP, outdir=DEFAULT_OUTDIR, junit=None, quiet: bool = False,
             thresholds: Thresholds | None = None, float_reference: bool = True,
             session_options: dict | None = None, board: str | None = None, resume: bool = True,
-            note: str | None = None, diagnostics=None, build_json=None) -> Report:
+            note: str | None = None, diagnostics=None, build_json=None, label_column=None) -> Report:
     """Run the HIL test and write its reports; see the module docstring.
 
     `board` (a boards/ id), when given, sets the default baud and must be the board the
@@ -63,17 +64,21 @@ def run_hil(manifest_path, port: str, baud: int | None = None, data=None, limit:
     else 115200. `note` (e.g. that the virtual board stands in) goes into every report's title.
     `build_json` (the build.json of the flashed firmware's build, when there is one) gives
     the report's fit section its measured flash and RAM; without it they are estimated.
+    `label_column`: the labels' column of a CSV `data` (index or header name).
     The output folder is locked for the whole run (a second run into it is refused);
     results.jsonl there is resumed only when it is this run's (results.py).
     """
     started, started_at = time.monotonic(), time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime())
     manifest = manifest_mod.load(manifest_path)
-    inputs = load_inputs(manifest, data, limit)
+    inputs = load_inputs(manifest, data, limit, label_column)
     if warmup < 0:
         raise BadInput(f"--warmup {warmup} must be 0 or more")
     if baud is not None and baud <= 0:
         raise BadInput(f"--baud {baud} must be a positive line rate, e.g. 115200")
     board_baud = _board_baud(board)  # an unknown --board fails here, before any port is opened
+    if port == "virtual":  # the virtual board standing in for --board, as in deploy
+        from deploykit.link.serial_handlers.protocol_virtual import url_for
+        port = url_for(manifest.path, board)
     from deploykit.toolchain.devices import resolve_target
     url, found = resolve_target(port, board)
     baud = int(baud or board_baud or _board_baud(found) or DEFAULT_BAUD)
@@ -204,7 +209,7 @@ def _stream(session, inputs, results, quiet: bool) -> tuple[int, float]:
     todo = np.flatnonzero(~results.done)
     if not todo.size:
         return 0, 0.0
-    progress = nullcontext(None) if quiet else _progress()
+    progress = nullcontext(None) if quiet or not _stderr_is_terminal() else _progress()
     start = time.monotonic()
     with progress as bar:
         task = bar.add_task("HIL", total=len(inputs), completed=len(inputs) - len(todo)) if bar else None
@@ -228,6 +233,14 @@ def _row(session, index: int, item) -> dict:
     outputs = session.output_lists(item.outputs)
     return {"index": index, "outputs": outputs, "cycles": item.cycles, "us": item.micros,
             "round_trip_us": round(item.round_trip_s * 1e6, 1)}
+
+
+def _stderr_is_terminal() -> bool:
+    """A progress bar only for a person watching: in a CI log it is one frame cut at 80 columns."""
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):  # a replaced or closed stream
+        return False
 
 
 def _progress():

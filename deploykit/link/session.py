@@ -148,7 +148,7 @@ class DeviceSession:
         raise DeviceError(
             f"no HELLO from the device on {self.url} after {self.handshake_retries} tries at "
             f"{self.baud} baud (last bytes received: {seen[-60:]!r}); check the firmware is "
-            "flashed, the port and --baud are right")
+            "flashed and the port and its baud rate are right")
 
     def accept_hello(self, hello: Hello) -> None:
         """Adopt a HELLO after checking its model hash, and that it is the session's first firmware."""

@@ -76,7 +76,7 @@ def _require_packages(fmt: str, test_data) -> None:
     if fmt != "tflite":
         extras.require("tensorflow", f"converting a {fmt} model", "convert")
     if test_data:
-        extras.require("ai_edge_litert", "the float-versus-quantized report on --test-data", "convert")
+        extras.require("ai_edge_litert", "the float-versus-quantized report on --data", "convert")
 
 
 def _check_mode(mode: str) -> None:
@@ -123,7 +123,7 @@ def _convert_source(tf_backend, path, fmt, mode, rep: Dataset | None, test: Data
     if mode != "float32" and rep_x is None:
         if test is None:
             raise BadInput(f"--quantize {mode} needs representative data: give --rep-data FILE "
-                           "(or --test-data FILE), an .npz with array x")
+                           "(or --data FILE), an .npz with array x")
         rep_x = check_fits(test, spec)
     model, unrolled = _convert_contained(tf_backend, path, fmt, mode, rep_x)
     return model, tflite_model.parse(model, f"converted {path}"), unrolled

@@ -32,8 +32,11 @@ class Dataset:
     path: Path
 
 
-def load_data(path, label_column: int | None = None) -> Dataset:
-    """Load and validate a data file; raise BadInput on anything unusable."""
+def load_data(path, label_column: int | str | None = None) -> Dataset:
+    """Load and validate a data file; raise BadInput on anything unusable.
+
+    `label_column` (CSV only): the labels' column, an index (negative from the end) or the
+    name in the CSV's header line; the other columns are the inputs."""
     path = Path(path)
     if not _is_file(path):
         raise BadInput(f"data file {path} does not exist or is not a file; give an .npz, .npy or .csv file")
@@ -152,18 +155,38 @@ def _read_csv(path: Path, label_column):
                        "use a smaller test set")
     text = path.read_text(encoding="utf-8", errors="strict")
     rows = [line for line in text.splitlines() if line.strip()]
+    header = None
     if rows and not _is_numeric_row(rows[0]):
-        rows = rows[1:]  # a header line
+        header, rows = [name.strip().strip('"') for name in rows[0].split(",")], rows[1:]
     if not rows:
         raise BadInput(f"data file {path} is empty; it needs one sample per row")
     table = np.array([[float(v) for v in row.split(",")] for row in rows], dtype=np.float32)
     if label_column is None:
         return table, None
+    label_column = _column_index(path, header, label_column)
     if not -table.shape[1] <= label_column < table.shape[1]:
         raise BadInput(f"--label-column {label_column} is outside the {table.shape[1]} columns of {path}")
     y = table[:, label_column]
     x = np.delete(table, label_column % table.shape[1], axis=1)
     return x, y
+
+
+def _column_index(path: Path, header: list[str] | None, label_column) -> int:
+    """An index as given; a name looked up in the header line (numeric text is an index too)."""
+    if isinstance(label_column, int):
+        return label_column
+    text = str(label_column).strip()
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    if header is None:
+        raise BadInput(f"--label-column {text!r} names a column but {path} has no header line; "
+                       "give the column's index (0 first, -1 last)")
+    if text not in header:
+        raise BadInput(f"--label-column {text!r} is not a column of {path}; its header has "
+                       f"{', '.join(header)}")
+    return header.index(text)
 
 
 def _is_numeric_row(row: str) -> bool:

@@ -179,8 +179,11 @@ def _source(source) -> None:
         if value is not None:
             _str(value, f"source.{key}")
     _choice(source.get("model_format"), MODEL_FORMATS, "source.model_format")
-    if source.get("label_column") is not None:
-        _int(source["label_column"], "source.label_column", -U32_MAX, U32_MAX)
+    column = source.get("label_column")
+    if isinstance(column, str):  # a CSV header name
+        _str(column, "source.label_column")
+    elif column is not None:
+        _int(column, "source.label_column", -U32_MAX, U32_MAX)
 
 
 def _str(value, where: str) -> str:

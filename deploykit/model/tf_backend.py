@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import io
+import logging
 import os
 import sys
 import tempfile
@@ -23,14 +24,26 @@ REP_SAMPLES = 500
 
 
 def tf():
-    """Import TensorFlow quietly, once."""
+    """Import TensorFlow quietly: its C++ logs, its and absl's Python logs and the warnings of
+    TensorFlow and Keras stay out of the user's output, unless the `deploykit` logger is at
+    DEBUG (the CLI's --debug) or TF_CPP_MIN_LOG_LEVEL is set by the user."""
     from deploykit import extras
     extras.require("tensorflow", "loading a Keras or SavedModel model")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    loud = logging.getLogger("deploykit").isEnabledFor(logging.DEBUG)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if loud else "3")
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
     import tensorflow
-    tensorflow.get_logger().setLevel("ERROR")
+    tensorflow.get_logger().setLevel("INFO" if loud else "ERROR")
+    logging.getLogger("absl").setLevel(logging.INFO if loud else logging.ERROR)
+    with contextlib.suppress(ImportError):
+        from absl import logging as absl_logging
+        absl_logging.set_verbosity(absl_logging.INFO if loud else absl_logging.ERROR)
+    if not loud:
+        warnings.filterwarnings("ignore", module=LIBRARY_WARNINGS)
     return tensorflow
+
+
+LIBRARY_WARNINGS = r"(tensorflow|keras|tf_keras|absl|ml_dtypes|google\.protobuf)(\.|$)"
 
 
 def keras():
@@ -181,7 +194,7 @@ def _saved_model_spec(path: Path):
 
 def _representative(x: np.ndarray | None):
     if x is None:
-        raise BadInput("int8 quantization needs representative data; give --rep-data or --test-data")
+        raise BadInput("int8 quantization needs representative data; give --rep-data or --data")
     sample = np.asarray(x[:REP_SAMPLES], dtype=np.float32)
 
     def gen():

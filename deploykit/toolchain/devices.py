@@ -61,8 +61,7 @@ def find_board_port(board_id: str | None = None) -> tuple[str, str]:
     wanted = f"a {board_id} board" if board_id else "a known board"
     if not matches:
         raise NoBoardFound(f"no connected serial port matches {wanted} by USB VID:PID; plug it in, "
-                       "check `deploykit devices`, or pass --port with a device path "
-                       "(or use --board virtual)")
+                       "check `deploykit devices`, or pass --port with a device path")
     if len(matches) > 1:
         listed = ", ".join(f"{d.port} ({'/'.join(d.board_ids)})" for d in matches)
         raise BadInput(f"several ports match {wanted}: {listed}; pass --board and --port to pick one")

@@ -430,5 +430,9 @@ def line_status(title: str, console=None, quiet: bool = False) -> Iterator[LineS
     from rich.markup import escape
 
     console = console or Console(stderr=True)
+    if not console.is_terminal:  # a CI log: one line, no spinner frames (the log file has the rest)
+        console.file.write(f"{title}…\n")
+        yield lambda line: None
+        return
     with console.status(f"{title}…") as status:
         yield lambda line: status.update(f"{title}: [dim]{escape(line.strip()[:100])}[/]") if line.strip() else None

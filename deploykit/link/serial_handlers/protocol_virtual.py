@@ -67,6 +67,15 @@ def parse_url(url: str) -> tuple[str, dict[str, Any]]:
     return unquote(path), kwargs
 
 
+def url_for(manifest_path, board: str | None = None) -> str:
+    """The virtual:// URL of the virtual board serving `manifest_path` as `board` (`--port virtual`)."""
+    from pathlib import Path
+    from urllib.parse import quote
+
+    url = SCHEME + quote(str(Path(manifest_path).resolve()))
+    return url + (f"?board={quote(board, safe='')}" if board else "")
+
+
 def _int_option(url: str, key: str, value: str) -> int:
     if not value.isdigit():
         raise ValueError(f"{url!r}: {key} must be a whole number, got {value!r}")
