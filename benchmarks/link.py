@@ -163,21 +163,23 @@ def stream_figures(manifest, n: int, baud: int, board: str = "virtual", faults: 
     from deploykit.protocol import Input
     size = _tensor_bytes(manifest["inputs"])
     x = np.random.default_rng(seed).integers(0, 256, size=(n, size), dtype=np.uint8)
-    with board_process(manifest.path, baud, board, faults, seed) as port:
-        with DeviceSession(port, baud, expected_sha256=manifest.sha256, handshake_retries=30) as dev:
-            list(dev.stream(x[:5]))  # warm up: round trips and inference time measured
-            frames, send = [], dev.link.send
+    with (
+        board_process(manifest.path, baud, board, faults, seed) as port,
+        DeviceSession(port, baud, expected_sha256=manifest.sha256, handshake_retries=30) as dev,
+    ):
+        list(dev.stream(x[:5]))  # warm up: round trips and inference time measured
+        frames, send = [], dev.link.send
 
-            def counting(msg):
-                wire = send(msg)
-                if isinstance(msg, Input):
-                    frames.append(wire)
-                return wire
-            dev.link.send = counting
-            start = time.monotonic()
-            got = list(dev.stream(x))
-            seconds = time.monotonic() - start
-            hello, faults_seen = dev.hello, dev.faults.as_dict()
+        def counting(msg):
+            wire = send(msg)
+            if isinstance(msg, Input):
+                frames.append(wire)
+            return wire
+        dev.link.send = counting
+        start = time.monotonic()
+        got = list(dev.stream(x))
+        seconds = time.monotonic() - start
+        hello, faults_seen = dev.hello, dev.faults.as_dict()
     runner = TflmRunner(manifest.model_bytes())
     wrong = sum(r.outputs != b"".join(runner.invoke_raw([x[r.record].tobytes()])) for r in got)
     return {"rate": len(got) / seconds, "frame": float(np.mean(frames)), "wrong": wrong, "hello": hello,

@@ -293,7 +293,8 @@ def _hil(stages, result: DeployResult, data, label_column, limit, thresholds, ju
     from deploykit.harness.run import run_hil
 
     board = result.target.board_id  # sets the baud; the device's HELLO must name this board
-    options = dict(board=board, data=data, label_column=label_column, limit=limit, outdir=result.report_dir, junit=junit,
+    options = dict(board=board, data=data, label_column=label_column, limit=limit, outdir=result.report_dir,
+                   junit=junit,
                    quiet=True, thresholds=thresholds, resume=False,
                    note=FALLBACK_NOTE if result.target.fallback else None,
                    build_json=_built_sizes(result))

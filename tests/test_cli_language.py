@@ -198,7 +198,7 @@ def test_deploy_without_representative_data_names_deploys_flags(example_files, t
 
 def labelled_csv(path: Path, x: np.ndarray, y: np.ndarray) -> Path:
     rows = ["y," + ",".join(f"f{i}" for i in range(x.shape[1]))]
-    rows += [",".join([f"{b:.6f}", *(f"{v:.6f}" for v in a)]) for a, b in zip(x, y)]
+    rows += [",".join([f"{b:.6f}", *(f"{v:.6f}" for v in a)]) for a, b in zip(x, y, strict=False)]
     path.write_text("\n".join(rows) + "\n")
     return path
 

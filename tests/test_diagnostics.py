@@ -71,7 +71,7 @@ def test_virtual_board_answers_op_timing_from_its_cost_model(sine_manifest):
     ops = tflite_model.parse(sine_manifest.model_bytes()).operators
     board = load_board("virtual")
     assert sum(len(m.entries) for m in answer) == answer[0].total == len(ops)
-    for (index, code, ticks), op in zip([e for m in answer for e in m.entries], ops):
+    for (_index, code, ticks), op in zip([e for m in answer for e in m.entries], ops, strict=False):
         assert code == 9  # FULLY_CONNECTED
         assert ticks == inference_timing([{"op": op.op, "macs": op.macs, "count": 1}], board).cycles
     assert dev.fw.hello.simulated

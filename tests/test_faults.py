@@ -72,7 +72,8 @@ def test_no_faults_leave_bytes_alone():
 
 def test_record_faults_fire_once_each():
     faults = Faults("reset=3,reset=3,stall=3:1.5,disconnect=9")
-    assert sorted(faults.before_record(3), key=str) == sorted([("reset", None), ("reset", None), ("stall", 1.5)], key=str)
+    expected = [("reset", None), ("reset", None), ("stall", 1.5)]
+    assert sorted(faults.before_record(3), key=str) == sorted(expected, key=str)
     assert faults.before_record(3) == []
     assert faults.before_record(9) == [("disconnect", None)]
 

@@ -44,7 +44,8 @@ def test_report_has_every_documented_key(sine_manifest, tmp_path):
     assert saved["arena"]["recommended"] > saved["arena"]["used"] > 0
     assert {"samples_per_s", "wire_limit_samples_per_s", "link_efficiency"} <= set(saved["throughput"])
     assert saved["throughput"]["wire_limit_samples_per_s"] == pytest.approx(115200 / 10 / 2)
-    assert set(saved["faults"]) == {"retries", "crc_errors", "resyncs", "resets", "reconnects", "unknown_frames", "rejected_results"}
+    assert set(saved["faults"]) == {"retries", "crc_errors", "resyncs", "resets", "reconnects", "unknown_frames",
+                                    "rejected_results"}
     assert report.passed and report.paths["html"].is_file()
     assert [r["index"] for r in rows(tmp_path / "out")] == list(range(200))
 

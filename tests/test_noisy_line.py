@@ -37,10 +37,12 @@ def test_run_completes_at_one_percent_per_byte_with_exact_outputs(converted_exam
     """96-byte records in ~100-byte frames lose most frames at p = 1e-2: slower, never over."""
     manifest = converted_examples["gestures"]
     x = _records(manifest, 12)
-    with VirtualBoard(manifest.path, pacing=True, faults=spec, seed=2) as port:
-        with DeviceSession(port, 115200, expected_sha256=manifest.sha256) as dev:
-            results = dev.infer(x.view(np.uint8))
-            faults = dev.faults
+    with (
+        VirtualBoard(manifest.path, pacing=True, faults=spec, seed=2) as port,
+        DeviceSession(port, 115200, expected_sha256=manifest.sha256) as dev,
+    ):
+        results = dev.infer(x.view(np.uint8))
+        faults = dev.faults
     assert [r.record for r in results] == list(range(len(x)))
     assert [r.outputs for r in results] == _expected(manifest, x)
     assert faults.retries > 0

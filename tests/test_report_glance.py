@@ -115,7 +115,8 @@ def test_versions_time_host_and_port_are_in_both_reports():
     assert versions["tflite_micro"] == metadata.version("tflite-micro")
     assert versions["board_tflm_library"] == load_board("nano33ble_sense").lib_deps[0]
     md = render_markdown(report)
-    for text in ("| TensorFlow (convert) | 2.99.0 |", "| port | /dev/ttyACM0 |", "| started at | 2026-11-30T17:00:00 (UTC+01:00) |",
+    for text in ("| TensorFlow (convert) | 2.99.0 |", "| port | /dev/ttyACM0 |",
+                 "| started at | 2026-11-30T17:00:00 (UTC+01:00) |",
                  "| duration | 12.5 s |",
                  f"| deploykit | {versions['deploykit']} |", "Chirale"):
         assert text in md
@@ -164,7 +165,8 @@ def test_one_value_for_every_sample_is_said_not_drawn(monkeypatch):
     from deploykit.report.stats import distribution, histogram
     report = sample_report()
     report["latency"]["us"] = distribution([250, 250, 250, 250, 250])
-    assert "Inference (us): every one of the 5 samples took 250 µs, so no histogram is drawn." in render_markdown(report)
+    text = render_markdown(report)
+    assert "Inference (us): every one of the 5 samples took 250 µs, so no histogram is drawn." in text
     figures = []
     monkeypatch.setattr(plots, "_png", lambda fig: figures.append(fig) or b"png")
     plots.latency_plot(histogram(np.full(5, 250.0)), histogram(np.array([5, 6, 7, 8, 9.0])))

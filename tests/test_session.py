@@ -52,14 +52,16 @@ def check_exactly_once(results, expected):
 
 def test_clean_stream_matches_tflm_host(sine_manifest, expected_outputs):
     x, expected = expected_outputs
-    with VirtualBoard(sine_manifest.path, pacing=True) as port:
-        with DeviceSession(port, 115200, expected_sha256=sine_manifest.sha256) as dev:
-            assert dev.hello.simulated and dev.hello.model_sha256.hex() == sine_manifest.sha256
-            results = list(dev.stream(x.view(np.uint8)))
-            assert dev.faults.as_dict() == {"retries": 0, "crc_errors": 0, "resyncs": 0,
-                                            "resets": 0, "reconnects": 0, "unknown_frames": 0,
-                                            "rejected_results": 0}
-            assert all(r.micros > 0 and r.cycles > 0 and r.round_trip_s > 0 for r in results)
+    with (
+        VirtualBoard(sine_manifest.path, pacing=True) as port,
+        DeviceSession(port, 115200, expected_sha256=sine_manifest.sha256) as dev,
+    ):
+        assert dev.hello.simulated and dev.hello.model_sha256.hex() == sine_manifest.sha256
+        results = list(dev.stream(x.view(np.uint8)))
+        assert dev.faults.as_dict() == {"retries": 0, "crc_errors": 0, "resyncs": 0,
+                                        "resets": 0, "reconnects": 0, "unknown_frames": 0,
+                                        "rejected_results": 0}
+        assert all(r.micros > 0 and r.cycles > 0 and r.round_trip_s > 0 for r in results)
     check_exactly_once(results, expected)
 
 
@@ -162,13 +164,14 @@ def test_silent_device_fails_after_bounded_retries():
 def test_device_that_stops_answering_fails_clearly(sine_manifest):
     """A stall far longer than the retry budget: a DeviceError, not a hang or a wrong result."""
     x = records(sine_manifest, 400)
-    with VirtualBoard(sine_manifest.path, pacing=True, faults="stall=100:60") as port:
-        with DeviceSession(port, 115200, expected_sha256=sine_manifest.sha256, max_retries=3,
-                           handshake_retries=2) as dev:
-            got = []
-            with pytest.raises(DeviceError, match="stopped responding|no HELLO") as info:
-                for r in dev.stream(x.view(np.uint8)):
-                    got.append(r.record)
+    with (
+        VirtualBoard(sine_manifest.path, pacing=True, faults="stall=100:60") as port,
+        DeviceSession(port, 115200, expected_sha256=sine_manifest.sha256, max_retries=3, handshake_retries=2) as dev,
+    ):
+        got = []
+        with pytest.raises(DeviceError, match="stopped responding|no HELLO") as info:
+            for r in dev.stream(x.view(np.uint8)):
+                got.append(r.record)
     assert len(got) == len(set(got)) and len(got) < 400
     assert "reset the board" in str(info.value)  # silence: the one case where resetting is the advice
 

@@ -17,9 +17,11 @@ from deploykit.link.session import DeviceSession, Timeouts
 def test_trace_file_and_logger_see_every_frame_both_ways(sine_manifest, tmp_path, caplog):
     trace = tmp_path / "frames.trace"
     url = f"virtual://{sine_manifest.path}?pacing=0"
-    with caplog.at_level(logging.DEBUG, logger="deploykit.link"):
-        with DeviceSession(url, 115200, expected_sha256=sine_manifest.sha256, trace=trace) as dev:
-            results = list(dev.stream(bytes(range(3))))
+    with (
+        caplog.at_level(logging.DEBUG, logger="deploykit.link"),
+        DeviceSession(url, 115200, expected_sha256=sine_manifest.sha256, trace=trace) as dev,
+    ):
+        results = list(dev.stream(bytes(range(3))))
     assert len(results) == 3
     lines = trace.read_text().splitlines()
     assert lines[0].startswith("# deploykit frame trace: virtual://")

@@ -28,7 +28,8 @@ def format_sizes(sizes) -> str:
     if sizes is None:
         return "PlatformIO printed no size report"
     parts = []
-    for label, used, total in (("RAM", sizes.ram_used, sizes.ram_total), ("flash", sizes.flash_used, sizes.flash_total)):
+    figures = (("RAM", sizes.ram_used, sizes.ram_total), ("flash", sizes.flash_used, sizes.flash_total))
+    for label, used, total in figures:
         if used is not None:
             parts.append(f"{label} {used:,} / {total:,} B ({used / total:.1%})" if total else f"{label} {used:,} B")
     return ", ".join(parts)

@@ -70,7 +70,8 @@ def _fc_per_tensor(fc: dict, measured: dict | None, source: str) -> str:
                 f"after {figure(measured['after'])}"
     else:
         text += f"; no labels, so agreement only: on {measured['samples']} test samples"
-    return text + f"; outputs identical to the per-channel model's on {a['exact_fraction']:.1%}, mean abs {a['mae']:.4g}"
+    return text + (f"; outputs identical to the per-channel model's on {a['exact_fraction']:.1%}, "
+                   f"mean abs {a['mae']:.4g}")
 
 
 def _classification(r: dict, mode: str) -> str:

@@ -166,7 +166,8 @@ def _isatty(stream) -> bool:
                    "in CI (or --quiet, or no terminal) that is exit 3.")
 @click.option("--profile", default="virtual", hidden=True,  # old spelling of --board ID --port virtual
               help="The board the virtual board impersonates (cost model, RAM, flash).")
-@click.option("--data", type=click.Path(path_type=Path), help="Test data (.npz/.npy/.csv); also the converter's test split.")
+@click.option("--data", type=click.Path(path_type=Path),
+              help="Test data (.npz/.npy/.csv); also the converter's test split.")
 @click.option("--rep-data", type=click.Path(path_type=Path), help="Representative data for int8 calibration.")
 @click.option("--label-column", type=LABEL_COLUMN, default=None, help=LABEL_COLUMN_HELP)
 @click.option("--name", help="Model name (default: the file's).")

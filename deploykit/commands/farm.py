@@ -50,7 +50,8 @@ def run(manifest, places, match, ports, coordinator, board, matrix, baud, data, 
 
     if sum(bool(x) for x in (places, match, ports)) != 1:
         raise click.UsageError("give --place (repeatable), --match TAG=VALUE or --port (repeatable)")
-    options = dict(data=data, label_column=label_column, limit=limit, warmup=warmup, outdir=outdir, junit=junit, resume=resume,
+    options = dict(data=data, label_column=label_column, limit=limit, warmup=warmup, outdir=outdir, junit=junit,
+                   resume=resume,
                    matrix=matrix, baud=baud, thresholds=Thresholds(min_agreement, max_latency_us, max_arena))
     if ports:
         report = run_farm(manifest, [Place(url, url, board) for url in ports], **options)

@@ -38,7 +38,8 @@ def hil():
 @click.option("--limit", type=int, default=None, help="Only the first N samples.")
 @click.option("--warmup", type=int, default=3, show_default=True, help="Warm-up inferences, not counted.")
 @click.option("-o", "--outdir", default="hil-report", show_default=True, help="Directory for results and reports.")
-@click.option("--junit", type=click.Path(dir_okay=False), default=None, help="Write JUnit XML here (one case per threshold).")
+@click.option("--junit", type=click.Path(dir_okay=False), default=None,
+              help="Write JUnit XML here (one case per threshold).")
 @click.option("--resume/--no-resume", default=True, show_default=True,
               help="Continue DIR/results.jsonl of an earlier run of this model, data, board and firmware "
                    "(one of another run is refused); --no-resume starts it afresh.")
@@ -49,7 +50,8 @@ def hil():
 @click.option("--op-timing", type=int, default=None, metavar="N",
               help="Profile N records spread over the set: per-operator cycles (firmware rendered with --diagnostics).")
 @click.option("--layer-diff", default=None, metavar="K|auto",
-              help="Compare every operator's output on record K (or `auto`: the first 3 records that differ) with TFLM on the host.")
+              help="Compare every operator's output on record K (or `auto`: the first 3 records that differ) "
+                   "with TFLM on the host.")
 @click.option("--trace", type=click.Path(dir_okay=False), default=None,
               help="Write every frame both ways, timestamped, to FILE.")
 @boards_dir_option

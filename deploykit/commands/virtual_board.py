@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 
 import click
@@ -12,7 +13,8 @@ from deploykit.commands.boards import boards_dir_option
 
 @click.command("virtual-board")
 @click.argument("manifest", type=click.Path(path_type=str))
-@click.option("--board", metavar="ID", default="virtual", show_default=True, help="Board it stands in for (boards/ID.toml).")
+@click.option("--board", metavar="ID", default="virtual", show_default=True,
+              help="Board it stands in for (boards/ID.toml).")
 @click.option("--baud", type=int, default=None,
               help="Simulate a UART at this rate (default: the board's link, USB CDC at USB speed).")
 @click.option("--faults", default=None,
@@ -35,11 +37,9 @@ def virtual_board(manifest, board, baud, faults, seed, path, no_pacing):
         click.echo(_describe(board, baud, faults, seed, no_pacing), err=True)
 
     signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops it as cleanly as Ctrl-C
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         serve(manifest, ready, board=board, baud=baud, faults=faults, seed=seed, path=path,
               pacing=not no_pacing)
-    except KeyboardInterrupt:
-        pass
 
 
 def _interrupt(signum, frame):

@@ -66,7 +66,8 @@ def tensor_dump(session, record: bytes) -> list[list[dict]]:
     # each request after the first asks for chunks half as large: on a noisy link smaller
     # frames get through, and the pieces gathered so far are kept
     _ask(session, lambda attempt: TensorDumpRequest(0, _chunk_for(attempt)), take, "the tensor dump")
-    return [[{"tensor": parts[(op, k)]["tensor"], "dtype": parts[(op, k)]["dtype"], "data": bytes(parts[(op, k)]["data"])}
+    return [[{"tensor": parts[(op, k)]["tensor"], "dtype": parts[(op, k)]["dtype"],
+              "data": bytes(parts[(op, k)]["data"])}
              for k in range(shape[f"outs{op}"])] for op in range(shape["n_ops"])]
 
 

@@ -157,7 +157,8 @@ def _auto_records(host, inputs, rows: dict) -> list[int]:
         if any(e is None for e in expected):
             continue  # an output no operator writes (an input passed through): nothing to compare
         got = [np.asarray(o).ravel() for o in row["outputs"]]
-        if any(g.size != e.size or np.any(g.astype(np.float64) != e.astype(np.float64)) for g, e in zip(got, expected)):
+        if any(g.size != e.size or np.any(g.astype(np.float64) != e.astype(np.float64))
+               for g, e in zip(got, expected, strict=False)):
             found.append(index)
             if len(found) == AUTO_RECORDS:
                 break

@@ -165,11 +165,11 @@ class DeviceSession:
 
     def barrier(self, timeout: float = 0.5, other=None) -> None:
         """PING a fresh token and drop (or hand to `other`) what the device sent before its PONG."""
-        for attempt in range(self.handshake_retries):
+        for _attempt in range(self.handshake_retries):
             self._token += 1
             token = b"dk" + os.urandom(4) + self._token.to_bytes(4, "little")
             self.link.send(Ping(token))
-            pong = self._wait_for(Pong, timeout, lambda m: m.data == token, other, early=True)
+            pong = self._wait_for(Pong, timeout, lambda m, token=token: m.data == token, other, early=True)
             if pong is not None:
                 return
             self.faults.retries += 1

@@ -448,9 +448,9 @@ class Streamer:
         acked = self.acked_at[self.low]
         if np.isfinite(acked):
             self._check_result(now, acked)
-        elif now - max(self.arrived_at[self.low], self.last_ack) > self._result_timeout() + self._ack_timeout():
-            if not self._strike(f"record {self.low} was sent but never acknowledged"):
-                self._resync()
+        elif (now - max(self.arrived_at[self.low], self.last_ack) > self._result_timeout() + self._ack_timeout()
+              and not self._strike(f"record {self.low} was sent but never acknowledged")):
+            self._resync()
 
     def _check_result(self, now: float, acked: float) -> None:
         """A consumed record without RESULT: PING, and let the PONG tell whether it was lost.
@@ -461,9 +461,9 @@ class Streamer:
         if self.probe is None:
             if now - acked > self._result_timeout():
                 self._send_probe(now)
-        elif now - self.probe[1] > self._result_timeout() + self._ack_timeout():
-            if not self._strike(f"no RESULT for record {self.low} and no PONG"):
-                self._send_probe(now)
+        elif (now - self.probe[1] > self._result_timeout() + self._ack_timeout()
+              and not self._strike(f"no RESULT for record {self.low} and no PONG")):
+            self._send_probe(now)
 
     def _send_probe(self, now: float) -> None:
         self._probes += 1

@@ -35,7 +35,8 @@ class FrameTrace:
             return
         first = self._t0 is None
         try:
-            self._file = open(self.path, "w" if first else "a", encoding="utf-8", buffering=1)
+            # kept open for the whole run, one line per frame; close() ends it
+            self._file = open(self.path, "w" if first else "a", encoding="utf-8", buffering=1)  # noqa: SIM115
         except OSError as exc:
             raise BadInput(f"cannot write --trace {self.path}: {exc.strerror or exc}; "
                            "choose a file in a writable folder") from None

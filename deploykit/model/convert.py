@@ -46,7 +46,8 @@ def convert(model_path, outdir, name=None, quantize=None, rep_data=None, test_da
         _check_mode(quantize)
     if not model_path.exists():
         raise BadInput(f"model {model_path} does not exist; give a .keras, .h5, SavedModel directory or .tflite")
-    outdir = Path(outdir) if outdir is not None else Path(model_path.stem if model_path.is_file() else model_path.name + "_out")
+    default = model_path.stem if model_path.is_file() else model_path.name + "_out"
+    outdir = Path(outdir) if outdir is not None else Path(default)
     _check_outdir(outdir)
     fmt = tf_backend.model_format(model_path)
     _require_packages(fmt, test_data)

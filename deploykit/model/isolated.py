@@ -16,6 +16,7 @@ prints there, from C); its return value, or what it raised, comes back through a
 from __future__ import annotations
 
 import atexit
+import contextlib
 import faulthandler
 import importlib
 import os
@@ -90,10 +91,8 @@ def _stop_server() -> None:
     if server is None:
         return
     for stream in (server.stdin, server.stdout):
-        try:
+        with contextlib.suppress(OSError):
             stream.close()
-        except OSError:
-            pass
     try:
         server.wait(timeout=5)
     except subprocess.TimeoutExpired:
@@ -149,10 +148,8 @@ def _serve() -> None:
     answers = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # a stray print must not corrupt the answers
     for name in _PRELOAD:
-        try:
+        with contextlib.suppress(ImportError):
             importlib.import_module(name)
-        except ImportError:
-            pass
     while True:
         try:
             request = _receive(requests)

@@ -99,7 +99,7 @@ class LayerRunner:
         """One inference on raw input tensor bytes; per operator (subgraph 0) its outputs."""
         if len(inputs) != len(self._inputs):
             raise BadInput(f"model has {len(self._inputs)} inputs, got {len(inputs)}")
-        for i, (raw, d) in enumerate(zip(inputs, self._inputs)):
+        for i, (raw, d) in enumerate(zip(inputs, self._inputs, strict=False)):
             self._it.set_input(np.frombuffer(raw, dtype=d["dtype"]).reshape(d["shape"]), i)
         self._it.invoke()
         return [[self._output(k, op_index, t) for k, t in enumerate(op.outputs)]

@@ -45,5 +45,6 @@ __all__ = [
     "FRAME_OVERHEAD", "PROTOCOL_VERSION", "Frame", "FrameDecoder", "FrameError", "encode_frame",
     "wire_size", "Ack", "Begin", "DType", "ErrorMsg", "Hello", "HelloRequest", "Input", "Log",
     "Nack", "Ping", "Pong", "ProtocolError", "Reset", "ResultBatch", "TensorSpec", "TimerKind",
-    "Unknown", "OpTimes", "OpTimingRequest", "TensorChunk", "TensorDumpRequest", "Capability", "ErrorCode", "MsgType", "decode_message", "encode_message",
+    "Unknown", "OpTimes", "OpTimingRequest", "TensorChunk", "TensorDumpRequest", "Capability", "ErrorCode", "MsgType",
+    "decode_message", "encode_message",
 ]

@@ -1,7 +1,8 @@
 """Typed messages and their payload layouts (all integers little-endian).
 
 Host to device: HELLO_REQ, PING, RESET, BEGIN, INPUT, OP_TIMING_REQ, TENSOR_DUMP_REQ.
-Device to host: HELLO, PONG, ACK, NACK, RESULT, ERROR, LOG, OP_TIMES, TENSOR_CHUNK. docs/protocol.md is the normative description.
+Device to host: HELLO, PONG, ACK, NACK, RESULT, ERROR, LOG, OP_TIMES, TENSOR_CHUNK.
+docs/protocol.md is the normative description.
 """
 
 from __future__ import annotations
@@ -476,7 +477,7 @@ def decode_message(frame: Frame, hello: Hello | None = None) -> Message:
 
 def _runs(cycles, micros):
     runs: list[list[int]] = []
-    for cyc, us in zip(cycles, micros):
+    for cyc, us in zip(cycles, micros, strict=False):
         if runs and runs[-1][1] == cyc and runs[-1][2] == us:
             runs[-1][0] += 1
         else:

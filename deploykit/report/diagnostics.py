@@ -49,7 +49,7 @@ def text_table(header: list[str], rows: list[list]) -> str:
     """A plain-text table (the CLI, a closing note)."""
     cells = [[str("–" if c is None else c) for c in row] for row in [header] + rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells)
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)).rstrip() for r in cells)
 
 
 def markdown_lines(report: dict) -> list[str]:

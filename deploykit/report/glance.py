@@ -41,7 +41,8 @@ def fit_table(report: dict) -> tuple[list[str], list[list]] | None:
     used, configured = arena.get("used"), arena.get("configured")
     rows.append(["tensor arena", units.size(used), f"{units.size(configured)} configured",
                  units.pct(used / configured) if used is not None and configured else "–",
-                 _margin({"margin": configured - used, "limit": configured} if used is not None and configured else {})])
+                 _margin({"margin": configured - used, "limit": configured}
+                         if used is not None and configured else {})])
     return ["region", "used", "limit", "used %", "margin"], rows
 
 

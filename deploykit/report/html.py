@@ -45,7 +45,8 @@ def render_html(report: dict, plot: dict) -> str:
         parts += [f"<p>{html.escape(note)}</p>" for note in notes_for(title, report)]
     parts.append("<h2>Plots</h2>")
     parts.append(_img(plots.confusion_plot(plot.get("confusion"), plot.get("class_names")), "confusion matrix"))
-    parts.append(_img(plots.agreement_plot(plot.get("pairs"), plot.get("pairs_unit") or "int8 steps"), "device versus desktop"))
+    scatter = plots.agreement_plot(plot.get("pairs"), plot.get("pairs_unit") or "int8 steps")
+    parts.append(_img(scatter, "device versus desktop"))
     parts.append(_img(plots.latency_plot(plot.get("us"), plot.get("round_trip_us"),
                                          bool(report.get("simulated"))), "latency histogram"))
     parts.append(_img(plots.arena_plot(report.get("arena") or {}), "arena"))

@@ -108,7 +108,8 @@ def section_rows(report: dict) -> dict[str, tuple[list[str], list[list]]]:
     tables["Arena"] = (list(arena), [[units.size(v) for v in arena.values()]])
     thr = report.get("throughput") or {}
     keys = ["samples_per_s", "wire_limit_samples_per_s", "link_efficiency", "baud"]
-    tables["Throughput"] = (keys, [[units.rate(thr.get("samples_per_s")), units.rate(thr.get("wire_limit_samples_per_s")),
+    tables["Throughput"] = (keys, [[units.rate(thr.get("samples_per_s")),
+                                    units.rate(thr.get("wire_limit_samples_per_s")),
                                     _cell("link_efficiency", thr.get("link_efficiency")), thr.get("baud")]])
     faults = report.get("faults") or {}
     tables["Faults recovered"] = (list(faults), [list(faults.values())])

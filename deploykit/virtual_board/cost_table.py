@@ -108,7 +108,8 @@ SOFT_FLOAT_ELEMENT_FACTOR = 8.0   # element-wise float work without an FPU [esti
 # ~10 with SMULL]
 PER_OUTPUT = {"reference": 40.0, "cmsis-nn": 12.0, "esp-nn": 12.0}
 PER_OUTPUT_FLOAT = 8.0        # activation clamp and the store [estimate]
-PER_CELL_STEP_RECURRENT = {"int8": 160.0, "int16": 160.0, "float32": 120.0}   # gates' sigmoid/tanh and products per cell per step [estimate]
+# gates' sigmoid/tanh and products per cell per step [estimate]
+PER_CELL_STEP_RECURRENT = {"int8": 160.0, "int16": 160.0, "float32": 120.0}
 
 # Element-wise and data-movement operators: cycles per output element (pooling: per
 # window element) by (group, family) for integer types; float32 under "float".

@@ -16,6 +16,7 @@ port and a virtual one with the same call. The `virtual://` URL form has real DT
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import secrets
@@ -94,10 +95,8 @@ class PtyServer:
             self._thread.join(timeout=5)
         self._close_pty()
         if self._own_dir:
-            try:
+            with contextlib.suppress(OSError):
                 os.rmdir(self._own_dir)
-            except OSError:
-                pass
 
     # ----- the loop ------------------------------------------------------------------
     def _run(self) -> None:
