@@ -126,6 +126,8 @@ def _writer_request(row) -> list | None:
         outputs = [bytes.fromhex(o) for o in f["outputs"]]
         return ["result", seq, f["first_record"], len(outputs[0]), _hex(b"".join(outputs)),
                 ",".join(map(str, f["cycles"])), ",".join(map(str, f["micros"]))]
+    if row["type"] == 0x88:
+        return ["result_part", seq, f["record"], f["offset"], f["cycles"], f["micros"], f["data"]]
     if row["type"] == 0x81:
         return ["hello", seq, _hex(f["board_id"].encode()), f["model_sha256"], f["cpu_hz"], f["timer"],
                 f["arena_configured"], f["arena_used"], f["max_payload"], f["rx_window"],

@@ -12,13 +12,13 @@ from deploykit.protocol.framing import (
 )
 from deploykit.protocol.messages import (
     Ack, Begin, ErrorMsg, Hello, HelloRequest, Input, Log, Nack, Ping, Pong, ProtocolError, Reset,
-    ResultBatch, TensorSpec, Unknown, decode_message, encode_message,
+    ResultBatch, ResultPart, TensorSpec, Unknown, decode_message, encode_message,
 )
 from deploykit.protocol.spec import Capability, DType, ErrorCode, MsgType, TimerKind
 
 __all__ = [
     "FRAME_OVERHEAD", "PROTOCOL_VERSION", "Frame", "FrameDecoder", "FrameError", "encode_frame",
     "wire_size", "Ack", "Begin", "DType", "ErrorMsg", "Hello", "HelloRequest", "Input", "Log",
-    "Nack", "Ping", "Pong", "ProtocolError", "Reset", "ResultBatch", "TensorSpec", "TimerKind",
+    "Nack", "Ping", "Pong", "ProtocolError", "Reset", "ResultBatch", "ResultPart", "TensorSpec", "TimerKind",
     "Unknown", "Capability", "ErrorCode", "MsgType", "decode_message", "encode_message",
 ]

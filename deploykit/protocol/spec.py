@@ -30,6 +30,7 @@ class MsgType(enum.IntEnum):
     RESULT = 0x85
     ERROR = 0x86
     LOG = 0x87
+    RESULT_PART = 0x88   # one record's outputs across frames, when they exceed one RESULT
 
     @property
     def from_host(self) -> bool:
@@ -50,6 +51,7 @@ MESSAGE_PAYLOADS = {
     MsgType.RESULT: "first_record:u32, count:u16, outputs, timing runs",
     MsgType.ERROR: "code:u16, detail:u32, text (UTF-8)",
     MsgType.LOG: "text (UTF-8)",
+    MsgType.RESULT_PART: "record:u32, offset:u32, cycles:u32, micros:u32, data (part of one output record)",
 }
 
 
@@ -147,6 +149,7 @@ FRAME_CRC = 4                 # CRC-32
 RESULT_HEAD = 6               # first_record:u32 count:u16
 RESULT_MAX_RUN = 13           # one timing run: run varint (≤ 3 bytes for a u16 count) + two u32 varints
 RESULT_OVERHEAD = RESULT_HEAD + RESULT_MAX_RUN  # a RESULT of one record needs this plus its outputs
+RESULT_PART_HEAD = 16         # record:u32 offset:u32 cycles:u32 micros:u32
 
 # name -> (value, what it is): the sizes the C header and the docs list
 SIZES = {
@@ -157,5 +160,6 @@ SIZES = {
     "MAX_DIMS": (MAX_DIMS, "dims of one tensor spec"),
     "RESULT_HEAD": (RESULT_HEAD, "RESULT first_record:u32, count:u16"),
     "RESULT_MAX_RUN": (RESULT_MAX_RUN, "one RESULT timing run, worst case"),
-    "RESULT_OVERHEAD": (RESULT_OVERHEAD, "RESULT head + one timing run: max_payload ≥ this + out_record"),
+    "RESULT_OVERHEAD": (RESULT_OVERHEAD, "RESULT head + one timing run: larger records go as RESULT_PARTs"),
+    "RESULT_PART_HEAD": (RESULT_PART_HEAD, "RESULT_PART record, offset, cycles, micros"),
 }

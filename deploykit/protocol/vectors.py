@@ -14,7 +14,7 @@ from deploykit.protocol.framing import FrameDecoder, FrameError, encode_frame
 from deploykit.protocol.spec import PROTOCOL_VERSION
 from deploykit.protocol.messages import (
     Ack, Begin, Capability, DType, ErrorMsg, Hello, HelloRequest, Input, Log, Nack, Ping, Pong, Reset,
-    ResultBatch, TensorSpec, TimerKind, encode_message,
+    ResultBatch, ResultPart, TensorSpec, TimerKind, encode_message,
 )
 
 PATH = Path(__file__).with_name("vectors.json")
@@ -54,6 +54,7 @@ MESSAGES = [
                                                  (2**32 - 1,) * 130, (300_000,) * 130), 7),
     ("error_invoke", ErrorMsg(3, 12, "Invoke failed"), 6),
     ("log", Log("Arena used 932 bytes"), 65535),
+    ("result_part", ResultPart(9, 240, 2**32 - 1, 300_000, bytes(range(1, 21))), 10),
 ]
 
 

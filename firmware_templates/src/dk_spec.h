@@ -24,6 +24,7 @@ enum MsgType : uint8_t {
   kResult = 0x85,  // first_record:u32, count:u16, outputs, timing runs
   kError = 0x86,  // code:u16, detail:u32, text (UTF-8)
   kLog = 0x87,  // text (UTF-8)
+  kResultPart = 0x88,  // record:u32, offset:u32, cycles:u32, micros:u32, data (part of one output record)
 };
 
 enum ErrorCode : uint16_t {
@@ -56,7 +57,8 @@ const size_t kModelSha256Bytes = 32;  // HELLO model_sha256
 const size_t kMaxDims = 6;  // dims of one tensor spec
 const size_t kResultHead = 6;  // RESULT first_record:u32, count:u16
 const size_t kResultMaxRun = 13;  // one RESULT timing run, worst case
-const size_t kResultOverhead = 19;  // RESULT head + one timing run: max_payload ≥ this + out_record
+const size_t kResultOverhead = 19;  // RESULT head + one timing run: larger records go as RESULT_PARTs
+const size_t kResultPartHead = 16;  // RESULT_PART record, offset, cycles, micros
 
 // Bytes of one element of a TfLiteType code; 0 for a type the protocol does not carry.
 inline size_t DtypeSize(uint8_t dtype) {
