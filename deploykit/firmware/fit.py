@@ -100,3 +100,57 @@ def check(manifest, board, model: bytes, arena: int, name: str | None = None) ->
         raise BadInput(f"model {name!r} {'; and '.join(problems)}; choose a bigger board "
                        f"(`deploykit inspect` lists the boards it fits) or a smaller model")
     return fit
+
+
+def with_margin(base: int, margin_pct) -> int:
+    """`base` arena bytes plus `margin_pct` %, rounded up to 16 (exact: no float round-up)."""
+    from fractions import Fraction
+    exact = Fraction(int(base)) * (100 + Fraction(str(margin_pct))) / 100
+    return math.ceil(exact / 16) * 16
+
+
+def board_arena(projected: dict, measured: dict, board, margin_pct=10.0) -> int | None:
+    """The arena render gives `board` by default: its class's projection (the host's measured
+    figures too, for a host build) plus the margin; None without a projection for its class."""
+    if board.arena_class not in projected:
+        return None
+    base = int(projected[board.arena_class])
+    if board.adapter == "host":
+        base = max(base, int(measured.get("host_recorded") or 0), int(measured.get("host_min") or 0))
+    return with_margin(base, margin_pct)
+
+
+def table(report: dict, boards) -> list[dict]:
+    """Per board, for `deploykit inspect`: arena need vs RAM budget, model vs flash budget."""
+    rows = []
+    tensors = {"inputs": report["inputs"], "outputs": report["outputs"]}
+    for board in boards:
+        arena = board_arena(report["arena"]["projected"], report["arena"]["measured"], board)
+        if arena is None:
+            continue
+        f = measure(tensors, board, report["size"], arena)
+        rows.append({"board": board.id, "arena": f.arena, "protocol_ram": f.protocol_ram,
+                     "ram_need": f.ram_need, "ram_budget": f.ram_budget, "flash_need": f.flash_need,
+                     "flash_budget": f.flash_budget, "fits": f.fits})
+    return rows
+
+
+def check_any(rows: list[dict], name: str) -> None:
+    """Refuse, in one line, a model that fits none of the boards: its smallest need, the largest board."""
+    if not rows or any(r["fits"] for r in rows):
+        return
+    small = min(rows, key=lambda r: r["ram_need"])
+    big = max(rows, key=lambda r: (r["ram_budget"], r["flash_budget"]))
+    raise BadInput(f"model {name!r} fits no board: its smallest need is {small['ram_need']:,} B of RAM "
+                   f"({small['arena']:,} B arena on {small['board']}) and {small['flash_need']:,} B of flash; "
+                   f"the largest board, {big['board']}, has {big['ram_budget']:,} B of RAM and "
+                   f"{big['flash_budget']:,} B of flash after its runtime; make the model smaller")
+
+
+FIT_HEADER = ("BOARD", "RAM NEED", "RAM BUDGET", "FLASH NEED", "FLASH BUDGET", "FIT")
+
+
+def table_lines(rows: list[dict]) -> list[str]:
+    """The fit table's rows for commands.text_table, under FIT_HEADER."""
+    return [(r["board"], f"{r['ram_need']:,}", f"{r['ram_budget']:,}", f"{r['flash_need']:,}",
+             f"{r['flash_budget']:,}", "fits" if r["fits"] else "does not fit") for r in rows]

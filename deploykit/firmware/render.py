@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 
 import jinja2
@@ -133,8 +132,7 @@ def arena_size(manifest: Manifest, board: Board, arena_bytes: int | None,
     if board.adapter == "host":  # built for this host's pointer width: the host figures bind
         base = max(base, int(arena.get("host_recorded") or 0), int(arena.get("host_min") or 0))
         source += " or this host's measured figures, whichever is larger"
-    exact = Fraction(base) * (100 + Fraction(str(margin_pct))) / 100  # no float round-up
-    size = math.ceil(exact / 16) * 16
+    size = fit.with_margin(base, margin_pct)
     return size, f"{size} bytes = {base} ({source}) + {margin_pct:g}% margin, rounded up to 16"
 
 
