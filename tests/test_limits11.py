@@ -121,6 +121,7 @@ def test_render_refusal_names_both_numbers(sine_manifest, tmp_path, capsys):
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert "needs 300,000 B of arena" in err and f"{board.ram_bytes:,} B of RAM" in err
     assert f"less {board.runtime_ram_bytes:,} B for its runtime" in err
+    assert "it fits" in err and "teensy41" in err  # where it does go, at the default arena
     assert not (tmp_path / "p").exists()
 
 

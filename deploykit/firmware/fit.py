@@ -97,9 +97,24 @@ def check(manifest, board, model: bytes, arena: int, name: str | None = None) ->
     fit = measure(manifest, board, len(model), arena)
     problems = fit.problems(board)
     if problems:
-        raise BadInput(f"model {name!r} {'; and '.join(problems)}; choose a bigger board "
-                       f"(`deploykit inspect` lists the boards it fits) or a smaller model")
+        others = fits_on(manifest, len(model), exclude=board.id)
+        where = f"it fits {', '.join(others)}" if others else "it fits no shipped board"
+        raise BadInput(f"model {name!r} {'; and '.join(problems)}; {where} (`deploykit inspect` "
+                       f"prints the fit table); choose a bigger board or a smaller model")
     return fit
+
+
+def fits_on(manifest, model_len: int, exclude: str = "") -> list[str]:
+    """Ids of the shipped boards the model fits with the default arena margin."""
+    from deploykit.firmware.boards import all_boards
+    arena = manifest["arena"]
+    projected = arena.get("projections") or {}
+    out = []
+    for board in all_boards():
+        size = board_arena(projected, arena, board)
+        if board.id != exclude and size is not None and measure(manifest, board, model_len, size).fits:
+            out.append(board.id)
+    return out
 
 
 def with_margin(base: int, margin_pct) -> int:
