@@ -163,3 +163,17 @@ def test_virtual_board_frames_stay_within_max_payload_for_a_640_byte_output(auto
     assert frames and all(len(f.payload) <= fw.hello.max_payload for f in frames)
     parts = [m for m in (decode_message(f, fw.hello) for f in frames) if isinstance(m, ResultPart)]
     assert b"".join(p.data for p in parts) == fw.infer(record)
+
+
+def test_lost_and_duplicated_result_parts_are_recovered(autoencoder, tmp_path, capsys):
+    """Corrupted bytes break some RESULT_PARTs and duplicates repeat others: the host joins only
+    whole records (a gap drops the record, the stream recovery resends it), all exact."""
+    out = tmp_path / "r"
+    code, _, err = cli(capsys, "hil", "run", "--manifest", str(autoencoder.path), "--port",
+                       f"virtual://{autoencoder.path}?pacing=0&board=nano33ble_sense"
+                       f"&faults=corrupt%3D0.0005%2Cdup%3D0.2&seed=3", "-o", str(out), "--quiet")
+    assert code == 0, err
+    report = json.loads((out / "report.json").read_text())
+    assert report["agreement"]["tflm_host"]["exact_fraction"] == 1.0
+    assert report["samples"] == 12 and report["samples_failed"] == 0
+    assert report["faults"]["crc_errors"] > 0 and report["faults"]["resyncs"] > 0  # parts were lost
