@@ -97,24 +97,17 @@ def check(manifest, board, model: bytes, arena: int, name: str | None = None) ->
     fit = measure(manifest, board, len(model), arena)
     problems = fit.problems(board)
     if problems:
-        others = fits_on(manifest, len(model), exclude=board.id)
-        where = f"it fits {', '.join(others)}" if others else "it fits no shipped board"
+        others = fits_on(manifest, len(model), arena, exclude=board.id)
+        where = f"with this arena it fits {', '.join(others)}" if others else "it fits no shipped board"
         raise BadInput(f"model {name!r} {'; and '.join(problems)}; {where} (`deploykit inspect` "
                        f"prints the fit table); choose a bigger board or a smaller model")
     return fit
 
 
-def fits_on(manifest, model_len: int, exclude: str = "") -> list[str]:
-    """Ids of the shipped boards the model fits with the default arena margin."""
+def fits_on(manifest, model_len: int, arena: int, exclude: str = "") -> list[str]:
+    """Ids of the shipped boards whose RAM and flash hold the model with this arena."""
     from deploykit.firmware.boards import all_boards
-    arena = manifest["arena"]
-    projected = arena.get("projections") or {}
-    out = []
-    for board in all_boards():
-        size = board_arena(projected, arena, board)
-        if board.id != exclude and size is not None and measure(manifest, board, model_len, size).fits:
-            out.append(board.id)
-    return out
+    return [b.id for b in all_boards() if b.id != exclude and measure(manifest, b, model_len, arena).fits]
 
 
 def with_margin(base: int, margin_pct) -> int:
