@@ -50,10 +50,10 @@ def test_byte_at_a_time_feeding_gives_the_same_events(row):
 def test_a_frame_of_an_unknown_type_decodes_to_unknown_not_an_error():
     """Forward compatibility (docs/protocol.md): newer device messages are skipped, not errors."""
     from deploykit.protocol import Unknown
-    frame = FrameDecoder(512).feed(encode_frame(0x88, 5, b"from a newer firmware"))[0]
+    frame = FrameDecoder(512).feed(encode_frame(0xEE, 5, b"from a newer firmware"))[0]
     msg = decode_message(frame, vectors.HELLO)
-    assert msg == Unknown(0x88, b"from a newer firmware")
-    assert encode_message(msg, 5) == encode_frame(0x88, 5, b"from a newer firmware")
+    assert msg == Unknown(0xEE, b"from a newer firmware")
+    assert encode_message(msg, 5) == encode_frame(0xEE, 5, b"from a newer firmware")
 
 
 def test_hello_without_a_firmware_id_round_trips_as_empty():

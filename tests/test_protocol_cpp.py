@@ -65,9 +65,12 @@ def cpp_programs(tmp_path_factory) -> dict[str, Path]:
         # "decode" takes its limit at run time up to DK_MAX_PAYLOAD; vectors use up to 512.
         "vector_checker": FLAGS + ["-DDK_MAX_PAYLOAD=1024"],
         "posix_device": FLAGS,
+        # outputs larger than one RESULT of the default 256-byte payload: sent as RESULT_PARTs
+        "posix_device_big": FLAGS + ["-DDK_MAX_OUTPUT_BYTES=640"],
     }
-    procs = {name: subprocess.Popen([gxx, *flags, str(CPP / f"{name}.cpp"), str(CORE / "dk_protocol.cpp"),
-                                     "-o", str(out / name)], stderr=subprocess.PIPE, text=True)
+    procs = {name: subprocess.Popen([gxx, *flags, str(CPP / f"{name.removesuffix('_big')}.cpp"),
+                                     str(CORE / "dk_protocol.cpp"), "-o", str(out / name)],
+                                    stderr=subprocess.PIPE, text=True)
              for name, flags in jobs.items()}
     for name, proc in procs.items():
         _, err = proc.communicate(timeout=300)
@@ -142,6 +145,8 @@ def _writer_request(row) -> list | None:
         outputs = [bytes.fromhex(o) for o in f["outputs"]]
         return ["result", seq, f["first_record"], len(outputs[0]), _hex(b"".join(outputs)),
                 ",".join(map(str, f["cycles"])), ",".join(map(str, f["micros"]))]
+    if row["type"] == 0x88:
+        return ["result_part", seq, f["record"], f["offset"], f["cycles"], f["micros"], f["data"]]
     if row["type"] == 0x81:
         return ["hello", seq, _hex(f["board_id"].encode()), f["model_sha256"], f["cpu_hz"], f["timer"],
                 f["arena_configured"], f["arena_used"], f["max_payload"], f["rx_window"],
@@ -432,6 +437,31 @@ def test_a_record_chunked_over_several_frames_runs_once_complete(device):
         assert dev.next(Ack) == Ack(min(offset + 30, 100))
     _check_results([dev.next(ResultBatch)], [record], 4)
     assert dev.quiet() == []
+
+
+def test_an_output_record_larger_than_a_frame_crosses_frames_as_result_parts(cpp_programs):
+    """640 output bytes with a 256-byte max_payload: before, the core refused to compile
+    (static_assert); now each record's outputs arrive as RESULT_PARTs within max_payload."""
+    from deploykit.protocol import ResultPart
+    from deploykit.protocol.spec import RESULT_PART_HEAD
+    dev = DeviceProc(cpp_programs["posix_device_big"], [*BASE_ARGS, "--inputs", "9:1x16:0.5:0",
+                                                         "--outputs", "9:1x640:0.1:0"])
+    try:
+        assert dev.next(Hello).output_record_bytes == 640
+        records = _records(2, 16)
+        dev.send(Input(0, b"".join(records)))
+        assert dev.next(Ack) == Ack(32)
+        parts = [dev.next(ResultPart) for _ in range(2 * 3)]  # 640 B in parts of 256 - 16
+        assert dev.quiet() == []
+    finally:
+        dev.proc.kill()
+        dev.proc.wait()
+    assert all(len(p.data) <= MAX_PAYLOAD - RESULT_PART_HEAD for p in parts)
+    for r, record in enumerate(records):
+        mine = [p for p in parts if p.record == r]
+        assert [p.offset for p in mine] == [0, 240, 480]
+        assert b"".join(p.data for p in mine) == fake_outputs(record, 640)
+        assert {(p.cycles, p.micros) for p in mine} == {(fake_cycles(record), 109)}
 
 
 def test_records_straddling_frame_boundaries(device):

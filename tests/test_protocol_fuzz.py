@@ -20,7 +20,7 @@ from deploykit.protocol.framing import Frame
 VECTORS = json.loads(vectors.PATH.read_text())
 PAYLOADS = [(row["type"], bytes.fromhex(row["payload"])) for row in VECTORS["frames"]]
 WIRES = [bytes.fromhex(row["wire"]) for row in VECTORS["frames"]]
-TYPES = [int(t) for t in MsgType] + [0x00, 0x7F, 0x88, 0xFF]
+TYPES = [int(t) for t in MsgType] + [0x00, 0x7F, 0xEE, 0xFF]
 BATCH = 1000
 SEEDS = 100  # SEEDS x BATCH = 10^5 cases
 

@@ -29,7 +29,7 @@ from deploykit.virtual_board import DeviceEngine, Faults, Link, PtyServer, build
 class HostileEngine(DeviceEngine):
     """The virtual board, except for what it says.
 
-    unknown: a CRC-valid frame of type 0x88 (a message from a newer firmware) before each frame;
+    unknown: a CRC-valid frame of type 0xEE (a message from a newer firmware) before each frame;
     hello: sent instead of its own HELLO; reboot_hello: sent instead after the first boot;
     raw_hello: (protocol version, payload) sent as the HELLO frame.
     """
@@ -40,7 +40,7 @@ class HostileEngine(DeviceEngine):
 
     def _send(self, msg, t: float) -> None:
         if self.unknown:
-            self._out(encode_frame(0x88, self.seq, b"a message this host does not know"), t)
+            self._out(encode_frame(0xEE, self.seq, b"a message this host does not know"), t)
         if isinstance(msg, Hello):
             if self.raw_hello is not None:
                 return self._out(frame_with_version(*self.raw_hello, self.seq), t)
@@ -84,7 +84,7 @@ def sine_records(n: int) -> np.ndarray:
 # ----- forward compatibility ------------------------------------------------------------------
 
 def test_frames_of_an_unknown_type_are_counted_and_skipped(sine_manifest, sine_fw):
-    """Before: one 0x88 frame ahead of each device frame failed the handshake ("does not answer PING")."""
+    """Before: one 0xEE frame ahead of each device frame failed the handshake ("does not answer PING")."""
     with served(HostileEngine(sine_fw, unknown=True)) as port, \
             DeviceSession(port, 115200, expected_sha256=sine_manifest.sha256) as dev:
         results = dev.infer(sine_records(40))

@@ -18,10 +18,12 @@ from deploykit.commands import LABEL_COLUMN, LABEL_COLUMN_HELP, Renamed, text_ta
 @click.option("--label-column", type=LABEL_COLUMN, default=None, help=LABEL_COLUMN_HELP)
 def inspect(model, as_json, test_data, label_column):
     """Show ops, tensors, TFLM support and arena of a .tflite."""
+    from deploykit.firmware import fit
     from deploykit.firmware.boards import all_boards
     from deploykit.model.inspect import inspect_model
-
     result = inspect_model(model, test_data, label_column, boards=all_boards())
+    result["board_fit"] = fit.table(result, all_boards())
+    fit.check_any(result["board_fit"], model)
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return
@@ -40,6 +42,9 @@ def format_report(r: dict) -> list[str]:
     lines += ["", f"arena, measured on this host (TFLM Python interpreter): recorded {m['host_recorded']} B, "
               f"smallest that allocates {m['host_min']} B"]
     lines += [f"arena, projected for {cls} (32-bit build): {size} B" for cls, size in r["arena"]["projected"].items()]
+    if r.get("board_fit"):  # arena (+ margin, protocol buffers) vs RAM less runtime; model vs flash less runtime
+        from deploykit.firmware.fit import FIT_HEADER, table_lines
+        lines += ["", *text_table(FIT_HEADER, table_lines(r["board_fit"]))]
     lines += _per_channel_fc(r.get("per_channel_fc"))
     a = r.get("agreement")
     if a:

@@ -20,15 +20,15 @@ import jinja2
 
 from deploykit import __version__
 from deploykit.errors import BadInput
-from deploykit.firmware import build_id
+from deploykit.firmware import build_id, fit
 from deploykit.firmware.boards import Board, load_board
 from deploykit.firmware.cfilters import FILTERS, c_ident
 from deploykit.firmware.project_dir import write_project
 from deploykit.firmware.resources import data_dir
 from deploykit.model.arena import round16, with_margin
 from deploykit.model.manifest import Manifest, load as load_manifest
-from deploykit.protocol.framing import max_payload_for_window
-from deploykit.protocol.spec import RESULT_OVERHEAD, DType
+from deploykit.protocol.framing import max_payload_for_window  # noqa: F401  (tests size frames by it)
+from deploykit.protocol.spec import DType
 
 # Files every project gets: output path -> template (None: copied verbatim).
 COMMON_FILES = {
@@ -54,7 +54,6 @@ ADAPTER_LOG = {
 }
 # Directories PlatformIO gives a meaning to: the sketch folder must not take one's name.
 PIO_DIRS = ("src", "include", "lib", "test", "data", "boards")
-PROTOCOL_RAM_SLACK = 512
 
 
 @dataclass(frozen=True)
@@ -138,29 +137,9 @@ def arena_size(manifest: Manifest, board: Board, arena_bytes: int | None,
     return size, f"{size} bytes = {base} ({source}) + {margin_pct:g}% margin, rounded up to 16"
 
 
-def check_fit(board: Board, model_len: int, arena: int, protocol_ram: int, name: str) -> None:
-    """Refuse, with the figures, a model whose flash or RAM need exceeds the board's."""
-    flash = model_len + board.runtime_flash_bytes
-    ram = arena + protocol_ram + board.runtime_ram_bytes
-    problems = []
-    if flash > board.flash_bytes:
-        problems.append(f"flash {flash:,} bytes (model {model_len:,} + runtime estimate "
-                        f"{board.runtime_flash_bytes:,}) > {board.flash_bytes:,}")
-    if ram > board.ram_bytes:
-        problems.append(f"RAM {ram:,} bytes (arena {arena:,} + protocol buffers {protocol_ram:,} + "
-                        f"runtime estimate {board.runtime_ram_bytes:,}) > {board.ram_bytes:,}")
-    if problems:
-        raise BadInput(f"model {name!r} does not fit board {board.id}: {'; '.join(problems)}; "
-                       f"choose a bigger board or a smaller model/arena")
-
-
 def _protocol_macros(board: Board, in_record: int, out_record: int) -> dict[str, int]:
-    payload = max_payload_for_window(board.rx_buffer_bytes)
-    if out_record + RESULT_OVERHEAD > payload:
-        raise BadInput(f"the model's output record ({out_record} bytes) does not fit one RESULT frame "
-                       f"of board {board.id} (max payload {payload} for its {board.rx_buffer_bytes}-byte "
-                       f"receive buffer); use a model with smaller outputs")
-    return {"DK_MAX_PAYLOAD": payload, "DK_MAX_INPUT_BYTES": in_record,
+    """Buffer sizes of the protocol core; outputs larger than a RESULT go as RESULT_PARTs."""
+    return {"DK_MAX_PAYLOAD": fit.max_payload(board), "DK_MAX_INPUT_BYTES": in_record,
             "DK_MAX_OUTPUT_BYTES": out_record, "DK_RX_WINDOW": board.rx_buffer_bytes}
 
 
@@ -193,7 +172,6 @@ def plan(manifest_path, board_id: str, arena_bytes: int | None = None, arena_mar
     manifest = load_manifest(manifest_path)
     name, model = str(manifest["name"]), manifest.model_bytes()
     ops = resolver_ops(manifest)
-    check_per_channel_dense(model, board, name)
     inputs, outputs = _tensors(manifest)
     in_record, out_record = sum(t["bytes"] for t in inputs), sum(t["bytes"] for t in outputs)
     macros = _protocol_macros(board, in_record, out_record)
@@ -204,7 +182,7 @@ def plan(manifest_path, board_id: str, arena_bytes: int | None = None, arena_mar
         diag = diagnostics_plan(manifest, model)
         arena, arena_note = arena + diag["extra_bytes"], f"{arena_note}; {diag['note']}"
         macros["DK_CAPABILITIES"] = f"{CAPABILITIES}u"
-    check_fit(board, len(model), arena, in_record + 3 * macros["DK_MAX_PAYLOAD"] + PROTOCOL_RAM_SLACK, name)
+    fit.check(manifest, board, model, arena, name)
     context = _context(manifest, board, model, ops=ops, inputs=inputs, outputs=outputs,
                        in_record=in_record, out_record=out_record, macros=macros,
                        arena_bytes=arena, arena_note=arena_note, diagnostics=diag)

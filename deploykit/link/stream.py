@@ -34,7 +34,19 @@ from deploykit.link.samples import SampleFailure, SampleResult
 from deploykit.link.session import _looks_like_text
 from deploykit.link.timing import Timing, backoff
 from deploykit.link.window import FrameSizer, Window
-from deploykit.protocol import Ack, Begin, FrameError, Hello, Input, Nack, Ping, Pong, ResultBatch, wire_size
+from deploykit.protocol import (
+    Ack,
+    Begin,
+    FrameError,
+    Hello,
+    Input,
+    Nack,
+    Ping,
+    Pong,
+    ResultBatch,
+    ResultPart,
+    wire_size,
+)
 from deploykit.protocol.messages import ErrorCode, ErrorMsg
 
 MIN_FRAME_DATA = 64  # below this, half-window frames cost more in overhead than they save
@@ -249,6 +261,8 @@ class Streamer:
             self._on_nack(msg.expected_offset)
         elif isinstance(msg, ResultBatch):
             self._on_result(msg)
+        elif isinstance(msg, ResultPart):
+            self._on_result_part(msg)
         elif isinstance(msg, Hello):
             self._on_boot(msg)  # unsolicited: the device rebooted
         elif isinstance(msg, ErrorMsg) and msg.code == ErrorCode.INVOKE_FAILED:
@@ -369,6 +383,18 @@ class Streamer:
             return False
         span = slice(first, first + count)
         return bool(np.all(self.done[span] | (self.sent_at[span] > 0)))
+
+    def _on_result_part(self, msg: ResultPart) -> None:
+        """Reassemble an output record sent in RESULT_PARTs; a gap drops the record (resent later)."""
+        have = getattr(self, "_parts", None)
+        if have is None or have[0] != msg.record or msg.offset != len(have[1]):
+            have = self._parts = (msg.record, bytearray()) if msg.offset == 0 else (None, bytearray())
+            if msg.offset != 0:
+                return
+        have[1].extend(msg.data)
+        if len(have[1]) >= self.s.hello.output_record_bytes:
+            self._parts = None
+            self._on_result(ResultBatch(msg.record, (bytes(have[1]),), (msg.cycles,), (msg.micros,)))
 
     def _on_failure(self, msg: ErrorMsg) -> None:
         r = msg.detail

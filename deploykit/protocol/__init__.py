@@ -32,6 +32,7 @@ from deploykit.protocol.messages import (
     ProtocolError,
     Reset,
     ResultBatch,
+    ResultPart,
     TensorChunk,
     TensorDumpRequest,
     TensorSpec,
@@ -44,7 +45,7 @@ from deploykit.protocol.spec import Capability, DType, ErrorCode, MsgType, Timer
 __all__ = [
     "FRAME_OVERHEAD", "PROTOCOL_VERSION", "Frame", "FrameDecoder", "FrameError", "encode_frame",
     "wire_size", "Ack", "Begin", "DType", "ErrorMsg", "Hello", "HelloRequest", "Input", "Log",
-    "Nack", "Ping", "Pong", "ProtocolError", "Reset", "ResultBatch", "TensorSpec", "TimerKind",
+    "Nack", "Ping", "Pong", "ProtocolError", "Reset", "ResultBatch", "ResultPart", "TensorSpec", "TimerKind",
     "Unknown", "OpTimes", "OpTimingRequest", "TensorChunk", "TensorDumpRequest", "Capability", "ErrorCode", "MsgType",
     "decode_message", "encode_message",
 ]

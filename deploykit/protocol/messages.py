@@ -21,6 +21,8 @@ from deploykit.protocol.spec import (  # noqa: F401  (DType, TimerKind, ErrorCod
     MAX_DIMS,
     PROTOCOL_VERSION,
     RESULT_HEAD,
+    RESULT_OVERHEAD,
+    RESULT_PART_HEAD,
     Capability,
     DType,
     ErrorCode,
@@ -427,6 +429,42 @@ class TensorChunk(Message):
 
 
 @dataclass(frozen=True)
+class ResultPart(Message):
+    """Bytes [offset, offset+len(data)) of one record's output record, with its timings.
+
+    A device sends RESULT_PARTs, in offset order, instead of a RESULT when one output record
+    and its RESULT overhead exceed max_payload: outputs of any size cross frames whatever
+    the board's frame size. The host reassembles them (link.stream.ResultParts).
+    """
+
+    TYPE: ClassVar[int] = MsgType.RESULT_PART
+    record: int
+    offset: int
+    cycles: int
+    micros: int
+    data: bytes
+
+    def payload(self) -> bytes:
+        return struct.pack("<IIII", self.record, self.offset, self.cycles, self.micros) + self.data
+
+    @classmethod
+    def parse(cls, payload: bytes):
+        if len(payload) <= RESULT_PART_HEAD:
+            raise ProtocolError(f"RESULT_PART payload shorter than its {RESULT_PART_HEAD}-byte head plus data")
+        return cls(*struct.unpack_from("<IIII", payload), bytes(payload[RESULT_PART_HEAD:]))
+
+
+def result_part_size(max_payload: int) -> int:
+    """Output bytes per RESULT_PART frame for a device of this max_payload."""
+    return max_payload - RESULT_PART_HEAD
+
+
+def results_chunked(out_record: int, max_payload: int) -> bool:
+    """Whether a device sends RESULT_PARTs: one record's RESULT would exceed max_payload."""
+    return out_record + RESULT_OVERHEAD > max_payload
+
+
+@dataclass(frozen=True)
 class Unknown(Message):
     """A CRC-valid frame of a type this deploykit does not know: skipped, never an error.
 
@@ -444,7 +482,7 @@ class Unknown(Message):
 MESSAGES: dict[int, type[Message]] = {
     cls.TYPE: cls for cls in (HelloRequest, Ping, Reset, Begin, Input, Hello, Pong, Ack, Nack,
                               ResultBatch, ErrorMsg, Log, OpTimingRequest, TensorDumpRequest, OpTimes,
-                              TensorChunk)
+                              TensorChunk, ResultPart)
 }
 assert set(MESSAGES) == set(MsgType), "every spec.MsgType needs a message class"
 

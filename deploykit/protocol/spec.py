@@ -34,6 +34,7 @@ class MsgType(enum.IntEnum):
     LOG = 0x87
     OP_TIMES = 0x90          # diagnostics block 0x90..0x9F
     TENSOR_CHUNK = 0x91
+    RESULT_PART = 0x88   # one record's outputs across frames, when they exceed one RESULT
 
     @property
     def from_host(self) -> bool:
@@ -59,6 +60,7 @@ MESSAGE_PAYLOADS = {
     MsgType.OP_TIMES: "record:u32, first:u16, total:u16, n × (op_index:u16, op_code:u16, ticks:u32)",
     MsgType.TENSOR_CHUNK: ("record:u32, op:u16, n_ops:u16, output:u8, n_outputs:u8, tensor:u16, dtype:u8, "
                            "total:u32, offset:u32, data"),
+    MsgType.RESULT_PART: "record:u32, offset:u32, cycles:u32, micros:u32, data (part of one output record)",
 }
 
 
@@ -161,6 +163,7 @@ RESULT_OVERHEAD = RESULT_HEAD + RESULT_MAX_RUN  # a RESULT of one record needs t
 OP_TIMES_HEAD = 8             # record:u32 first:u16 total:u16
 OP_TIME_ENTRY = 8             # op_index:u16 op_code:u16 ticks:u32
 TENSOR_CHUNK_HEAD = 21        # record op n_ops output n_outputs tensor dtype total offset
+RESULT_PART_HEAD = 16         # record:u32 offset:u32 cycles:u32 micros:u32
 
 # name -> (value, what it is): the sizes the C header and the docs list
 SIZES = {
@@ -171,8 +174,9 @@ SIZES = {
     "MAX_DIMS": (MAX_DIMS, "dims of one tensor spec"),
     "RESULT_HEAD": (RESULT_HEAD, "RESULT first_record:u32, count:u16"),
     "RESULT_MAX_RUN": (RESULT_MAX_RUN, "one RESULT timing run, worst case"),
-    "RESULT_OVERHEAD": (RESULT_OVERHEAD, "RESULT head + one timing run: max_payload ≥ this + out_record"),
+    "RESULT_OVERHEAD": (RESULT_OVERHEAD, "RESULT head + one timing run: larger records go as RESULT_PARTs"),
     "OP_TIMES_HEAD": (OP_TIMES_HEAD, "OP_TIMES record:u32, first:u16, total:u16"),
     "OP_TIME_ENTRY": (OP_TIME_ENTRY, "one OP_TIMES entry: op_index:u16, op_code:u16, ticks:u32"),
     "TENSOR_CHUNK_HEAD": (TENSOR_CHUNK_HEAD, "TENSOR_CHUNK fields before its data"),
+    "RESULT_PART_HEAD": (RESULT_PART_HEAD, "RESULT_PART record, offset, cycles, micros"),
 }

@@ -29,6 +29,7 @@ from deploykit.protocol.messages import (
     Pong,
     Reset,
     ResultBatch,
+    ResultPart,
     TensorChunk,
     TensorDumpRequest,
     TensorSpec,
@@ -80,6 +81,7 @@ MESSAGES = [
     ("op_times_second_frame", OpTimes(7, 2, 3, ((2, 25, 4_000_000_000),)), 11),
     ("tensor_chunk_first", TensorChunk(7, 0, 3, 0, 1, 5, int(DType.int8), 6, 0, bytes([0x80, 0, 0x7F, 1])), 12),
     ("tensor_chunk_last", TensorChunk(7, 2, 3, 1, 2, 300, int(DType.float32), 8, 4, bytes(4)), 13),
+    ("result_part", ResultPart(9, 240, 2**32 - 1, 300_000, bytes(range(1, 21))), 14),
 ]
 
 

@@ -33,6 +33,7 @@ from deploykit.protocol import (
     Pong,
     Reset,
     ResultBatch,
+    ResultPart,
     encode_message,
 )
 from deploykit.protocol.messages import (
@@ -44,6 +45,8 @@ from deploykit.protocol.messages import (
     TensorChunk,
     TensorDumpRequest,
     _varint,
+    result_part_size,
+    results_chunked,
 )
 from deploykit.protocol.spec import (
     OP_TIME_ENTRY,
@@ -282,7 +285,11 @@ class DeviceEngine:
         self.stats["inferences"] += 1
         output = self.faults.outputs.apply(output, self.fw.hello.outputs)  # a wrong device, if asked
         self.last = (record, data)
-        self.pending.append((record, output))
+        if results_chunked(self.fw.out_record, self.fw.hello.max_payload):
+            self._flush(clock)
+            self._send_parts(record, output, clock)
+        else:
+            self.pending.append((record, output))
         return clock + (self.fw.timing.seconds if self.timed else 0.0)
 
     def _run(self, data: bytes) -> bytes:
@@ -297,6 +304,12 @@ class DeviceEngine:
         runs = len(_varint(n)) + len(_varint(timing.cycles)) + len(_varint(timing.micros))
         size = RESULT_HEAD + n * self.fw.out_record + runs
         return n < 0xFFFF and size + self.fw.out_record + MAX_RUN_BYTES <= self.fw.hello.max_payload
+
+    def _send_parts(self, record: int, output: bytes, t: float) -> None:
+        """An output record too large for one RESULT: RESULT_PARTs, as the C++ core sends them."""
+        timing, step = self.fw.timing, result_part_size(self.fw.hello.max_payload)
+        for off in range(0, len(output), step):
+            self._send(ResultPart(record, off, timing.cycles, timing.micros, output[off:off + step]), t)
 
     def _flush(self, t: float) -> None:
         if not self.pending:

@@ -10,6 +10,8 @@ smaller than that fails as the rendered firmware's AllocateTensors does: HELLO s
 arena_used 0 and every record gets ERROR INVOKE_FAILED. Its HELLO firmware id hashes the
 manifest file, the board file and the deploykit version (deploykit.firmware.build_id).
 Its latency is the per-operator cost model's (cost.py), the same for every record.
+It refuses (BadInput) a model the board's firmware could not carry (deploykit.firmware.fit),
+so a virtual run never passes what no build for that board can run.
 """
 
 from __future__ import annotations
@@ -92,6 +94,8 @@ def make_hello(manifest, board, configured: int, used: int) -> Hello:
 def build_firmware(manifest, board, arena_configured: int | None = None, runner=None) -> Firmware:
     """Load the manifest's model into TFLM and describe it as the board would."""
     configured, used, note = arena_figures(manifest, board, arena_configured)
+    from deploykit.firmware import fit  # the board's limits, as render and deploy check them
+    fit.check(manifest, board, manifest.model_bytes(), configured)
     hello = make_hello(manifest, board, configured, used)
     if used == 0:
         runner = _NoInterpreter(note)

@@ -348,6 +348,17 @@ void WriteTensorChunk(FrameWriter& w, uint16_t seq, const ChunkHead& h, const ui
   w.Finish();
 }
 
+void WriteResultPart(FrameWriter& w, uint16_t seq, uint32_t record, uint32_t offset, uint32_t cycles,
+                     uint32_t micros, const uint8_t* data, size_t len) {
+  w.Start(kResultPart, seq);
+  w.PutU32(record);
+  w.PutU32(offset);
+  w.PutU32(cycles);
+  w.PutU32(micros);
+  w.Put(data, len);
+  w.Finish();
+}
+
 // ---------------------------------------------------------------- Device
 
 Device::Device(const DeviceInfo& info, Io io, InferFn infer, void* infer_ctx)
@@ -505,6 +516,10 @@ void Device::Consume(const uint8_t* data, size_t len) {
 }
 
 void Device::RunRecord() {
+  if (out_record_ + kResultOverhead > DK_MAX_PAYLOAD) {
+    RunRecordInParts();
+    return;
+  }
   if (batch_.count() > 0 && (batch_.next_record() != record_ || !batch_.HasRoom())) FlushResults();
   if (batch_.count() == 0) batch_.Reset(record_, out_record_);
   uint32_t cycles = 0, micros = 0;
@@ -574,6 +589,23 @@ void Device::SendTensorDump(uint32_t record, uint16_t max_chunk) {
         h.offset += static_cast<uint32_t>(len);
       } while (h.offset < v.bytes);
     }
+  }
+}
+
+// An output record too large for one RESULT: RESULT_PARTs in offset order, same timings.
+void Device::RunRecordInParts() {
+  FlushResults();
+  uint32_t cycles = 0, micros = 0;
+  int rc = infer_(infer_ctx_, rec_, in_record_, big_out_, out_record_, &cycles, &micros);
+  if (rc != 0) {
+    SendError(kInvokeFailed, record_, "Invoke failed");
+    return;
+  }
+  const size_t chunk = DK_MAX_PAYLOAD - kResultPartHead;
+  for (size_t off = 0; off < out_record_; off += chunk) {
+    size_t n = out_record_ - off < chunk ? out_record_ - off : chunk;
+    WriteResultPart(tx_, NextSeq(), record_, static_cast<uint32_t>(off), cycles, micros, big_out_ + off, n);
+    ++stats_.frames_sent;
   }
 }
 

@@ -31,7 +31,8 @@
 #ifndef DK_MAX_INPUT_BYTES
 #define DK_MAX_INPUT_BYTES 256
 #endif
-// Largest output record; one must fit a RESULT frame with its header and one timing run.
+// Largest output record. One that fits a RESULT with its head and one timing run goes in
+// RESULTs (batched); a larger one goes as RESULT_PART frames from a buffer of this size.
 #ifndef DK_MAX_OUTPUT_BYTES
 #define DK_MAX_OUTPUT_BYTES 128
 #endif
@@ -47,8 +48,9 @@
 namespace dk {
 
 static_assert(DK_MAX_PAYLOAD >= 20 && DK_MAX_PAYLOAD <= 65535, "DK_MAX_PAYLOAD must be 20..65535");
-static_assert(DK_MAX_OUTPUT_BYTES + kResultOverhead <= DK_MAX_PAYLOAD,
-              "a RESULT of one output record must fit DK_MAX_PAYLOAD: raise DK_MAX_PAYLOAD");
+static_assert(DK_MAX_PAYLOAD > kResultPartHead, "DK_MAX_PAYLOAD must exceed the RESULT_PART head");
+// Output records too large for one RESULT cross frames as RESULT_PARTs from their own buffer.
+const bool kResultsChunked = DK_MAX_OUTPUT_BYTES + kResultOverhead > DK_MAX_PAYLOAD;
 static_assert(DK_MAX_INPUT_BYTES >= 1, "DK_MAX_INPUT_BYTES must be positive");
 static_assert(DK_RX_WINDOW <= 65535, "DK_RX_WINDOW is a u16 on the wire");
 
@@ -198,6 +200,8 @@ void WriteU32(FrameWriter& w, uint8_t type, uint16_t seq, uint32_t value);
 void WriteText(FrameWriter& w, uint8_t type, uint16_t seq, const uint8_t* head, size_t head_len,
                const char* text);
 void WriteError(FrameWriter& w, uint16_t seq, uint16_t code, uint32_t detail, const char* text);
+void WriteResultPart(FrameWriter& w, uint16_t seq, uint32_t record, uint32_t offset, uint32_t cycles,
+                     uint32_t micros, const uint8_t* data, size_t len);
 
 // Diagnostics (render --diagnostics, capabilities OP_TIMING / TENSOR_DUMP): the firmware
 // keeps what its last inference left behind (a profiler's ticks per operator, TFLM keeping
@@ -273,6 +277,7 @@ class Device {
   void Consume(const uint8_t* data, size_t len);
   void RunRecord();
   void FlushResults();
+  void RunRecordInParts();
   bool CheckConfig();
   void SendHello();
   bool CanAnswer(uint32_t capability, uint32_t record);
@@ -304,6 +309,7 @@ class Device {
   uint32_t last_record_;   // record of the last successful inference
   bool last_valid_;
   uint8_t rec_[DK_MAX_INPUT_BYTES];
+  uint8_t big_out_[kResultsChunked ? DK_MAX_OUTPUT_BYTES : 1];  // an output record sent in parts
 };
 
 }  // namespace dk

@@ -28,6 +28,7 @@ enum MsgType : uint8_t {
   kLog = 0x87,  // text (UTF-8)
   kOpTimes = 0x90,  // record:u32, first:u16, total:u16, n × (op_index:u16, op_code:u16, ticks:u32)
   kTensorChunk = 0x91,  // record:u32, op:u16, n_ops:u16, output:u8, n_outputs:u8, tensor:u16, dtype:u8, total:u32, offset:u32, data
+  kResultPart = 0x88,  // record:u32, offset:u32, cycles:u32, micros:u32, data (part of one output record)
 };
 
 enum ErrorCode : uint16_t {
@@ -61,10 +62,11 @@ const size_t kModelSha256Bytes = 32;  // HELLO model_sha256
 const size_t kMaxDims = 6;  // dims of one tensor spec
 const size_t kResultHead = 6;  // RESULT first_record:u32, count:u16
 const size_t kResultMaxRun = 13;  // one RESULT timing run, worst case
-const size_t kResultOverhead = 19;  // RESULT head + one timing run: max_payload ≥ this + out_record
+const size_t kResultOverhead = 19;  // RESULT head + one timing run: larger records go as RESULT_PARTs
 const size_t kOpTimesHead = 8;  // OP_TIMES record:u32, first:u16, total:u16
 const size_t kOpTimeEntry = 8;  // one OP_TIMES entry: op_index:u16, op_code:u16, ticks:u32
 const size_t kTensorChunkHead = 21;  // TENSOR_CHUNK fields before its data
+const size_t kResultPartHead = 16;  // RESULT_PART record, offset, cycles, micros
 
 // Bytes of one element of a TfLiteType code; 0 for a type the protocol does not carry.
 inline size_t DtypeSize(uint8_t dtype) {

@@ -202,6 +202,11 @@ void Run(const std::vector<std::string>& a) {
     sink.Print();
   } else if (cmd == "result") {
     Result(a);
+  } else if (cmd == "result_part") {
+    Bytes data = FromHex(a[6]);
+    dk::WriteResultPart(sink.writer, static_cast<uint16_t>(Num(a[1])), Num(a[2]), Num(a[3]), Num(a[4]),
+                        Num(a[5]), data.data(), data.size());
+    sink.Print();
   } else if (cmd == "hello") {
     Hello(a);
   } else if (cmd == "optimes") {
