@@ -124,13 +124,13 @@ def choose_target(board: str | None, port: str, profile: str, fallback: bool = F
         return Target(profile, None, True, f"virtual board with the {profile} profile")
     if board is not None:
         load_board(board)
-        if port == "auto":  # find the board now, not after a build of several minutes
-            try:
-                port, _ = resolve_target(port, board)
-            except NoBoardFound as exc:
-                raise NoBoardFound(f"{exc}, or --port virtual to test on the virtual board") from exc
-        else:
-            check_port(port, board)
+        try:  # `auto`: find the board now, not after a build of several minutes
+            given = port
+            port, _ = resolve_target(port, board)
+        except NoBoardFound as exc:
+            raise NoBoardFound(f"{exc}, or --port virtual to test on the virtual board") from exc
+        if given != "auto":
+            check_port(port, board)  # a given port is opened once before converting and building
         return Target(board, port, False)
     if port != "auto":
         raise BadInput(f"--port {port} needs --board to say which board is on it (see `deploykit boards`)")

@@ -110,7 +110,13 @@ def test_deploy_no_pacing_reaches_the_virtual_board_and_the_report_names_the_lin
 
 
 def test_deploy_no_pacing_on_a_real_board_is_bad_input(sine_manifest, tmp_path, capsys):
-    code = run_cli(["deploy", str(sine_manifest.path), "--board", "nano33ble_sense", "--port", "/dev/null",
-                    "--no-pacing", "-o", str(tmp_path / "out"), "--quiet"])
+    import os
+    main_fd, device_fd = os.openpty()  # a real serial port for the board: deploy checks it opens first
+    try:
+        code = run_cli(["deploy", str(sine_manifest.path), "--board", "nano33ble_sense",
+                        "--port", os.ttyname(device_fd), "--no-pacing", "-o", str(tmp_path / "out"), "--quiet"])
+    finally:
+        os.close(main_fd)
+        os.close(device_fd)
     assert code == 2 and "--no-pacing applies to the virtual board only" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
