@@ -37,7 +37,8 @@ def single(sine_manifest, tmp_path_factory):
 
 
 def test_three_boards_share_the_set_once_each_and_merge_one_report(sine_manifest, tmp_path, single):
-    places = [Place(f"p{i}", vurl(sine_manifest, seed=i), "virtual") for i in range(3)]
+    # paced as the board is: unpaced, one place can run all 400 one-byte samples before the others open
+    places = [Place(f"p{i}", vurl(sine_manifest, seed=i, pacing=1), "virtual") for i in range(3)]
     report = run_farm(sine_manifest.path, places, outdir=tmp_path / "f", limit=400, float_reference=False, chunk=8)
     got = rows(tmp_path / "f")
     assert sorted(r["index"] for r in got) == list(range(400))
