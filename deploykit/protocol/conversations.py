@@ -26,7 +26,7 @@ from pathlib import Path
 
 from deploykit.protocol.framing import encode_frame
 from deploykit.protocol.messages import (
-    Ack, Begin, DType, ErrorMsg, Hello, HelloRequest, Input, Nack, Ping, Pong, ResultBatch, TensorSpec,
+    Ack, Begin, DType, ErrorMsg, Hello, HelloRequest, Input, Nack, Ping, Pong, Reset, ResultBatch, TensorSpec,
     TimerKind, encode_message,
 )
 from deploykit.protocol.spec import PROTOCOL_VERSION
@@ -90,6 +90,15 @@ def _conversations() -> list[tuple[str, dict, list[tuple[list, list]]]]:
             boot,
             ([HelloRequest()], [h1]),
             ([Ping(b"\x00\x01\x02\xff")], [Pong(b"\x00\x01\x02\xff")]),
+            ([Ping(b""), Ping(bytes(range(256))), Ping(bytes(MAX_PAYLOAD))],   # any bytes, up to max_payload
+             [Pong(b""), Pong(bytes(range(256))), Pong(bytes(MAX_PAYLOAD))]),
+        ]),
+        ("reset_loses_the_stream_position", one, [
+            boot,
+            ([Input(0, b"\x01\x02\x03")], [Ack(3), r(h1, 0, [b"\x01", b"\x02", b"\x03"])]),
+            ([Reset()], [h1]),
+            ([Input(3, b"\x04")], [Nack(0)]),                      # the old position is gone
+            ([Input(0, b"\x10")], [Ack(1), r(h1, 0, [b"\x10"])]),  # the stream restarts at record 0
         ]),
         ("clean_batch", one, [
             boot,
@@ -116,6 +125,7 @@ def _conversations() -> list[tuple[str, dict, list[tuple[list, list]]]]:
             (encode_message(Ping(b"\x01" * (MAX_PAYLOAD + 50)), 10), []),  # oversize: dropped
             (encode_frame(0x7E, 41), [ErrorMsg(1, 41, "unknown message type")]),
             (encode_frame(0x83, 42, bytes(4)), [ErrorMsg(1, 42, "unknown message type")]),  # a device message
+            (encode_frame(0x81, 47), [ErrorMsg(1, 47, "unknown message type")]),
             (encode_frame(Begin.TYPE, 43, b"\x01\x00\x00"), [ErrorMsg(2, 43, "payload does not parse")]),
             (encode_frame(Input.TYPE, 44, b"\x01"), [ErrorMsg(2, 44, "payload does not parse")]),
             (encode_frame(HelloRequest.TYPE, 45, b"\x00"), [ErrorMsg(2, 45, "payload does not parse")]),
@@ -135,15 +145,34 @@ def _conversations() -> list[tuple[str, dict, list[tuple[list, list]]]]:
     ]))
     seven = config("seven_byte_records", inputs="9:7:0.5:0", outputs="9:3:0.25:1")
     h7 = hello_for(seven)
-    stream = bytes((k * 37 + 5) % 256 for k in range(21))
-    rec = [stream[i:i + 7] for i in range(0, 21, 7)]
-    convs.append(("batch_split_across_frames", seven, [
-        ([], [h7]),
-        ([Input(0, stream[:5])], [Ack(5)]),                         # part of a record: no RESULT yet
-        ([Input(5, stream[5:12])], [Ack(12), r(h7, 0, rec[:1])]),   # record 0 completes, 1 starts
-        ([Input(12, stream[12:21])], [Ack(21), r(h7, 1, rec[1:])]),  # records 1 and 2 in one RESULT
-        ([Begin(5)], [Ack(35)]),                                    # BEGIN drops the stream position
-        ([Input(35, rec[0])], [Ack(42), r(h7, 5, rec[:1])]),
+    stream = bytes((k * 37 + 5) % 256 for k in range(70))
+    rec = [stream[i:i + 7] for i in range(0, 70, 7)]
+    split = [([], [h7])]
+    for off in range(0, 70, 12):                                    # 12-byte frames cut records anywhere
+        end = min(off + 12, 70)
+        done = list(range(off // 7, end // 7))                     # records this frame completes
+        split.append(([Input(off, stream[off:end])], [Ack(end)] + ([r(h7, done[0], rec[done[0]:done[-1] + 1])]
+                                                                   if done else [])))
+    split += [
+        ([Input(70, stream[:3])], [Ack(73)]),                       # part of record 10
+        ([Begin(5)], [Ack(35)]),                                    # BEGIN drops it and moves the position
+        ([Input(35, rec[1])], [Ack(42), r(h7, 5, rec[1:2])]),
+    ]
+    convs.append(("batch_split_across_frames", seven, split))
+    big = config("hundred_byte_record", inputs="9:10x10:0.5:0", outputs="9:1x4:0.5:0")
+    hb = hello_for(big)
+    record = bytes((k * 11 + 3) % 256 for k in range(100))
+    convs.append(("record_chunked_over_four_frames", big, [([], [hb])] + [
+        ([Input(off, record[off:off + 30])], [Ack(min(off + 30, 100))] + ([r(hb, 0, [record])] if off == 90 else []))
+        for off in range(0, 100, 30)]))
+    two = config("two_tensors", inputs="9:1x3:0.5:0,1:2:0.0:0", outputs="9:1x2:0.25:3,2:1:0.0:0")
+    h2 = hello_for(two)
+    recs11 = [bytes((r_ * 31 + k * 5 + 1) % 256 for k in range(11)) for r_ in range(3)]
+    convs.append(("begin_acks_the_offset_of_its_record", two, [
+        ([], [h2]),
+        ([Begin(0)], [Ack(0)]), ([Begin(7)], [Ack(77)]), ([Begin(1000)], [Ack(11000)]),  # 3 + 8 = 11-byte records
+        ([Begin(4)], [Ack(44)]),
+        ([Input(44, b"".join(recs11))], [Ack(77), r(h2, 4, recs11)]),  # the ACK comes before any RESULT
     ]))
     return convs
 
