@@ -13,13 +13,13 @@ import subprocess
 import sys
 
 import pytest
+from test_protocol_cpp import DeviceProc, cpp_programs  # noqa: F401  (fixture)
 
 from deploykit.protocol import FrameDecoder, Log, Ping, Pong, conversations, decode_message, encode_message
 from deploykit.protocol.framing import Frame
 from deploykit.virtual_board import DeviceEngine, Faults
 from deploykit.virtual_board.cost import Timing
 from deploykit.virtual_board.firmware import Firmware
-from test_protocol_cpp import DeviceProc, cpp_programs  # noqa: F401  (fixture)
 
 CONVERSATIONS = conversations.load()
 
@@ -121,7 +121,8 @@ def test_cpp_device_follows_the_conversation(cpp_programs, conv):  # noqa: F811
     try:
         assert conv["device"]["max_payload"] == conversations.MAX_PAYLOAD  # the core's compiled DK_MAX_PAYLOAD
         for i, step in enumerate(conv["steps"]):
-            assert _rows(_cpp_says(dev, bytes.fromhex(step["host"]), i, len(step["device"]))) == step["device"], f"step {i}"
+            got = _cpp_says(dev, bytes.fromhex(step["host"]), i, len(step["device"]))
+            assert _rows(got) == step["device"], f"step {i}"
         assert dev.close()["sent"] > 0
     finally:
         if dev.proc.poll() is None:

@@ -16,7 +16,6 @@ import shutil
 import struct
 import subprocess
 import time
-import zlib
 from pathlib import Path
 
 import pytest
@@ -24,7 +23,7 @@ from cobs import cobs
 from hypothesis import given, settings, strategies as st
 
 from deploykit.protocol import (
-    Ack, Begin, ErrorMsg, FrameDecoder, FrameError, Hello, HelloRequest, Input, Log, Nack, Ping,
+    Ack, Begin, ErrorMsg, FrameDecoder, FrameError, Hello, HelloRequest, Input, Log, Ping,
     Pong, Reset, ResultBatch, decode_message, encode_message, vectors, wire_size,
 )
 from deploykit.protocol.framing import Frame, encode_frame
@@ -346,12 +345,6 @@ def test_boot_banner_then_hello_with_the_announced_fields(device):
     assert dev.close()["frames"] == 1
 
 
-def test_ping_pong_echoes_any_bytes_up_to_max_payload(device):
-    dev = device()
-    for data in (b"", b"\x00\x01\x02\xff", bytes(range(256)), b"\x00" * MAX_PAYLOAD):
-        dev.send(Ping(data))
-        assert dev.next(Pong) == Pong(data)
-
 
 def test_reset_reboots_with_a_banner_and_a_fresh_hello(device):
     dev = device()
@@ -379,13 +372,6 @@ def test_reset_without_a_reboot_hook_restarts_the_core_in_place(device):
     dev.send(Input(0, b"\x10"))
     assert dev.next(Ack) == Ack(1)
 
-
-def test_begin_acks_the_stream_offset_of_its_record(device):
-    dev = device("--inputs", "9:1x3:0.5:0,1:2:0.0:0")  # 3 + 8 = 11-byte records
-    assert dev.hello.input_record_bytes == 11
-    for record in (0, 7, 1000):
-        dev.send(Begin(record))
-        assert dev.next(Ack) == Ack(record * 11)
 
 
 def test_input_is_acked_at_once_then_answered_with_results(device):
@@ -481,36 +467,6 @@ def test_garbage_between_frames_is_skipped(device):
     assert stats["frames"] == len(noise) and stats["cobs"] + stats["short"] + stats["crc"] >= 3
 
 
-def test_a_gap_gets_exactly_one_nack_per_expected_offset(device):
-    dev = device()
-    dev.send(Input(0, b"\x01\x02"))
-    assert dev.next(Ack) == Ack(2)
-    [dev.next(ResultBatch)]
-    dev.send(Input(4, b"\x05"))  # bytes 2..3 were lost
-    assert dev.next(Nack) == Nack(2)
-    dev.send(Input(5, b"\x06"))
-    dev.send(Input(6, b"\x07"))
-    assert dev.quiet() == []  # still expecting 2: no second NACK
-    dev.send(Input(2, b"\x03\x04\x05\x06"))
-    assert dev.next(Ack) == Ack(6)
-    dev.next(ResultBatch)
-    dev.send(Input(9, b"\x0a"))  # a new gap at a new expected offset
-    assert dev.next(Nack) == Nack(6)
-    assert dev.quiet() == []
-
-
-def test_duplicates_are_acked_and_not_run_again(device):
-    dev = device()
-    dev.send(Input(0, b"\x01\x02\x03"))
-    assert dev.next(Ack) == Ack(3)
-    dev.next(ResultBatch)
-    dev.send(Input(0, b"\x01\x02\x03"))
-    assert dev.next(Ack) == Ack(3)
-    dev.send(Input(1, b"\x02\x03\x04"))  # overlaps: only byte 3 is new
-    assert dev.next(Ack) == Ack(4)
-    batch = dev.next(ResultBatch)
-    assert (batch.first_record, len(batch.outputs)) == (3, 1)
-    assert dev.quiet() == []
 
 
 def test_oversize_frames_are_dropped_and_the_device_carries_on(device):
@@ -522,27 +478,6 @@ def test_oversize_frames_are_dropped_and_the_device_carries_on(device):
     assert dev.close()["overflow"] == 1
 
 
-def test_unknown_type_bad_payload_and_bad_version_get_errors(device):
-    dev = device()
-    for wire, code, detail in [
-        (encode_frame(0x7E, 41), 1, 41),
-        (encode_frame(0x81, 42), 1, 42),  # a device message sent to the device
-        (encode_frame(0x04, 43, b"\x01\x00\x00"), 2, 43),  # BEGIN needs 4 bytes
-        (encode_frame(0x05, 44, b"\x01"), 2, 44),  # INPUT shorter than its offset
-        (encode_frame(0x01, 45, b"\x00"), 2, 45),  # HELLO_REQ takes no payload
-    ]:
-        dev.write(wire)
-        err = dev.next(ErrorMsg)
-        assert (err.code, err.detail) == (code, detail)
-    dev.write(_frame_with_version(1, 0x01, 46))  # a protocol-1 host
-    err = dev.next(ErrorMsg)
-    assert (err.code, err.detail) == (4, 1)
-
-
-def _frame_with_version(version: int, msg_type: int, seq: int) -> bytes:
-    body = struct.pack("<BBH", version, msg_type, seq)
-    body += struct.pack("<I", zlib.crc32(body))
-    return b"\x00" + cobs.encode(body) + b"\x00"
 
 
 def test_a_failed_inference_is_reported_and_splits_the_batch(device):

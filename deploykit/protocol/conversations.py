@@ -26,8 +26,21 @@ from pathlib import Path
 
 from deploykit.protocol.framing import encode_frame
 from deploykit.protocol.messages import (
-    Ack, Begin, DType, ErrorMsg, Hello, HelloRequest, Input, Nack, Ping, Pong, Reset, ResultBatch, TensorSpec,
-    TimerKind, encode_message,
+    Ack,
+    Begin,
+    DType,
+    ErrorMsg,
+    Hello,
+    HelloRequest,
+    Input,
+    Nack,
+    Ping,
+    Pong,
+    Reset,
+    ResultBatch,
+    TensorSpec,
+    TimerKind,
+    encode_message,
 )
 from deploykit.protocol.spec import PROTOCOL_VERSION
 from deploykit.protocol.vectors import _corrupt_crc, _fields
