@@ -13,7 +13,17 @@ import json
 import pytest
 from test_protocol_cpp import DeviceProc, cpp_programs  # noqa: F401  (fixture)
 
-from deploykit.protocol import FrameDecoder, Log, Ping, Pong, conversations, decode_message, encode_message
+from deploykit.protocol import (
+    FrameDecoder,
+    Input,
+    Log,
+    Ping,
+    Pong,
+    ResultBatch,
+    conversations,
+    decode_message,
+    encode_message,
+)
 from deploykit.protocol.framing import Frame
 from deploykit.virtual_board import DeviceEngine, Faults
 from deploykit.virtual_board.cost import Timing
@@ -83,11 +93,32 @@ def test_python_engine_follows_the_conversation(conv):
 
 # ----------------------------------------------------------------------------- C++ device
 
+CPP_CYCLES, CPP_MICROS = 7000, 109  # posix_device's timing: cycles = CPP_CYCLES + input[0] % 3
+
+
 def _cpp_args(cfg: dict) -> list[str]:
-    args = ["--board", cfg["board_id"], "--sha", cfg["model_sha256"], "--hz", str(cfg["cpu_hz"]),
+    args = ["--cycles", str(CPP_CYCLES), "--micros", str(CPP_MICROS),
+            "--board", cfg["board_id"], "--sha", cfg["model_sha256"], "--hz", str(cfg["cpu_hz"]),
             "--timer", str(cfg["timer"]), "--arena", "{}:{}".format(*cfg["arena"]), "--window", str(cfg["window"]),
             "--inputs", cfg["inputs"], "--outputs", cfg["outputs"]]
     return args + (["--fail-byte", str(cfg["fail_byte"])] if cfg["fail_byte"] is not None else [])
+
+
+def _note_inputs(host: bytes, stream: dict[int, int]) -> None:
+    """Remember the stream bytes the host's INPUT frames carry (the latest write wins)."""
+    for event in FrameDecoder(4096).feed(host):
+        if isinstance(event, Frame) and event.type == Input.TYPE and len(event.payload) >= 4:
+            msg = Input.parse(event.payload)
+            stream.update((msg.offset + k, b) for k, b in enumerate(msg.data))
+
+
+def _check_cpp_timing(msgs: list, stream: dict[int, int], in_record: int) -> None:
+    """The C++ device's timing goes with the right record: the part conversations leave out."""
+    for msg in msgs:
+        if isinstance(msg, ResultBatch):
+            firsts = [stream[(msg.first_record + i) * in_record] for i in range(len(msg.outputs))]
+            assert list(msg.cycles) == [CPP_CYCLES + b % 3 for b in firsts], msg
+            assert list(msg.micros) == [CPP_MICROS] * len(firsts), msg
 
 
 def _cpp_says(dev: DeviceProc, host: bytes, step: int, expected: int) -> list:
@@ -116,9 +147,13 @@ def test_cpp_device_follows_the_conversation(cpp_programs, conv):  # noqa: F811
     dev = DeviceProc(cpp_programs["posix_device"], _cpp_args(conv["device"]))
     try:
         assert conv["device"]["max_payload"] == conversations.MAX_PAYLOAD  # the core's compiled DK_MAX_PAYLOAD
+        stream: dict[int, int] = {}
+        in_record = conversations.hello_for(conv["device"]).input_record_bytes
         for i, step in enumerate(conv["steps"]):
+            _note_inputs(bytes.fromhex(step["host"]), stream)
             got = _cpp_says(dev, bytes.fromhex(step["host"]), i, len(step["device"]))
             assert _rows(got) == step["device"], f"step {i}"
+            _check_cpp_timing(got, stream, in_record)
         assert dev.close()["sent"] > 0
     finally:
         if dev.proc.poll() is None:

@@ -23,7 +23,7 @@ from cobs import cobs
 from hypothesis import given, settings, strategies as st
 
 from deploykit.protocol import (
-    Ack, Begin, ErrorMsg, FrameDecoder, FrameError, Hello, HelloRequest, Input, Log, Ping,
+    Ack, Begin, FrameDecoder, FrameError, Hello, HelloRequest, Input, Log, Ping,
     Pong, Reset, ResultBatch, decode_message, encode_message, vectors, wire_size,
 )
 from deploykit.protocol.framing import Frame, encode_frame
@@ -374,16 +374,6 @@ def test_reset_without_a_reboot_hook_restarts_the_core_in_place(device):
 
 
 
-def test_input_is_acked_at_once_then_answered_with_results(device):
-    dev = device("--inputs", "9:1x3:0.5:0,1:2:0.0:0", "--outputs", "9:1x2:0.1:3,2:1:0.0:0")
-    records = _records(3, 11)
-    dev.send(Begin(4))
-    assert dev.next(Ack) == Ack(44)
-    dev.send(Input(44, b"".join(records)))
-    assert dev.next(Ack) == Ack(77)  # the ACK comes before any RESULT
-    _check_results([dev.next(ResultBatch)], records, 6, first=4)
-    assert dev.quiet() == []
-
 
 @pytest.mark.parametrize("dtype", list(DType), ids=lambda d: d.name)
 def test_core_record_sizes_follow_the_spec_dtypes(device, dtype):
@@ -394,27 +384,6 @@ def test_core_record_sizes_follow_the_spec_dtypes(device, dtype):
     assert dev.next(Ack) == Ack(6 * dtype.itemsize)
 
 
-def test_a_record_chunked_over_several_frames_runs_once_complete(device):
-    dev = device("--inputs", "9:10x10:0.1:0", "--outputs", "9:1x4:0.1:0")
-    record = _records(1, 100)[0]
-    for offset in range(0, 100, 30):
-        dev.send(Input(offset, record[offset:offset + 30]))
-        assert dev.next(Ack) == Ack(min(offset + 30, 100))
-    _check_results([dev.next(ResultBatch)], [record], 4)
-    assert dev.quiet() == []
-
-
-def test_records_straddling_frame_boundaries(device):
-    dev = device("--inputs", "9:7:0.1:0", "--outputs", "9:3:0.1:0")
-    records = _records(10, 7)
-    stream = b"".join(records)
-    results = []
-    for offset in range(0, len(stream), 12):  # 12-byte frames cut records anywhere
-        dev.send(Input(offset, stream[offset:offset + 12]))
-        assert dev.next(Ack) == Ack(min(offset + 12, len(stream)))
-        if (offset + 12) // 7 > offset // 7:
-            results.append(dev.next(ResultBatch))
-    _check_results(results, records, 3)
 
 
 def test_many_records_in_one_frame_come_back_batched(device):
@@ -479,19 +448,6 @@ def test_oversize_frames_are_dropped_and_the_device_carries_on(device):
 
 
 
-
-def test_a_failed_inference_is_reported_and_splits_the_batch(device):
-    dev = device("--fail-byte", "238")
-    records = [b"\x01", b"\x02", b"\xee", b"\x04", b"\x05"]
-    dev.send(Input(0, b"".join(records)))
-    assert dev.next(Ack) == Ack(5)
-    first = dev.next(ResultBatch)
-    err = dev.next(ErrorMsg)
-    second = dev.next(ResultBatch)
-    assert (err.code, err.detail) == (3, 2)
-    assert [(b.first_record, len(b.outputs)) for b in (first, second)] == [(0, 2), (3, 2)]
-    _check_results([first], records[:2], 1)
-    _check_results([second], records[3:], 1, first=3)
 
 
 def test_logs_written_during_inference_are_whole_frames(device):
