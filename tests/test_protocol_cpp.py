@@ -4,7 +4,10 @@ The core is compiled once per session with the host g++ into two programs from t
 a vector checker (fed requests as hex lines over a pipe) that is held against
 deploykit/protocol/vectors.json, the same file tests/test_protocol.py checks the Python side
 with; and a device (the core behind a POSIX adapter, with a fake inference whose outputs
-the tests predict) driven through pipes or a pty with deploykit.protocol.
+the tests predict) driven through pipes or a pty with deploykit.protocol. The device
+behaviour both devices share (gaps, duplicates, bad frames, failed inferences, records across
+frames) is checked by the conversation vectors in tests/test_conversations.py; what stays
+here is particular to the C++ device (stats, FIFO, banner, seq, pty, the harness over it).
 """
 
 from __future__ import annotations

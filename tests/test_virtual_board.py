@@ -1,6 +1,8 @@
 """The virtual board's device engine, driven with deploykit.protocol directly (no harness).
 
-Behaviour follows docs/protocol.md "Device behaviour"; inference runs in real TFLM.
+Behaviour follows docs/protocol.md "Device behaviour"; inference runs in real TFLM. The
+behaviour shared with the C++ device is checked by tests/test_conversations.py; what stays
+here is the engine's own (real models, time, the receive ring, stats, LOGs).
 """
 
 from __future__ import annotations
