@@ -4,7 +4,10 @@ The core is compiled once per session with the host g++ into two programs from t
 a vector checker (fed requests as hex lines over a pipe) that is held against
 deploykit/protocol/vectors.json, the same file tests/test_protocol.py checks the Python side
 with; and a device (the core behind a POSIX adapter, with a fake inference whose outputs
-the tests predict) driven through pipes or a pty with deploykit.protocol.
+the tests predict) driven through pipes or a pty with deploykit.protocol. The device
+behaviour both devices share (gaps, duplicates, bad frames, failed inferences, records across
+frames) is checked by the conversation vectors in tests/test_conversations.py; what stays
+here is particular to the C++ device (stats, FIFO, banner, seq, pty, the harness over it).
 """
 
 from __future__ import annotations
@@ -16,7 +19,6 @@ import shutil
 import struct
 import subprocess
 import time
-import zlib
 from pathlib import Path
 
 import pytest
@@ -26,14 +28,12 @@ from hypothesis import given, settings, strategies as st
 from deploykit.protocol import (
     Ack,
     Begin,
-    ErrorMsg,
     FrameDecoder,
     FrameError,
     Hello,
     HelloRequest,
     Input,
     Log,
-    Nack,
     Ping,
     Pong,
     Reset,
@@ -367,12 +367,6 @@ def test_boot_banner_then_hello_with_the_announced_fields(device):
     assert dev.close()["frames"] == 1
 
 
-def test_ping_pong_echoes_any_bytes_up_to_max_payload(device):
-    dev = device()
-    for data in (b"", b"\x00\x01\x02\xff", bytes(range(256)), b"\x00" * MAX_PAYLOAD):
-        dev.send(Ping(data))
-        assert dev.next(Pong) == Pong(data)
-
 
 def test_reset_reboots_with_a_banner_and_a_fresh_hello(device):
     dev = device()
@@ -401,23 +395,6 @@ def test_reset_without_a_reboot_hook_restarts_the_core_in_place(device):
     assert dev.next(Ack) == Ack(1)
 
 
-def test_begin_acks_the_stream_offset_of_its_record(device):
-    dev = device("--inputs", "9:1x3:0.5:0,1:2:0.0:0")  # 3 + 8 = 11-byte records
-    assert dev.hello.input_record_bytes == 11
-    for record in (0, 7, 1000):
-        dev.send(Begin(record))
-        assert dev.next(Ack) == Ack(record * 11)
-
-
-def test_input_is_acked_at_once_then_answered_with_results(device):
-    dev = device("--inputs", "9:1x3:0.5:0,1:2:0.0:0", "--outputs", "9:1x2:0.1:3,2:1:0.0:0")
-    records = _records(3, 11)
-    dev.send(Begin(4))
-    assert dev.next(Ack) == Ack(44)
-    dev.send(Input(44, b"".join(records)))
-    assert dev.next(Ack) == Ack(77)  # the ACK comes before any RESULT
-    _check_results([dev.next(ResultBatch)], records, 6, first=4)
-    assert dev.quiet() == []
 
 
 @pytest.mark.parametrize("dtype", list(DType), ids=lambda d: d.name)
@@ -427,16 +404,6 @@ def test_core_record_sizes_follow_the_spec_dtypes(device, dtype):
     assert dev.hello.inputs[0].dtype is dtype  # the Python decoder knows every code the core sends
     dev.send(Begin(1))
     assert dev.next(Ack) == Ack(6 * dtype.itemsize)
-
-
-def test_a_record_chunked_over_several_frames_runs_once_complete(device):
-    dev = device("--inputs", "9:10x10:0.1:0", "--outputs", "9:1x4:0.1:0")
-    record = _records(1, 100)[0]
-    for offset in range(0, 100, 30):
-        dev.send(Input(offset, record[offset:offset + 30]))
-        assert dev.next(Ack) == Ack(min(offset + 30, 100))
-    _check_results([dev.next(ResultBatch)], [record], 4)
-    assert dev.quiet() == []
 
 
 def test_an_output_record_larger_than_a_frame_crosses_frames_as_result_parts(cpp_programs):
@@ -464,17 +431,6 @@ def test_an_output_record_larger_than_a_frame_crosses_frames_as_result_parts(cpp
         assert {(p.cycles, p.micros) for p in mine} == {(fake_cycles(record), 109)}
 
 
-def test_records_straddling_frame_boundaries(device):
-    dev = device("--inputs", "9:7:0.1:0", "--outputs", "9:3:0.1:0")
-    records = _records(10, 7)
-    stream = b"".join(records)
-    results = []
-    for offset in range(0, len(stream), 12):  # 12-byte frames cut records anywhere
-        dev.send(Input(offset, stream[offset:offset + 12]))
-        assert dev.next(Ack) == Ack(min(offset + 12, len(stream)))
-        if (offset + 12) // 7 > offset // 7:
-            results.append(dev.next(ResultBatch))
-    _check_results(results, records, 3)
 
 
 def test_many_records_in_one_frame_come_back_batched(device):
@@ -527,36 +483,6 @@ def test_garbage_between_frames_is_skipped(device):
     assert stats["frames"] == len(noise) and stats["cobs"] + stats["short"] + stats["crc"] >= 3
 
 
-def test_a_gap_gets_exactly_one_nack_per_expected_offset(device):
-    dev = device()
-    dev.send(Input(0, b"\x01\x02"))
-    assert dev.next(Ack) == Ack(2)
-    [dev.next(ResultBatch)]
-    dev.send(Input(4, b"\x05"))  # bytes 2..3 were lost
-    assert dev.next(Nack) == Nack(2)
-    dev.send(Input(5, b"\x06"))
-    dev.send(Input(6, b"\x07"))
-    assert dev.quiet() == []  # still expecting 2: no second NACK
-    dev.send(Input(2, b"\x03\x04\x05\x06"))
-    assert dev.next(Ack) == Ack(6)
-    dev.next(ResultBatch)
-    dev.send(Input(9, b"\x0a"))  # a new gap at a new expected offset
-    assert dev.next(Nack) == Nack(6)
-    assert dev.quiet() == []
-
-
-def test_duplicates_are_acked_and_not_run_again(device):
-    dev = device()
-    dev.send(Input(0, b"\x01\x02\x03"))
-    assert dev.next(Ack) == Ack(3)
-    dev.next(ResultBatch)
-    dev.send(Input(0, b"\x01\x02\x03"))
-    assert dev.next(Ack) == Ack(3)
-    dev.send(Input(1, b"\x02\x03\x04"))  # overlaps: only byte 3 is new
-    assert dev.next(Ack) == Ack(4)
-    batch = dev.next(ResultBatch)
-    assert (batch.first_record, len(batch.outputs)) == (3, 1)
-    assert dev.quiet() == []
 
 
 def test_oversize_frames_are_dropped_and_the_device_carries_on(device):
@@ -568,41 +494,7 @@ def test_oversize_frames_are_dropped_and_the_device_carries_on(device):
     assert dev.close()["overflow"] == 1
 
 
-def test_unknown_type_bad_payload_and_bad_version_get_errors(device):
-    dev = device()
-    for wire, code, detail in [
-        (encode_frame(0x7E, 41), 1, 41),
-        (encode_frame(0x81, 42), 1, 42),  # a device message sent to the device
-        (encode_frame(0x04, 43, b"\x01\x00\x00"), 2, 43),  # BEGIN needs 4 bytes
-        (encode_frame(0x05, 44, b"\x01"), 2, 44),  # INPUT shorter than its offset
-        (encode_frame(0x01, 45, b"\x00"), 2, 45),  # HELLO_REQ takes no payload
-    ]:
-        dev.write(wire)
-        err = dev.next(ErrorMsg)
-        assert (err.code, err.detail) == (code, detail)
-    dev.write(_frame_with_version(1, 0x01, 46))  # a protocol-1 host
-    err = dev.next(ErrorMsg)
-    assert (err.code, err.detail) == (4, 1)
 
-
-def _frame_with_version(version: int, msg_type: int, seq: int) -> bytes:
-    body = struct.pack("<BBH", version, msg_type, seq)
-    body += struct.pack("<I", zlib.crc32(body))
-    return b"\x00" + cobs.encode(body) + b"\x00"
-
-
-def test_a_failed_inference_is_reported_and_splits_the_batch(device):
-    dev = device("--fail-byte", "238")
-    records = [b"\x01", b"\x02", b"\xee", b"\x04", b"\x05"]
-    dev.send(Input(0, b"".join(records)))
-    assert dev.next(Ack) == Ack(5)
-    first = dev.next(ResultBatch)
-    err = dev.next(ErrorMsg)
-    second = dev.next(ResultBatch)
-    assert (err.code, err.detail) == (3, 2)
-    assert [(b.first_record, len(b.outputs)) for b in (first, second)] == [(0, 2), (3, 2)]
-    _check_results([first], records[:2], 1)
-    _check_results([second], records[3:], 1, first=3)
 
 
 def test_logs_written_during_inference_are_whole_frames(device):

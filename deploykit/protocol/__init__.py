@@ -4,7 +4,7 @@ spec.py is the one source of the protocol's numbers (version, types, codes, dtyp
 sizes); generate.py writes the C header and the docs tables from it. The harness and the
 virtual board both use this package; the firmware's C++ core
 (firmware_templates/src/dk_protocol.*) implements the same bytes, checked by the shared
-test vectors in vectors.json.
+test vectors in vectors.json (bytes) and conversations.json (device behaviour).
 """
 
 from deploykit.protocol.framing import (
