@@ -1,0 +1,100 @@
+"""Per-task metrics: per-class P/R/F1, confusion, ROC AUC with ties, per-output errors,
+agreement-only without labels, and --task/--class-names kept in the manifest."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from deploykit.errors import BadInput
+from deploykit.model import manifest_schema, metrics
+
+
+def test_per_class_and_confusion_match_hand_computed():
+    true = np.array([0, 0, 0, 1, 1, 2])
+    pred = np.array([0, 0, 1, 1, 2, 2])
+    assert metrics.confusion(true, pred, 3) == [[2, 1, 0], [0, 1, 1], [0, 0, 1]]
+    rows = metrics.per_class(true, pred, 3)
+    # class 0: P 2/2, R 2/3; class 1: P 1/2, R 1/2; class 2: P 1/2, R 1/1
+    assert [r["precision"] for r in rows] == pytest.approx([1.0, 0.5, 0.5])
+    assert [r["recall"] for r in rows] == pytest.approx([2 / 3, 0.5, 1.0])
+    assert [r["f1"] for r in rows] == pytest.approx([0.8, 0.5, 2 / 3])
+    assert [r["support"] for r in rows] == [3, 2, 1]
+
+
+def test_classification_report_lists_samples_that_differ():
+    y = np.array([0, 1, 1])
+    f = np.eye(2)[[0, 1, 1]]
+    q = np.eye(2)[[0, 0, 1]]
+    r = metrics.classification_report(y, f, q)
+    assert r["differs_from_float"] == [1]
+    assert r["per_class_quantized"][1]["recall"] == pytest.approx(0.5)
+
+
+def test_roc_auc_with_ties_matches_pair_count():
+    scores = [0.1, 0.4, 0.4, 0.8, 0.4]
+    y = [0, 0, 1, 1, 1]
+    # positives 0.4, 0.8, 0.4 against negatives 0.1, 0.4: pairs won 1+0.5, 1+1, 1+0.5 = 5 of 6
+    assert metrics.roc_auc(scores, y) == pytest.approx(5 / 6)
+    assert metrics.roc_auc([1, 1, 1], [0, 1, 1]) == pytest.approx(0.5)
+    assert metrics.roc_auc([3, 2, 1], [1, 0, 0]) == pytest.approx(1.0)
+    assert metrics.roc_auc([1, 2], [0, 0]) is None
+
+
+def test_anomaly_report_scores_reconstruction_error():
+    x = np.array([[0.0, 0.0], [1.0, 1.0], [2.0, 0.0]])
+    recon = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 0.0]])     # errors 0, 0.5, 2
+    r = metrics.anomaly_report(np.array([0, 1, 1]), x, recon, recon)
+    assert r["quantized_scores"] == pytest.approx([0.0, 0.5, 2.0])
+    assert r["float_auc"] == r["quantized_auc"] == pytest.approx(1.0)
+
+
+def test_per_output_errors():
+    rows = metrics.per_output_errors(np.array([[1.0, 0.0], [3.0, 0.0]]), np.array([[0.0, 0.0], [0.0, 2.0]]))
+    assert rows[0] == {"output": 0, "mae": 2.0, "rmse": pytest.approx(np.sqrt(5)), "max_abs": 3.0}
+    assert rows[1]["max_abs"] == 2.0 and rows[1]["mae"] == 1.0
+
+
+def test_no_labels_says_agreement_only():
+    r = metrics.compare("none", None, np.eye(3), np.eye(3))
+    assert "agreement only" in r["note"] and r["top1_agreement"] == 1.0
+    assert r["task"] == "none" and not any("accuracy" in k or "target" in k for k in r)
+
+
+def test_class_names_count_mismatch_names_both_counts(tmp_path):
+    with pytest.raises(BadInput, match="2 class name.*3 classes"):
+        metrics.check_class_names(["a", "b"], 3)
+    f = tmp_path / "labels.txt"
+    f.write_text("up\ndown\n\nleft\n")
+    assert metrics.parse_class_names(str(f)) == ["up", "down", "left"]
+    assert metrics.parse_class_names("a, b") == ["a", "b"]
+
+
+def test_schema_accepts_new_tasks_and_checks_class_names():
+    with pytest.raises(manifest_schema.Invalid, match="class_names"):
+        manifest_schema._class_names(["a", 3])
+    assert "anomaly" in manifest_schema.TASKS and "none" in manifest_schema.TASKS
+
+
+def test_cli_keeps_task_and_class_names(example_files, tmp_path, capsys):
+    from deploykit.cli import main
+    g = example_files["gestures"]
+    classes = int(np.load(g["test_data"])["y"].max()) + 1
+    names = ",".join(f"c{i}" for i in range(classes))
+    out = tmp_path / "g"
+    with pytest.raises(SystemExit) as exc:
+        main(["convert", str(g["model"]), "-o", str(out), "--rep-data", str(g["rep_data"]),
+              "--test-data", str(g["test_data"]), "--task", "classification", "--class-names", names])
+    assert exc.value.code == 0, capsys.readouterr()
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["task"] == "classification" and m["class_names"] == names.split(",")
+    assert len(m["report"]["per_class_quantized"]) == classes
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exc:
+        main(["convert", str(g["model"]), "-o", str(tmp_path / "b"), "--rep-data", str(g["rep_data"]),
+              "--class-names", "a,b"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and f"2 class name(s) but the model has {classes} classes" in err
+    assert not (tmp_path / "b" / "manifest.json").exists()
