@@ -98,3 +98,25 @@ def test_cli_keeps_task_and_class_names(example_files, tmp_path, capsys):
     err = capsys.readouterr().err
     assert exc.value.code == 2 and f"2 class name(s) but the model has {classes} classes" in err
     assert not (tmp_path / "b" / "manifest.json").exists()
+
+
+def test_device_rows_fold_per_class_differs_and_per_output():
+    from deploykit.report.aggregate import RowAggregator
+    spec = {"dtype": "float32", "shape": [1, 3], "scale": 0.0, "zero_point": 0}
+    desktop = np.eye(3, dtype=np.float32)[[0, 1, 2, 2]]
+    device = np.eye(3, dtype=np.float32)[[0, 2, 2, 1]]
+    agg = RowAggregator(spec, {"desktop": desktop}, np.array([0, 1, 2, 2]), "classification")
+    for i, row in enumerate(device):
+        agg.add({"index": i, "outputs": [row.tolist()]})
+    dev = agg.finish()["accuracy"]["device"]
+    assert dev["confusion"] == [[1, 0, 0], [0, 0, 1], [0, 1, 1]]
+    assert [r["recall"] for r in dev["per_class"]] == pytest.approx([1.0, 0.0, 0.5])
+    assert [d["index"] for d in dev["differs_from_desktop"]] == [1, 3]
+    assert dev["differs_from_desktop"][0] == {"index": 1, "desktop": 1, "this": 2, "label": 1}
+
+    spec2 = {"dtype": "float32", "shape": [1, 2], "scale": 0.0, "zero_point": 0}
+    agg = RowAggregator(spec2, {}, np.array([[0.0, 0.0], [0.0, 2.0]]), "regression")
+    agg.add({"index": 0, "outputs": [[1.0, 0.0]]})
+    agg.add({"index": 1, "outputs": [[3.0, 0.0]]})
+    per = agg.finish()["accuracy"]["device"]["per_output"]
+    assert per[0]["mae"] == 2.0 and per[0]["max_error"] == 3.0 and per[1]["rmse"] == pytest.approx(np.sqrt(2))

@@ -113,9 +113,15 @@ AGREEMENT_ONLY = "no labels: agreement only (float against quantized; no accurac
 
 
 def per_class(true: np.ndarray, pred: np.ndarray, classes: int) -> list[dict]:
-    """Precision, recall and F1 per class from the confusion matrix; a class never
-    predicted (or never present) gets 0 rather than a division by zero."""
-    m = np.asarray(confusion(true, pred, classes), np.float64)
+    """Precision, recall and F1 per class of true against predicted class ids."""
+    return per_class_from_confusion(confusion(true, pred, classes))
+
+
+def per_class_from_confusion(matrix) -> list[dict]:
+    """Precision, recall and F1 per class from a confusion matrix (rows true, columns
+    predicted); a class never predicted (or never present) gets 0, not a division by zero."""
+    m = np.asarray(matrix, np.float64)
+    classes = len(m)
     tp, predicted, actual = np.diag(m), m.sum(0), m.sum(1)
     rows = []
     for c in range(classes):
