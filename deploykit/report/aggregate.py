@@ -147,7 +147,7 @@ class AccuracySums:
             return out
         n = max(self.elements, 1)
         out = {"mae": self.sum_abs / n, "rmse": float(np.sqrt(self.sum_sq / n)), "max_error": self.max_abs}
-        if self.out_abs is not None:
+        if self.out_abs is not None and len(self.out_abs) > 1:   # one output: the totals say it
             rows = max(self.rows, 1)
             out["per_output"] = [{"output": i, "mae": float(a / rows), "rmse": float(np.sqrt(q / rows)),
                                   "max_error": float(m)}
