@@ -120,3 +120,26 @@ def test_device_rows_fold_per_class_differs_and_per_output():
     agg.add({"index": 1, "outputs": [[3.0, 0.0]]})
     per = agg.finish()["accuracy"]["device"]["per_output"]
     assert per[0]["mae"] == 2.0 and per[0]["max_error"] == 3.0 and per[1]["rmse"] == pytest.approx(np.sqrt(2))
+
+
+@pytest.mark.slow
+def test_anomaly_task_on_a_tiny_autoencoder_gives_auc(tmp_path):
+    """--task anomaly: reconstruction error per sample and ROC AUC, float and quantized."""
+    import tensorflow as tf
+    from deploykit.model.convert import convert
+    rng = np.random.default_rng(0)
+    normal = np.repeat(rng.random((200, 1)), 8, axis=1).astype(np.float32)   # all features equal
+    anomalous = rng.random((40, 8)).astype(np.float32)                        # independent features
+    tf.keras.utils.set_random_seed(0)
+    model = tf.keras.Sequential([tf.keras.Input((8,)), tf.keras.layers.Dense(1), tf.keras.layers.Dense(8)])
+    model.compile("adam", "mse")
+    model.fit(normal, normal, epochs=60, verbose=0)
+    model.save(tmp_path / "ae.keras")
+    x = np.concatenate([normal[:40], anomalous])
+    np.savez(tmp_path / "test.npz", x=x, y=np.r_[np.zeros(40), np.ones(40)].astype(np.int64))
+    np.savez(tmp_path / "rep.npz", x=normal)
+    m = convert(tmp_path / "ae.keras", tmp_path / "out", quantize="int8", rep_data=tmp_path / "rep.npz",
+                test_data=tmp_path / "test.npz", task="anomaly").data
+    r = m["report"]
+    assert m["task"] == "anomaly" and len(r["quantized_scores"]) == 80
+    assert r["float_auc"] > 0.9 and r["quantized_auc"] > 0.9
