@@ -143,3 +143,19 @@ def test_anomaly_task_on_a_tiny_autoencoder_gives_auc(tmp_path):
     r = m["report"]
     assert m["task"] == "anomaly" and len(r["quantized_scores"]) == 80
     assert r["float_auc"] > 0.9 and r["quantized_auc"] > 0.9
+
+
+def test_report_json_shows_task_class_names_and_agreement_only():
+    from deploykit.harness.inputs import RunInputs
+    from deploykit.report.build import build_report
+    from tests.test_report import HELLO, FakeManifest, references, synthetic_rows
+    n = 50
+    for task, names, y in (("classification", ["a"], None), ("regression", None, np.zeros((n, 1), np.float32))):
+        manifest = FakeManifest()
+        manifest.data = {"task": task, "class_names": names}
+        inputs = RunInputs(x=np.zeros((n, 1), np.float32), x_model=np.zeros((n, 1), np.int8), y=y,
+                           path="t.npz", sha256="cd" * 32)
+        report = build_report(manifest=manifest, inputs=inputs, rows=list(synthetic_rows(n)), refs=references(n),
+                              hello=HELLO, faults={}, throughput={}, estimate=None)
+        assert report["task"] == task and report["class_names"] == names
+        assert ("agreement only" in (report["accuracy_note"] or "")) == (y is None)
