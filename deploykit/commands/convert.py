@@ -24,12 +24,16 @@ from deploykit.commands import LABEL_COLUMN, LABEL_COLUMN_HELP, Renamed
 @click.option("--fc-per-tensor", is_flag=True,
               help="Re-quantize a .tflite's per-channel FULLY_CONNECTED weights per tensor, for boards "
                    "whose TFLM port applies one scale (see `deploykit inspect`); reports accuracy before and after.")
-def convert(model, outdir, name, mode, rep_data, test_data, label_column, fc_per_tensor):
+@click.option("--task", default=None, help="classification | regression | anomaly | none (default: inferred).")
+@click.option("--class-names", default=None, help="a,b,c or a labels file (one name per line).")
+def convert(model, outdir, name, mode, rep_data, test_data, label_column, fc_per_tensor, task, class_names):
     """Quantize a model and write model.tflite + manifest.json."""
     from deploykit.model.convert import convert as run
+    from deploykit.model.metrics import parse_class_names
 
     manifest = run(model, outdir, name=name, quantize=mode, rep_data=rep_data,
-                   test_data=test_data, label_column=label_column, fc_per_tensor=fc_per_tensor)
+                   test_data=test_data, label_column=label_column, fc_per_tensor=fc_per_tensor,
+                   task=task, class_names=parse_class_names(class_names))
     for line in summary(manifest.data, manifest.directory):
         click.echo(line)
 
@@ -52,6 +56,10 @@ def summary(m: dict, where) -> list[str]:
         lines.append(_regression(r))
     elif r and r.get("task") == "classification":
         lines.append(_classification(r, m["quantization"]))
+    elif r and r.get("task") == "anomaly":
+        lines.append(f"anomaly ROC AUC (label 1 = anomalous): quantized {r['quantized_auc']}, float {r.get('float_auc')}")
+    elif r and r.get("note"):
+        lines.append(r["note"])
     return lines
 
 

@@ -34,7 +34,7 @@ REFUSED = {
 
 
 def convert(model_path, outdir, name=None, quantize=None, rep_data=None, test_data=None,
-            label_column=None, fc_per_tensor=False) -> Manifest:
+            label_column=None, fc_per_tensor=False, task=None, class_names=None) -> Manifest:
     """Convert (or take as is) a model, analyse it and write OUTDIR/model.tflite + manifest.json.
 
     quantize: a mode of MODES; None is int8 for a Keras/SavedModel source, and a .tflite as it is.
@@ -68,7 +68,7 @@ def convert(model_path, outdir, name=None, quantize=None, rep_data=None, test_da
     else:
         model, parsed, unrolled = _convert_source(tf_backend, model_path, fmt, quantize or "int8", rep, test)
     return _finish(model, parsed, outdir, name or model_path.stem, fmt, model_path, rep, test, label_column,
-                   unrolled, requant)
+                   unrolled, requant, task, class_names)
 
 
 def _require_packages(fmt: str, test_data) -> None:
@@ -149,17 +149,21 @@ def _convert_contained(tf_backend, path, fmt, mode, rep_x) -> tuple[bytes, bool]
 
 
 def _finish(model, parsed, outdir, name, fmt, model_path, rep, test, label_column, unrolled=False,
-            requant=None) -> Manifest:
+            requant=None, task=None, class_names=None) -> Manifest:
     """Analyse the .tflite, then write model.tflite and manifest.json (each atomically)."""
+    _check_task(task)
+    if class_names is not None:
+        metrics.check_class_names(class_names, int(parsed.outputs[0]["shape"][-1]))
     tflm_host.check_ops_supported(model, parsed)
     measured = tflm_host.measure_arena(model)
-    report = _report(model, parsed, fmt, model_path, test) if test else None
+    report = _report(model, parsed, fmt, model_path, test, task) if test else None
     if report is not None and requant and requant["changed"]:
         report["fc_per_tensor"] = requantize.before_after(requant["before"], model, parsed, test)
     data = {
         "schema": SCHEMA, "name": name, "model_file": "model.tflite",
         "model_sha256": hashlib.sha256(model).hexdigest(), "model_bytes": len(model),
-        "quantization": _mode_of(parsed), "task": report["task"] if report else None,
+        "quantization": _mode_of(parsed), "task": task or (report["task"] if report else None),
+        "class_names": class_names,
         "inputs": parsed.inputs, "outputs": parsed.outputs,
         "ops": parsed.op_table(), "macs_total": parsed.macs_total,
         "arena": _arena_section(measured, parsed),
@@ -225,18 +229,25 @@ def _mode_of(parsed) -> str:
     return "float32"
 
 
-def _report(model, parsed, fmt, model_path, test: Dataset) -> dict:
+def _check_task(task) -> None:
+    if task is not None and task not in metrics.TASK_CHOICES:
+        raise BadInput(f"--task {task!r} is not one of {', '.join(metrics.TASK_CHOICES)}")
+
+
+def _report(model, parsed, fmt, model_path, test: Dataset, forced_task=None) -> dict:
     """Float-versus-quantized report on the test data (TFLM-host runs the quantized model)."""
     from deploykit.model import tf_backend
     spec_in, spec_out = parsed.inputs[0], parsed.outputs[0]
     x = check_fits(test, spec_in).astype(np.float32)
-    if test.y is not None:
+    if test.y is not None and forced_task != "anomaly":
         metrics.check_labels(test.y, spec_out["shape"], test.path)
     tflm, litert = quantized_outputs(model, spec_in, x)
     quant = to_float(tflm, spec_out)
     floats = tf_backend.predict_float(model_path, fmt, x) if fmt != "tflite" else None
-    task = metrics.infer_task(test.y, spec_out["shape"])
-    report = metrics.compare(task, test.y, floats, quant) if task else {"task": None, "samples": len(x)}
+    task = forced_task or metrics.infer_task(test.y, spec_out["shape"])
+    if task in ("classification", "regression", "anomaly") and test.y is None:
+        raise BadInput(f"--task {task} needs labels in {test.path}; give y (or --label-column) or --task none")
+    report = metrics.compare(task, test.y, floats, quant, x) if task else metrics.agreement_report(floats, quant, len(x))
     report["size"] = _sizes(model_path, model, fmt, tf_backend)
     report["tflm_host_vs_litert"] = agreement(tflm, litert, spec_out["scale"], spec_out["zero_point"])
     return report

@@ -21,7 +21,7 @@ from deploykit.errors import BadInput
 from deploykit.protocol import DType
 
 QUANTIZATIONS = ("int8", "int8-float-io", "float32")
-TASKS = (None, "regression", "classification")
+TASKS = (None, "regression", "classification", "anomaly", "none")
 MODEL_FORMATS = (None, "keras", "h5", "saved_model", "tflite")
 MAX_TENSORS = 255          # a u8 count per direction in HELLO
 MAX_DIMS = 6               # the firmware's dims6 table; HELLO carries a u8
@@ -48,6 +48,15 @@ def problem(data: dict, directory: Path) -> str | None:
     return None
 
 
+def _class_names(names) -> None:
+    """class_names: null or a list of non-empty strings, one per class (the report's
+    per-class table reads them by index)."""
+    if names is None:
+        return
+    if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
+        raise Invalid("class_names must be null or a list of non-empty strings")
+
+
 def check(data: dict, directory: Path) -> None:
     """Raise Invalid naming the first field whose type or range a later stage cannot use."""
     for key in ("name", "model_sha256"):
@@ -56,6 +65,7 @@ def check(data: dict, directory: Path) -> None:
         raise Invalid("model_sha256 must be 64 lowercase hex digits")
     _choice(data["quantization"], QUANTIZATIONS, "quantization")
     _choice(data.get("task"), TASKS, "task")
+    _class_names(data.get("class_names"))
     _int(data["model_bytes"], "model_bytes", 0, U32_MAX)
     _int(data["macs_total"], "macs_total", 0, U32_MAX)
     check_model_file(data["model_file"], directory)

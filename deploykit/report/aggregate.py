@@ -106,9 +106,12 @@ class AccuracySums:
         self.sum_abs = self.sum_sq = self.max_abs = 0.0
         self.confusion = np.zeros((classes, classes), dtype=np.int64) if task == "classification" else None
         self.with_desktop = False
+        self.differs = Smallest(KEEP_FAILURES)   # samples whose top-1 differs from the desktop's
+        self.out_abs = self.out_sq = self.out_max = None   # per-output sums (regression)
 
-    def add(self, y: np.ndarray, pred: np.ndarray, desktop: np.ndarray | None) -> None:
-        """Fold float predictions `pred` for labels `y` in (desktop: its top-1 to agree with)."""
+    def add(self, y: np.ndarray, pred: np.ndarray, desktop: np.ndarray | None, idx=None) -> None:
+        """Fold float predictions `pred` for labels `y` in (desktop: its top-1 to agree with;
+        idx: the sample indices, to list those whose top-1 differs)."""
         self.rows += len(pred)
         if self.task == "classification":
             true, top1 = metrics.labels(y), pred.reshape(len(pred), -1).argmax(1)
@@ -117,23 +120,45 @@ class AccuracySums:
             np.add.at(self.confusion, (true, top1), 1)
             if desktop is not None:
                 self.with_desktop = True
-                self.agree += int((top1 == desktop.reshape(len(desktop), -1).argmax(1)).sum())
+                other = desktop.reshape(len(desktop), -1).argmax(1)
+                self.agree += int((top1 == other).sum())
+                for i in (np.flatnonzero(top1 != other) if idx is not None else ()):
+                    if self.differs.would_keep(int(idx[i])):
+                        self.differs.add(int(idx[i]), {"index": int(idx[i]), "desktop": int(other[i]),
+                                                       "this": int(top1[i]), "label": int(true[i])})
             return
         diff = pred.astype(np.float64).reshape(len(pred), -1) - np.asarray(y, np.float64).reshape(len(y), -1)
         self.elements += diff.size
         self.sum_abs += float(np.abs(diff).sum())
         self.sum_sq += float((diff ** 2).sum())
         self.max_abs = max(self.max_abs, float(np.abs(diff).max(initial=0.0)))
+        self._add_per_output(diff)
+
+    def _add_per_output(self, diff: np.ndarray) -> None:
+        if self.out_abs is None:
+            self.out_abs, self.out_sq = np.zeros(diff.shape[1]), np.zeros(diff.shape[1])
+            self.out_max = np.zeros(diff.shape[1])
+        self.out_abs += np.abs(diff).sum(0)
+        self.out_sq += (diff ** 2).sum(0)
+        self.out_max = np.maximum(self.out_max, np.abs(diff).max(0, initial=0.0))
 
     def result(self) -> dict[str, Any]:
         if self.task == "classification":
             assert self.confusion is not None  # made for classification
-            out = {"accuracy": self.correct / self.rows, "confusion": self.confusion.tolist()}
+            out = {"accuracy": self.correct / self.rows, "confusion": self.confusion.tolist(),
+                   "per_class": metrics.per_class_from_confusion(self.confusion)}
             if self.with_desktop:
                 out["top1_agreement_with_desktop"] = self.agree / self.rows
+                out["differs_from_desktop"] = [v for _, v in self.differs.items()]
             return out
         n = max(self.elements, 1)
-        return {"mae": self.sum_abs / n, "rmse": float(np.sqrt(self.sum_sq / n)), "max_error": self.max_abs}
+        out = {"mae": self.sum_abs / n, "rmse": float(np.sqrt(self.sum_sq / n)), "max_error": self.max_abs}
+        if self.out_abs is not None and len(self.out_abs) > 1:   # one output: the totals say it
+            rows = max(self.rows, 1)
+            out["per_output"] = [{"output": i, "mae": float(a / rows), "rmse": float(np.sqrt(q / rows)),
+                                  "max_error": float(m)}
+                                 for i, (a, q, m) in enumerate(zip(self.out_abs, self.out_sq, self.out_max))]
+        return out
 
 
 class Figures(TypedDict):
@@ -163,7 +188,8 @@ class RowAggregator:
         self.failures, self.pairs = Smallest(KEEP_FAILURES), Smallest(KEEP_POINTS)
         self.agreement = {name: AgreementSums(self.scale, self.zp)
                           for name in ("tflm_host", "desktop") if refs.get(name) is not None}
-        self.task = task if y is not None else None
+        # anomaly scores need the inputs: not aggregated here (see the convert report)
+        self.task = task if y is not None and task in ("classification", "regression") else None
         classes = int(np.prod(self.shape)) if self.shape else 1
         self.accuracy = ({name: AccuracySums(self.task, classes) for name in ("float", "desktop", "device")
                           if name == "device" or refs.get(name) is not None} if self.task else {})
@@ -201,7 +227,7 @@ class RowAggregator:
         desktop = floats.get("desktop")
         assert self.y is not None  # accuracy is only summed against labels
         for name, sums in self.accuracy.items():
-            sums.add(self.y[idx], floats[name], desktop)
+            sums.add(self.y[idx], floats[name], desktop, idx)
 
     def _keep_pairs(self, idx: np.ndarray, device: np.ndarray) -> None:
         desktop = self.refs.get("desktop")

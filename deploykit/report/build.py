@@ -66,6 +66,8 @@ def build_report(*, manifest, inputs, rows, refs: dict, hello, faults: dict, thr
         "data": {"path": str(data_path or inputs.path), "sha256": inputs.sha256, "total": len(inputs)},
         "agreement": figures["agreement"],
         "accuracy": figures["accuracy"],
+        "task": manifest.data.get("task"), "class_names": manifest.data.get("class_names"),
+        "accuracy_note": None if figures["accuracy"] else metrics.AGREEMENT_ONLY,
         "latency": {name: distribution(col) for name, col in columns.items()},  # exact percentiles
         "arena": {"configured": int(hello.arena_configured), "used": int(hello.arena_used),
                   "estimate": estimate, "recommended": recommended_arena(hello.arena_used)},
