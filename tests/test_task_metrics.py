@@ -126,6 +126,7 @@ def test_device_rows_fold_per_class_differs_and_per_output():
 def test_anomaly_task_on_a_tiny_autoencoder_gives_auc(tmp_path):
     """--task anomaly: reconstruction error per sample and ROC AUC, float and quantized."""
     import tensorflow as tf
+
     from deploykit.model.convert import convert
     rng = np.random.default_rng(0)
     normal = np.repeat(rng.random((200, 1)), 8, axis=1).astype(np.float32)   # all features equal

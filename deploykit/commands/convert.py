@@ -57,7 +57,8 @@ def summary(m: dict, where) -> list[str]:
     elif r and r.get("task") == "classification":
         lines.append(_classification(r, m["quantization"]))
     elif r and r.get("task") == "anomaly":
-        lines.append(f"anomaly ROC AUC (label 1 = anomalous): quantized {r['quantized_auc']}, float {r.get('float_auc')}")
+        lines.append(f"anomaly ROC AUC (label 1 = anomalous): quantized {r['quantized_auc']}, "
+                     f"float {r.get('float_auc')}")
     elif r and r.get("note"):
         lines.append(r["note"])
     return lines

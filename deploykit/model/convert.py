@@ -175,9 +175,8 @@ def _finish(model, parsed, outdir, name, fmt, model_path, rep, test, label_colum
         "report": report, "host_reference": _host_reference(), "created_by": f"deploykit {__version__}",
         "tools": tool_versions(),  # the report's versions section: TensorFlow as converted
     }
-    names = _class_names(test, parsed)
-    if names:
-        data["class_names"] = names
+    if class_names is None:  # --class-names wins; else the test data's own names, if it has them
+        data["class_names"] = _class_names(test, parsed)
     problem = manifest_schema.problem(data, outdir)  # the checks load() applies, before writing
     if problem:
         raise BadInput(f"model {model_path} cannot go through deploykit's wire protocol: {problem}")
@@ -247,7 +246,8 @@ def _report(model, parsed, fmt, model_path, test: Dataset, forced_task=None) -> 
     task = forced_task or metrics.infer_task(test.y, spec_out["shape"])
     if task in ("classification", "regression", "anomaly") and test.y is None:
         raise BadInput(f"--task {task} needs labels in {test.path}; give y (or --label-column) or --task none")
-    report = metrics.compare(task, test.y, floats, quant, x) if task else metrics.agreement_report(floats, quant, len(x))
+    report = (metrics.compare(task, test.y, floats, quant, x) if task
+              else metrics.agreement_report(floats, quant, len(x)))
     report["size"] = _sizes(model_path, model, fmt, tf_backend)
     report["tflm_host_vs_litert"] = agreement(tflm, litert, spec_out["scale"], spec_out["zero_point"])
     return report

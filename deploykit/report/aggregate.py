@@ -157,7 +157,8 @@ class AccuracySums:
             rows = max(self.rows, 1)
             out["per_output"] = [{"output": i, "mae": float(a / rows), "rmse": float(np.sqrt(q / rows)),
                                   "max_error": float(m)}
-                                 for i, (a, q, m) in enumerate(zip(self.out_abs, self.out_sq, self.out_max))]
+                                 for i, (a, q, m) in enumerate(zip(self.out_abs, self.out_sq, self.out_max,
+                                                                   strict=True))]
         return out
 
 
