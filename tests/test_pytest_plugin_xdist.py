@@ -102,3 +102,24 @@ def test_hil_suite_over_two_places_with_xdist_beside_labgrids_plugin(two_places,
     assert coord.client("who").stdout.strip().splitlines()[1:] == []          # no place left acquired
     for place in ("p1", "p2"):
         assert "acquired: None" in coord.client("show", place=place).stdout
+
+
+@pytest.mark.slow
+def test_sigterm_mid_session_releases_the_place(two_places, sine_manifest, tmp_path):
+    import signal
+    coord = two_places
+    cmd = [sys.executable, "-m", "pytest", str(HIL), *PLUGIN, "-p", "no:cacheprovider",
+           "--dk-manifest", str(sine_manifest.path), "--dk-place", "p2", "--dk-coordinator", coord.address,
+           "--hil-samples", "5000", f"--basetemp={tmp_path / 'inner'}"]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        _wait(lambda: "acquired: None" not in coord.client("show", place="p2").stdout, "p2 acquired", 60)
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert "KeyboardInterrupt" in out, out[-2000:]                               # the run was cut short
+    assert "acquired: None" in coord.client("show", place="p2").stdout, out[-2000:]   # and p2 released
