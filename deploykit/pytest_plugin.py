@@ -8,12 +8,17 @@ coexists with pytest-embedded (which owns bare --port/--baud/--target) and labgr
   --dk-board ID       the board (boards/ID.toml); default: "virtual" without --dk-port, else
                       the id the device's HELLO announces
   --dk-baud N         line rate (default: the board's)
+  --dk-place NAME     a labgrid place to run on (repeatable): under pytest-xdist worker gwN
+                      takes place N (modulo), else the first; acquired for the session,
+                      released at its end however it ends; its board kind is its tag board=ID
+  --dk-coordinator A  the labgrid coordinator (default: LG_COORDINATOR, else labgrid's)
 Knobs of one suite (hil/'s --hil-samples, --dk-max-latency-us, ...) live in that suite's
 conftest.py, not here.
 
 Fixtures (session-scoped; a value comes from indirect parametrize, then the command line,
-then the default): dk_manifest, dk_board_id, dk_baud, dk_port, dk_session (an open
-deploykit.harness.DeviceSession, handshake and model-hash check done), dk_board, and
+then the default): dk_manifest, dk_place (the labgrid Lease, or None), dk_board_id, dk_baud,
+dk_port, dk_session (an open deploykit.harness.DeviceSession, handshake and model-hash
+check done), dk_board, and
 dk_virtual_board (a factory for extra virtual boards, e.g. with faults). Everything
 heavy is imported inside the fixtures: loading this plugin costs nothing.
 """
@@ -35,6 +40,10 @@ OPTIONS: dict[str, dict[str, Any]] = {
                        help="board id (boards/ID.toml); default: virtual, or what the device announces"),
     "--dk-baud": dict(dest="dk_baud", default=None, type=int, metavar="N",
                       help="line rate (default: the board's)"),
+    "--dk-place": dict(dest="dk_place", action="append", default=[], metavar="NAME",
+                       help="labgrid place to run on (repeatable; pytest-xdist worker gwN takes place N)"),
+    "--dk-coordinator": dict(dest="dk_coordinator", default=None, metavar="ADDR",
+                             help="labgrid coordinator (default: LG_COORDINATOR, else labgrid's default)"),
 }
 
 
@@ -46,6 +55,40 @@ def pytest_addoption(parser):
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "hardware: needs a connected board (run hil/ with --dk-port)")
+    places = config.getoption("dk_place")
+    if not places:
+        return
+    if config.getoption("dk_port"):
+        raise pytest.UsageError("--dk-place and --dk-port exclude each other: a place brings its own port")
+    workers = _worker_count(config)
+    if workers > len(places):
+        raise pytest.UsageError(f"{workers} pytest-xdist workers but {len(places)} --dk-place: "
+                                "give one place per worker, or fewer workers (-n)")
+
+
+def _worker_count(config) -> int:
+    """pytest-xdist's worker count (on a worker or the controller); 1 without xdist."""
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is not None:
+        return int(workerinput.get("workercount", 1))
+    count = getattr(config.option, "numprocesses", None)
+    return count if isinstance(count, int) and count > 0 else 1
+
+
+def place_of(config) -> str | None:
+    """This process's --dk-place: worker gwN takes place N (modulo), one process the first."""
+    places = config.getoption("dk_place")
+    if not places:
+        return None
+    worker = getattr(config, "workerinput", {}).get("workerid", "gw0")
+    return places[int(worker.removeprefix("gw") or 0) % len(places)]
+
+
+def pytest_runtest_setup(item):
+    """Name the place a test ran on in its report (user_properties travel back from xdist workers)."""
+    place = place_of(item.config)
+    if place and ("dk_place", place) not in item.user_properties:
+        item.user_properties.append(("dk_place", place))
 
 
 def pytest_collection_modifyitems(config, items):
@@ -76,11 +119,27 @@ def dk_manifest(request):
 
 
 @pytest.fixture(scope="session")
-def dk_board_id(request):
-    """--dk-board, or "virtual" when no --dk-port is given, else None (taken from HELLO)."""
+def dk_place(request):
+    """The labgrid Lease of this process's --dk-place (None without one): acquired for the
+    session, released at its end, on failure and on interrupt (Ctrl-C, SIGTERM, SIGHUP)."""
+    name = place_of(request.config)
+    if name is None:
+        yield None
+        return
+    from deploykit.link.labgrid_place import place_lease
+    with place_lease(name, request.config.getoption("dk_board"), request.config.getoption("dk_coordinator")) as lease:
+        yield lease
+
+
+@pytest.fixture(scope="session")
+def dk_board_id(request, dk_place):
+    """--dk-board, else the place's tag board=ID, else "virtual" when no port is given, else
+    None (taken from HELLO)."""
     given = _value(request, "dk_board")
     if given:
         return given
+    if dk_place is not None:
+        return dk_place.board
     return None if request.config.getoption("dk_port") else "virtual"
 
 
@@ -104,11 +163,13 @@ def dk_virtual_board():
 
 
 @pytest.fixture(scope="session")
-def dk_port(request, dk_manifest, dk_board_id, dk_baud, dk_virtual_board):
-    """--dk-port, or a virtual board on a pty for dk_manifest and dk_board_id."""
+def dk_port(request, dk_manifest, dk_place, dk_board_id, dk_baud, dk_virtual_board):
+    """--dk-port, or the --dk-place's serial URL, or a virtual board on a pty for dk_manifest."""
     given = _value(request, "dk_port")
     if given:
         return given
+    if dk_place is not None:
+        return dk_place.url
     return dk_virtual_board(dk_manifest, board=dk_board_id, baud=dk_baud)
 
 

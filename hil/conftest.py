@@ -38,7 +38,7 @@ def default_manifest(config) -> Path | None:
     given = config.getoption("dk_manifest")
     if given:
         return Path(given)
-    if config.getoption("dk_port"):
+    if config.getoption("dk_port") or config.getoption("dk_place"):
         return None     # a real board runs what was flashed on it: its manifest must be named
     return DEMO_MANIFEST if DEMO_MANIFEST.is_file() else None
 
@@ -50,8 +50,10 @@ def pytest_collection_modifyitems(config, items):
         return
     if not any(here in Path(item.path).parents for item in items):
         return
-    if config.getoption("dk_port"):
-        raise pytest.UsageError("--dk-port needs --dk-manifest: the manifest.json of the model flashed on that board")
+    for flag in ("dk_port", "dk_place"):
+        if config.getoption(flag):
+            raise pytest.UsageError(f"--{flag.replace('_', '-')} needs --dk-manifest: "
+                                    "the manifest.json of the model flashed on that board")
     raise pytest.UsageError(HOW_TO_GET_A_MODEL)
 
 
