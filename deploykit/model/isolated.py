@@ -91,7 +91,8 @@ def _stop_server() -> None:
         return
     for stream in (server.stdin, server.stdout):
         try:
-            stream.close()
+            if stream is not None:  # both are pipes (Popen with PIPE); None only to the type checker
+                stream.close()
         except OSError:
             pass
     try:
