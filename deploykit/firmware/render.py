@@ -15,6 +15,7 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import jinja2
 
@@ -154,7 +155,7 @@ def check_fit(board: Board, model_len: int, arena: int, protocol_ram: int, name:
                        f"choose a bigger board or a smaller model/arena")
 
 
-def _protocol_macros(board: Board, in_record: int, out_record: int) -> dict[str, int]:
+def _protocol_macros(board: Board, in_record: int, out_record: int) -> dict[str, int | str]:
     payload = max_payload_for_window(board.rx_buffer_bytes)
     if out_record + RESULT_OVERHEAD > payload:
         raise BadInput(f"the model's output record ({out_record} bytes) does not fit one RESULT frame "
@@ -204,7 +205,8 @@ def plan(manifest_path, board_id: str, arena_bytes: int | None = None, arena_mar
         diag = diagnostics_plan(manifest, model)
         arena, arena_note = arena + diag["extra_bytes"], f"{arena_note}; {diag['note']}"
         macros["DK_CAPABILITIES"] = f"{CAPABILITIES}u"
-    check_fit(board, len(model), arena, in_record + 3 * macros["DK_MAX_PAYLOAD"] + PROTOCOL_RAM_SLACK, name)
+    check_fit(board, len(model), arena, in_record + 3 * cast(int, macros["DK_MAX_PAYLOAD"]) + PROTOCOL_RAM_SLACK,
+              name)
     context = _context(manifest, board, model, ops=ops, inputs=inputs, outputs=outputs,
                        in_record=in_record, out_record=out_record, macros=macros,
                        arena_bytes=arena, arena_note=arena_note, diagnostics=diag)
