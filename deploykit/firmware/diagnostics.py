@@ -29,7 +29,8 @@ def diagnostics_plan(manifest, model: bytes) -> dict:
     preserving = smallest_preserving_arena(model)
     extra = max(0, preserving - normal)
     extra = -(-extra // 16) * 16
-    ops: list[dict[str, Any]] = [{"index": i, "op": op.op, "code": op_code(op.op), "outputs": [int(t) for t in op.outputs]}
+    ops: list[dict[str, Any]]
+    ops = [{"index": i, "op": op.op, "code": op_code(op.op), "outputs": [int(t) for t in op.outputs]}
            for i, op in enumerate(parsed.operators)]
     starts, at = [], 0
     for op in ops:
