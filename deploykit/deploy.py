@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from deploykit.errors import BadInput, NoBoardFound
 
@@ -92,8 +93,9 @@ class StageTimer:
             yield lambda line: self.on_line(name, line)
             ok = True
         finally:
-            self.timings[name] = round(time.perf_counter() - start, 3)
-            self.on_end(name, ok, self.timings[name])
+            elapsed = round(time.perf_counter() - start, 3)
+            self.timings[name] = elapsed
+            self.on_end(name, ok, elapsed)
 
     def skip(self, name: str, why: str) -> None:
         self.timings[name] = "skipped"
@@ -147,6 +149,7 @@ def choose_target(board: str | None, port: str, profile: str, fallback: bool = F
                                            f"{profile} profile (pass --board ID for a real board)", fallback=True)
     except BadInput as exc:
         raise BadInput(f"{exc}, or --port virtual") from None
+    assert found is not None  # `auto` goes through find_board_port, which always names the board
     return Target(found, port, False, f"found {found} on {port}")
 
 
@@ -302,6 +305,7 @@ def _hil(stages, result: DeployResult, data, label_column, limit, thresholds, ju
     # rebuilt and reflashed (`hil run` resumes)
     with stages.stage("hil"):
         if not result.target.virtual:
+            assert result.target.port is not None  # a real board's Target always carries its port
             return run_hil(result.manifest_path, result.target.port, **options)
         from deploykit.virtual_board import VirtualBoard
 
@@ -346,7 +350,7 @@ def summary(result: DeployResult) -> list[tuple[str, str]]:
 
 
 def _get(report: dict, dotted: str) -> dict:
-    value = report
+    value: Any = report
     for key in dotted.split("."):
         value = value.get(key) if isinstance(value, dict) else None
     return value if isinstance(value, dict) else {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -22,6 +23,6 @@ def save(outdir: Path, name: str, model, rep_x, test_x, test_y, class_names=None
              "test_data": outdir / f"{name}_test.npz"}
     model.save(paths["model"])
     np.savez(paths["rep_data"], x=np.asarray(rep_x, np.float32))
-    names = {"class_names": np.asarray(class_names, dtype=str)} if class_names else {}
+    names: dict[str, Any] = {"class_names": np.asarray(class_names, dtype=str)} if class_names else {}
     np.savez(paths["test_data"], x=np.asarray(test_x, np.float32), y=test_y, **names)
     return paths

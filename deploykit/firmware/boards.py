@@ -22,6 +22,7 @@ import re
 import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+from typing import cast
 
 from deploykit.arena_classes import ARENA_CLASSES  # a board names the arena projection its TFLM port needs
 from deploykit.errors import BadInput
@@ -107,7 +108,7 @@ class Board:
 
     def usb_pairs(self) -> list[tuple[int, int]]:
         """USB ids as (vid, pid) integers, for matching serial ports."""
-        return [tuple(int(part, 16) for part in u.split(":")) for u in self.usb_ids]
+        return [cast("tuple[int, int]", tuple(int(part, 16) for part in u.split(":"))) for u in self.usb_ids]
 
     def to_dict(self) -> dict:
         out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "path"}
@@ -124,7 +125,7 @@ _TYPES = {
 
 def _field_types() -> dict[str, type]:
     hints = {"str": str, "int": int, "float": float, "bool": bool, "tuple[str, ...]": tuple}
-    return {f.name: hints[f.type] for f in fields(Board) if f.name not in _NOT_IN_FILE}
+    return {f.name: hints[cast(str, f.type)] for f in fields(Board) if f.name not in _NOT_IN_FILE}  # postponed: str
 
 
 def _check_type(path: Path, key: str, value, kind: type):

@@ -10,6 +10,8 @@ the difference is almost all tensor data, which is the same on a 32-bit board.
 
 from __future__ import annotations
 
+from typing import Any
+
 from deploykit.model import tflite_model
 from deploykit.model.tflm_layers import op_code, smallest_preserving_arena
 from deploykit.protocol.spec import Capability
@@ -27,6 +29,7 @@ def diagnostics_plan(manifest, model: bytes) -> dict:
     preserving = smallest_preserving_arena(model)
     extra = max(0, preserving - normal)
     extra = -(-extra // 16) * 16
+    ops: list[dict[str, Any]]
     ops = [{"index": i, "op": op.op, "code": op_code(op.op), "outputs": [int(t) for t in op.outputs]}
            for i, op in enumerate(parsed.operators)]
     starts, at = [], 0

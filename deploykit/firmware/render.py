@@ -137,7 +137,7 @@ def arena_size(manifest: Manifest, board: Board, arena_bytes: int | None,
     return size, f"{size} bytes = {base} ({source}) + {margin_pct:g}% margin, rounded up to 16"
 
 
-def _protocol_macros(board: Board, in_record: int, out_record: int) -> dict[str, int]:
+def _protocol_macros(board: Board, in_record: int, out_record: int) -> dict[str, int | str]:
     """Buffer sizes of the protocol core; outputs larger than a RESULT go as RESULT_PARTs."""
     return {"DK_MAX_PAYLOAD": fit.max_payload(board), "DK_MAX_INPUT_BYTES": in_record,
             "DK_MAX_OUTPUT_BYTES": out_record, "DK_RX_WINDOW": board.rx_buffer_bytes}

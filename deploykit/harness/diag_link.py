@@ -8,6 +8,7 @@ device: an answer cut short (a lost frame) is asked for again, a bounded number 
 from __future__ import annotations
 
 import time
+from typing import cast
 
 from deploykit.errors import DeviceError
 from deploykit.link.samples import SampleFailure
@@ -37,7 +38,7 @@ def op_times(session, record: bytes) -> list[tuple[int, int, int]]:
             return False
         total[:] = [msg.total]
         for i, entry in enumerate(msg.entries):
-            entries[msg.first + i] = tuple(entry)
+            entries[msg.first + i] = cast("tuple[int, int, int]", tuple(entry))  # (op index, op code, ticks)
         return len(entries) >= msg.total
 
     _ask(session, OpTimingRequest(0), take, "per-operator timings")

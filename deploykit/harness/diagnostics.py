@@ -198,7 +198,7 @@ def compare(index: int, model, device: list[list[dict]], reference) -> dict:
         "differing_fraction": first["differing_fraction"]}, "growth": growth}
 
 
-def _device_array(part: dict | None, dtype: str, size: int) -> np.ndarray:
+def _device_array(part: dict | None, dtype: str, size: int) -> np.ndarray | None:
     """A device output as float64, or None when it is missing or not the host tensor's size."""
     if part is None or part["dtype"] not in DType.__members__.values():
         return None

@@ -18,6 +18,7 @@ import time
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -32,6 +33,10 @@ from deploykit.report import Thresholds, build_report, evaluate, write_reports
 from deploykit.report.build import new_aggregator
 from deploykit.report.context import add_context
 from deploykit.report.stats import throughput
+
+if TYPE_CHECKING:
+    from deploykit.protocol import Hello
+    from deploykit.report.aggregate import RowAggregator
 
 DEFAULT_WARMUP = 3
 DEFAULT_BAUD = 115200
@@ -109,12 +114,12 @@ class _Run:
 
     rows: Rows
     refs: dict
-    aggregator: object
+    aggregator: RowAggregator | None
     resumed: int
     resumed_from: str | None
     measured: int
     seconds: float
-    hello: object
+    hello: Hello
     faults: dict
     logs: list
     diagnostics: dict | None = None

@@ -93,7 +93,7 @@ class DeviceSession:
         self.logs: list[str] = []
         self.errors: list[ErrorMsg] = []
         self._token = 0
-        self._lists = (None, None)
+        self._lists: tuple[Hello | None, OutputLists | None] = (None, None)
         self._pending: list = []
         self._damaged = False  # the last wait ended at a damaged frame (a noisy line, not silence)
         self.record_time: float | None = None  # seconds per inference (with margin), once seen
@@ -294,6 +294,7 @@ class DeviceSession:
         """Like stream(), but yield the results that arrived together as one list."""
         from deploykit.link.stream import Streamer
         data, n = self._as_stream(records)
+        assert self.hello is not None, "stream before connect"
         size = self.hello.input_record_bytes
         per_pass = max(1, (MAX_STREAM_OFFSET // size) - 1)  # stream offsets are u32 on the wire
         for first in range(0, n, per_pass):
@@ -308,15 +309,20 @@ class DeviceSession:
 
     def decode_outputs(self, outputs: bytes) -> list[np.ndarray]:
         """Split an output record into one array per output tensor (HELLO's specs)."""
+        assert self.hello is not None, "decode before connect"
         return decode_outputs(self.hello.outputs, outputs)
 
     def output_lists(self, outputs: bytes) -> list[list]:
         """Split an output record into one flat list of numbers per output tensor (fast)."""
+        assert self.hello is not None, "decode before connect"
         if self._lists[0] is not self.hello:
             self._lists = (self.hello, OutputLists(self.hello.outputs))
-        return self._lists[1](outputs)
+        split = self._lists[1]
+        assert split is not None  # set together with _lists[0], which is self.hello
+        return split(outputs)
 
     def _as_stream(self, records) -> tuple[bytes, int]:
+        assert self.hello is not None, "stream before connect"
         size = self.hello.input_record_bytes
         if isinstance(records, (bytes, bytearray, memoryview)):
             data = bytes(records)

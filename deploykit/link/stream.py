@@ -86,19 +86,21 @@ class Streamer:
         self.last_ack = time.monotonic()
         self.last_goback = (-1, 0.0)
         self.timing = Timing(session.timeouts, session.record_time)
-        self.win = None
-        self.dev_seq = None
-        self.probe = None  # (PING token, when it reaches the device, records consumed when it was sent)
+        self.win: Window  # set by _configure below
+        self.dev_seq: int | None = None
+        # (PING token, when it reaches the device, records consumed when it was sent)
+        self.probe: tuple[bytes, float, int] | None = None
         self._probes = 0
         self.heard = time.monotonic()  # when the device last sent a frame that parsed
         self.damaged_at = -NOISY_S     # when a damaged frame last arrived
         self.heard_any = self.heard    # when anything at all (a frame, damaged bytes, text) last arrived
         self.quiet_strikes = 0         # timeouts in a row during which nothing at all arrived
         self.last_strike = self.heard
-        self.sizer = None
+        self.sizer: FrameSizer  # set by _configure below
         self.check_resend = False      # the next frame sent is a resend: PING behind it (noisy line)
-        self.resend_probe = None       # (PING token, end of the frame sent again)
-        self.timed_out = None          # (stop, arrival, earliest ACK of its copy) of a frame given up on a timeout
+        self.resend_probe: tuple[bytes, int] | None = None  # (PING token, end of the frame sent again)
+        # (stop, arrival, earliest ACK of its copy) of a frame given up on a timeout
+        self.timed_out: tuple[int, float, float] | None = None
         self._configure(session.hello)
         # slow start: one record, stop-and-wait, until a RESULT tells the inference time (a
         # slow model must not have records queued before the timeouts know about it)
@@ -113,7 +115,7 @@ class Streamer:
             self.win = Window(hello.rx_window, self.timing.byte_s)
         self.win.size = hello.rx_window
         self.max_chunk = frame_data_size(hello.max_payload, hello.rx_window)
-        if self.sizer is None or self.sizer.max_data != self.max_chunk:
+        if getattr(self, "sizer", None) is None or self.sizer.max_data != self.max_chunk:
             self.sizer = FrameSizer(self.max_chunk, MIN_CHUNK)
         self.chunk = min(getattr(self, "chunk", self.max_chunk), self.max_chunk)
 

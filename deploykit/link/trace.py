@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
+from typing import TextIO
 
 from deploykit.errors import BadInput
 from deploykit.protocol.framing import Frame
@@ -26,7 +27,7 @@ class FrameTrace:
 
     def __init__(self, path: str | Path | None = None):
         self.path = Path(path) if path else None
-        self._file = None
+        self._file: TextIO | None = None
         self._t0: float | None = None
 
     def open(self, url: str) -> None:
@@ -36,13 +37,13 @@ class FrameTrace:
         first = self._t0 is None
         try:
             # kept open for the whole run, one line per frame; close() ends it
-            self._file = open(self.path, "w" if first else "a", encoding="utf-8", buffering=1)  # noqa: SIM115
+            self._file = file = open(self.path, "w" if first else "a", encoding="utf-8", buffering=1)  # noqa: SIM115
         except OSError as exc:
             raise BadInput(f"cannot write --trace {self.path}: {exc.strerror or exc}; "
                            "choose a file in a writable folder") from None
         if first:
             self._t0 = time.monotonic()
-        self._file.write(f"# deploykit frame trace: {url} {'opened' if first else 'reopened'} at "
+        file.write(f"# deploykit frame trace: {url} {'opened' if first else 'reopened'} at "
                          f"{time.strftime('%Y-%m-%dT%H:%M:%S')}\n")
 
     def close(self) -> None:

@@ -113,7 +113,7 @@ class FrameSizer:
     def __init__(self, max_data: int, min_data: int):
         self.max_data, self.min_data = max_data, min(min_data, max_data)
         self.head = wire_size(4)  # framing bytes of an INPUT frame (offset, header, CRC, COBS, delimiters)
-        self.bytes = self.PRIOR_FRAMES * (max_data + self.head)
+        self.bytes: float = self.PRIOR_FRAMES * (max_data + self.head)
         self.losses = 0.0
 
     def outcome(self, wire: int, lost: bool) -> None:

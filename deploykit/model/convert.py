@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 
@@ -56,7 +57,8 @@ def convert(model_path, outdir, name=None, quantize=None, rep_data=None, test_da
                        "deploykit's converter already quantizes FULLY_CONNECTED weights per tensor")
     rep = load_data(rep_data, label_column) if rep_data else None
     test = load_data(test_data, label_column) if test_data else None
-    unrolled, requant = False, None
+    unrolled = False
+    requant: dict[str, Any] | None = None  # {"before": the .tflite bytes, "changed": requantize's report}
     if fmt == "tflite":
         model = _read_tflite(model_path)
         parsed = tflite_model.parse(model, str(model_path))
@@ -137,12 +139,12 @@ def _convert_contained(tf_backend, path, fmt, mode, rep_x) -> tuple[bytes, bool]
     Returns the .tflite bytes and whether the unrolled clone was used."""
     first = run_isolated(tf_backend.convert, path, fmt, mode, rep_x)
     if first.ok:
-        return first.value, False
+        return cast(bytes, first.value), False
     first.reraise()  # the converter refused the model: BadInput with its reason
     if fmt in ("keras", "h5") and tf_backend.has_recurrent_layers(path):
         retry = run_isolated(tf_backend.convert, path, fmt, mode, rep_x, True)
         if retry.ok:
-            return retry.value, True
+            return cast(bytes, retry.value), True
         retry.reraise()
     raise RigError(f"TensorFlow's converter crashed ({first.status}) on {path} in mode {mode}; "
                    "try --quantize float32 or --quantize int8-float-io, or replace the op it fails on")
@@ -193,7 +195,7 @@ def _host_reference() -> dict:
     """Versions of the desktop runtimes the figures come from; the board side is its
     boards/*.toml lib_deps ref (TFLM of 2022 to mid-2024, where the host wheel is newer)."""
     from importlib.metadata import PackageNotFoundError, version
-    found = {}
+    found: dict[str, str | None] = {}
     for key, dist in (("tflite_micro", "tflite-micro"), ("ai_edge_litert", "ai-edge-litert")):
         try:
             found[key] = version(dist)

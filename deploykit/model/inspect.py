@@ -7,9 +7,13 @@ Never imports TensorFlow: the parser is the flatbuffer schema, the runtime is TF
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from deploykit.errors import BadInput
 from deploykit.model import arena, requantize, tflite_model, tflm_host
+
+if TYPE_CHECKING:  # reference (numpy figures) is imported lazily
+    from deploykit.model.reference import Agreement
 
 
 def inspect_model(path, test_data=None, label_column=None, boards=()) -> dict:
@@ -48,7 +52,7 @@ def per_channel_fc(model: bytes, path: Path, boards=()) -> dict:
             "way_through": f"deploykit convert {path} --fc-per-tensor --test-data FILE" if weights else None}
 
 
-def desktop_agreement(model: bytes, parsed, test_data, label_column=None) -> dict:
+def desktop_agreement(model: bytes, parsed, test_data, label_column=None) -> Agreement:
     """Agreement of TFLM-host and LiteRT on the test inputs, in output quantization steps."""
     from deploykit.model.datafiles import check_fits, load_data
     from deploykit.model.reference import agreement, quantized_outputs

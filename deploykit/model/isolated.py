@@ -91,8 +91,9 @@ def _stop_server() -> None:
     if server is None:
         return
     for stream in (server.stdin, server.stdout):
-        with contextlib.suppress(OSError):
-            stream.close()
+        if stream is not None:  # both are pipes (Popen with PIPE); None only to the type checker
+            with contextlib.suppress(OSError):
+                stream.close()
     try:
         server.wait(timeout=5)
     except subprocess.TimeoutExpired:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -31,7 +32,7 @@ from deploykit.model import tflite_model
 _TENSOR_BUFFER, _TENSOR_QUANT = 8, 12
 _QUANT_SCALE, _QUANT_ZERO_POINT = 8, 10
 _BUFFER_DATA = 4
-_BIAS_DTYPES = {"INT32": np.int32, "INT64": np.int64}
+_BIAS_DTYPES: dict[str, type[np.signedinteger[Any]]] = {"INT32": np.int32, "INT64": np.int64}
 
 
 @dataclass
@@ -69,7 +70,8 @@ def fc_per_tensor(model: bytes, origin: str = "model") -> tuple[bytes, list[dict
     old_scale_max, new_scale, max_weight_error}]. BadInput when the file shares those
     tensors' storage in a way a per-tensor rewrite would corrupt."""
     data = bytearray(model)
-    changed, done = [], {}
+    changed: list[dict] = []
+    done: dict[tuple[int, int, int | None], float] = {}  # (subgraph, weights, bias) -> input scale
     subgraphs = list(_subgraphs(bytes(model)))
     users = _buffer_users(subgraphs)
     for g, ops, tensors in subgraphs:
@@ -145,6 +147,7 @@ def _round(v: np.ndarray) -> np.ndarray:
 
 def _set_per_tensor(data: bytearray, t: _Tensor, scale: np.float32) -> None:
     """One scale, zero point 0: element 0 rewritten, the vectors' length prefixes set to 1."""
+    assert t.scale_at is not None  # only quantized tensors (with scales) are rewritten
     pos, _ = t.scale_at
     struct.pack_into("<If", data, pos - 4, 1, float(scale))
     if t.zero_point_at is not None:
@@ -181,7 +184,7 @@ def _buffer_at(model: bytes, index: int, origin: str, name: str) -> tuple[int, i
     root = tflite_model._schema().Model.GetRootAsModel(model, 0)
     buf = root.Buffers(index) if 0 < index < root.BuffersLength() else None
     o = buf._tab.Offset(_BUFFER_DATA) if buf is not None else 0
-    if not o or buf.Offset() > 0:
+    if buf is None or not o or buf.Offset() > 0:  # no buffer: o is 0
         raise BadInput(f"{origin}: FULLY_CONNECTED tensor {name!r} has no constant data in the file; "
                        "only constant weights can be re-quantized")
     return buf._tab.Vector(o), buf._tab.VectorLen(o)
@@ -238,7 +241,7 @@ def before_after(before: bytes, after: bytes, parsed, test) -> dict:
     x = to_input_dtype(x, spec_in)
     outs = {k: TflmRunner(m).predict(x) for k, m in (("before", before), ("after", after))}
     task = metrics.infer_task(test.y, spec_out["shape"])
-    result = {"task": task, "samples": int(len(x)), "runtime": "tflm_host",
+    result: dict[str, Any] = {"task": task, "samples": int(len(x)), "runtime": "tflm_host",
               "after_vs_before": agreement(outs["after"], outs["before"], spec_out["scale"], spec_out["zero_point"])}
     for k, out in outs.items():
         pred = to_float(out, spec_out)

@@ -95,13 +95,12 @@ def _u32_message(name: str, type_code: int, field_name: str, doc: str):
     def payload(self) -> bytes:
         return fmt.pack(getattr(self, field_name))
 
-    @classmethod
     def parse(cls, data: bytes):
         if len(data) != fmt.size:
             raise ProtocolError(f"{name} payload must be 4 bytes, got {len(data)}")
         return cls(fmt.unpack(data)[0])
 
-    ns = {"TYPE": type_code, "payload": payload, "parse": parse, "__doc__": doc,
+    ns = {"TYPE": type_code, "payload": payload, "parse": classmethod(parse), "__doc__": doc,
           "__annotations__": {field_name: int}}
     return dataclass(frozen=True)(type(name, (Message,), ns))
 
@@ -293,7 +292,8 @@ class ResultBatch(Message):
                 raise ProtocolError("RESULT shorter than its outputs")
             outputs = tuple(bytes(payload[off + i * output_record_bytes: off + (i + 1) * output_record_bytes])
                             for i in range(count))
-            cycles, micros = [], []
+            cycles: list[int] = []
+            micros: list[int] = []
             off = end
             while len(cycles) < count:
                 run, off = _read_varint(payload, off)
@@ -422,7 +422,7 @@ class TensorChunk(Message):
         if len(payload) < _CHUNK_HEAD.size:
             raise ProtocolError(f"TENSOR_CHUNK payload shorter than its {_CHUNK_HEAD.size}-byte head")
         head = _CHUNK_HEAD.unpack_from(payload)
-        msg = cls(*head, bytes(payload[_CHUNK_HEAD.size:]))
+        msg = cls(*(*head, bytes(payload[_CHUNK_HEAD.size:])))  # one star: mypy rejects a positional after *head
         if msg.op >= msg.n_ops or msg.output >= msg.n_outputs or msg.offset + len(msg.data) > msg.total:
             raise ProtocolError("TENSOR_CHUNK places its bytes outside the dump it describes")
         return msg

@@ -39,7 +39,7 @@ def render_html(report: dict, plot: dict) -> str:
              f"{_fmt(report['simulated'])}; link: {html.escape(link_text(report))}; "
              f"model sha256 <code>{html.escape(str(model.get('sha256')))}</code></p>"]
     if resumed_line(report):
-        parts.append(f"<p>Resumed: {html.escape(resumed_line(report))}.</p>")
+        parts.append(f"<p>Resumed: {html.escape(resumed_line(report) or '')}.</p>")
     for title, (header, rows) in section_rows(report).items():
         parts.append(f"<h2>{html.escape(title)}</h2>{_table(header, rows)}")
         parts += [f"<p>{html.escape(note)}</p>" for note in notes_for(title, report)]

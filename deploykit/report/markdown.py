@@ -85,9 +85,10 @@ def _table(header: list[str], rows: list[list]) -> list[str]:
 
 def section_rows(report: dict) -> dict[str, tuple[list[str], list[list]]]:
     """The tables of the report: title -> (header, rows). Shared by Markdown and HTML."""
-    tables = {}
-    if glance.fit_table(report):
-        tables[glance.fit_title(report)] = glance.fit_table(report)
+    tables: dict[str, tuple[list[str], list[list]]] = {}
+    fit = glance.fit_table(report)
+    if fit:
+        tables[glance.fit_title(report)] = fit
     agreement = report.get("agreement") or {}
     keys = ["exact_fraction", "max_abs_steps", "mean_abs_steps", "mae", "rmse", "cosine"]
     tables["Agreement (device against references)"] = (
@@ -97,8 +98,9 @@ def section_rows(report: dict) -> dict[str, tuple[list[str], list[list]]]:
         keys = sorted({k for v in accuracy.values() if v for k in v if k != "confusion"})
         tables[f"Accuracy against labels ({report['accuracy'].get('task')})"] = (
             ["model"] + keys, [[name] + [_cell(k, (v or {}).get(k)) for k in keys] for name, v in accuracy.items()])
-    if glance.per_class_table(report):
-        tables["Per class (device)"] = glance.per_class_table(report)
+    per_class = glance.per_class_table(report)
+    if per_class:
+        tables["Per class (device)"] = per_class
     stat = ["mean", "p50", "p90", "p99", "max", "stdev"]
     latency = ("Latency (simulated (estimate): the board's per-operator cost model)"
                if report.get("simulated") else "Latency")
@@ -117,8 +119,9 @@ def section_rows(report: dict) -> dict[str, tuple[list[str], list[list]]]:
     if checks:
         tables["Thresholds"] = (["threshold", "check", "result"],
                                 [[c["name"], c["message"], "pass" if c["passed"] else "FAIL"] for c in checks])
-    if glance.versions_table(report):
-        tables["Versions and run"] = glance.versions_table(report)
+    versions = glance.versions_table(report)
+    if versions:
+        tables["Versions and run"] = versions
     return tables
 
 

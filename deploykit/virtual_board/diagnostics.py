@@ -10,10 +10,15 @@ again on the last record when a dump is asked for.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from deploykit.model import tflite_model
 from deploykit.model.tflm_layers import op_code
 from deploykit.virtual_board.cost import inference_timing
+
+if TYPE_CHECKING:  # imported lazily at run time (TFLM interpreter, flatbuffers)
+    from deploykit.model.tflm_layers import LayerRunner
+    from deploykit.virtual_board.perturb import PerturbedModel
 
 
 class VirtualDiagnostics:
@@ -23,8 +28,8 @@ class VirtualDiagnostics:
         self.model = Path(model_path).read_bytes()
         ops = tflite_model.parse(self.model).operators
         self.op_times = tuple((i, op_code(op.op), self._ticks(op, board, micros_timer)) for i, op in enumerate(ops))
-        self._runner = None
-        self._perturbed = None
+        self._runner: LayerRunner | None = None
+        self._perturbed: PerturbedModel | None = None
 
     @staticmethod
     def _ticks(op, board, micros_timer: bool) -> int:

@@ -17,6 +17,7 @@ can feel:
 from __future__ import annotations
 
 import math
+from typing import cast
 
 from deploykit.protocol import (
     PROTOCOL_VERSION,
@@ -212,6 +213,7 @@ class DeviceEngine:
             room = min(room, msg.max_chunk)
         if room <= 0:
             return self._error(ErrorCode.OVERFLOW, TENSOR_CHUNK_HEAD + 1, "no room for tensor chunks", t)
+        assert self.last is not None  # _ran() checked that this record ran
         ops = self.fw.diagnostics.dump(self.fw.split(self.last[1]), self.faults)
         for op_outputs in ops:
             for out in op_outputs:
@@ -259,7 +261,7 @@ class DeviceEngine:
             record = self.next_record
             for kind, arg in self.faults.before_record(record):
                 if kind == "stall":
-                    clock += arg
+                    clock += cast(float, arg)  # a stall carries its seconds
                 elif kind == "reset":
                     return self.power_on(clock)
                 else:

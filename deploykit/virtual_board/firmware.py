@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import threading
 from dataclasses import dataclass
+from typing import Protocol
 
 from deploykit.errors import DeviceError
 from deploykit.model.arena import with_margin
@@ -30,10 +31,16 @@ _INVOKE_LOCK = threading.Lock()  # cached runners may be shared by boards in thr
 MAX_PAYLOAD_CAP = 65535   # a u16 in HELLO
 
 
+class _Runner(Protocol):
+    """What Firmware needs of a model runner (a TFLM interpreter wrapper)."""
+
+    def invoke_raw(self, inputs: list[bytes]) -> list[bytes]: ...
+
+
 @dataclass
 class Firmware:
     hello: Hello
-    runner: object          # .invoke_raw(list[bytes]) -> list[bytes]
+    runner: _Runner
     timing: Timing
     banner: bytes
     arena_note: str

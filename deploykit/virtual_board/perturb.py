@@ -40,7 +40,8 @@ class PerturbedModel:
         n_ops = len(self.full.parsed.operators)
         if not 0 <= op < n_ops:
             raise BadInput(f"perturb_op={op}: the model has operators 0..{n_ops - 1}; give one of those")
-        self.tail, self.tail_inputs = (None, [])
+        self.tail: LayerRunner | None = None
+        self.tail_inputs: list[int] = []
         if op + 1 < n_ops:
             data, self.tail_inputs = tail_model(model, op)
             self.tail = LayerRunner(data)

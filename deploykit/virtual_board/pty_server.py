@@ -46,7 +46,7 @@ class PtyServer:
     def __init__(self, link, path: str | Path | None = None, reconnect_delay: float = RECONNECT_DELAY):
         self.link = link
         self._own_dir = None if path else tempfile.mkdtemp(prefix="deploykit-vb-")
-        self.path = Path(path) if path else Path(self._own_dir) / f"ttyVIRTUAL-{link.engine.fw.hello.board_id}"
+        self.path = Path(path) if path else Path(self._own_dir or "") / f"ttyVIRTUAL-{link.engine.fw.hello.board_id}"
         self.reconnect_delay = reconnect_delay
         self.master = self.slave = -1
         self._pending = bytearray()
