@@ -152,7 +152,7 @@ def check_any(rows: list[dict], name: str) -> None:
 FIT_HEADER = ("BOARD", "RAM NEED", "RAM BUDGET", "FLASH NEED", "FLASH BUDGET", "FIT")
 
 
-def table_lines(rows: list[dict]) -> list[str]:
+def table_lines(rows: list[dict]) -> list[tuple[str, ...]]:
     """The fit table's rows for commands.text_table, under FIT_HEADER."""
     return [(r["board"], f"{r['ram_need']:,}", f"{r['ram_budget']:,}", f"{r['flash_need']:,}",
              f"{r['flash_budget']:,}", "fits" if r["fits"] else "does not fit") for r in rows]

@@ -395,7 +395,7 @@ class Streamer:
                 return
         have[1].extend(msg.data)
         if len(have[1]) >= self.s.hello.output_record_bytes:
-            self._parts = None
+            del self._parts  # the record is whole: the next part starts afresh (getattr above)
             self._on_result(ResultBatch(msg.record, (bytes(have[1]),), (msg.cycles,), (msg.micros,)))
 
     def _on_failure(self, msg: ErrorMsg) -> None:

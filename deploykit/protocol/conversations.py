@@ -92,13 +92,16 @@ def _frame_with_version(version: int, msg_type: int, seq: int) -> bytes:
     return b"\x00" + cobs.encode(body) + b"\x00"
 
 
-def _conversations() -> list[tuple[str, dict, list[tuple[list, list]]]]:
+Step = tuple[list | bytes, list]  # host messages (or raw wire bytes) in, device messages out
+
+
+def _conversations() -> list[tuple[str, dict, list[Step]]]:
     """(name, configuration, steps); a step is (host messages or raw bytes, expected device messages)."""
     one = config("one_byte_records")
     h1 = hello_for(one)
-    boot = ([], [h1])
+    boot: Step = ([], [h1])
     r = _results
-    convs = [
+    convs: list[tuple[str, dict, list[Step]]] = [
         ("hello_and_ping", one, [
             boot,
             ([HelloRequest()], [h1]),
@@ -160,7 +163,7 @@ def _conversations() -> list[tuple[str, dict, list[tuple[list, list]]]]:
     h7 = hello_for(seven)
     stream = bytes((k * 37 + 5) % 256 for k in range(70))
     rec = [stream[i:i + 7] for i in range(0, 70, 7)]
-    split = [([], [h7])]
+    split: list[Step] = [([], [h7])]
     for off in range(0, 70, 12):                                    # 12-byte frames cut records anywhere
         end = min(off + 12, 70)
         done = list(range(off // 7, end // 7))                     # records this frame completes

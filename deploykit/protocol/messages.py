@@ -451,7 +451,8 @@ class ResultPart(Message):
     def parse(cls, payload: bytes):
         if len(payload) <= RESULT_PART_HEAD:
             raise ProtocolError(f"RESULT_PART payload shorter than its {RESULT_PART_HEAD}-byte head plus data")
-        return cls(*struct.unpack_from("<IIII", payload), bytes(payload[RESULT_PART_HEAD:]))
+        record, offset, cycles, micros = struct.unpack_from("<IIII", payload)
+        return cls(record, offset, cycles, micros, bytes(payload[RESULT_PART_HEAD:]))
 
 
 def result_part_size(max_payload: int) -> int:

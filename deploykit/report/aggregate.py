@@ -107,7 +107,10 @@ class AccuracySums:
         self.confusion = np.zeros((classes, classes), dtype=np.int64) if task == "classification" else None
         self.with_desktop = False
         self.differs = Smallest(KEEP_FAILURES)   # samples whose top-1 differs from the desktop's
-        self.out_abs = self.out_sq = self.out_max = None   # per-output sums (regression)
+        # per-output sums (regression), sized at the first row
+        self.out_abs: np.ndarray | None = None
+        self.out_sq: np.ndarray | None = None
+        self.out_max: np.ndarray | None = None
 
     def add(self, y: np.ndarray, pred: np.ndarray, desktop: np.ndarray | None, idx=None) -> None:
         """Fold float predictions `pred` for labels `y` in (desktop: its top-1 to agree with;
@@ -135,7 +138,7 @@ class AccuracySums:
         self._add_per_output(diff)
 
     def _add_per_output(self, diff: np.ndarray) -> None:
-        if self.out_abs is None:
+        if self.out_abs is None or self.out_sq is None or self.out_max is None:
             self.out_abs, self.out_sq = np.zeros(diff.shape[1]), np.zeros(diff.shape[1])
             self.out_max = np.zeros(diff.shape[1])
         self.out_abs += np.abs(diff).sum(0)
@@ -153,7 +156,8 @@ class AccuracySums:
             return out
         n = max(self.elements, 1)
         out = {"mae": self.sum_abs / n, "rmse": float(np.sqrt(self.sum_sq / n)), "max_error": self.max_abs}
-        if self.out_abs is not None and len(self.out_abs) > 1:   # one output: the totals say it
+        if (self.out_abs is not None and self.out_sq is not None and self.out_max is not None
+                and len(self.out_abs) > 1):   # one output: the totals say it
             rows = max(self.rows, 1)
             out["per_output"] = [{"output": i, "mae": float(a / rows), "rmse": float(np.sqrt(q / rows)),
                                   "max_error": float(m)}
