@@ -173,11 +173,17 @@ def _smallest_arena(model: bytes, recorded: int, working: int) -> int:
     lo, hi = 0, min(round16(recorded), working)
     while hi < working and not _fits(model, hi):
         lo, hi = hi, min(round16(hi * 5 // 4 + 16), working)
+    return bisect_smallest(lambda size: _fits(model, size), lo, hi)
+
+
+def bisect_smallest(fits, lo: int, hi: int) -> int:
+    """The smallest 16-byte multiple in (lo, hi] for which fits(size) holds, given that
+    fits(hi) holds and fits(lo) does not (lo = 0 stands for "nothing known to fail")."""
     while hi - lo > 16:
         mid = round16((lo + hi) // 2)
         if mid in (lo, hi):
             break
-        if _fits(model, mid):
+        if fits(mid):
             hi = mid
         else:
             lo = mid

@@ -20,7 +20,7 @@ from deploykit.errors import BadInput
 from deploykit.model import tflite_model
 from deploykit.model.arena import round16
 from deploykit.model.isolated import run_isolated
-from deploykit.model.tflm_host import ARENA_CAP, _tensor_bytes, working_arena
+from deploykit.model.tflm_host import ARENA_CAP, _tensor_bytes, bisect_smallest, working_arena
 
 
 @dataclass(frozen=True)
@@ -74,16 +74,7 @@ def smallest_preserving_arena(model: bytes) -> int:
     """The smallest arena (16-byte steps) the preserving interpreter accepts, by bisection
     between 0 and preserving_arena(): the figure a `--diagnostics` firmware's arena needs."""
     model = bytes(model)
-    lo, hi = 0, preserving_arena(model)
-    while hi - lo > 16:
-        mid = round16((lo + hi) // 2)
-        if mid in (lo, hi):
-            break
-        if _fits(model, mid):
-            hi = mid
-        else:
-            lo = mid
-    return hi
+    return bisect_smallest(lambda size: _fits(model, size), 0, preserving_arena(model))
 
 
 class LayerRunner:
