@@ -8,22 +8,12 @@ import subprocess
 import sys
 import time
 import xml.etree.ElementTree as ET
-from importlib.metadata import entry_points
-from pathlib import Path
 
 import pytest
+from test_pytest_plugin import HIL, PLUGIN, ROOT, run  # one pytester setup for the plugin's tests
 
 pytest_plugins = ["pytester"]
 
-ROOT = Path(__file__).resolve().parents[1]
-HIL = ROOT / "hil"
-INSTALLED = any(ep.value == "deploykit.pytest_plugin" for ep in entry_points(group="pytest11"))
-PLUGIN = [] if INSTALLED else ["-p", "deploykit.pytest_plugin"]
-NO_LABGRID = ["-p", "no:labgrid"] if any(ep.name == "labgrid" for ep in entry_points(group="pytest11")) else []
-
-
-def run(pytester, *args):
-    return pytester.runpytest(*PLUGIN, *NO_LABGRID, "-p", "no:cacheprovider", *args)
 
 
 def test_place_options_exist(pytester):

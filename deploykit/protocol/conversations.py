@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import struct
-import sys
 import zlib
 from pathlib import Path
 
@@ -43,7 +42,7 @@ from deploykit.protocol.messages import (
     encode_message,
 )
 from deploykit.protocol.spec import PROTOCOL_VERSION
-from deploykit.protocol.vectors import _corrupt_crc, _fields
+from deploykit.protocol.vectors import _corrupt_crc, _fields, write_or_check
 
 PATH = Path(__file__).with_name("conversations.json")
 TIMING_FIELDS = ("cycles", "micros")  # the devices' clocks differ: never compared
@@ -224,10 +223,7 @@ def load() -> list[dict]:
 
 
 def main() -> None:
-    text = json.dumps(build(), indent=1) + "\n"
-    if "--check" in sys.argv:
-        sys.exit(0 if PATH.read_text() == text else 1)
-    PATH.write_text(text)
+    write_or_check(PATH, build())
 
 
 if __name__ == "__main__":

@@ -150,11 +150,16 @@ def build() -> dict:
             "empty_frame_wire": encode_frame(0x01, 0).hex()}
 
 
-def main() -> None:
-    text = json.dumps(build(), indent=1) + "\n"
+def write_or_check(path: Path, data: dict) -> None:
+    """Write `data` as the committed JSON file, or with --check exit 1 when the file is stale."""
+    text = json.dumps(data, indent=1) + "\n"
     if "--check" in sys.argv:
-        sys.exit(0 if PATH.read_text() == text else 1)
-    PATH.write_text(text)
+        sys.exit(0 if path.read_text() == text else 1)
+    path.write_text(text)
+
+
+def main() -> None:
+    write_or_check(PATH, build())
 
 
 if __name__ == "__main__":
