@@ -41,7 +41,7 @@ def rate_tflm(manifest, records) -> float:
 
 
 def rate_engine(manifest, records) -> float:
-    """Stream records through Link.step with frames of max_payload, as a host would."""
+    """Stream records through PacedLink.step with frames of max_payload, as a host would."""
     from deploykit.protocol import Begin, Input, encode_message
     from deploykit.protocol.messages import ResultBatch
     from deploykit.virtual_board import make_link

@@ -36,7 +36,7 @@ STAGES = ("convert", "render", "build", "flash", "hil")
 
 
 @dataclass
-class Target:
+class DeployTarget:
     """Where the model goes: a board id and its port, or the virtual board and its profile."""
 
     board_id: str
@@ -51,7 +51,7 @@ class DeployResult:
     """What one deploy produced; `summary()` is the table's data."""
 
     outdir: Path
-    target: Target
+    target: DeployTarget
     manifest_path: Path
     project_dir: Path
     report_dir: Path
@@ -112,7 +112,7 @@ class StageTimer:
 
 # --------------------------------------------------------------------------- the target
 
-def choose_target(board: str | None, port: str, profile: str, fallback: bool = False) -> Target:
+def choose_target(board: str | None, port: str, profile: str, fallback: bool = False) -> DeployTarget:
     """Resolve --board/--port: a named board, the one connected board, or the virtual board.
 
     The virtual board when asked for (`--port virtual`, or the older `--board virtual`), or
@@ -123,7 +123,7 @@ def choose_target(board: str | None, port: str, profile: str, fallback: bool = F
     if VIRTUAL in (port, board):
         profile = _virtual_profile(board, port, profile)
         load_board(profile)
-        return Target(profile, None, True, f"virtual board with the {profile} profile")
+        return DeployTarget(profile, None, True, f"virtual board with the {profile} profile")
     if board is not None:
         load_board(board)
         try:  # `auto`: find the board now, not after a build of several minutes
@@ -133,7 +133,7 @@ def choose_target(board: str | None, port: str, profile: str, fallback: bool = F
             raise NoBoardFound(f"{exc}, or --port virtual to test on the virtual board") from exc
         if given != "auto":
             check_port(port, board)  # a given port is opened once before converting and building
-        return Target(board, port, False)
+        return DeployTarget(board, port, False)
     if port != "auto":
         raise BadInput(f"--port {port} needs --board to say which board is on it (see `deploykit boards`)")
     try:
@@ -145,12 +145,12 @@ def choose_target(board: str | None, port: str, profile: str, fallback: bool = F
                                "(see `deploykit devices`) or pass --port virtual to test on the virtual "
                                "board") from None
         load_board(profile)
-        return Target(profile, None, True, f"no board connected: using the virtual board with the "
+        return DeployTarget(profile, None, True, f"no board connected: using the virtual board with the "
                                            f"{profile} profile (pass --board ID for a real board)", fallback=True)
     except BadInput as exc:
         raise BadInput(f"{exc}, or --port virtual") from None
     assert found is not None  # `auto` goes through find_board_port, which always names the board
-    return Target(found, port, False, f"found {found} on {port}")
+    return DeployTarget(found, port, False, f"found {found} on {port}")
 
 
 def check_port(port: str, board_id: str) -> None:
@@ -305,7 +305,7 @@ def _hil(stages, result: DeployResult, data, label_column, limit, thresholds, ju
     # rebuilt and reflashed (`hil run` resumes)
     with stages.stage("hil"):
         if not result.target.virtual:
-            assert result.target.port is not None  # a real board's Target always carries its port
+            assert result.target.port is not None  # a real board's DeployTarget always carries its port
             return run_hil(result.manifest_path, result.target.port, **options)
         from deploykit.virtual_board import VirtualBoard
 

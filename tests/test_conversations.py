@@ -25,8 +25,8 @@ from deploykit.protocol import (
     encode_message,
 )
 from deploykit.protocol.framing import Frame
-from deploykit.virtual_board import DeviceEngine, Faults
-from deploykit.virtual_board.cost import Timing
+from deploykit.virtual_board import DeviceEngine, FaultInjector
+from deploykit.virtual_board.cost import InferenceCost
 from deploykit.virtual_board.firmware import Firmware
 
 CONVERSATIONS = conversations.load()
@@ -69,8 +69,8 @@ class StandInRunner:
 def _engine(cfg: dict) -> DeviceEngine:
     hello = conversations.hello_for(cfg)
     runner = StandInRunner(hello.output_record_bytes, cfg["fail_byte"])
-    fw = Firmware(hello, runner, Timing(7000, 109), b"\r\nconversation board\r\n", "stand-in model")
-    return DeviceEngine(fw, Faults(), timed=False)
+    fw = Firmware(hello, runner, InferenceCost(7000, 109), b"\r\nconversation board\r\n", "stand-in model")
+    return DeviceEngine(fw, FaultInjector(), timed=False)
 
 
 def _engine_says(engine: DeviceEngine, hello, t: float) -> list:

@@ -189,8 +189,8 @@ def test_perturbing_an_operator_the_model_lacks_is_bad_input(sine_manifest):
 
 
 def parse_faults_obj(spec: str):
-    from deploykit.virtual_board import Faults
-    return Faults(spec)
+    from deploykit.virtual_board import FaultInjector
+    return FaultInjector(spec)
 
 
 def test_layer_diff_survives_a_lossy_link(converted_examples, tmp_path):

@@ -61,7 +61,7 @@ def _wait_resources(coord, n, within=20.0):
 
 
 def acquired(coord, place) -> str | None:
-    from deploykit.link.labgrid_place import Coordinator as Client
+    from deploykit.link.labgrid_place import CoordinatorClient as Client
     with Client(coord.address) as client:
         return client.place(place).acquired
 

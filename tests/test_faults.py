@@ -12,7 +12,7 @@ from deploykit.errors import BadInput
 from deploykit.firmware.boards import load_board
 from deploykit.link import ports
 from deploykit.protocol import Ack, Begin, Hello, Input, Ping, ResultBatch, encode_message
-from deploykit.virtual_board import DeviceEngine, Faults, Link, VirtualBoard, build_firmware, parse_faults
+from deploykit.virtual_board import DeviceEngine, FaultInjector, PacedLink, VirtualBoard, build_firmware, parse_faults
 from deploykit.virtual_board.rawclient import RawClient
 
 FULL = "drop=0.005,corrupt=0.005,dup=0.01,garbage=0.01,stall=40:2.5,reset=50,reset=70,disconnect=120"
@@ -51,27 +51,27 @@ def test_cli_bad_spec_exits_2_with_one_line_and_writes_nothing(converted_example
 
 def test_wire_faults_are_seeded_and_reproducible():
     data = bytes(range(256)) * 80
-    a = Faults("drop=0.1,corrupt=0.05", seed=1).wire(data, "rx")
-    b = Faults("drop=0.1,corrupt=0.05", seed=1).wire(data, "rx")
-    c = Faults("drop=0.1,corrupt=0.05", seed=2).wire(data, "rx")
+    a = FaultInjector("drop=0.1,corrupt=0.05", seed=1).wire(data, "rx")
+    b = FaultInjector("drop=0.1,corrupt=0.05", seed=1).wire(data, "rx")
+    c = FaultInjector("drop=0.1,corrupt=0.05", seed=2).wire(data, "rx")
     assert a == b and a != c
     assert 0.08 * len(data) < len(data) - len(a) < 0.12 * len(data)
 
 
 def test_corruption_keeps_length_and_changes_some_bytes():
     data = bytes(20000)
-    out = Faults("corrupt=0.01", seed=3).wire(data, "tx")
+    out = FaultInjector("corrupt=0.01", seed=3).wire(data, "tx")
     changed = sum(1 for x in out if x)
     assert len(out) == len(data) and 100 < changed < 300
 
 
 def test_no_faults_leave_bytes_alone():
-    assert Faults(None).wire(b"\x00abc", "rx") == b"\x00abc"
-    assert Faults(None).frame(b"\x00abc\x00") == [b"\x00abc\x00"]
+    assert FaultInjector(None).wire(b"\x00abc", "rx") == b"\x00abc"
+    assert FaultInjector(None).frame(b"\x00abc\x00") == [b"\x00abc\x00"]
 
 
 def test_record_faults_fire_once_each():
-    faults = Faults("reset=3,reset=3,stall=3:1.5,disconnect=9")
+    faults = FaultInjector("reset=3,reset=3,stall=3:1.5,disconnect=9")
     expected = [("reset", None), ("reset", None), ("stall", 1.5)]
     assert sorted(faults.before_record(3), key=str) == sorted(expected, key=str)
     assert faults.before_record(3) == []
@@ -79,8 +79,8 @@ def test_record_faults_fire_once_each():
 
 
 def _drive(fw, spec, seed=0):
-    """Stream 10 one-byte records through a Link with faults; return what the host decodes."""
-    link = Link(DeviceEngine(fw, Faults(spec, seed), timed=False), 115200, paced=False)
+    """Stream 10 one-byte records through a PacedLink with faults; return what the host decodes."""
+    link = PacedLink(DeviceEngine(fw, FaultInjector(spec, seed), timed=False), 115200, paced=False)
     client = RawClient(None)
     got = client.feed(link.step(0.0))
     link.host_write(encode_message(Begin(0), 0), 0.1)
@@ -114,7 +114,7 @@ def test_reset_at_record_k_reboots_the_device(sine_fw):
 
 
 def test_stall_holds_the_answer_back(sine_fw):
-    engine = DeviceEngine(sine_fw, Faults("stall=2:1.5"), timed=False)
+    engine = DeviceEngine(sine_fw, FaultInjector("stall=2:1.5"), timed=False)
     engine.receive(encode_message(Begin(0), 0) + encode_message(Input(0, b"\x01\x02\x03"), 1), 1.0)
     results = [(t, data) for t, data, _ in engine.out if t > 1.0]
     assert results and all(t == pytest.approx(2.5) for t, _ in results)

@@ -175,12 +175,12 @@ def test_failed_inference_is_an_explicit_failure(sine_manifest, tmp_path):
     """ERROR INVOKE_FAILED from the device: one row with an error, no retry loop, reported."""
     from deploykit.firmware.boards import load_board
     from deploykit.model.tflm_host import TflmRunner
-    from deploykit.virtual_board import DeviceEngine, Link, PtyServer, build_firmware
+    from deploykit.virtual_board import DeviceEngine, PacedLink, PtyServer, build_firmware
     x = np.arange(-128, 128, dtype=np.int8).reshape(-1, 1)
     np.savez(tmp_path / "q.npz", x=x)
     runner = FailOn(TflmRunner(sine_manifest.model_bytes()), byte=0x05)
     firmware = build_firmware(sine_manifest, load_board("virtual"), runner=runner)
-    server = PtyServer(Link(DeviceEngine(firmware), 115200))
+    server = PtyServer(PacedLink(DeviceEngine(firmware), 115200))
     port = server.start()
     try:
         report = run_hil(sine_manifest.path, port, data=tmp_path / "q.npz", warmup=0,

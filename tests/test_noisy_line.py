@@ -15,11 +15,11 @@ import pytest
 from deploykit.firmware.boards import load_board
 from deploykit.link.session import DeviceSession, Timeouts
 from deploykit.link.stream import frame_data_size
-from deploykit.link.timing import MIN_WAIT_S, Timing
+from deploykit.link.timing import MIN_WAIT_S, StreamTimeouts
 from deploykit.link.window import FrameSizer
 from deploykit.model.tflm_host import TflmRunner
 from deploykit.protocol import wire_size
-from deploykit.virtual_board import DeviceEngine, Faults, Link, PtyServer, VirtualBoard, build_firmware
+from deploykit.virtual_board import DeviceEngine, FaultInjector, PacedLink, PtyServer, VirtualBoard, build_firmware
 
 
 def _records(manifest, n: int, seed: int = 0) -> np.ndarray:
@@ -64,8 +64,8 @@ def test_frames_shrink_under_noise_and_grow_back_when_it_clears(converted_exampl
     """96-byte records at 115200 baud: p = 1e-2 for the first 15 records, then a clean line."""
     manifest = converted_examples["gestures"]
     firmware = build_firmware(manifest, load_board("virtual"))
-    engine = RecordingEngine(firmware, Faults("corrupt=0.01", seed=4), timed=True)
-    server = PtyServer(Link(engine, 115200, paced=True))
+    engine = RecordingEngine(firmware, FaultInjector("corrupt=0.01", seed=4), timed=True)
+    server = PtyServer(PacedLink(engine, 115200, paced=True))
     port = server.start()
     x = _records(manifest, 120)
     try:
@@ -76,7 +76,7 @@ def test_frames_shrink_under_noise_and_grow_back_when_it_clears(converted_exampl
                 got += batch
                 if noisy is None and len(got) >= 15:
                     noisy = len(engine.sizes)
-                    engine.faults = Faults(None)  # the line clears
+                    engine.faults = FaultInjector(None)  # the line clears
     finally:
         server.stop()
     assert sorted(r.record for r in got) == list(range(len(x)))
@@ -105,19 +105,19 @@ def test_frame_size_follows_the_error_rate():
 def test_timeouts_follow_the_measured_round_trip():
     """Jacobson/Karels: a fast device gets short timeouts, a slow one long ones, no fixed floor."""
     first = Timeouts()
-    fast = Timing(first, record_time=0.0001)
+    fast = StreamTimeouts(first, record_time=0.0001)
     fast.configure(window=256, baud=921600)
     for delay in (0.004, 0.005, 0.006, 0.005) * 5:
         fast.saw_ack(delay)
         fast.saw_result(delay / 2, max_micros=100)
     assert fast.ack(1, 0) < first.ack and fast.result(1, 0) < first.result
     assert fast.ack(1, 0) == pytest.approx(max(fast.ack_rtt.srtt + 4 * fast.ack_rtt.rttvar, MIN_WAIT_S))
-    slow = Timing(first, record_time=0.0001)
+    slow = StreamTimeouts(first, record_time=0.0001)
     slow.configure(window=256, baud=921600)
     for delay in (0.5, 0.7, 0.6) * 5:
         slow.saw_ack(delay)
     assert slow.ack(1, 0) > 0.7
-    jittery = Timing(first, record_time=0.0001)
+    jittery = StreamTimeouts(first, record_time=0.0001)
     jittery.configure(window=256, baud=921600)
     for delay in (0.02, 0.2) * 10:
         jittery.saw_ack(delay)

@@ -15,7 +15,7 @@ from conftest import run_cli
 
 from deploykit.errors import BadInput
 from deploykit.protocol.messages import DType, TensorSpec
-from deploykit.virtual_board.faults import Faults, parse_faults
+from deploykit.virtual_board.faults import FaultInjector, parse_faults
 
 SAMPLES = 300
 
@@ -41,27 +41,27 @@ def test_off_by_one_moves_one_element_by_one_step(dtype, value, want):
     import numpy as np
     spec = TensorSpec(dtype, (1, 4), 0.1, 0)
     result = np.full(4, value, dtype=np.dtype(dtype.name).newbyteorder("<")).tobytes()
-    out = np.frombuffer(Faults("off_by_one=1").outputs.apply(result, (spec,)), dtype=np.dtype(dtype.name))
+    out = np.frombuffer(FaultInjector("off_by_one=1").outputs.apply(result, (spec,)), dtype=np.dtype(dtype.name))
     assert sorted(out.tolist()) == sorted([want] + [value] * 3)
 
 
 def test_float_output_off_by_one_is_the_next_float():
     import numpy as np
     spec = TensorSpec(DType.float32, (1, 1), 0.0, 0)
-    out = Faults("off_by_one=1").outputs.apply(np.float32(0.5).tobytes(), (spec,))
+    out = FaultInjector("off_by_one=1").outputs.apply(np.float32(0.5).tobytes(), (spec,))
     assert np.frombuffer(out, np.float32)[0] == np.nextafter(np.float32(0.5), np.float32(1))
 
 
 def test_stuck_repeats_the_result_sent_before():
     spec = (TensorSpec(DType.int8, (1, 1), 0.1, 0),)
-    faults = Faults("stuck=1").outputs
+    faults = FaultInjector("stuck=1").outputs
     sent = [faults.apply(bytes([i]), spec) for i in range(5)]
     assert sent == [b"\x00"] * 5 and faults.counts["stuck"] == 4
 
 
 def test_no_output_fault_changes_nothing():
     spec = (TensorSpec(DType.int8, (1, 3), 0.1, 0),)
-    faults = Faults("drop=0.1").outputs
+    faults = FaultInjector("drop=0.1").outputs
     assert [faults.apply(bytes([i, 1, 2]), spec) for i in range(50)] == [bytes([i, 1, 2]) for i in range(50)]
 
 

@@ -23,7 +23,7 @@ from deploykit.harness.run import run_hil
 from deploykit.link.identity import DeviceChanged, IdentityMismatch
 from deploykit.link.session import DeviceSession, SampleResult
 from deploykit.protocol import DType, Hello, TensorSpec, encode_frame
-from deploykit.virtual_board import DeviceEngine, Faults, Link, PtyServer, build_firmware
+from deploykit.virtual_board import DeviceEngine, FaultInjector, PacedLink, PtyServer, build_firmware
 
 
 class HostileEngine(DeviceEngine):
@@ -36,7 +36,7 @@ class HostileEngine(DeviceEngine):
 
     def __init__(self, firmware, faults=None, *, unknown=False, hello=None, reboot_hello=None, raw_hello=None):
         self.unknown, self.hello, self.reboot_hello, self.raw_hello = unknown, hello, reboot_hello, raw_hello
-        super().__init__(firmware, Faults(faults), timed=False)
+        super().__init__(firmware, FaultInjector(faults), timed=False)
 
     def _send(self, msg, t: float) -> None:
         if self.unknown:
@@ -69,7 +69,7 @@ def sine_fw(sine_manifest):
 
 @contextmanager
 def served(engine):
-    server = PtyServer(Link(engine, 115200, paced=False))
+    server = PtyServer(PacedLink(engine, 115200, paced=False))
     port = server.start()
     try:
         yield port

@@ -19,7 +19,7 @@ from deploykit.link.outputs import OutputLists
 from deploykit.link.session import DeviceSession
 from deploykit.model.tflm_host import TflmRunner
 from deploykit.protocol import Ack, ResultBatch
-from deploykit.virtual_board import DeviceEngine, Link, PtyServer, build_firmware
+from deploykit.virtual_board import DeviceEngine, PacedLink, PtyServer, build_firmware
 
 
 class ForgingEngine(DeviceEngine):
@@ -45,7 +45,7 @@ class OnlyForgingEngine(DeviceEngine):
 
 def _serve(manifest, engine_cls):
     firmware = build_firmware(manifest, load_board("virtual"))
-    server = PtyServer(Link(engine_cls(firmware, timed=False), 115200, paced=False))
+    server = PtyServer(PacedLink(engine_cls(firmware, timed=False), 115200, paced=False))
     return server, server.start()
 
 

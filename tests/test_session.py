@@ -123,7 +123,7 @@ def test_ping_and_reset(sine_manifest):
 def test_reset_of_a_board_whose_usb_port_vanishes(sine_manifest):
     """A native-USB board re-enumerates when it reboots: reset() reopens the port."""
     from deploykit.firmware.boards import load_board
-    from deploykit.virtual_board import DeviceEngine, Link, PtyServer, build_firmware
+    from deploykit.virtual_board import DeviceEngine, PacedLink, PtyServer, build_firmware
 
     class UsbBoard(DeviceEngine):
         def _on_reset(self, msg, t):
@@ -131,7 +131,7 @@ def test_reset_of_a_board_whose_usb_port_vanishes(sine_manifest):
             self.power_off()
 
     firmware = build_firmware(sine_manifest, load_board("virtual"))
-    server = PtyServer(Link(UsbBoard(firmware, timed=False), 115200, paced=False))
+    server = PtyServer(PacedLink(UsbBoard(firmware, timed=False), 115200, paced=False))
     port = server.start()
     try:
         with DeviceSession(port, 115200, expected_sha256=sine_manifest.sha256) as dev:

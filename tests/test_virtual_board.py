@@ -30,7 +30,7 @@ from deploykit.protocol import (
     wire_size,
 )
 from deploykit.protocol.vectors import PATH as VECTORS
-from deploykit.virtual_board import DeviceEngine, Faults, build_firmware
+from deploykit.virtual_board import DeviceEngine, FaultInjector, build_firmware
 from deploykit.virtual_board.cost import op_cycles, timing_from_cycles
 from deploykit.virtual_board.rawclient import RawClient
 
@@ -41,7 +41,7 @@ class Wire:
     """Drive a DeviceEngine in simulated time; decode what it writes."""
 
     def __init__(self, firmware, timed=False, faults=None):
-        self.engine = DeviceEngine(firmware, faults or Faults(), timed=timed)
+        self.engine = DeviceEngine(firmware, faults or FaultInjector(), timed=timed)
         self.client = RawClient(None)
         self.client.hello = firmware.hello
         self.times: list[float] = []

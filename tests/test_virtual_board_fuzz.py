@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from deploykit.firmware.boards import load_board
 from deploykit.protocol import Begin, FrameDecoder, HelloRequest, Input, Ping, Reset, encode_frame, encode_message
 from deploykit.protocol.framing import Frame, FrameError
-from deploykit.virtual_board import DeviceEngine, Faults, build_firmware
+from deploykit.virtual_board import DeviceEngine, FaultInjector, build_firmware
 from deploykit.virtual_board.rawclient import RawClient
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -41,7 +41,7 @@ def test_decoder_never_raises_and_accounts_for_every_chunk(chunks):
 @FUZZ
 @given(st.lists(frames, max_size=25), st.lists(st.floats(0, 0.01), min_size=25, max_size=25))
 def test_device_survives_random_streams(gestures_fw, pieces, gaps):
-    engine = DeviceEngine(gestures_fw, Faults(), timed=True)
+    engine = DeviceEngine(gestures_fw, FaultInjector(), timed=True)
     client = RawClient(None)
     client.hello = gestures_fw.hello
     engine.take_output(0.0)

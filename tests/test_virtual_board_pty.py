@@ -13,7 +13,7 @@ import pytest
 from deploykit.firmware.boards import load_board
 from deploykit.link import ports
 from deploykit.protocol import Begin, Hello, Input, Nack, Ping, Pong, ResultBatch, encode_message, wire_size
-from deploykit.virtual_board import DeviceEngine, Faults, Link, VirtualBoard, build_firmware
+from deploykit.virtual_board import DeviceEngine, FaultInjector, PacedLink, VirtualBoard, build_firmware
 from deploykit.virtual_board.rawclient import RawClient
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -117,7 +117,7 @@ def test_cli_missing_manifest_is_bad_input(tmp_path, capsys):
 
 def test_bytes_are_paced_at_ten_bits_a_byte(converted_examples):
     fw = build_firmware(converted_examples["sine"], load_board("virtual"))
-    link = Link(DeviceEngine(fw, Faults(), timed=True), baud=9600, paced=True)
+    link = PacedLink(DeviceEngine(fw, FaultInjector(), timed=True), baud=9600, paced=True)
     link.step(0.0)
     link.step(1.0)                                     # boot output gone by now
     ping = encode_message(Ping(b"x" * 50), 0)
@@ -136,7 +136,7 @@ def test_bytes_are_paced_at_ten_bits_a_byte(converted_examples):
 
 def test_host_bytes_queue_behind_each_other_on_the_line(converted_examples):
     fw = build_firmware(converted_examples["sine"], load_board("virtual"))
-    link = Link(DeviceEngine(fw, Faults(), timed=True), baud=1000, paced=True)
+    link = PacedLink(DeviceEngine(fw, FaultInjector(), timed=True), baud=1000, paced=True)
     link.step(0.0)
     link.step(10.0)                                    # boot text and HELLO sent (2.8 s at 1000 baud)
     a, b = encode_message(Ping(b"a"), 0), encode_message(Ping(b"b"), 1)

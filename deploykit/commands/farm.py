@@ -69,8 +69,8 @@ def run(manifest, places, match, ports, coordinator, board, matrix, baud, data, 
 @contextlib.contextmanager
 def _leases(places, match, board, coordinator):
     """Acquire every place (all or none), release them all however the block ends."""
-    from deploykit.link.labgrid_place import Coordinator, interrupts_raise, releasing
-    with Coordinator(coordinator) as coord, interrupts_raise():
+    from deploykit.link.labgrid_place import CoordinatorClient, interrupts_raise, releasing
+    with CoordinatorClient(coordinator) as coord, interrupts_raise():
         names = list(places) or _matching(coord, match)
         with releasing(coord, []) as leases:
             for name in names:

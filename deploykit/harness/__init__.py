@@ -4,6 +4,6 @@
 (run.py) turns a manifest and a data file into results.jsonl and a report.
 """
 
-from deploykit.link.session import DeviceSession, Faults, SampleFailure, SampleResult, StaleFirmware
+from deploykit.link.session import DeviceSession, FaultCounts, SampleFailure, SampleResult, StaleFirmware
 
-__all__ = ["DeviceSession", "Faults", "SampleFailure", "SampleResult", "StaleFirmware"]
+__all__ = ["DeviceSession", "FaultCounts", "SampleFailure", "SampleResult", "StaleFirmware"]

@@ -24,7 +24,7 @@ class LinkLost(DeviceError):
     """The port failed under us (vanished, closed, I/O error); the session may reopen it."""
 
 
-class Link:
+class FramePort:
     """Frames over one pyserial port, reopenable."""
 
     def __init__(self, url: str, baud: int, trace=None):

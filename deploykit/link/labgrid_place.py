@@ -72,7 +72,7 @@ class Lease:
     lock: IO[str] | None = None
 
 
-class Coordinator:
+class CoordinatorClient:
     """A connection to a labgrid coordinator, its event loop in a thread of its own."""
 
     def __init__(self, address: str | None = None):
@@ -134,7 +134,7 @@ class Coordinator:
         if not self._thread.is_alive():
             self._loop.close()
 
-    def __enter__(self) -> Coordinator:
+    def __enter__(self) -> CoordinatorClient:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -291,14 +291,14 @@ def _own_lock(address: str, place: str) -> IO[str]:
 @contextlib.contextmanager
 def place_lease(name: str, board: str | None = None, coordinator: str | None = None):
     """Acquire one place for a `with` block; released when it ends, fails or is interrupted."""
-    with Coordinator(coordinator) as coord, interrupts_raise():
+    with CoordinatorClient(coordinator) as coord, interrupts_raise():
         lease = coord.acquire(name, board)
         with releasing(coord, [lease]):
             yield lease
 
 
 @contextlib.contextmanager
-def releasing(coord: Coordinator, leases: list):
+def releasing(coord: CoordinatorClient, leases: list):
     """Release `leases` when the block ends; signals wait meanwhile. When the block failed,
     its error is the one reported, not a failure to release (the coordinator gone too)."""
     try:

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 
 from deploykit.errors import BadInput, DeployKitError, DeviceError
-from deploykit.link.errors import Link, LinkLost
+from deploykit.link.errors import FramePort, LinkLost
 from deploykit.link.identity import IdentityMismatch, check_same, unreadable_hello
 from deploykit.link.outputs import OutputLists, decode_outputs
 from deploykit.link.samples import SampleFailure, SampleResult
@@ -43,7 +43,7 @@ class StaleFirmware(IdentityMismatch):
 
 
 @dataclass
-class Faults:
+class FaultCounts:
     """What went wrong on the link and was recovered from."""
 
     retries: int = 0      # frames or handshakes sent again
@@ -86,8 +86,8 @@ class DeviceSession:
         self.handshake_retries = handshake_retries
         self.max_retries = max_retries
         self.timeouts = timeouts or Timeouts()
-        self.faults = Faults()
-        self.link = Link(url, self.baud, trace)  # trace: a file for every frame (hil run --trace)
+        self.faults = FaultCounts()
+        self.link = FramePort(url, self.baud, trace)  # trace: a file for every frame (hil run --trace)
         self.hello: Hello | None = None
         self.first_hello: Hello | None = None  # every later HELLO must announce the same firmware
         self.logs: list[str] = []

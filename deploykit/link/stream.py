@@ -32,7 +32,7 @@ from deploykit.errors import DeviceError
 from deploykit.link.errors import LinkLost
 from deploykit.link.samples import SampleFailure, SampleResult
 from deploykit.link.session import _looks_like_text
-from deploykit.link.timing import Timing, backoff
+from deploykit.link.timing import StreamTimeouts, backoff
 from deploykit.link.window import FrameSizer, Window
 from deploykit.protocol import (
     Ack,
@@ -85,7 +85,7 @@ class Streamer:
         self.dry = 0       # recoveries since the last new result (bounds a device that ACKs but never answers)
         self.last_ack = time.monotonic()
         self.last_goback = (-1, 0.0)
-        self.timing = Timing(session.timeouts, session.record_time)
+        self.timing = StreamTimeouts(session.timeouts, session.record_time)
         self.win: Window  # set by _configure below
         self.dev_seq: int | None = None
         # (PING token, when it reaches the device, records consumed when it was sent)

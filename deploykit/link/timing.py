@@ -42,7 +42,7 @@ class Rtt:
         return initial if self.srtt is None else self.srtt + K * self.rttvar
 
 
-class Timing:
+class StreamTimeouts:
     """Timeouts for one stream; `record_time` carries what an earlier stream learnt."""
 
     def __init__(self, timeouts, record_time: float | None = None):

@@ -75,7 +75,7 @@ BUILTIN_DATA_DEFAULT = 40  # the largest non-StableHLO params struct (TfLitePool
 
 
 @dataclass(frozen=True)
-class Target:
+class ArenaTarget:
     """Struct sizes and kernel behaviour of one 32-bit target class."""
 
     # The Arduino library the boards pin (Chirale_TensorFlowLite) is built without
@@ -90,15 +90,15 @@ class Target:
     im2col: bool = False        # CMSIS-NN (DSP) convolutions request an im2col scratch buffer
 
 
-TARGETS: dict[str, Target] = {
-    "cortex-m-reference": Target(),
-    "cortex-m-cmsis-nn": Target(op_data_extra=32, im2col=True,
+TARGETS: dict[str, ArenaTarget] = {
+    "cortex-m-reference": ArenaTarget(),
+    "cortex-m-cmsis-nn": ArenaTarget(op_data_extra=32, im2col=True,
                                 optimized_ops=("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D",
                                                "AVERAGE_POOL_2D", "MAX_POOL_2D", "SOFTMAX", "ADD",
                                                "MUL", "SVDF", "TRANSPOSE_CONV", "BATCH_MATMUL",
                                                "PAD", "TRANSPOSE", "MAXIMUM", "MINIMUM",
                                                "UNIDIRECTIONAL_SEQUENCE_LSTM")),
-    "esp32-esp-nn": Target(tensor=72, op_data_extra=16,
+    "esp32-esp-nn": ArenaTarget(tensor=72, op_data_extra=16,
                            optimized_ops=("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D",
                                           "AVERAGE_POOL_2D", "MAX_POOL_2D", "SOFTMAX", "ADD", "MUL")),
 }
@@ -121,7 +121,7 @@ def project(measured: dict, parsed=None) -> dict:
     return {name: project_one(measured, target, parsed) for name, target in TARGETS.items()}
 
 
-def project_one(measured: dict, target: Target, parsed=None) -> int:
+def project_one(measured: dict, target: ArenaTarget, parsed=None) -> int:
     """Bytes a `target` build needs for AllocateTensors to succeed, rounded up to 16."""
     cats = measured.get("categories") or {}
     used = {k: cats.get(v, {}).get("used", 0) for k, v in _CATEGORY.items()}

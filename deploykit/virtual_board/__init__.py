@@ -20,12 +20,12 @@ import threading
 
 from deploykit.virtual_board.device import DEFAULT_BOARD, make_link
 from deploykit.virtual_board.engine import DeviceEngine
-from deploykit.virtual_board.faults import Faults, FaultSpec, parse_faults
+from deploykit.virtual_board.faults import FaultInjector, FaultSpec, parse_faults
 from deploykit.virtual_board.firmware import Firmware, build_firmware
-from deploykit.virtual_board.link import Link
+from deploykit.virtual_board.link import PacedLink
 from deploykit.virtual_board.pty_server import PtyServer
 
-__all__ = ["serve", "DEFAULT_BOARD", "DeviceEngine", "FaultSpec", "Faults", "Firmware", "Link",
+__all__ = ["serve", "DEFAULT_BOARD", "DeviceEngine", "FaultSpec", "FaultInjector", "Firmware", "PacedLink",
            "PtyServer", "VirtualBoard", "build_firmware", "make_link", "parse_faults"]
 
 

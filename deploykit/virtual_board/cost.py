@@ -37,7 +37,7 @@ _MAX_DEPTH = 8    # nested control flow deeper than this is a malformed (self-ca
 
 
 @dataclass(frozen=True)
-class Timing:
+class InferenceCost:
     cycles: int
     micros: int
 
@@ -165,17 +165,17 @@ def model_cycles(model, board) -> int:
     return sum(op_cycles(op, board) for op in model.operators)
 
 
-def timing_from_cycles(cycles: float, board) -> Timing:
+def timing_from_cycles(cycles: float, board) -> InferenceCost:
     """Cycles and microseconds as the board's firmware would report them."""
     hz = board.clock_mhz * 1_000_000
     if board.timer == "micros":
         micros = round(cycles * 1e6 / hz)
-        return Timing(micros * hz // 1_000_000, micros)
+        return InferenceCost(micros * hz // 1_000_000, micros)
     cycles = round(cycles)
-    return Timing(cycles, cycles * 1_000_000 // hz)
+    return InferenceCost(cycles, cycles * 1_000_000 // hz)
 
 
-def inference_timing(model, board) -> Timing:
+def inference_timing(model, board) -> InferenceCost:
     """Simulated cycles and microseconds of one inference on `board`.
 
     `model` is a parsed model (tflite_model.TfliteModel); a manifest op table ([{op,

@@ -9,9 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from deploykit.virtual_board.engine import DeviceEngine
-from deploykit.virtual_board.faults import Faults
+from deploykit.virtual_board.faults import FaultInjector
 from deploykit.virtual_board.firmware import build_firmware
-from deploykit.virtual_board.link import Link
+from deploykit.virtual_board.link import PacedLink
 
 DEFAULT_BOARD = "virtual"
 
@@ -25,15 +25,15 @@ def load_manifest(manifest):
 
 
 def make_link(manifest, board: str = DEFAULT_BOARD, baud: int | None = None, pacing: bool = True,
-              faults=None, seed: int = 0, arena_configured: int | None = None) -> Link:
-    """A powered-on virtual board behind its wire, ready for `Link.step(now)`.
+              faults=None, seed: int = 0, arena_configured: int | None = None) -> PacedLink:
+    """A powered-on virtual board behind its wire, ready for `PacedLink.step(now)`.
 
     The wire is paced as the board file's `link` says: a USB CDC board at USB speed (or its
     measured `link_bytes_per_s`), a UART board at its baud; `baud` forces a UART at that rate."""
     from deploykit import extras
     from deploykit.firmware.boards import load_board
     extras.require("tflite_micro", "the virtual board")
-    fault_state = faults if isinstance(faults, Faults) else Faults(faults, seed)
+    fault_state = faults if isinstance(faults, FaultInjector) else FaultInjector(faults, seed)
     board_obj = load_board(board) if isinstance(board, str) else board
     if baud is not None and int(baud) <= 0:
         from deploykit.errors import BadInput
@@ -41,6 +41,6 @@ def make_link(manifest, board: str = DEFAULT_BOARD, baud: int | None = None, pac
     firmware = build_firmware(load_manifest(manifest), board_obj, arena_configured)
     engine = DeviceEngine(firmware, fault_state, timed=pacing)
     if baud is not None:   # an explicit line rate: a UART at that baud, whatever the board has
-        return Link(engine, int(baud), paced=pacing)
+        return PacedLink(engine, int(baud), paced=pacing)
     rate, _ = board_obj.link_rate
-    return Link(engine, board_obj.baud, paced=pacing, bytes_per_s=rate, kind=board_obj.link)
+    return PacedLink(engine, board_obj.baud, paced=pacing, bytes_per_s=rate, kind=board_obj.link)

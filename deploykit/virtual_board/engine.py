@@ -57,7 +57,7 @@ from deploykit.protocol.spec import (
     TENSOR_CHUNK_HEAD,
     Capability,
 )
-from deploykit.virtual_board.faults import Faults
+from deploykit.virtual_board.faults import FaultInjector
 
 HANDLED = {m.TYPE: m for m in (HelloRequest, Ping, Reset, Begin, Input, OpTimingRequest, TensorDumpRequest)}
 NEEDS = {OpTimingRequest.TYPE: Capability.OP_TIMING, TensorDumpRequest.TYPE: Capability.TENSOR_DUMP}
@@ -66,10 +66,10 @@ NEEDS = {OpTimingRequest.TYPE: Capability.OP_TIMING, TensorDumpRequest.TYPE: Cap
 class DeviceEngine:
     """One simulated board running the rendered firmware's protocol loop."""
 
-    def __init__(self, firmware, faults: Faults | None = None, timed: bool = True,
+    def __init__(self, firmware, faults: FaultInjector | None = None, timed: bool = True,
                  boot_seconds: float = 0.05):
         self.fw = firmware
-        self.faults = faults or Faults()
+        self.faults = faults or FaultInjector()
         _check_perturb(self.faults, firmware)
         self.timed = timed
         self.boot_seconds = boot_seconds if timed else 0.0
@@ -331,7 +331,7 @@ class DeviceEngine:
         self.seq = (self.seq + 1) & 0xFFFF
 
 
-def _check_perturb(faults: Faults, firmware) -> None:
+def _check_perturb(faults: FaultInjector, firmware) -> None:
     """A perturb_op fault must name an operator of the model (BadInput, exit 2, at start)."""
     op = faults.spec.perturb_op
     if op is None:

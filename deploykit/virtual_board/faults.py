@@ -123,7 +123,7 @@ def parse_faults(spec: str | None) -> FaultSpec:
                      disconnects=tuple(disconnects), perturb_op=perturb, text=spec)
 
 
-class Faults:
+class FaultInjector:
     """A FaultSpec in action: seeded generators and the record faults not yet fired."""
 
     def __init__(self, spec: FaultSpec | str | None = None, seed: int = 0):

@@ -25,7 +25,7 @@ from deploykit.errors import DeviceError
 from deploykit.model.arena import with_margin
 from deploykit.protocol import Capability, Hello, TensorSpec, TimerKind
 from deploykit.protocol.framing import max_payload_for_window
-from deploykit.virtual_board.cost import Timing, inference_timing
+from deploykit.virtual_board.cost import InferenceCost, inference_timing
 
 _INVOKE_LOCK = threading.Lock()  # cached runners may be shared by boards in threads
 MAX_PAYLOAD_CAP = 65535   # a u16 in HELLO
@@ -41,7 +41,7 @@ class _Runner(Protocol):
 class Firmware:
     hello: Hello
     runner: _Runner
-    timing: Timing
+    timing: InferenceCost
     banner: bytes
     arena_note: str
     diagnostics: object = None  # virtual_board.diagnostics.VirtualDiagnostics (OP_TIMING, TENSOR_DUMP)

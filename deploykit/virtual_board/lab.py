@@ -206,7 +206,7 @@ class Coordinator:
 
     def create_place(self, name: str, patterns=(), tags: dict | None = None) -> None:
         """A place with matches and tags, as `labgrid-client -p NAME create / add-match / set-tags` makes it."""
-        from deploykit.link.labgrid_place import Coordinator as Client
+        from deploykit.link.labgrid_place import CoordinatorClient as Client
         with Client(self.address) as client:
             client.create_place(name, patterns, tags)
 

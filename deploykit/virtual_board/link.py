@@ -17,7 +17,7 @@ from collections import deque
 from deploykit.virtual_board.engine import DeviceEngine
 
 
-class Link:
+class PacedLink:
     def __init__(self, engine: DeviceEngine, baud: int, paced: bool = True,
                  bytes_per_s: int | None = None, kind: str = "uart"):
         self.engine = engine

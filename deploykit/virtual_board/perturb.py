@@ -1,6 +1,6 @@
 """The perturb_op fault carried through the model: a kernel that computes one operator wrong.
 
-The operator's outputs are shifted (Faults.perturb), then the rest of the model runs on
+The operator's outputs are shifted (FaultInjector.perturb), then the rest of the model runs on
 them: a second model, cut from the first after that operator (its inputs are the
 activations the later operators read), runs in TFLM keeping every tensor. So the device's
 RESULT differs from TFLM on the host (`--layer-diff auto` finds the record) and the dump

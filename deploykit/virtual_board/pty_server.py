@@ -41,7 +41,7 @@ def _is_pty_link(path: Path) -> bool:
 
 
 class PtyServer:
-    """Run one Link on a pty in a thread; `path` is the stable symlink to it."""
+    """Run one PacedLink on a pty in a thread; `path` is the stable symlink to it."""
 
     def __init__(self, link, path: str | Path | None = None, reconnect_delay: float = RECONNECT_DELAY):
         self.link = link

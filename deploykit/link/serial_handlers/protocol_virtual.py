@@ -28,12 +28,12 @@ from urllib.parse import parse_qs, unquote
 from serial.serialutil import PortNotOpenError, SerialBase, SerialException, to_bytes
 
 if TYPE_CHECKING:
-    from deploykit.virtual_board.link import Link
+    from deploykit.virtual_board.link import PacedLink
 
 SCHEME = "virtual://"
 OPTIONS = ("board", "baud", "faults", "seed", "pacing")
 RECONNECT_DELAY = 0.3
-_unplugged: dict[str, tuple[Link, float]] = {}   # url -> (link, time it vanished)
+_unplugged: dict[str, tuple[PacedLink, float]] = {}   # url -> (link, time it vanished)
 _lock = threading.Lock()
 
 
@@ -88,7 +88,7 @@ class Serial(SerialBase):
     is_open: bool   # set by SerialBase
 
     def __init__(self, *args, **kwargs):
-        self.link: Link | None = None
+        self.link: PacedLink | None = None
         self._buf = bytearray()
         self._gone = False
         super().__init__(*args, **kwargs)
@@ -106,13 +106,13 @@ class Serial(SerialBase):
         self.reset_input_buffer()
 
     @property
-    def _board(self) -> Link:
+    def _board(self) -> PacedLink:
         """The attached board: open() sets it, and every caller checked is_open first."""
         assert self.link is not None
         return self.link
 
     @staticmethod
-    def _attach(url: str) -> Link:
+    def _attach(url: str) -> PacedLink:
         with _lock:
             entry = _unplugged.get(url)
             if entry is not None:
