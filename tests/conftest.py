@@ -23,8 +23,9 @@ def run_cli(args, capsys=None):
     return exit_.value.code, captured.out, captured.err
 
 
-def reopen(url: str, baud: int = 115200, timeout: float = 0.05, within: float = 5.0):
-    """Open `url` once a board that re-enumerates after a disconnect is back (retries for `within` s)."""
+def reopen(url, baud: int = 115200, timeout: float = 0.05, within: float = 5.0):
+    """Open `url` (or reopen a closed port object) once a board that re-enumerates after a
+    disconnect is back (retries for `within` s)."""
     import time
 
     from deploykit.errors import DeployKitError
@@ -32,7 +33,7 @@ def reopen(url: str, baud: int = 115200, timeout: float = 0.05, within: float = 
     deadline = time.monotonic() + within
     while True:
         try:
-            return ports.open_port(url, baud, timeout)
+            return ports.open_port(url, baud, timeout) if isinstance(url, str) else ports.reopen_port(url, url.port)
         except DeployKitError:
             if time.monotonic() >= deadline:
                 raise

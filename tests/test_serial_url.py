@@ -80,24 +80,88 @@ def test_dtr_pulse_reboots_with_banner_and_new_hello(converted_examples):
     port.close()
 
 
-def test_disconnect_fault_then_reopen_finds_the_same_board(converted_examples):
-    address = url(converted_examples["sine"], "pacing=0&faults=disconnect=2")
-    port = ports.open_port(address, timeout=0.05)
+def _disconnect_at_record_2(port):
+    """Handshake, send record 0..2: the board vanishes at record 2 (faults=disconnect=2)."""
     client = RawClient(port)
     client.handshake()
     client.send(Begin(0), Input(0, b"\x01\x02\x03"))
     with pytest.raises(serial.SerialException, match="disconnected"):
         client.receive(timeout=2.0)
+
+
+def test_disconnect_fault_then_reopen_finds_the_same_board(converted_examples):
+    address = url(converted_examples["sine"], "pacing=0&faults=disconnect=2")
+    port = ports.open_port(address, timeout=0.05)
+    _disconnect_at_record_2(port)
     port.close()
     with pytest.raises(BadInput, match="does not exist"):   # still re-enumerating
-        ports.open_port(address)
-    port = reopen(address, within=3.0)
+        ports.reopen_port(port, address)
+    port = reopen(port, within=3.0)                        # the same port object, as FramePort reopens it
     client = RawClient(port)
     client.handshake()
     client.send(Begin(2), Input(2, b"\x03"))               # fired once: record 2 runs now
     got = client.receive(lambda ms: any(isinstance(m, ResultBatch) for m in ms), 2.0)
     assert any(isinstance(m, ResultBatch) and m.first_record == 2 for m in got)
     port.close()
+
+
+def test_two_ports_of_one_url_share_nothing(converted_examples):
+    """Before: a module-level registry kept the unplugged board by URL, so another port of
+    the same URL was refused while it re-enumerated, then handed that board (its fault spent),
+    and the two ports shared one cached TFLM interpreter."""
+    address = url(converted_examples["sine"], "pacing=0&faults=disconnect=2")
+    first = ports.open_port(address, timeout=0.05)
+    _disconnect_at_record_2(first)
+    first.close()
+    second = ports.open_port(address, timeout=0.05)        # at once: nothing of the first is left
+    third = ports.open_port(address, timeout=0.05)
+    assert second.link is not first._unplugged[0] and second.link is not third.link
+    assert second.link.engine.fw.runner is not third.link.engine.fw.runner
+    _disconnect_at_record_2(second)                        # a new board: its own fault fires
+    for port in (second, third):
+        port.close()
+
+
+def test_a_session_survives_a_disconnect_of_a_virtual_url_once(converted_examples):
+    """Two sessions on one URL at once, both unplugged at record 5: each reopens its own board
+    and sees one reconnect. Before, the second unplug replaced the first in the registry."""
+    import threading
+
+    import numpy as np
+
+    from deploykit.link.session import DeviceSession, Timeouts
+
+    manifest = converted_examples["sine"]
+    address = url(manifest, "pacing=0&faults=disconnect=5")
+    x = np.arange(12, dtype=np.int8).reshape(12, 1).view(np.uint8)
+    got: dict[int, tuple] = {}
+
+    def run(i):
+        with DeviceSession(address, 115200, expected_sha256=manifest.sha256,
+                           timeouts=Timeouts(reopen_within=3.0)) as dev:
+            got[i] = (len(list(dev.stream(x))), dev.faults.reconnects)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert got == {0: (12, 1), 1: (12, 1)}
+
+
+def test_errors_are_pyserials(converted_examples, tmp_path):
+    """The handler raises ValueError for bad parameters and SerialException when the port cannot open."""
+    from deploykit.link.serial_handlers.protocol_virtual import Serial
+    for bad in (f"virtual://{tmp_path}/nothing/manifest.json", url(converted_examples["sine"], "faults=drop=7"),
+                url(converted_examples["sine"], "board=no_such_board")):
+        with pytest.raises(ValueError) as info:
+            serial.serial_for_url(bad)
+        assert not isinstance(info.value, BadInput)
+    port = Serial(url(converted_examples["sine"], "pacing=0&faults=disconnect=2"), timeout=0.05)
+    _disconnect_at_record_2(port)
+    port.close()
+    with pytest.raises(serial.SerialException, match="re-enumerating"):
+        port.open()
 
 
 def test_paced_url_reads_respect_the_timeout(converted_examples):

@@ -13,7 +13,7 @@ import contextlib
 import serial
 
 from deploykit.errors import DeviceError
-from deploykit.link.ports import open_port
+from deploykit.link.ports import open_port, reopen_port
 from deploykit.link.trace import FrameTrace
 from deploykit.protocol import FrameDecoder, encode_message
 
@@ -31,13 +31,19 @@ class FramePort:
         self.url, self.baud = url, baud
         self.trace = FrameTrace(trace)  # every frame: the deploykit.link logger and --trace FILE
         self.port = None
+        self._closed = None  # the port object last closed: reopened as it is, like a re-plugged cable
         self.decoder = FrameDecoder(max_payload=65535)
         self.seq = 0
         self.tail = bytearray()  # the last bytes received, shown when a handshake times out
 
     def open(self) -> None:
-        """Open the port (raises BadInput/DeviceError from deploykit.link.ports)."""
-        self.port = open_port(self.url, self.baud, timeout=POLL_S)
+        """Open the port (raises BadInput/DeviceError from deploykit.link.ports); after a close,
+        the same port object again (a virtual:// port finds its board back after a disconnect)."""
+        if self._closed is not None:
+            self.port = reopen_port(self._closed, self.url)
+        else:
+            self.port = open_port(self.url, self.baud, timeout=POLL_S)
+        self._closed = None
         self.decoder = FrameDecoder(max_payload=65535)
         self.trace.open(self.url)
 
@@ -47,6 +53,7 @@ class FramePort:
         if port is not None:
             with contextlib.suppress(OSError, serial.SerialException):
                 port.close()
+            self._closed = port
 
     def _live(self, what: str):
         """The open port; a closed one is a lost link like any other."""

@@ -44,6 +44,18 @@ def open_port(url: str, baud: int = 115200, timeout: float | None = 1.0):
                        "or a pyserial URL (rfc2217://, socket://, virtual://MANIFEST)") from exc
 
 
+def reopen_port(port, url: str):
+    """Open a closed port object again (the same board after a re-plug, for a virtual:// port);
+    failures as open_port's."""
+    try:
+        port.open()
+    except serial.SerialException as exc:
+        raise _explain(url, exc) from exc
+    except ValueError as exc:
+        raise BadInput(f"port {url!r} is not usable: {_first_line(exc)}") from exc
+    return port
+
+
 def network_url(url: str) -> str:
     """`url` as pyserial should open it: rfc2217:// URLs get `ign_set_control` (module docstring)."""
     if not url.lower().startswith("rfc2217://"):

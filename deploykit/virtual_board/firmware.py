@@ -16,7 +16,6 @@ so a virtual run never passes what no build for that board can run.
 
 from __future__ import annotations
 
-import functools
 import threading
 from dataclasses import dataclass
 from typing import Protocol
@@ -27,7 +26,8 @@ from deploykit.protocol import Capability, Hello, TensorSpec, TimerKind
 from deploykit.protocol.framing import max_payload_for_window
 from deploykit.virtual_board.cost import InferenceCost, inference_timing
 
-_INVOKE_LOCK = threading.Lock()  # cached runners may be shared by boards in threads
+_INVOKE_LOCK = threading.Lock()  # boards served in threads invoke TFLM one at a time (its
+                                 # Python runtime does not say it is thread-safe)
 MAX_PAYLOAD_CAP = 65535   # a u16 in HELLO
 
 
@@ -107,12 +107,12 @@ def build_firmware(manifest, board, arena_configured: int | None = None, runner=
     if used == 0:
         runner = _NoInterpreter(note)
     elif runner is None:
-        runner = _runner(str(manifest.model_path), manifest.sha256)
+        runner = _runner(manifest.model_path)
     banner = (f"\r\ndeploykit virtual board ({board.id}, simulated)\r\n"
               f"model {manifest.sha256[:16]} arena {used}/{configured} B\r\n").encode("ascii", "replace")
     from deploykit.virtual_board.diagnostics import VirtualDiagnostics
     diagnostics = VirtualDiagnostics(manifest.model_path, board, hello.timer == TimerKind.micros) if used else None
-    return Firmware(hello, runner, inference_timing(_model(str(manifest.model_path), manifest.sha256), board),
+    return Firmware(hello, runner, inference_timing(_model(manifest.model_path), board),
                     banner, note, diagnostics)
 
 
@@ -126,17 +126,18 @@ class _NoInterpreter:
         raise DeviceError(self.why)
 
 
-@functools.lru_cache(maxsize=8)
-def _model(model_path: str, sha256: str):
-    """The parsed model the cost model reads (every subgraph, per-operator shapes)."""
+def _model(model_path):
+    """The parsed model the cost model reads (every subgraph, per-operator shapes).
+
+    Not cached: each board has its own (parsing and loading a runner take ~20 ms, measured
+    on the sine and gestures examples, against ~3 ms from a cache)."""
     from deploykit.model.tflite_model import parse
     with open(model_path, "rb") as fh:
         return parse(fh.read(), model_path)
 
 
-@functools.lru_cache(maxsize=8)
-def _runner(model_path: str, sha256: str):
-    """One TFLM interpreter per model file and hash (loading forks probe children)."""
+def _runner(model_path):
+    """This board's own TFLM interpreter (boards share nothing)."""
     from deploykit.model.tflm_host import TflmRunner
     with open(model_path, "rb") as fh:
         return TflmRunner(fh.read())

@@ -13,14 +13,20 @@ URL format:  virtual://PATH/TO/manifest.json[?board=ID&baud=N&faults=SPEC&seed=N
 Registered by `import deploykit.link.ports`, which appends "deploykit.link.serial_handlers" to
 serial.protocol_handler_packages. Unlike a pty this port has DTR: a DTR transition from
 deasserted to asserted while open reboots the board (banner, state lost, new HELLO).
-A disconnect fault makes reads and writes fail as an unplugged USB port does; the same
-URL opened again within the process finds the same board, back after re-enumeration.
+A disconnect fault makes reads and writes fail as an unplugged USB port does; this port
+object, opened again once the board re-enumerated (RECONNECT_DELAY), finds the same board
+back (faults already fired stay fired), as a re-plugged cable does; deploykit.link's
+FramePort reopens its own port object for that reason. Nothing is kept per process: another
+port object, even of the same URL, is another board, and a board goes with its port.
+
+Errors are pyserial's: a bad URL, manifest, board or fault spec is ValueError (bad
+parameters), a board that cannot start or is re-enumerating is SerialException;
+deploykit.link.ports turns both into one BadInput or DeviceError line naming the port.
 """
 
 from __future__ import annotations
 
 import errno
-import threading
 import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote
@@ -32,9 +38,7 @@ if TYPE_CHECKING:
 
 SCHEME = "virtual://"
 OPTIONS = ("board", "baud", "faults", "seed", "pacing")
-RECONNECT_DELAY = 0.3
-_unplugged: dict[str, tuple[PacedLink, float]] = {}   # url -> (link, time it vanished)
-_lock = threading.Lock()
+RECONNECT_DELAY = 0.3   # seconds an unplugged board is gone before this port can reopen it
 
 
 def parse_url(url: str) -> tuple[str, dict[str, Any]]:
@@ -76,6 +80,19 @@ def url_for(manifest_path, board: str | None = None) -> str:
     return url + (f"?board={quote(board, safe='')}" if board else "")
 
 
+def _new_board(url: str) -> PacedLink:
+    """A powered-on board for `url`; what stops it is pyserial's ValueError or SerialException."""
+    from deploykit.errors import BadInput, DeployKitError
+    path, kwargs = parse_url(url)
+    try:
+        from deploykit.virtual_board.device import make_link
+        return make_link(path, **kwargs)
+    except BadInput as exc:  # the manifest, the board, the fault spec: the URL's parameters
+        raise ValueError(str(exc)) from exc
+    except DeployKitError as exc:  # e.g. tflite-micro missing: this port cannot open here
+        raise SerialException(f"could not open port {url}: {exc}") from exc
+
+
 def _int_option(url: str, key: str, value: str) -> int:
     if not value.isdigit():
         raise ValueError(f"{url!r}: {key} must be a whole number, got {value!r}")
@@ -91,6 +108,7 @@ class Serial(SerialBase):
         self.link: PacedLink | None = None
         self._buf = bytearray()
         self._gone = False
+        self._unplugged: tuple[PacedLink, str, float] | None = None  # (board, url, when it vanished)
         super().__init__(*args, **kwargs)
 
     # ----- open / close -------------------------------------------------------------
@@ -111,25 +129,23 @@ class Serial(SerialBase):
         assert self.link is not None
         return self.link
 
-    @staticmethod
-    def _attach(url: str) -> PacedLink:
-        with _lock:
-            entry = _unplugged.get(url)
-            if entry is not None:
-                link, since = entry
-                if time.monotonic() - since < RECONNECT_DELAY:
-                    raise SerialException(errno.ENOENT, f"could not open port {url}: re-enumerating")
-                del _unplugged[url]
-                link.engine.disconnect_requested = False
-                link.engine.power_on(link.clock(time.monotonic()))
-                return link
-        from deploykit.virtual_board.device import make_link
-        path, kwargs = parse_url(url)
-        return make_link(path, **kwargs)
+    def _attach(self, url: str) -> PacedLink:
+        """This port's unplugged board once it is back, else a new board from the URL."""
+        if self._unplugged is not None and self._unplugged[1] == url:
+            link, _, since = self._unplugged
+            if time.monotonic() - since < RECONNECT_DELAY:
+                raise SerialException(errno.ENOENT, f"could not open port {url}: re-enumerating")
+            self._unplugged = None
+            link.engine.disconnect_requested = False
+            link.engine.power_on(link.clock(time.monotonic()))
+            return link
+        self._unplugged = None
+        return _new_board(url)
 
     def close(self):
         self.is_open = False
         self._buf.clear()
+        self.link = None  # a board still plugged in goes with its port; an unplugged one waits in _unplugged
         super().close()
 
     def _reconfigure_port(self):
@@ -148,8 +164,8 @@ class Serial(SerialBase):
     def _unplug(self) -> None:
         self._board.cut()
         self._gone = True
-        with _lock:
-            _unplugged[self._port] = (self._board, time.monotonic())
+        assert self._port is not None  # an open port has its URL
+        self._unplugged = (self._board, self._port, time.monotonic())
 
     @property
     def in_waiting(self) -> int:
