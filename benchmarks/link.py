@@ -106,7 +106,7 @@ def measure(manifest, baud: int, seconds: float, workdir: Path, in_process: bool
     np.savez(data, x=base.x_model[np.arange(n) % len(base)])
     with (VirtualBoard(manifest.path, baud=baud, pacing=True) if in_process
           else board_process(manifest.path, baud)) as port:
-        report = run_hil(manifest.path, port, baud=baud, data=data, warmup=WARMUP, quiet=True,
+        report = run_hil(manifest.path, port, baud=baud, data=data, warmup=WARMUP,
                          outdir=workdir / f"out-{manifest['name']}-{baud}", float_reference=False)
     return {"samples": n, "in": in_b, "out": out_b, **report["throughput"], "faults": report["faults"]}
 

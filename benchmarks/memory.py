@@ -58,7 +58,7 @@ def _data(path: Path, n: int) -> Path:
 def _run(manifest: str, data: Path, outdir: Path, limit: int | None = None) -> dict:
     from deploykit.harness.run import run_hil
     return run_hil(manifest, f"virtual://{manifest}?pacing=0", data=data, limit=limit, warmup=0,
-                   outdir=outdir, quiet=True, float_reference=False)
+                   outdir=outdir, float_reference=False)
 
 
 def _append_synthetic(results: Path, n: int) -> None:

@@ -48,7 +48,7 @@ class DeployTarget:
 
 @dataclass
 class DeployResult:
-    """What one deploy produced; `summary()` is the table's data."""
+    """What one deploy produced; `summary()` gives the figures of the CLI's table."""
 
     outdir: Path
     target: DeployTarget
@@ -298,7 +298,7 @@ def _hil(stages, result: DeployResult, data, label_column, limit, thresholds, ju
     board = result.target.board_id  # sets the baud; the device's HELLO must name this board
     options = dict(board=board, data=data, label_column=label_column, limit=limit, outdir=result.report_dir,
                    junit=junit,
-                   quiet=True, thresholds=thresholds, resume=False,
+                   thresholds=thresholds, resume=False,
                    note=FALLBACK_NOTE if result.target.fallback else None,
                    build_json=_built_sizes(result))
     # deploy measures afresh (resume=False, under the folder's lock): the firmware may have been
@@ -327,26 +327,21 @@ def _built_sizes(result: DeployResult):
 
 # --------------------------------------------------------------------------- the summary
 
-def summary(result: DeployResult) -> list[tuple[str, str]]:
-    """(row, value) pairs: fit, agreement, latency, arena, link efficiency, pass or fail."""
+def summary(result: DeployResult) -> dict:
+    """The figures the summary shows (deploy.json's "summary"; the CLI's table formats them
+    with the target and fit): agreement, latency, arena, link; None where the report has none."""
     report = result.report
     agreement = _get(report, "agreement.tflm_host")
     us = _get(report, "latency.us")
     arena = report.get("arena") or {}
     throughput = report.get("throughput") or {}
-    return [
-        ("target", _target_text(result)),
-        ("fit", _fit_text(result.fit)),
-        ("agreement (vs TFLM host)", f"{_n(agreement.get('exact_fraction'), '.1%')} exact, "
-                                     f"max {_n(agreement.get('max_abs_steps'), 'd')} int8 steps"),
-        ("latency (simulated)" if report.get("simulated") else "latency",
-         f"mean {_n(us.get('mean'), ',.0f')} µs, p99 {_n(us.get('p99'), ',.0f')} µs"),
-        ("arena", f"{_n(arena.get('used'), ',d')} B used of {_n(arena.get('configured'), ',d')} B configured "
-                  f"(recommended {_n(arena.get('recommended'), ',d')} B)"),
-        ("link efficiency", f"{_n(throughput.get('link_efficiency'), '.2f')} "
-                            f"({_n(throughput.get('samples_per_s'), ',.0f')} samples/s)"),
-        ("result", "PASS" if result.passed else "FAIL"),
-    ]
+    return {"exact_fraction": agreement.get("exact_fraction"), "max_abs_steps": agreement.get("max_abs_steps"),
+            "latency_us_mean": us.get("mean"), "latency_us_p99": us.get("p99"),
+            "latency_simulated": bool(report.get("simulated")),
+            "arena_used": arena.get("used"), "arena_configured": arena.get("configured"),
+            "arena_recommended": arena.get("recommended"),
+            "link_efficiency": throughput.get("link_efficiency"), "samples_per_s": throughput.get("samples_per_s"),
+            "passed": result.passed}
 
 
 def _get(report: dict, dotted: str) -> dict:
@@ -354,31 +349,6 @@ def _get(report: dict, dotted: str) -> dict:
     for key in dotted.split("."):
         value = value.get(key) if isinstance(value, dict) else None
     return value if isinstance(value, dict) else {}
-
-
-def _n(value, spec: str) -> str:
-    """Format a figure, or "n/a" when the report has none."""
-    if value is None:
-        return "n/a"
-    return format(int(value) if spec.endswith("d") else value, spec)
-
-
-def _target_text(result: DeployResult) -> str:
-    t = result.target
-    if not t.virtual:
-        return f"{t.board_id} on {t.port}"
-    return f"virtual board ({t.board_id} profile)" + (", standing in: no board connected" if t.fallback else "")
-
-
-def _fit_text(fit: dict) -> str:
-    parts = []
-    for label, used, total in (("flash", fit.get("flash_used"), fit.get("flash_total")),
-                               ("RAM", fit.get("ram_used"), fit.get("ram_total"))):
-        if used is not None and total:
-            parts.append(f"{label} {used:,}/{total:,} B ({used / total:.0%})")
-    return f"{', '.join(parts)} [{fit.get('source', '?')}]"
-
-
 
 
 # --------------------------------------------------------------------------- the demo

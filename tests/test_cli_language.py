@@ -307,7 +307,7 @@ def test_build_status_in_a_ci_log_is_one_line():
 
     from rich.console import Console
 
-    from deploykit.toolchain.pio import line_status
+    from deploykit.commands.display import line_status
 
     sink = io.StringIO()
     with line_status("Building fw", console=Console(file=sink, force_terminal=False)) as on_line:

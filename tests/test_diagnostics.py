@@ -110,7 +110,7 @@ def test_virtual_board_refuses_requests_about_another_record_or_without_the_capa
 def test_layer_diff_names_exactly_the_perturbed_operator(converted_examples, tmp_path, op):
     manifest = converted_examples["gestures"]
     report = run_hil(manifest.path, _url(manifest, f"perturb_op={op}"), limit=12, warmup=0, outdir=tmp_path,
-                     quiet=True, float_reference=False, diagnostics=_options(layer_diff="auto"))
+                     float_reference=False, diagnostics=_options(layer_diff="auto"))
     records = report["layer_diff"]["records"]
     assert records, "the perturbed board's outputs differ from TFLM on the host on some record"
     for rec in records:
@@ -122,7 +122,7 @@ def test_layer_diff_names_exactly_the_perturbed_operator(converted_examples, tmp
 
 def test_layer_diff_of_a_clean_board_finds_no_divergence(converted_examples, tmp_path):
     manifest = converted_examples["gestures"]
-    report = run_hil(manifest.path, _url(manifest), limit=6, warmup=0, outdir=tmp_path, quiet=True,
+    report = run_hil(manifest.path, _url(manifest), limit=6, warmup=0, outdir=tmp_path,
                      float_reference=False, diagnostics=_options(layer_diff="4"))
     (rec,) = report["layer_diff"]["records"]
     assert rec["record"] == 4 and rec["first_diverging"] is None and len(rec["ops"]) > 3
@@ -130,7 +130,7 @@ def test_layer_diff_of_a_clean_board_finds_no_divergence(converted_examples, tmp
 
 def test_op_timing_table_in_the_reports(converted_examples, tmp_path):
     manifest = converted_examples["gestures"]
-    report = run_hil(manifest.path, _url(manifest), limit=20, warmup=0, outdir=tmp_path, quiet=True,
+    report = run_hil(manifest.path, _url(manifest), limit=20, warmup=0, outdir=tmp_path,
                      float_reference=False, diagnostics=_options(op_timing=4))
     table = report["op_timing"]
     ops = tflite_model.parse(manifest.model_bytes()).operators
@@ -197,7 +197,7 @@ def test_layer_diff_survives_a_lossy_link(converted_examples, tmp_path):
     """Dropped and corrupted bytes: the dump is asked for again in smaller chunks, pieces kept."""
     manifest = converted_examples["gestures"]
     report = run_hil(manifest.path, _url(manifest, "drop=0.003,corrupt=0.003,perturb_op=2") + "&seed=2", limit=4,
-                     warmup=0, outdir=tmp_path, quiet=True, float_reference=False,
+                     warmup=0, outdir=tmp_path, float_reference=False,
                      diagnostics=_options(op_timing=2, layer_diff="1"))
     (rec,) = report["layer_diff"]["records"]
     assert rec["first_diverging"]["index"] == 2

@@ -32,7 +32,7 @@ def single(sine_manifest, tmp_path_factory):
     """index -> outputs of one board running the whole set: what a farm must reproduce."""
     from deploykit.harness.run import run_hil
     out = tmp_path_factory.mktemp("single")
-    run_hil(sine_manifest.path, vurl(sine_manifest), outdir=out, quiet=True, float_reference=False, limit=400)
+    run_hil(sine_manifest.path, vurl(sine_manifest), outdir=out, float_reference=False, limit=400)
     return {r["index"]: r["outputs"] for r in rows(out)}
 
 

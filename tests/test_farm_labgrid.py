@@ -72,7 +72,7 @@ def test_farm_over_four_labgrid_places_survives_a_host_going_down(lab, sine_mani
     from deploykit.harness.run import run_hil
     coord, (h1, h2) = lab
     run_hil(sine_manifest.path, f"virtual://{sine_manifest.path}?pacing=0", outdir=tmp_path / "single",
-            quiet=True, float_reference=False, limit=SAMPLES)
+            float_reference=False, limit=SAMPLES)
     single = {r["index"]: r["outputs"] for r in rows(tmp_path / "single" / "results.jsonl")}
 
     out = tmp_path / "farm"

@@ -28,7 +28,7 @@ def rows(outdir) -> list[dict]:
 def test_report_has_every_documented_key(sine_manifest, tmp_path):
     with VirtualBoard(sine_manifest.path) as port:
         report = run_hil(sine_manifest.path, port, limit=200, warmup=2, outdir=tmp_path / "out",
-                         quiet=True, thresholds=Thresholds(min_agreement=0.99))
+                         thresholds=Thresholds(min_agreement=0.99))
     saved = json.loads((tmp_path / "out" / "report.json").read_text())
     assert saved["schema"] == "deploykit.hil-report/1" and saved["samples"] == 200
     assert saved["simulated"] is True
@@ -54,7 +54,7 @@ def test_device_outputs_equal_tflm_host_in_results(converted_examples, tmp_path)
     """Classification (gestures): confusion matrix, top-1 agreement; outputs kept per sample."""
     manifest = converted_examples["gestures"]
     with VirtualBoard(manifest.path, pacing=False) as port:
-        report = run_hil(manifest.path, port, limit=40, warmup=0, outdir=tmp_path, quiet=True,
+        report = run_hil(manifest.path, port, limit=40, warmup=0, outdir=tmp_path,
                          float_reference=False)
     assert report["accuracy"]["task"] == "classification"
     device = report["accuracy"]["device"]
@@ -70,7 +70,7 @@ def test_int8_data_passes_as_is(sine_manifest, tmp_path):
     np.savez(tmp_path / "q.npz", x=x)
     with VirtualBoard(sine_manifest.path, pacing=False) as port:
         report = run_hil(sine_manifest.path, port, data=tmp_path / "q.npz", warmup=0,
-                         outdir=tmp_path / "o", quiet=True, float_reference=False)
+                         outdir=tmp_path / "o", float_reference=False)
     assert report["samples"] == 256 and report["accuracy"] == {}
     from deploykit.model.tflm_host import TflmRunner
     runner = TflmRunner(sine_manifest.model_bytes())
@@ -92,11 +92,11 @@ def test_interrupted_run_resumes_without_loss_or_repeat(sine_manifest, tmp_path,
 
     monkeypatch.setattr(run_mod.ResultsFile, "append", append_then_interrupt)
     with VirtualBoard(sine_manifest.path) as port, pytest.raises(KeyboardInterrupt):
-        run_hil(sine_manifest.path, port, limit=400, outdir=outdir, quiet=True, float_reference=False)
+        run_hil(sine_manifest.path, port, limit=400, outdir=outdir, float_reference=False)
     assert len(rows(outdir)) == 150 and not (outdir / "report.json").exists()
     monkeypatch.setattr(run_mod.ResultsFile, "append", real_append)
     with VirtualBoard(sine_manifest.path) as port:
-        report = run_hil(sine_manifest.path, port, limit=400, outdir=outdir, quiet=True,
+        report = run_hil(sine_manifest.path, port, limit=400, outdir=outdir,
                          float_reference=False)
     indices = [r["index"] for r in rows(outdir)]
     assert sorted(indices) == list(range(400)) and len(indices) == 400
@@ -126,7 +126,7 @@ def test_killed_process_resumes(sine_manifest, tmp_path):
     with open(results, "a") as fh:
         fh.write('{"index": 99')  # a torn line, as if killed mid-write
     fast = f"virtual://{sine_manifest.path}?pacing=0"
-    report = run_hil(sine_manifest.path, fast, outdir=outdir, quiet=True, warmup=0, float_reference=False)
+    report = run_hil(sine_manifest.path, fast, outdir=outdir, warmup=0, float_reference=False)
     indices = [r["index"] for r in rows(outdir)]
     assert sorted(indices) == list(range(1000))
     assert report["resumed_samples"] == len(before)
@@ -138,14 +138,14 @@ def test_results_of_other_data_are_refused_and_no_resume_starts_afresh(sine_mani
     from deploykit.harness.results import ResumeMismatch
     np.savez(tmp_path / "other.npz", x=np.linspace(0, 1, 20, dtype=np.float32).reshape(-1, 1))
     with VirtualBoard(sine_manifest.path, pacing=False) as port:
-        run_hil(sine_manifest.path, port, limit=30, outdir=tmp_path / "o", quiet=True, float_reference=False)
+        run_hil(sine_manifest.path, port, limit=30, outdir=tmp_path / "o", float_reference=False)
         before = (tmp_path / "o" / "results.jsonl").read_bytes()
         with pytest.raises(ResumeMismatch, match=r"\(data [0-9a-f]{12}… there, [0-9a-f]{12}… now\).*--no-resume"):
             run_hil(sine_manifest.path, port, data=tmp_path / "other.npz", outdir=tmp_path / "o",
-                    quiet=True, float_reference=False)
+                    float_reference=False)
         assert (tmp_path / "o" / "results.jsonl").read_bytes() == before
         report = run_hil(sine_manifest.path, port, data=tmp_path / "other.npz", outdir=tmp_path / "o",
-                         quiet=True, float_reference=False, resume=False)
+                         float_reference=False, resume=False)
     assert report["resumed_samples"] == 0 and report["samples"] == 20
     assert [r["index"] for r in rows(tmp_path / "o")] == list(range(20))
 
@@ -153,7 +153,7 @@ def test_results_of_other_data_are_refused_and_no_resume_starts_afresh(sine_mani
 def test_run_under_all_faults_reports_them(sine_manifest, tmp_path):
     faults = "drop=0.002,corrupt=0.002,dup=0.01,garbage=0.01,reset=120"
     with VirtualBoard(sine_manifest.path, faults=faults, seed=5) as port:
-        report = run_hil(sine_manifest.path, port, limit=300, outdir=tmp_path, quiet=True,
+        report = run_hil(sine_manifest.path, port, limit=300, outdir=tmp_path,
                          float_reference=False)
     assert report["agreement"]["tflm_host"]["exact_fraction"] == 1.0
     assert report["samples"] == 300 and sum(report["faults"].values()) > 0
@@ -184,7 +184,7 @@ def test_failed_inference_is_an_explicit_failure(sine_manifest, tmp_path):
     port = server.start()
     try:
         report = run_hil(sine_manifest.path, port, data=tmp_path / "q.npz", warmup=0,
-                         outdir=tmp_path / "o", quiet=True, float_reference=False)
+                         outdir=tmp_path / "o", float_reference=False)
     finally:
         server.stop()
     failed = [r for r in rows(tmp_path / "o") if "error" in r]
@@ -208,7 +208,7 @@ def test_port_auto_uses_the_found_board_and_its_baud(sine_manifest, tmp_path, mo
             return real(url, baud, **kw)
 
         monkeypatch.setattr(run_mod, "DeviceSession", spy)
-        report = run_hil(sine_manifest.path, "auto", limit=10, outdir=tmp_path, quiet=True,
+        report = run_hil(sine_manifest.path, "auto", limit=10, outdir=tmp_path,
                          float_reference=False)
     assert seen == {"url": port, "baud": 115200}
     assert report["device"]["board_id"] == "nano33ble_sense" and report["samples"] == 10
@@ -216,9 +216,9 @@ def test_port_auto_uses_the_found_board_and_its_baud(sine_manifest, tmp_path, mo
 
 def test_larger_limit_resumes_the_smaller_run(sine_manifest, tmp_path):
     with VirtualBoard(sine_manifest.path, pacing=False) as port:
-        first = run_hil(sine_manifest.path, port, limit=40, outdir=tmp_path, quiet=True, float_reference=False)
-        second = run_hil(sine_manifest.path, port, limit=100, outdir=tmp_path, quiet=True, float_reference=False)
-        third = run_hil(sine_manifest.path, port, limit=20, outdir=tmp_path, quiet=True, float_reference=False)
+        first = run_hil(sine_manifest.path, port, limit=40, outdir=tmp_path, float_reference=False)
+        second = run_hil(sine_manifest.path, port, limit=100, outdir=tmp_path, float_reference=False)
+        third = run_hil(sine_manifest.path, port, limit=20, outdir=tmp_path, float_reference=False)
     assert (first["resumed_samples"], second["resumed_samples"], third["resumed_samples"]) == (0, 40, 20)
     assert second["throughput"]["measured_samples"] == 60 and third["throughput"]["measured_samples"] == 0
     assert third["samples"] == 20 and sorted(r["index"] for r in rows(tmp_path)) == list(range(100))
@@ -228,13 +228,13 @@ def test_firmware_with_another_arena_does_not_resume(sine_manifest, tmp_path):
     """Same model, data and board, rebuilt with another arena: refused, then afresh with resume=False."""
     from deploykit.harness.results import ResumeMismatch
     with VirtualBoard(sine_manifest.path, pacing=False) as port:
-        first = run_hil(sine_manifest.path, port, limit=20, outdir=tmp_path, quiet=True, float_reference=False)
+        first = run_hil(sine_manifest.path, port, limit=20, outdir=tmp_path, float_reference=False)
     arena = first["arena"]["configured"] + 4096
     with VirtualBoard(sine_manifest.path, pacing=False, arena_configured=arena) as port:
         configured = first["arena"]["configured"]
         with pytest.raises(ResumeMismatch, match=rf"arena configured {configured} there, {arena} now"):
-            run_hil(sine_manifest.path, port, limit=20, outdir=tmp_path, quiet=True, float_reference=False)
-        report = run_hil(sine_manifest.path, port, limit=20, outdir=tmp_path, quiet=True,
+            run_hil(sine_manifest.path, port, limit=20, outdir=tmp_path, float_reference=False)
+        report = run_hil(sine_manifest.path, port, limit=20, outdir=tmp_path,
                          float_reference=False, resume=False)
     assert report["resumed_samples"] == 0 and report["arena"]["configured"] == arena
     assert report["throughput"]["measured_samples"] == 20

@@ -149,7 +149,7 @@ def test_readme_fault_example_completes_through_hil_run(wide_manifest, tmp_path)
     from deploykit.harness.run import run_hil
     with VirtualBoard(wide_manifest.path, pacing=True, faults="drop=0.005,reset=50", seed=1) as port:
         report = run_hil(wide_manifest.path, port, outdir=tmp_path / "out", warmup=0, limit=52,
-                         quiet=True, float_reference=False)
+                         float_reference=False)
     rows = [json.loads(line) for line in (tmp_path / "out" / "results.jsonl").read_text().splitlines()[1:]]
     assert sorted(r["index"] for r in rows) == list(range(52))
     assert report["faults"]["retries"] > 0 and report["faults"]["resets"] >= 1

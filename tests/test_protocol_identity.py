@@ -115,7 +115,7 @@ def test_a_hello_that_differs_from_the_manifest_is_refused_at_once(sine_manifest
     lying = replace(sine_fw.hello, **change(sine_fw.hello))
     start = time.monotonic()
     with served(HostileEngine(sine_fw, hello=lying)) as port, pytest.raises(IdentityMismatch) as info:
-        run_hil(sine_manifest.path, port, limit=20, warmup=0, outdir=tmp_path / "out", quiet=True,
+        run_hil(sine_manifest.path, port, limit=20, warmup=0, outdir=tmp_path / "out",
                 float_reference=False, board="virtual")
     message = str(info.value)
     assert all(part in message for part in named), message

@@ -200,7 +200,7 @@ def gestures_report(converted_examples, tmp_path_factory) -> Path:
     manifest = converted_examples["gestures"]
     out = tmp_path_factory.mktemp("gestures-report")
     report = run_hil(manifest.path, f"virtual://{manifest.path}?pacing=0", limit=60, warmup=1,
-                     outdir=out, quiet=True)
+                     outdir=out)
     assert report["samples"] == 60 and report["fit"]["source"] == "estimate"
     return out / "report.html"
 

@@ -55,7 +55,7 @@ def test_forged_results_are_rejected_and_the_genuine_ones_kept(converted_example
     runner = TflmRunner(manifest.model_bytes())
     server, port = _serve(manifest, ForgingEngine)
     try:
-        report = run_hil(manifest.path, port, outdir=tmp_path / "out", warmup=0, quiet=True,
+        report = run_hil(manifest.path, port, outdir=tmp_path / "out", warmup=0,
                          float_reference=False)
     finally:
         server.stop()

@@ -52,7 +52,7 @@ def reference(sine_manifest, tmp_path_factory):
     """The rows of an in-process virtual board run: what the remote runs must equal."""
     from deploykit.harness.run import run_hil
     out = tmp_path_factory.mktemp("ref")
-    run_hil(sine_manifest.path, f"virtual://{sine_manifest.path}?pacing=0", outdir=out, quiet=True,
+    run_hil(sine_manifest.path, f"virtual://{sine_manifest.path}?pacing=0", outdir=out,
             float_reference=False, limit=300)
     return rows(out)[0]
 
@@ -78,7 +78,7 @@ def test_ser2net_killed_and_restarted_mid_run_loses_and_repeats_nothing(sine_man
     def run():
         try:
             outcome["report"] = run_hil(sine_manifest.path, f"rfc2217://127.0.0.1:{port}", baud=19200,
-                                        outdir=tmp_path / "r", quiet=True, float_reference=False, limit=300)
+                                        outdir=tmp_path / "r", float_reference=False, limit=300)
         except BaseException as exc:  # noqa: BLE001 - reported below
             outcome["error"] = exc
 

@@ -43,7 +43,7 @@ def test_handshake_give_up_names_the_trace(sine_manifest, tmp_path):
     master, slave = os.openpty()
     try:
         with pytest.raises(DeviceError, match=f"no HELLO.*every frame is in the trace {re.escape(str(trace))}"):
-            run_hil(sine_manifest.path, os.ttyname(slave), outdir=tmp_path / "out", quiet=True,
+            run_hil(sine_manifest.path, os.ttyname(slave), outdir=tmp_path / "out",
                     session_options={"trace": trace, "handshake_retries": 2, "timeouts": Timeouts(hello=0.1)})
     finally:
         os.close(master)

@@ -16,7 +16,8 @@ from deploykit.commands.boards import boards_dir_option
 @boards_dir_option
 def build(project_dir, board_id, quiet):
     """Build a rendered project (`pio run`); record RAM and flash use in DIR/build.json."""
-    from deploykit.toolchain.pio import build_project, line_status
+    from deploykit.commands.display import line_status
+    from deploykit.toolchain.pio import build_project
 
     with line_status(f"Building {project_dir}", quiet=quiet) as on_line:
         result = build_project(project_dir, board_id, on_line=on_line)

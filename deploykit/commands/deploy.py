@@ -92,17 +92,56 @@ class PlainStages(StageTimer):
 
 def print_summary(console, result) -> None:
     """The summary table (plain `row: value` lines without a terminal), then where the reports are."""
-    from deploykit.deploy import summary
-
     if not _isatty(sys.stdout):  # a log: whole lines, no box to wrap numbers in
         click.echo(f"deploykit deploy: {result.model_name}")
-        for row, value in summary(result):
+        for row, value in summary_rows(result):
             click.echo(f"  {row}: {value}")
     else:
-        _print_table(console, result, summary(result))
+        _print_table(console, result, summary_rows(result))
     html = result.report_dir / "report.html"
     click.echo(f"report: {html if html.exists() else result.report_dir}")
     click.echo(f"artifacts: {result.outdir}")
+
+
+def summary_rows(result) -> list[tuple[str, str]]:
+    """(row, value) pairs: target, fit, agreement, latency, arena, link efficiency, pass or fail."""
+    from deploykit.deploy import summary
+
+    f = summary(result)
+    return [
+        ("target", _target_text(result.target)),
+        ("fit", _fit_text(result.fit)),
+        ("agreement (vs TFLM host)", f"{_n(f['exact_fraction'], '.1%')} exact, "
+                                     f"max {_n(f['max_abs_steps'], 'd')} int8 steps"),
+        ("latency (simulated)" if f["latency_simulated"] else "latency",
+         f"mean {_n(f['latency_us_mean'], ',.0f')} µs, p99 {_n(f['latency_us_p99'], ',.0f')} µs"),
+        ("arena", f"{_n(f['arena_used'], ',d')} B used of {_n(f['arena_configured'], ',d')} B configured "
+                  f"(recommended {_n(f['arena_recommended'], ',d')} B)"),
+        ("link efficiency", f"{_n(f['link_efficiency'], '.2f')} ({_n(f['samples_per_s'], ',.0f')} samples/s)"),
+        ("result", "PASS" if f["passed"] else "FAIL"),
+    ]
+
+
+def _n(value, spec: str) -> str:
+    """Format a figure, or "n/a" when the report has none."""
+    if value is None:
+        return "n/a"
+    return format(int(value) if spec.endswith("d") else value, spec)
+
+
+def _target_text(t) -> str:
+    if not t.virtual:
+        return f"{t.board_id} on {t.port}"
+    return f"virtual board ({t.board_id} profile)" + (", standing in: no board connected" if t.fallback else "")
+
+
+def _fit_text(fit: dict) -> str:
+    parts = []
+    for label, used, total in (("flash", fit.get("flash_used"), fit.get("flash_total")),
+                               ("RAM", fit.get("ram_used"), fit.get("ram_total"))):
+        if used is not None and total:
+            parts.append(f"{label} {used:,}/{total:,} B ({used / total:.0%})")
+    return f"{', '.join(parts)} [{fit.get('source', '?')}]"
 
 
 def _print_table(console, result, rows) -> None:

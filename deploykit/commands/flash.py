@@ -22,8 +22,8 @@ from deploykit.commands.boards import boards_dir_option
 @boards_dir_option
 def flash(project_dir, port, board_id, manifest, wait_s, quiet):
     """Upload a built project, wait for the board to re-appear, check its model hash."""
+    from deploykit.commands.display import line_status
     from deploykit.toolchain.flash import flash as flash_project
-    from deploykit.toolchain.pio import line_status
 
     with line_status(f"Flashing {project_dir}", quiet=quiet) as on_line:
         result = flash_project(project_dir, port, board_id, manifest, on_line=on_line, wait_s=wait_s)

@@ -58,22 +58,26 @@ def hil():
 def run(manifest, port, place, coordinator, board, baud, data, limit, warmup, outdir, junit, resume, quiet,
         min_agreement, max_latency_us, max_arena, op_timing, layer_diff, trace, label_column):
     """Stream test data to the device and report agreement, accuracy, latency and arena."""
+    from deploykit.commands.display import sample_progress
     from deploykit.harness.diagnostics import DiagnosticsOptions
     from deploykit.harness.run import Thresholds, run_hil
 
     if bool(port) == bool(place):
         raise click.UsageError("give either --port or --place (a labgrid place)")
-    options = dict(baud=baud, data=data, limit=limit, warmup=warmup, outdir=outdir, junit=junit, quiet=quiet,
+    options = dict(baud=baud, data=data, limit=limit, warmup=warmup, outdir=outdir, junit=junit,
                    resume=resume, thresholds=Thresholds(min_agreement, max_latency_us, max_arena),
                    diagnostics=DiagnosticsOptions.parse(op_timing, layer_diff),
                    session_options={"trace": trace} if trace else None)
-    if place:
-        from deploykit.link.labgrid_place import place_lease
-        with place_lease(place, board, coordinator) as lease:
-            click.echo(f"acquired place {lease.name} ({lease.url})", err=True)
-            report = run_hil(manifest, lease.url, board=board or lease.board, label_column=label_column, **options)
-    else:
-        report = run_hil(manifest, port, board=board, label_column=label_column, **options)
+    with sample_progress(quiet) as progress:
+        options["progress"] = progress
+        if place:
+            from deploykit.link.labgrid_place import place_lease
+            with place_lease(place, board, coordinator) as lease:
+                click.echo(f"acquired place {lease.name} ({lease.url})", err=True)
+                report = run_hil(manifest, lease.url, board=board or lease.board, label_column=label_column,
+                                 **options)
+        else:
+            report = run_hil(manifest, port, board=board, label_column=label_column, **options)
     _finish(report)
 
 

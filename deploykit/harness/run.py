@@ -13,9 +13,8 @@ come from a second pass over results.jsonl.
 
 from __future__ import annotations
 
-import sys
 import time
-from contextlib import nullcontext
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -58,7 +57,8 @@ class Report(dict):
 
 
 def run_hil(manifest_path, port: str, baud: int | None = None, data=None, limit: int | None = None,
-            warmup: int = DEFAULT_WARMUP, outdir=DEFAULT_OUTDIR, junit=None, quiet: bool = False,
+            warmup: int = DEFAULT_WARMUP, outdir=DEFAULT_OUTDIR, junit=None,
+            progress: Callable[[int, int], None] | None = None,
             thresholds: Thresholds | None = None, float_reference: bool = True,
             session_options: dict | None = None, board: str | None = None, resume: bool = True,
             note: str | None = None, diagnostics=None, build_json=None, label_column=None) -> Report:
@@ -70,6 +70,7 @@ def run_hil(manifest_path, port: str, baud: int | None = None, data=None, limit:
     `build_json` (the build.json of the flashed firmware's build, when there is one) gives
     the report's fit section its measured flash and RAM; without it they are estimated.
     `label_column`: the labels' column of a CSV `data` (index or header name).
+    `progress(done, total)` is called as samples arrive (the CLI draws its bar with it).
     The output folder is locked for the whole run (a second run into it is refused);
     results.jsonl there is resumed only when it is this run's (results.py).
     """
@@ -90,7 +91,7 @@ def run_hil(manifest_path, port: str, baud: int | None = None, data=None, limit:
     with locked_outdir(Path(outdir)) as out:
         session = DeviceSession(url, baud, expected_sha256=manifest.sha256, **(session_options or {}))
         try:
-            run = _measure(session, manifest, inputs, out, junit, warmup, quiet, board, resume, float_reference,
+            run = _measure(session, manifest, inputs, out, junit, warmup, progress, board, resume, float_reference,
                            diagnostics)
         except DeviceError as exc:  # the give-up and handshake errors name the frame trace
             session.link.trace.named_in(exc)
@@ -125,7 +126,7 @@ class _Run:
     diagnostics: dict | None = None
 
 
-def _measure(session, manifest, inputs, outdir: Path, junit, warmup: int, quiet: bool,
+def _measure(session, manifest, inputs, outdir: Path, junit, warmup: int, progress,
              board: str | None, resume: bool, float_reference: bool, diagnostics=None) -> _Run:
     """Open the device, resume (if asked) or start results.jsonl, warm up, stream what is missing."""
     from deploykit.harness import diagnostics as diag
@@ -143,7 +144,7 @@ def _measure(session, manifest, inputs, outdir: Path, junit, warmup: int, quiet:
         with results:
             if not results.done.all():
                 _warm_up(session, inputs, warmup)
-            measured, seconds = _stream(session, inputs, results, quiet)
+            measured, seconds = _stream(session, inputs, results, progress)
             extra = None
             if diagnostics and diagnostics.wanted:  # a diagnostic run: the rows by index, read back once
                 extra = diag.run(session, manifest, inputs, {r["index"]: r for r in results.rows()}, diagnostics)
@@ -209,24 +210,23 @@ def _warm_up(session, inputs, warmup: int) -> None:
             pass
 
 
-def _stream(session, inputs, results, quiet: bool) -> tuple[int, float]:
-    """Stream the samples without a row yet; return (how many, seconds). Rows go to disk only."""
+def _stream(session, inputs, results, progress) -> tuple[int, float]:
+    """Stream the samples without a row yet; return (how many, seconds). Rows go to disk only;
+    `progress(done, total)` hears of every batch."""
     todo = np.flatnonzero(~results.done)
     if not todo.size:
         return 0, 0.0
-    progress = nullcontext(None) if quiet or not _stderr_is_terminal() else _progress()
     start = time.monotonic()
-    with progress as bar:
-        task = bar.add_task("HIL", total=len(inputs), completed=len(inputs) - len(todo)) if bar else None
-        shown, done = time.monotonic(), 0
-        for batch in session.stream_batches(inputs.records(todo)):
-            for item in batch:  # rows that arrived together are flushed together
-                results.append(_row(session, int(todo[item.record]), item), flush=False)
-            results.flush()
-            done += len(batch)
-            if bar and (time.monotonic() - shown > 0.1 or done == len(todo)):
-                bar.update(task, completed=len(inputs) - len(todo) + done)
-                shown = time.monotonic()
+    if progress:
+        progress(len(inputs) - len(todo), len(inputs))
+    done = 0
+    for batch in session.stream_batches(inputs.records(todo)):
+        for item in batch:  # rows that arrived together are flushed together
+            results.append(_row(session, int(todo[item.record]), item), flush=False)
+        results.flush()
+        done += len(batch)
+        if progress:
+            progress(len(inputs) - len(todo) + done, len(inputs))
     seconds = time.monotonic() - start
     results.sync()
     return len(todo), seconds
@@ -238,28 +238,6 @@ def _row(session, index: int, item) -> dict:
     outputs = session.output_lists(item.outputs)
     return {"index": index, "outputs": outputs, "cycles": item.cycles, "us": item.micros,
             "round_trip_us": round(item.round_trip_s * 1e6, 1)}
-
-
-def _stderr_is_terminal() -> bool:
-    """A progress bar only for a person watching: in a CI log it is one frame cut at 80 columns."""
-    try:
-        return sys.stderr.isatty()
-    except (AttributeError, ValueError):  # a replaced or closed stream
-        return False
-
-
-def _progress():
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeRemainingColumn
-    from rich.text import Text
-
-    class Rate(ProgressColumn):
-        def render(self, task):
-            speed = task.finished_speed or task.speed
-            return Text(f"{speed:,.0f} samples/s" if speed else "- samples/s")
-
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), Rate(),
-                    TimeRemainingColumn(), console=Console(stderr=True))
 
 
 def _references(manifest, inputs, with_float: bool) -> dict:

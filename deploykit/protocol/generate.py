@@ -100,17 +100,24 @@ def outputs() -> dict[Path, str]:
     return {HEADER_PATH: c_header(), DOCS_PATH: docs_text(DOCS_PATH.read_text(encoding="utf-8"))}
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+def run(argv: list[str]) -> tuple[int, str]:
+    """Write the outputs (`--check`: name the stale ones instead); (exit status, text to show)."""
     stale = [p for p, text in outputs().items() if not p.exists() or p.read_text(encoding="utf-8") != text]
     if "--check" in argv:
-        for path in stale:
-            print(f"stale: {path} (run python -m deploykit.protocol.generate)")
-        return 1 if stale else 0
+        return (1 if stale else 0), "\n".join(f"stale: {path} (run python -m deploykit.protocol.generate)"
+                                               for path in stale)
     for path, text in outputs().items():
         path.write_text(text, encoding="utf-8")
-    return 0
+    return 0, ""
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The exit status of run(); the script's __main__ below shows its text."""
+    return run(sys.argv[1:] if argv is None else argv)[0]
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    status, text = run(sys.argv[1:])
+    if text:
+        print(text)
+    sys.exit(status)

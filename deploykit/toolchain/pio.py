@@ -2,7 +2,7 @@
 
 It finds the `pio` command (the platformio package installed with deploykit, else one on
 PATH), runs it as an argument list (never a shell), streams every line into a log file
-and to an optional callback (the progress display), and turns PlatformIO's output into
+and to an optional callback (the CLI shows it: commands/display.py), and turns PlatformIO's output into
 figures (RAM and flash from the size report) or one explained failure: PlatformIO
 missing, a package download that failed, a compile error, a RAM or flash overflow, an
 upload that found no board, a busy port, a port without permission.
@@ -20,8 +20,7 @@ import shutil
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -418,21 +417,3 @@ def build_project(project_dir, board_id: str | None = None, on_line: LineSink | 
     result = BuildResult(project_dir, env, sizes, log)
     write_json(project_dir / "build.json", result.to_dict())
     return result
-
-
-@contextmanager
-def line_status(title: str, console=None, quiet: bool = False) -> Iterator[LineSink]:
-    """A rich spinner showing `title` and PlatformIO's latest line; yields the line sink."""
-    if quiet:
-        yield lambda line: None
-        return
-    from rich.console import Console
-    from rich.markup import escape
-
-    console = console or Console(stderr=True)
-    if not console.is_terminal:  # a CI log: one line, no spinner frames (the log file has the rest)
-        console.file.write(f"{title}…\n")
-        yield lambda line: None
-        return
-    with console.status(f"{title}…") as status:
-        yield lambda line: status.update(f"{title}: [dim]{escape(line.strip()[:100])}[/]") if line.strip() else None
