@@ -9,7 +9,10 @@ Every stage leaves its artifacts under one output directory:
 
 With `port="virtual"` (or the older `board="virtual"`) build and flash are skipped and the
 HIL stage runs against the virtual board impersonating `profile` (or the `board` named
-with `port="virtual"`), so the same call works on any machine. When no board is connected
+with `port="virtual"`), so the same call works on any machine. "virtual" means the virtual
+board (deploykit/virtual_board/) wherever it appears: the `--port virtual` spelling
+(VIRTUAL_PORT), the board file it impersonates by default (boards/virtual.toml,
+DEFAULT_PROFILE), a DeployTarget's `virtual_board` flag. When no board is connected
 the virtual board stands in only if the caller allows it (`fallback=True`: the CLI does
 so for a person at a terminal, never in CI or with --quiet), and then the summary, the
 report title and junit.xml say so; otherwise no board is NoBoardFound (exit 3), since a
@@ -29,8 +32,9 @@ from pathlib import Path
 from typing import Any
 
 from deploykit.errors import BadInput, NoBoardFound
+from deploykit.link.serial_handlers.protocol_virtual import VIRTUAL_PORT
 
-VIRTUAL = "virtual"
+DEFAULT_PROFILE = "virtual"   # boards/virtual.toml: the virtual board as itself (virtual_board.device.DEFAULT_BOARD)
 FALLBACK_NOTE = "virtual board standing in: no board connected"
 STAGES = ("convert", "render", "build", "flash", "hil")
 
@@ -41,7 +45,7 @@ class DeployTarget:
 
     board_id: str
     port: str | None
-    virtual: bool
+    virtual_board: bool  # the target is the virtual board (no build, no flash)
     note: str = ""
     fallback: bool = False  # the virtual board stands in because no board was found
 
@@ -68,7 +72,7 @@ class DeployResult:
 
     def to_dict(self) -> dict:
         return {"outdir": str(self.outdir), "model": self.model_name, "board": self.target.board_id,
-                "virtual": self.target.virtual, "fallback": self.target.fallback,
+                "virtual_board": self.target.virtual_board, "fallback": self.target.fallback,
                 "port": self.target.port, "note": self.target.note, "manifest": str(self.manifest_path),
                 "project": str(self.project_dir), "report_dir": str(self.report_dir), "fit": self.fit,
                 "build": self.build, "flash": self.flash, "timings_s": self.timings,
@@ -120,7 +124,7 @@ def choose_target(board: str | None, port: str, profile: str, fallback: bool = F
     from deploykit.firmware.boards import load_board
     from deploykit.toolchain.devices import resolve_target
 
-    if VIRTUAL in (port, board):
+    if VIRTUAL_PORT in (port, board):  # `--board virtual`: the old spelling
         profile = _virtual_profile(board, port, profile)
         load_board(profile)
         return DeployTarget(profile, None, True, f"virtual board with the {profile} profile")
@@ -167,9 +171,9 @@ def check_port(port: str, board_id: str) -> None:
 
 def _virtual_profile(board: str | None, port: str, profile: str) -> str:
     """The board the virtual board impersonates: `--board ID --port virtual`, else --profile."""
-    if port != VIRTUAL or board in (None, VIRTUAL):
+    if port != VIRTUAL_PORT or board in (None, VIRTUAL_PORT):
         return profile
-    if profile not in (VIRTUAL, board):
+    if profile not in (DEFAULT_PROFILE, board):
         raise BadInput(f"--board {board} and --profile {profile} name two boards for the virtual board "
                        f"to impersonate; give one of them")
     return board
@@ -189,7 +193,7 @@ def check_inputs(model, data, rep_data, limit: int | None = None) -> None:
 
 # --------------------------------------------------------------------------- the stages
 
-def deploy(model, outdir, board: str | None = None, port: str = "auto", profile: str = VIRTUAL,
+def deploy(model, outdir, board: str | None = None, port: str = "auto", profile: str = DEFAULT_PROFILE,
            data=None, rep_data=None, name: str | None = None, quantize: str | None = None,
            label_column=None, limit: int | None = None, thresholds: dict | None = None,
            arena_size: int | None = None, arena_margin: float = 10.0, junit=None,
@@ -208,7 +212,7 @@ def deploy(model, outdir, board: str | None = None, port: str = "auto", profile:
     check_inputs(model, data, rep_data, limit)
     limits = Thresholds(**(thresholds or {}))
     target = choose_target(board, port, profile, fallback)
-    if not pacing and not target.virtual:
+    if not pacing and not target.virtual_board:
         raise BadInput(f"--no-pacing applies to the virtual board only, not to {target.board_id}; "
                        "drop it or pass --port virtual")
     stages.note(target.note)
@@ -274,7 +278,7 @@ def projected_fit(plan) -> dict:
 
 
 def _build_and_flash(stages, result: DeployResult, port: str) -> None:
-    if result.target.virtual:
+    if result.target.virtual_board:
         stages.skip("build", "the virtual board needs no firmware")
         stages.skip("flash", "the virtual board needs no firmware")
         return
@@ -304,7 +308,7 @@ def _hil(stages, result: DeployResult, data, label_column, limit, thresholds, ju
     # deploy measures afresh (resume=False, under the folder's lock): the firmware may have been
     # rebuilt and reflashed (`hil run` resumes)
     with stages.stage("hil"):
-        if not result.target.virtual:
+        if not result.target.virtual_board:
             assert result.target.port is not None  # a real board's DeployTarget always carries its port
             return run_hil(result.manifest_path, result.target.port, **options)
         from deploykit.virtual_board import VirtualBoard
@@ -371,7 +375,7 @@ def demo(outdir="deploykit-demo", stages=None, retrain: bool = False, limit: int
             files = train_cached(outdir / "example")
     else:
         stages.skip("train", f"reusing {files['model']}")
-    return deploy(files["model"], outdir, port=VIRTUAL, profile=DEMO_PROFILE, data=files["test_data"],
+    return deploy(files["model"], outdir, port=VIRTUAL_PORT, profile=DEMO_PROFILE, data=files["test_data"],
                   rep_data=files["rep_data"], name=DEMO_EXAMPLE, limit=limit, stages=stages)
 
 

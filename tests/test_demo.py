@@ -32,7 +32,7 @@ def test_demo_trains_once_then_reuses_the_model(mocker, tmp_path, capsys):
     html = out / "hil" / "report.html"
     assert f"report: {html}" in stdout and html.is_file() and "PASS" in stdout
     record = json.loads((out / "deploy.json").read_text())
-    assert record["virtual"] is True and record["board"] == "nano33ble_sense" and record["model"] == "sine"
+    assert record["virtual_board"] is True and record["board"] == "nano33ble_sense" and record["model"] == "sine"
     assert isinstance(record["timings_s"]["train"], float)
     report = json.loads((out / "hil" / "report.json").read_text())
     assert report["simulated"] is True and report["agreement"]["tflm_host"]["exact_fraction"] == 1.0

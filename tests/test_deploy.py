@@ -33,7 +33,7 @@ def test_deploy_virtual_end_to_end(example, example_files, tmp_path, capsys, no_
     stdout = capsys.readouterr().out
     assert code == 0, stdout
     record = json.loads((out / "deploy.json").read_text())
-    assert record["virtual"] is True and record["board"] == "nano33ble_sense"
+    assert record["virtual_board"] is True and record["board"] == "nano33ble_sense"
     assert record["timings_s"]["build"] == "skipped" and record["timings_s"]["flash"] == "skipped"
     assert record["timings_s"]["convert"] > 0 and record["passed"] is True
     report = json.loads((out / "hil" / "report.json").read_text())

@@ -70,7 +70,7 @@ def test_interactive_deploy_falls_back_and_says_so_everywhere(sine_manifest, tmp
     assert "no board connected: using the virtual board" in captured.err
     assert "virtual board (virtual profile), standing in: no board connected" in captured.out  # summary
     record = json.loads((out / "deploy.json").read_text())
-    assert record["virtual"] is True and record["fallback"] is True
+    assert record["virtual_board"] is True and record["fallback"] is True
     title = (out / "hil" / "report.md").read_text().splitlines()[0]
     assert title.startswith("# HIL report: sine on virtual (virtual board standing in: no board connected)")
     assert "virtual board standing in" in (out / "hil" / "report.html").read_text().split("</h1>")[0]
@@ -93,7 +93,7 @@ def test_virtual_board_when_asked_for_passes_in_ci(sine_manifest, tmp_path, caps
     captured = capsys.readouterr()
     assert code == 0, captured
     record = json.loads((out / "deploy.json").read_text())
-    assert (record["virtual"], record["fallback"], record["board"]) == (True, False, profile)
+    assert (record["virtual_board"], record["fallback"], record["board"]) == (True, False, profile)
     assert "standing in" not in (out / "hil" / "report.md").read_text()
 
 

@@ -15,7 +15,7 @@ import click
 
 from deploykit.commands import LABEL_COLUMN, LABEL_COLUMN_HELP, Renamed, failed_thresholds
 from deploykit.commands.boards import boards_dir_option
-from deploykit.deploy import STAGES, StageTimer
+from deploykit.deploy import DEFAULT_PROFILE, STAGES, StageTimer
 
 
 class RichStages(StageTimer):
@@ -130,7 +130,7 @@ def _n(value, spec: str) -> str:
 
 
 def _target_text(t) -> str:
-    if not t.virtual:
+    if not t.virtual_board:
         return f"{t.board_id} on {t.port}"
     return f"virtual board ({t.board_id} profile)" + (", standing in: no board connected" if t.fallback else "")
 
@@ -203,7 +203,7 @@ def _isatty(stream) -> bool:
               help="Serial port or pyserial URL; auto finds the board; `virtual` for the virtual board. "
                    "With no board connected, only an interactive run falls back to the virtual board; "
                    "in CI (or --quiet, or no terminal) that is exit 3.")
-@click.option("--profile", default="virtual", hidden=True,  # old spelling of --board ID --port virtual
+@click.option("--profile", default=DEFAULT_PROFILE, hidden=True,  # old spelling of --board ID --port virtual
               help="The board the virtual board impersonates (cost model, RAM, flash).")
 @click.option("--data", type=click.Path(path_type=Path),
               help="Test data (.npz/.npy/.csv); also the converter's test split.")

@@ -82,8 +82,8 @@ def run_hil(manifest_path, port: str, baud: int | None = None, data=None, limit:
     if baud is not None and baud <= 0:
         raise BadInput(f"--baud {baud} must be a positive line rate, e.g. 115200")
     board_baud = _board_baud(board)  # an unknown --board fails here, before any port is opened
-    if port == "virtual":  # the virtual board standing in for --board, as in deploy
-        from deploykit.link.serial_handlers.protocol_virtual import url_for
+    from deploykit.link.serial_handlers.protocol_virtual import VIRTUAL_PORT, url_for
+    if port == VIRTUAL_PORT:  # the virtual board standing in for --board, as in deploy
         port = url_for(manifest.path, board)
     from deploykit.toolchain.devices import resolve_target
     url, found = resolve_target(port, board)

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from deploykit.virtual_board.link import PacedLink
 
 SCHEME = "virtual://"
+VIRTUAL_PORT = "virtual"   # `--port virtual`: the virtual board standing in for --board (url_for)
 OPTIONS = ("board", "baud", "faults", "seed", "pacing")
 RECONNECT_DELAY = 0.3   # seconds an unplugged board is gone before this port can reopen it
 
