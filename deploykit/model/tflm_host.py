@@ -251,8 +251,8 @@ def _check_dtypes(parsed) -> None:
 def _check_kernels_accept(model: bytes, parsed) -> None:
     """One inference on zeros with the largest arena: a kernel that refuses its tensors' types
     (int64 into ADD, FLOAT64 into CAST) says so here; an arena problem is measured later."""
-    output = _refusal_output(bytes(model))
-    found = _NODE_FAILED.search(output) if output else None
+    output = _refusal_output(bytes(model)) or ""
+    found = _NODE_FAILED.search(output)
     if found is None:
         return
     op, index = found[1], int(found[2])
