@@ -37,6 +37,7 @@ def autoencoder(tmp_path_factory):
                    test_data=root / "test.npz", task="anomaly")
 
 
+@pytest.mark.slow  # trains the autoencoder: ~10 s with TensorFlow's import
 def test_autoencoder_auc_on_float_desktop_and_device(autoencoder, tmp_path, capsys):
     """Before: the report had no figure for an anomaly task at all ("agreement only")."""
     out = tmp_path / "r"
