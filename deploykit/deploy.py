@@ -197,19 +197,24 @@ def deploy(model, outdir, board: str | None = None, port: str = "auto", profile:
            data=None, rep_data=None, name: str | None = None, quantize: str | None = None,
            label_column=None, limit: int | None = None, thresholds: dict | None = None,
            arena_size: int | None = None, arena_margin: float = 10.0, junit=None,
-           stages=None, fallback: bool = False, pacing: bool = True) -> DeployResult:
+           stages=None, fallback: bool = False, pacing: bool = True, task: str | None = None,
+           class_names: list[str] | None = None) -> DeployResult:
     """Run every stage for `model` on the chosen target; return the result (also OUT/deploy.json).
 
     `stages` times the stages and may show them (a StageTimer subclass); None: time only.
     `fallback`: with no board connected, use the virtual board (and say so) instead of
     raising NoBoardFound; only for a person watching (see the module docstring).
     `pacing=False` runs the virtual board without link pacing or simulated inference time
-    (as `virtual-board --no-pacing`); a real board is always what it is."""
+    (as `virtual-board --no-pacing`); a real board is always what it is.
+    `task` and `class_names` go to convert (kept in the manifest), as convert's --task/--class-names."""
     from deploykit.atomic import lstat_or_none
     from deploykit.report import Thresholds
 
     stages = stages or StageTimer()
     check_inputs(model, data, rep_data, limit)
+    from deploykit.model.metrics import TASK_CHOICES
+    if task is not None and task not in TASK_CHOICES:  # before any stage runs
+        raise BadInput(f"--task {task!r} is not one of {', '.join(TASK_CHOICES)}")
     limits = Thresholds(**(thresholds or {}))
     target = choose_target(board, port, profile, fallback)
     if not pacing and not target.virtual_board:
@@ -220,7 +225,8 @@ def deploy(model, outdir, board: str | None = None, port: str = "auto", profile:
     created = lstat_or_none(outdir) is None  # a link (even dangling) is not ours to remove
     try:
         result = _run_stages(stages, model, outdir, target, port, data, rep_data, name, quantize,
-                             label_column, limit, limits, arena_size, arena_margin, junit, pacing)
+                             label_column, limit, limits, arena_size, arena_margin, junit, pacing,
+                             {"task": task, "class_names": class_names})
     except BadInput:  # the user's input, found wrong by a later stage: leave no half-made directory
         if created:
             shutil.rmtree(outdir, ignore_errors=True)
@@ -232,8 +238,10 @@ def deploy(model, outdir, board: str | None = None, port: str = "auto", profile:
 
 
 def _run_stages(stages, model, outdir, target, port, data, rep_data, name, quantize, label_column,
-                limit, limits, arena_size, arena_margin, junit, pacing: bool = True) -> DeployResult:
-    manifest_path = _convert(stages, model, outdir / "model", name, quantize, rep_data, data, label_column)
+                limit, limits, arena_size, arena_margin, junit, pacing: bool = True,
+                task_options: dict | None = None) -> DeployResult:
+    manifest_path = _convert(stages, model, outdir / "model", name, quantize, rep_data, data, label_column,
+                             task_options or {})
     fit, project = _render(stages, manifest_path, target.board_id, outdir / "firmware", arena_size, arena_margin)
     result = DeployResult(outdir, target, manifest_path, project, outdir / "hil", fit, {},
                           model_name=fit.pop("model_name"))
@@ -243,19 +251,24 @@ def _run_stages(stages, model, outdir, target, port, data, rep_data, name, quant
     return result
 
 
-def _convert(stages, model, outdir, name, quantize, rep_data, data, label_column) -> Path:
+def _convert(stages, model, outdir, name, quantize, rep_data, data, label_column, task_options: dict) -> Path:
+    """task_options: {"task", "class_names"} for convert (a manifest given as is keeps its own)."""
     model = Path(model)
     manifest = model / "manifest.json" if model.is_dir() and (model / "manifest.json").is_file() else model
     if manifest.name == "manifest.json":
         from deploykit.model.manifest import load
 
+        given = [f"--{k.replace('_', '-')}" for k, v in task_options.items() if v is not None]
+        if given:
+            raise BadInput(f"{' and '.join(given)} apply when deploy converts a model; {manifest} is converted "
+                           "already: re-convert with `deploykit convert` and these options, or drop them")
         stages.skip("convert", f"reusing {manifest}")
         return load(manifest).path
     from deploykit.model.convert import convert
 
     with stages.stage("convert"):
         return convert(model, outdir, name=name, quantize=quantize, rep_data=rep_data,
-                       test_data=data, label_column=label_column).path
+                       test_data=data, label_column=label_column, **task_options).path
 
 
 def _render(stages, manifest_path, board_id, project_dir, arena_size, arena_margin):

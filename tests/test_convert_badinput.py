@@ -102,7 +102,7 @@ def test_output_directory_read_only(tmp_path, capsys, example_files):
 def test_op_tflm_lacks(tmp_path, capsys, atan2_saved_model):
     out = tmp_path / "out"
     assert_refused(["convert", str(atan2_saved_model), "-o", str(out), "--quantize", "float32"],
-                   capsys, out, "ATAN2", "FULLY_CONNECTED")
+                   capsys, out, "ATAN2", "no kernel")
 
 
 def test_failed_convert_leaves_existing_output_alone(tmp_path, capsys, sine_manifest):

@@ -211,6 +211,9 @@ def _isatty(stream) -> bool:
 @click.option("--label-column", type=LABEL_COLUMN, default=None, help=LABEL_COLUMN_HELP)
 @click.option("--name", help="Model name (default: the file's).")
 @click.option("--quantize", default=None, help="int8 (default), int8-float-io or float32; a .tflite is taken as it is.")
+@click.option("--task", default=None, help="classification | regression | anomaly | none (default: inferred); "
+                                          "kept in the manifest, as on convert.")
+@click.option("--class-names", default=None, help="a,b,c or a labels file (one name per line), as on convert.")
 @click.option("-o", "--outdir", "outdir", cls=Renamed, old=("--output",), type=click.Path(path_type=Path),
               default=Path("deploykit-out"),
               show_default=True, help="Directory for every stage's artifacts.")
@@ -225,15 +228,17 @@ def _isatty(stream) -> bool:
 @click.option("--no-pacing", is_flag=True,
               help="Virtual board only: no link pacing and no simulated inference time (as virtual-board).")
 @boards_dir_option
-def deploy(model, board, port, profile, data, rep_data, label_column, name, quantize, outdir, limit,
-           arena_size, arena_margin, min_agreement, max_latency_us, max_arena, junit, quiet, no_pacing):
+def deploy(model, board, port, profile, data, rep_data, label_column, name, quantize, task, class_names, outdir,
+           limit, arena_size, arena_margin, min_agreement, max_latency_us, max_arena, junit, quiet, no_pacing):
     """Convert, render, build, flash and test MODEL in one go."""
     from deploykit.deploy import deploy as run_deploy
+    from deploykit.model.metrics import parse_class_names
 
     thresholds = {k: v for k, v in (("min_agreement", min_agreement), ("max_latency_us", max_latency_us),
                                     ("max_arena", max_arena)) if v is not None}
     run_with_display(quiet, lambda stages: run_deploy(
         model, outdir, board=board, port=port, profile=profile, data=data, rep_data=rep_data, name=name,
-        quantize=quantize, label_column=label_column, limit=limit, thresholds=thresholds,
+        quantize=quantize, label_column=label_column, limit=limit, task=task,
+        class_names=parse_class_names(class_names), thresholds=thresholds,
         arena_size=arena_size, arena_margin=arena_margin, junit=junit, stages=stages,
         fallback=may_fall_back(quiet), pacing=not no_pacing))

@@ -221,11 +221,17 @@ def _arena_section(measured: dict, parsed) -> dict:
 
 
 def _mode_of(parsed) -> str:
+    """The manifest's quantization label, from the I/O dtypes and the tensors inside: int16
+    I/O is the 16-bit-activation recipe (int16x8), uint8 I/O TF's uint8 wrapper around int8."""
     io = {t["dtype"] for t in parsed.inputs + parsed.outputs}
     inner = {t.dtype for t in parsed.tensors}
-    if io <= {"int8", "int16"}:
+    if "int16" in io and io <= {"int8", "int16"}:
+        return "int16x8"
+    if "uint8" in io and io <= {"int8", "uint8"}:
+        return "uint8"
+    if io <= {"int8"}:
         return "int8"
-    if "int8" in inner:
+    if inner & {"int8", "int16"}:
         return "int8-float-io"
     return "float32"
 

@@ -11,8 +11,9 @@ Schema "deploykit.manifest/1" (keys; all sizes in bytes):
   model_file      file name of the .tflite, relative to the manifest's directory
   model_sha256    hex sha256 of that file
   model_bytes     its size
-  quantization    "int8" | "int8-float-io" | "float32"
-  task            "regression" | "classification" | null (unknown)
+  quantization    "int8" | "int8-float-io" | "float32" | "uint8" (uint8 I/O around int8, a
+                  .tflite taken as is) | "int16x8" (16-bit activations, 8-bit weights)
+  task            "regression" | "classification" | "anomaly" | "none" | null (unknown)
   inputs, outputs 1..255 tensor specs: {name, dtype (a name in the protocol's DType
                   table: "int8", "float32", ...), shape (<= 6 dims of 1..65535), scale
                   (0.0 when not quantized, else a positive float32), zero_point (int32)}

@@ -20,7 +20,7 @@ import numpy as np
 from deploykit.errors import BadInput
 from deploykit.protocol import DType
 
-QUANTIZATIONS = ("int8", "int8-float-io", "float32")
+QUANTIZATIONS = ("int8", "int8-float-io", "float32", "uint8", "int16x8")
 TASKS = (None, "regression", "classification", "anomaly", "none")
 MODEL_FORMATS = (None, "keras", "h5", "saved_model", "tflite")
 MAX_TENSORS = 255          # a u8 count per direction in HELLO

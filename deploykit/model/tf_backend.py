@@ -11,6 +11,7 @@ import functools
 import io
 import logging
 import os
+import re
 import sys
 import tempfile
 import warnings
@@ -83,8 +84,23 @@ def _load_keras(path: str, mtime_ns: int, size: int):
         with _quiet():
             return keras().models.load_model(str(path), compile=False)
     except Exception as exc:
-        raise BadInput(f"{path} could not be loaded as a Keras model ({_first_line(exc)}); "
-                       "give a model saved with model.save()") from exc
+        raise BadInput(_keras_load_problem(path, exc)) from exc
+
+
+_MISSING_CLASS = re.compile(r"(?:Could not locate (?:class|function) |Unknown (?:layer|object): )'([^']+)'")
+
+
+def _keras_load_problem(path: str, exc: Exception) -> str:
+    """One whole line: a custom layer (Keras needs its Python code) named, with Keras' own
+    sentence about it (without the config dump Keras appends); else Keras' first line."""
+    text = " ".join(str(exc).split())
+    missing = _MISSING_CLASS.search(text)
+    if not missing:
+        return f"{path} could not be loaded as a Keras model ({_first_line(exc)}); give a model saved with model.save()"
+    said = text[missing.start():].split(" Full object config:")[0].split(" config={")[0].rstrip(". ")
+    return (f"{path} uses the custom layer or object {missing[1]!r}, which Keras cannot rebuild without the "
+            f"Python code that defines it (Keras: {said}); export the model where that code is imported, "
+            "e.g. with model.export(DIR) to a SavedModel or to a .tflite, and convert that")
 
 
 def input_shape(path: Path, fmt: str) -> tuple[int, ...]:
@@ -223,4 +239,4 @@ def _quiet():
 
 def _first_line(exc: Exception) -> str:
     text = str(exc).strip().splitlines()
-    return text[0][:160] if text else type(exc).__name__
+    return text[0] if text else type(exc).__name__  # whole: a cut sentence hides the cause

@@ -105,6 +105,7 @@ class TfliteModel:
     input_indices: list[int]
     output_indices: list[int]
     subgraphs: list[Subgraph] = field(default_factory=list)
+    origin: str = "model"   # what parse() was told the bytes are (a path), for messages
 
     @property
     def inputs(self) -> list[dict]:
@@ -142,6 +143,7 @@ def parse(data: bytes, origin: str = "model") -> TfliteModel:
     except Exception as exc:  # the generated reader raises anything on garbage offsets
         raise BadInput(f"{origin} is a truncated or corrupted .tflite ({type(exc).__name__}); "
                        "re-export it with `deploykit convert`") from exc
+    model.origin = origin
     return model
 
 

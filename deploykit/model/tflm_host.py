@@ -210,20 +210,74 @@ def supported_ops() -> tuple[str, ...]:
     return tuple(sorted(found & builtins))
 
 
+NO_TFLM_DTYPES = ("float64", "complex64", "complex128", "string", "uint64")  # no TFLM kernel takes them
+_NODE_FAILED = re.compile(r"Node ([A-Z0-9_]+) \(number (\d+)\) failed to (invoke|prepare)")
+
+
 def check_ops_supported(model: bytes, parsed=None) -> None:
-    """BadInput naming the op(s) TFLM lacks, listing the ones it has."""
+    """BadInput naming the model and what TFLM cannot run: a tensor of a dtype no TFLM
+    kernel takes, an op TFLM has no kernel for, or an op whose kernel refuses its tensors'
+    types (TFLM says which when it runs the model once on zeros)."""
     parsed = parsed or tflite_model.parse(model)
+    _check_dtypes(parsed)
     known = set(supported_ops())
     missing = [o["op"] for o in parsed.op_table() if known and o["op"] not in known]
     if not missing:
         probe = run_isolated(_load_only, bytes(model))
         missing = _MISSING_OP.findall(probe.output) if not probe.ok else []
         if not probe.ok and not missing:
-            raise BadInput(f"TFLM cannot load this model ({probe.status}: {_last_line(probe.output)}); "
+            raise BadInput(f"TFLM cannot load {parsed.origin} ({probe.status}: {_last_line(probe.output)}); "
                            "re-export it with `deploykit convert`")
     if missing:
-        raise BadInput(f"TFLM has no kernel for op(s) {', '.join(sorted(set(missing)))}; "
-                       f"change the model to use supported ops: {', '.join(sorted(known))}")
+        raise BadInput(f"{parsed.origin} uses op(s) {', '.join(sorted(set(missing)))}, which TFLM (tflite-micro "
+                       f"{_tflm_version()}) has no kernel for; replace them in the model with ops TFLM runs "
+                       "(`deploykit inspect` lists the model's ops)")
+    _check_kernels_accept(model, parsed)
+
+
+def _check_dtypes(parsed) -> None:
+    for t in parsed.tensors:
+        if t.dtype not in NO_TFLM_DTYPES:
+            continue
+        users = dict.fromkeys(o.op for o in parsed.operators if t.index in o.inputs or t.index in o.outputs)
+        role = ["the model input"] if t.index in parsed.input_indices else []
+        role += ["the model output"] if t.index in parsed.output_indices else []
+        role += [f"of op {', '.join(users)}"] if users else []
+        raise BadInput(f"{parsed.origin}: tensor {t.name!r} ({'; '.join(role) or 'unused'}) is {t.dtype}, a type "
+                       "no TFLM kernel runs (TFLM runs float32, int8 and int16, and int32, int64, bool and uint8 "
+                       "in a few ops); export the model with float32 or quantized tensors")
+
+
+def _check_kernels_accept(model: bytes, parsed) -> None:
+    """One inference on zeros with the largest arena: a kernel that refuses its tensors' types
+    (int64 into ADD, FLOAT64 into CAST) says so here; an arena problem is measured later."""
+    output = _refusal_output(bytes(model)) or ""
+    found = _NODE_FAILED.search(output)
+    if found is None:
+        return
+    op, index = found[1], int(found[2])
+    reason = [line.strip() for line in output[:found.start()].splitlines() if line.strip()]
+    why = reason[-1].rstrip(".") if reason else f"it failed to {found[3]}"
+    types = ""
+    if index < len(parsed.operators) and parsed.operators[index].op == op:
+        o = parsed.operators[index]
+        types = ": " + "; ".join(
+            f"{side} " + ", ".join(f"{parsed.tensors[i].name!r} {parsed.tensors[i].dtype}" for i in idx if i >= 0)
+            for side, idx in (("inputs", o.inputs), ("outputs", o.outputs)))
+    raise BadInput(f"{parsed.origin}: TFLM's {op} kernel (operator {index}{types}) refuses the model's types: "
+                   f"{why}; change the model so the op gets types TFLM's kernel takes (float32, int8 or int16)")
+
+
+@functools.lru_cache(maxsize=8)
+def _refusal_output(model: bytes) -> str | None:
+    """What TFLM printed when one inference on zeros failed with the largest arena, else None."""
+    probe = run_isolated(_probe, model, ARENA_CAP)
+    return None if probe.ok else probe.output
+
+
+def _tflm_version() -> str:
+    from deploykit.versions import package_version
+    return package_version("tflite-micro") or "unknown"
 
 
 def _load_only(model: bytes) -> bool:

@@ -277,6 +277,41 @@ def latency_columns(rows, count: int) -> dict[str, np.ndarray]:
     return {name: col.values[:n] for name, col in cols.items()}
 
 
+def anomaly_figures(rows, count: int, spec_in: dict, spec_out: dict, x: np.ndarray, y: np.ndarray,
+                    refs: dict) -> dict[str, Any]:
+    """ROC AUC (label 1 = anomalous) of the float model, the desktop and the device, on the
+    samples the device ran: a second pass over the rows keeps one index and one score per
+    sample (model.metrics.anomaly_scores: reconstruction error, or the model's own score).
+    {"task": "anomaly", "float"|"desktop"|"device": {auc, samples, mean_score_normal,
+    mean_score_anomalous} or None}."""
+    x_float = _as_float(x, spec_in) if np.asarray(x).dtype.kind != "f" else np.asarray(x, np.float32)
+    idx, device = np.zeros(count, np.int64), np.zeros(count, np.float64)
+    n = 0
+    dtype = np.dtype(spec_out["dtype"])
+    for row in rows:
+        if "error" in row or n >= count:
+            continue
+        i = int(row["index"])
+        out = _as_float(np.asarray(row["outputs"][0], dtype=dtype)[None], spec_out)
+        idx[n], device[n] = i, metrics.anomaly_scores(out, x_float[i][None])[0]
+        n += 1
+    idx, device = idx[:n], device[:n]
+    labels = np.asarray(y).reshape(len(y), -1)[:, 0][idx]
+    scores = {"device": device}
+    for name in ("float", "desktop"):
+        if refs.get(name) is not None:
+            scores[name] = metrics.anomaly_scores(_as_float(np.asarray(refs[name])[idx], spec_out), x_float[idx])
+    return {"task": "anomaly", **{name: _auc_figures(scores[name], labels) if name in scores else None
+                                  for name in ("float", "desktop", "device")}}
+
+
+def _auc_figures(scores: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
+    anomalous = labels.astype(bool)
+    return {"auc": metrics.roc_auc(scores, anomalous), "samples": int(len(scores)),
+            "mean_score_normal": float(scores[~anomalous].mean()) if (~anomalous).any() else None,
+            "mean_score_anomalous": float(scores[anomalous].mean()) if anomalous.any() else None}
+
+
 class _Column:
     """A preallocated column that widens to float64 the first time a value does not fit."""
 

@@ -13,6 +13,8 @@ With `hil run --op-timing/--layer-diff` (harness/diagnostics.py, added by run_hi
 op_timing.{records, simulated, timer, total_cycles_p50, ops[{index, op, op_code, inputs,
 outputs, macs, cycles_p50, share, macs_per_cycle}]}; layer_diff.{asked, note,
 records[{record, first_diverging, growth, ops}]}.
+accuracy for --task anomaly: {task, float|desktop|device: {auc, samples, mean_score_normal,
+mean_score_anomalous}} (ROC AUC, label 1 = anomalous; aggregate.anomaly_figures).
 Agreement and accuracy use the first output tensor. Nothing here holds the rows: see
 aggregate.py.
 """
@@ -20,7 +22,7 @@ aggregate.py.
 from __future__ import annotations
 
 from deploykit.model import metrics
-from deploykit.report.aggregate import KEEP_POINTS, RowAggregator, latency_columns
+from deploykit.report.aggregate import KEEP_POINTS, RowAggregator, anomaly_figures, latency_columns
 from deploykit.report.stats import distribution, histogram, recommended_arena
 
 SCHEMA = "deploykit.hil-report/1"
@@ -51,6 +53,9 @@ def build_report(*, manifest, inputs, rows, refs: dict, hello, faults: dict, thr
         for row in rows:
             aggregator.add(row)
     figures = aggregator.finish()
+    if manifest.data.get("task") == "anomaly" and inputs.y is not None and figures["samples"]:
+        figures["accuracy"] = anomaly_figures(rows, figures["samples"], manifest["inputs"][0],
+                                              manifest["outputs"][0], inputs.x, inputs.y, refs)
     columns = latency_columns(rows, figures["samples"])
     report = {
         "schema": SCHEMA,
