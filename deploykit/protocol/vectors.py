@@ -32,9 +32,9 @@ from deploykit.protocol.messages import (
     ResultPart,
     TensorChunk,
     TensorDumpRequest,
+    TensorSpec,
     TimedLoop,
     TimedLoopRequest,
-    TensorSpec,
     TimerKind,
     encode_message,
 )
