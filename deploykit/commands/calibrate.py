@@ -1,7 +1,7 @@
 """`deploykit calibrate --port P --board ID`: a board's operator costs, measured.
 
 Thin: options in, deploykit.harness.calibrate.calibrate, a summary out. The cost file goes
-to --out-dir, else ./boards/ (read by every command run from this folder). Exit 2 for an
+to --outdir, else ./boards/ (read by every command run from this folder). Exit 2 for an
 unknown board or bad options, 3 when no board answers on the port or the toolchain fails.
 """
 
@@ -21,7 +21,7 @@ from deploykit.commands.boards import boards_dir_option
 @click.option("--board", "board_id", metavar="ID", required=True, help="Board id (boards/ID.toml).")
 @click.option("--runs", type=int, default=5, show_default=True,
               help="Per-operator timings asked for per micro-model; each operator's median is fitted.")
-@click.option("-o", "--out-dir", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+@click.option("-o", "--outdir", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder for ID.cost.toml (default: ./boards/, which deploykit reads from this folder).")
 @boards_dir_option
 def calibrate(port, board_id, runs, out_dir):
