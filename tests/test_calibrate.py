@@ -137,3 +137,15 @@ def test_a_bad_cost_file_names_the_key(tmp_path):
     boards.set_boards_dirs([tmp_path])
     with pytest.raises(BadInput, match=r"per_element\.integer\.warp"):
         boards.load_board("virtual")
+
+
+def test_a_cost_file_changes_the_virtual_boards_firmware_id(known_dir, tmp_path):
+    """A run resumed on the virtual board resumes only on a board priced the same way."""
+    from types import SimpleNamespace
+
+    from deploykit.virtual_board.firmware import firmware_id
+    manifest = SimpleNamespace(path=tmp_path / "manifest.json")
+    manifest.path.write_text("{}")
+    plain = firmware_id(manifest, boards.load_board("virtual"))
+    boards.set_boards_dirs([known_dir])
+    assert firmware_id(manifest, boards.load_board("virtual")) != plain
