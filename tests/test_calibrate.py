@@ -132,6 +132,14 @@ def test_no_board_on_the_port_is_exit_3(tmp_path, capsys, monkeypatch):
     assert not (tmp_path / "nano33ble_sense.cost.toml").exists()
 
 
+def test_a_port_that_is_not_there_is_refused_before_any_build(tmp_path, capsys, monkeypatch):
+    from deploykit.firmware import render
+    monkeypatch.setattr(render, "render", lambda *a, **k: pytest.fail("rendered for a port that is not there"))
+    code, _, err = run_cli(["calibrate", "--port", tmp_path / "ttyACM9", "--board", "nano33ble_sense",
+                            "-o", tmp_path], capsys)
+    assert code == 2 and "ttyACM9 does not exist" in err   # a wrong --port is bad input, as in flash and hil run
+
+
 def test_a_bad_cost_file_names_the_key(tmp_path):
     (tmp_path / "virtual.cost.toml").write_text("[per_element.integer]\nwarp = 3.0\n")
     boards.set_boards_dirs([tmp_path])

@@ -110,9 +110,11 @@ def calibrate(port: str, board_id: str, outdir, runs: int = DEFAULT_RUNS, work_d
     outdir = Path(outdir)
     from deploykit.atomic import ensure_writable_dir
     ensure_writable_dir(outdir)
-    if port != "virtual":
+    if port != "virtual":   # no board found or the port will not open: exit 3, before any build
         from deploykit.toolchain.devices import resolve_target
-        port, _ = resolve_target(port, board_id)   # no board found: DeviceError (exit 3)
+        from deploykit.toolchain.flash import check_port
+        port, _ = resolve_target(port, board_id)
+        check_port(port, board.baud)
     rows: list[dict[str, float]] = []
     cycles: list[float] = []
     simulated = False
