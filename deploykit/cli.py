@@ -45,6 +45,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "devices": ("deploykit.commands.devices", "devices", "List connected boards."),
     "deploy": ("deploykit.commands.deploy", "deploy", "Convert, render, build, flash and test in one go."),
     "demo": ("deploykit.commands.demo", "demo", "Run the sine example end to end on the virtual board."),
+    "calibrate": ("deploykit.commands.calibrate", "calibrate",
+                  "Measure a board's operator costs; write ID.cost.toml for the virtual board."),
 }
 
 

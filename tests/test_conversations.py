@@ -100,7 +100,7 @@ def _cpp_args(cfg: dict) -> list[str]:
     args = ["--cycles", str(CPP_CYCLES), "--micros", str(CPP_MICROS),
             "--board", cfg["board_id"], "--sha", cfg["model_sha256"], "--hz", str(cfg["cpu_hz"]),
             "--timer", str(cfg["timer"]), "--arena", "{}:{}".format(*cfg["arena"]), "--window", str(cfg["window"]),
-            "--inputs", cfg["inputs"], "--outputs", cfg["outputs"]]
+            "--inputs", cfg["inputs"], "--outputs", cfg["outputs"], "--capabilities", str(cfg.get("capabilities", 0))]
     return args + (["--fail-byte", str(cfg["fail_byte"])] if cfg["fail_byte"] is not None else [])
 
 

@@ -33,7 +33,7 @@ from deploykit.protocol import (
 )
 from deploykit.protocol.messages import OpTimes, OpTimingRequest, TensorChunk, TensorDumpRequest
 from deploykit.virtual_board import DeviceEngine, VirtualBoard, build_firmware, parse_faults
-from deploykit.virtual_board.cost import inference_timing
+from deploykit.virtual_board.cost import op_cycles
 
 pytestmark = pytest.mark.slow  # trains and converts the examples once per session
 
@@ -73,7 +73,7 @@ def test_virtual_board_answers_op_timing_from_its_cost_model(sine_manifest):
     assert sum(len(m.entries) for m in answer) == answer[0].total == len(ops)
     for (_index, code, ticks), op in zip([e for m in answer for e in m.entries], ops, strict=False):
         assert code == 9  # FULLY_CONNECTED
-        assert ticks == inference_timing([{"op": op.op, "macs": op.macs, "count": 1}], board).cycles
+        assert ticks == op_cycles(op, board)  # the full per-operator cost (shapes, output elements)
     assert dev.fw.hello.simulated
 
 

@@ -100,7 +100,7 @@ def test_render_diagnostics_grows_the_arena_by_the_measured_figure(converted_exa
     assert extra > 0 and arena["diag"] - arena["plain"] == -(-extra // 16) * 16
     assert f"+{arena['diag'] - arena['plain']} bytes for --diagnostics" in (diag / "README.md").read_text()
     config = (diag / "src" / "dk_config.h").read_text()
-    assert "#define DK_CAPABILITIES 3u" in config
+    assert "#define DK_CAPABILITIES 7u" in config  # OP_TIMING, TENSOR_DUMP, TIMED_LOOP
     assert "DK_CAPABILITIES" not in (plain / "src" / "dk_config.h").read_text()
     runner = (diag / "src" / "dk_runner.cpp").read_text()
     ops = tflite_model.parse(manifest.model_bytes()).operators

@@ -158,6 +158,8 @@ def _writer_request(row) -> list | None:
     if row["type"] == 0x91:
         return ["chunk", seq, *(f[k] for k in ("record", "op", "n_ops", "output", "n_outputs", "tensor", "dtype",
                                               "total", "offset")), _hex(bytes.fromhex(f["data"]))]
+    if row["type"] == 0x92:
+        return ["timedloop", seq, f["record"], f["iterations"], f["cycles"], f["micros"]]
     assert row["type"] < 0x80, f"device message {name} has no C++ writer check: add one"
     return None
 
@@ -175,7 +177,7 @@ def test_core_message_writers_produce_the_vector_bytes(checker, row):
 
 
 def test_every_device_message_type_has_a_vector():
-    assert {r["type"] for r in VECTORS["frames"]} >= {0x81, 0x82, 0x83, 0x84, 0x85, 0x86, 0x87, 0x90, 0x91}
+    assert {r["type"] for r in VECTORS["frames"]} >= {0x81, 0x82, 0x83, 0x84, 0x85, 0x86, 0x87, 0x90, 0x91, 0x92}
     for row in VECTORS["frames"]:
         _writer_request(row)  # raises for a device message the writer checks do not cover
 

@@ -52,11 +52,14 @@ def hil():
 @click.option("--layer-diff", default=None, metavar="K|auto",
               help="Compare every operator's output on record K (or `auto`: the first 3 records that differ) "
                    "with TFLM on the host.")
+@click.option("--timed-loop", "timed_loop", type=float, default=None, metavar="SECONDS",
+              help="Have the device rerun one record back to back for at least SECONDS, five times, and report "
+                   "the median per-inference time (firmware rendered with --diagnostics).")
 @click.option("--trace", type=click.Path(dir_okay=False), default=None,
               help="Write every frame both ways, timestamped, to FILE.")
 @boards_dir_option
 def run(manifest, port, place, coordinator, board, baud, data, limit, warmup, outdir, junit, resume, quiet,
-        min_agreement, max_latency_us, max_arena, op_timing, layer_diff, trace, label_column):
+        min_agreement, max_latency_us, max_arena, op_timing, layer_diff, trace, label_column, timed_loop):
     """Stream test data to the device and report agreement, accuracy, latency and arena."""
     from deploykit.commands.display import sample_progress
     from deploykit.harness.diagnostics import DiagnosticsOptions
@@ -66,7 +69,7 @@ def run(manifest, port, place, coordinator, board, baud, data, limit, warmup, ou
         raise click.UsageError("give either --port or --place (a labgrid place)")
     options = dict(baud=baud, data=data, limit=limit, warmup=warmup, outdir=outdir, junit=junit,
                    resume=resume, thresholds=Thresholds(min_agreement, max_latency_us, max_arena),
-                   diagnostics=DiagnosticsOptions.parse(op_timing, layer_diff),
+                   diagnostics=DiagnosticsOptions.parse(op_timing, layer_diff, timed_loop),
                    session_options={"trace": trace} if trace else None)
     with sample_progress(quiet) as progress:
         options["progress"] = progress
@@ -107,6 +110,10 @@ def summary(report) -> str:
              + (f", link efficiency {eff:.2f}" if eff else "")
              + f"; link faults: {counters(report['faults'])}",
              f"report: {report['files']['html']}"]
+    loop = report.get("timed_loop")
+    if loop:
+        lines.insert(1, f"timed loop: median {loop['median_us']:,.2f} us per inference over {len(loop['runs'])} "
+                        f"loops of >= {loop['seconds']:g} s ({', '.join(map(str, loop['iterations']))} inferences)")
     resumed = resumed_line(report)
     if resumed:
         lines.insert(1, f"resumed: {resumed}")

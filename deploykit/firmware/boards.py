@@ -12,6 +12,11 @@ the same id: the package's boards/, then ./boards/ of the current folder (unless
 the package's own), then each folder of $DEPLOYKIT_BOARDS_PATH (an os.pathsep list), then
 each `--boards-dir` the command line gave (`add_boards_dirs`). Every board says where it
 came from (`source`) and which board it replaced (`overrides`).
+
+A folder may also hold `ID.cost.toml`, the virtual board's cost figures for board ID as
+`deploykit calibrate` measured them (harness/calibrate.py writes it): the last one on the
+search path is attached to that board (`cost`, `cost_path`) and the cost model
+(virtual_board/cost.py) prefers its figures to the table's.
 """
 
 from __future__ import annotations
@@ -80,6 +85,8 @@ class Board:
     build_flags: tuple[str, ...] = ()
     link_bytes_per_s: int = 0  # a measured link rate; 0: USB full speed or the baud (see link_rate)
     kernels: str = ""          # TFLM kernel family for the cost model; "": from arena_class
+    cost: dict = field(default_factory=dict, compare=False)  # ID.cost.toml's figures ({}: none)
+    cost_path: str = field(default="", compare=False)        # the cost file they came from
     path: Path = field(default=Path(), compare=False)
     source: str = field(default=BUILT_IN, compare=False)    # "built-in", or the folder it came from
     overrides: str = field(default="", compare=False)       # the file of the board it replaced, if any
@@ -115,7 +122,8 @@ class Board:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
 
 
-_NOT_IN_FILE = {"path", "source", "overrides"}
+_NOT_IN_FILE = {"path", "source", "overrides", "cost", "cost_path"}
+COST_SUFFIX = ".cost.toml"
 _OPTIONAL = {"build_flags", "link_bytes_per_s", "kernels"}
 _TYPES = {
     str: "a string", int: "an integer", float: "a number", tuple: "a list of strings",
@@ -249,7 +257,7 @@ def search_path() -> list[tuple[str, Path]]:
 
 def _folder(directory: Path) -> tuple[Board, ...]:
     """The boards of one folder, parsed again only when one of its files changed."""
-    files = sorted(directory.glob("*.toml"))
+    files = [p for p in sorted(directory.glob("*.toml")) if not p.name.endswith(COST_SUFFIX)]
     stamp = tuple((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in files)
     return _parse_folder(directory, stamp)
 
@@ -261,12 +269,73 @@ def _parse_folder(directory: Path, stamp: tuple) -> tuple[Board, ...]:
 
 def _merged(folders: tuple[tuple[str, Path], ...]) -> dict[str, Board]:
     table: dict[str, Board] = {}
+    costs: dict[str, Path] = {}
     for label, directory in folders:
         for board in _folder(directory.resolve()):
             source = BUILT_IN if label == BUILT_IN else f"{label}: {board.path}"
             earlier = table.get(board.id)
             table[board.id] = replace(board, source=source, overrides=str(earlier.path) if earlier else "")
+        costs.update((p.name[:-len(COST_SUFFIX)], p) for p in sorted(directory.resolve().glob("*" + COST_SUFFIX)))
+    for board_id, path in costs.items():
+        if board_id in table:   # a cost file for a board no folder has is not used
+            stat = path.stat()
+            table[board_id] = replace(table[board_id], cost=_cost_file(path, stat.st_mtime_ns, stat.st_size),
+                                      cost_path=str(path))
     return table
+
+
+@functools.lru_cache(maxsize=32)
+def _cost_file(path: Path, mtime: int, size: int) -> dict:
+    return parse_cost_file(path)
+
+
+def parse_cost_file(path: Path) -> dict:
+    """Read and check an ID.cost.toml: known sections and names, positive numbers.
+
+    Layout: op_overhead_cycles; [cycles_per_mac.int8|int16|float32] shape = cycles per MAC;
+    [per_output] integer|float = cycles per output element; [per_element.integer|float]
+    group = cycles per element (shape and group names: virtual_board/cost_table.py)."""
+    from deploykit.virtual_board import cost_table as T
+    try:
+        raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise BadInput(f"cost file {path} cannot be read: {exc}") from exc
+    shapes = {shape for _, shape in T.MAC_FACTOR} | {"recurrent"}
+    layout = {"cycles_per_mac": ({"int8", "int16", "float32"}, shapes),
+              "per_output": ({"integer", "float"}, None),
+              "per_element": ({"integer", "float"}, set(T.PER_ELEMENT))}
+
+    def bad(key: str, why: str):
+        raise BadInput(f"cost file {path}: {key} {why}; fix it or run `deploykit calibrate` again")
+
+    def number(key: str, value) -> None:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            bad(key, f"must be a number of cycles, 0 or more (got {value!r})")
+
+    for key, value in raw.items():
+        if key in ("board", "note", "kernels", "measured"):
+            continue
+        if key == "op_overhead_cycles":
+            number(key, value)
+            continue
+        if key not in layout or not isinstance(value, dict):
+            bad(repr(key), f"is not a cost file key; known: op_overhead_cycles, {', '.join(layout)}")
+        kinds, names = layout[key]
+        for kind, inner in value.items():
+            if kind not in kinds:
+                bad(f"[{key}] {kind!r}", f"is not one of {', '.join(sorted(kinds))}")
+            if names is None:
+                number(f"{key}.{kind}", inner)
+                continue
+            if not isinstance(inner, dict):
+                bad(f"{key}.{kind}", "must be a table of name = cycles")
+            for name, v in inner.items():
+                if name not in names:
+                    bad(f"{key}.{kind}.{name}", f"is not one of {', '.join(sorted(names))}")
+                number(f"{key}.{kind}.{name}", v)
+    if raw.get("board") is not None and raw["board"] != Path(path).name[:-len(COST_SUFFIX)]:
+        bad("board", f"is {raw['board']!r} but the file is named {Path(path).name}; make them match")
+    return raw
 
 
 def board_table(directory: Path | None = None) -> dict[str, Board]:

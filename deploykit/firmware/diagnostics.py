@@ -16,7 +16,7 @@ from deploykit.model import tflite_model
 from deploykit.model.tflm_layers import op_code, smallest_preserving_arena
 from deploykit.protocol.spec import Capability
 
-CAPABILITIES = int(Capability.OP_TIMING | Capability.TENSOR_DUMP)
+CAPABILITIES = int(Capability.OP_TIMING | Capability.TENSOR_DUMP | Capability.TIMED_LOOP)
 
 
 def diagnostics_plan(manifest, model: bytes) -> dict:

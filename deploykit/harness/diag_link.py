@@ -41,7 +41,7 @@ def op_times(session, record: bytes) -> list[tuple[int, int, int]]:
             entries[msg.first + i] = cast("tuple[int, int, int]", tuple(entry))  # (op index, op code, ticks)
         return len(entries) >= msg.total
 
-    _ask(session, OpTimingRequest(0), take, "per-operator timings")
+    ask(session, OpTimingRequest(0), take, "per-operator timings")
     return [entries[i] for i in range(total[0])]
 
 
@@ -66,7 +66,7 @@ def tensor_dump(session, record: bytes) -> list[list[dict]]:
 
     # each request after the first asks for chunks half as large: on a noisy link smaller
     # frames get through, and the pieces gathered so far are kept
-    _ask(session, lambda attempt: TensorDumpRequest(0, _chunk_for(attempt)), take, "the tensor dump")
+    ask(session, lambda attempt: TensorDumpRequest(0, _chunk_for(attempt)), take, "the tensor dump")
     return [[{"tensor": parts[(op, k)]["tensor"], "dtype": parts[(op, k)]["dtype"],
               "data": bytes(parts[(op, k)]["data"])}
              for k in range(shape[f"outs{op}"])] for op in range(shape["n_ops"])]
@@ -90,15 +90,16 @@ def _chunk_for(attempt: int) -> int:
     return 0 if attempt == 0 else max(MIN_CHUNK, 512 >> attempt)
 
 
-def _ask(session, request, take, what: str) -> None:
+def ask(session, request, take, what: str, idle: float = IDLE_TIMEOUT) -> None:
     """Send `request` until `take(msg)` says the answer is complete (pieces gathered over
-    several answers count); ERROR ends it. At most session.max_retries + 1 requests."""
+    several answers count); ERROR ends it. At most session.max_retries + 1 requests, each
+    given up after `idle` seconds without a frame of its answer."""
     attempts = session.max_retries + 1
     for attempt in range(attempts):
         if attempt:
             session.faults.retries += 1
         session.link.send(request(attempt) if callable(request) else request)
-        wait, last = IDLE_TIMEOUT, time.monotonic()
+        wait, last = idle, time.monotonic()
         while time.monotonic() < last + wait:
             for event in session.receive():
                 msg = session.parse(event)
@@ -109,6 +110,6 @@ def _ask(session, request, take, what: str) -> None:
                     return
                 if msg is None or isinstance(msg, (OpTimes, TensorChunk)):
                     last = time.monotonic()
-                    wait = DAMAGED_TIMEOUT if msg is None or wait == DAMAGED_TIMEOUT else IDLE_TIMEOUT
+                    wait = DAMAGED_TIMEOUT if msg is None or wait == DAMAGED_TIMEOUT else idle
     raise DeviceError(f"the device on {session.url} did not send {what} completely after {attempts} requests; "
                       "check the link and retry")

@@ -26,24 +26,29 @@ RENDER_OPTION = "--diagnostics"
 
 @dataclass(frozen=True)
 class DiagnosticsOptions:
-    """What `hil run` was asked for: op_timing records (0: none), layer_diff (None, an index or 'auto')."""
+    """What `hil run` was asked for: op_timing records (0: none), layer_diff (None, an index or
+    'auto'), timed_loop seconds (None: none; harness/timed_loop.py)."""
 
     op_timing: int = 0
     layer_diff: int | str | None = None
+    timed_loop: float | None = None
 
     @classmethod
-    def parse(cls, op_timing: int | None, layer_diff: str | None) -> DiagnosticsOptions:
+    def parse(cls, op_timing: int | None, layer_diff: str | None,
+              timed_loop: float | None = None) -> DiagnosticsOptions:
+        from deploykit.harness.timed_loop import check_seconds
+        seconds = check_seconds(timed_loop)
         if op_timing is not None and op_timing < 1:
             raise BadInput(f"--op-timing {op_timing}: give the number of records to profile (1 or more)")
         if layer_diff is None or str(layer_diff) == "auto":
-            return cls(op_timing or 0, layer_diff)
+            return cls(op_timing or 0, layer_diff, seconds)
         if not str(layer_diff).isdigit():
             raise BadInput(f"--layer-diff {layer_diff!r}: give a record index (0 or more) or `auto`")
-        return cls(op_timing or 0, int(layer_diff))
+        return cls(op_timing or 0, int(layer_diff), seconds)
 
     @property
     def wanted(self) -> bool:
-        return bool(self.op_timing) or self.layer_diff is not None
+        return bool(self.op_timing) or self.layer_diff is not None or self.timed_loop is not None
 
 
 def require(hello, options: DiagnosticsOptions, url: str) -> None:
@@ -56,6 +61,9 @@ def require(hello, options: DiagnosticsOptions, url: str) -> None:
             require_capability(hello, cap, RENDER_OPTION, url)
         except BadInput as exc:
             raise BadInput(f"not built with {RENDER_OPTION}: {exc}") from None
+    if options.timed_loop is not None:
+        from deploykit.harness import timed_loop
+        timed_loop.require(hello, url)
 
 
 def run(session, manifest, inputs, rows: dict, options: DiagnosticsOptions) -> dict:
@@ -66,6 +74,9 @@ def run(session, manifest, inputs, rows: dict, options: DiagnosticsOptions) -> d
         out["op_timing"] = op_timing(session, model, inputs, options.op_timing)
     if options.layer_diff is not None:
         out["layer_diff"] = layer_diff(session, manifest, model, inputs, rows, options.layer_diff)
+    if options.timed_loop is not None:
+        from deploykit.harness import timed_loop
+        out["timed_loop"] = timed_loop.run(session, inputs, options.timed_loop)
     return out
 
 

@@ -36,6 +36,8 @@ from deploykit.protocol.messages import (
     TensorChunk,
     TensorDumpRequest,
     TensorSpec,
+    TimedLoop,
+    TimedLoopRequest,
     Unknown,
     decode_message,
     encode_message,
@@ -46,6 +48,7 @@ __all__ = [
     "FRAME_OVERHEAD", "PROTOCOL_VERSION", "Frame", "FrameDecoder", "FrameError", "encode_frame",
     "wire_size", "Ack", "Begin", "DType", "ErrorMsg", "Hello", "HelloRequest", "Input", "Log",
     "Nack", "Ping", "Pong", "ProtocolError", "Reset", "ResultBatch", "ResultPart", "TensorSpec", "TimerKind",
-    "Unknown", "OpTimes", "OpTimingRequest", "TensorChunk", "TensorDumpRequest", "Capability", "ErrorCode", "MsgType",
+    "Unknown", "OpTimes", "OpTimingRequest", "TensorChunk", "TensorDumpRequest",
+    "TimedLoop", "TimedLoopRequest", "Capability", "ErrorCode", "MsgType",
     "decode_message", "encode_message",
 ]

@@ -38,10 +38,12 @@ from deploykit.protocol.messages import (
     Reset,
     ResultBatch,
     TensorSpec,
+    TimedLoop,
+    TimedLoopRequest,
     TimerKind,
     encode_message,
 )
-from deploykit.protocol.spec import PROTOCOL_VERSION
+from deploykit.protocol.spec import PROTOCOL_VERSION, Capability
 from deploykit.protocol.vectors import _corrupt_crc, _fields, write_or_check
 
 PATH = Path(__file__).with_name("conversations.json")
@@ -55,11 +57,11 @@ def fake_outputs(record: bytes, out_record: int) -> bytes:
 
 
 def config(name: str, inputs: str = "9:1:0.05859375:-128", outputs: str = "9:1:0.01171875:-26",
-           window: int = 512, fail_byte: int | None = None) -> dict:
+           window: int = 512, fail_byte: int | None = None, capabilities: int = 0) -> dict:
     """A device configuration; SPEC strings are posix_device's dtype:AxB:scale:zero_point."""
     return {"name": name, "board_id": "conv", "model_sha256": bytes(range(32)).hex(), "cpu_hz": 64_000_000,
             "timer": int(TimerKind.dwt), "arena": [2048, 1500], "window": window, "max_payload": MAX_PAYLOAD,
-            "inputs": inputs, "outputs": outputs, "fail_byte": fail_byte}
+            "inputs": inputs, "outputs": outputs, "fail_byte": fail_byte, "capabilities": capabilities}
 
 
 def _spec(text: str) -> TensorSpec:
@@ -74,7 +76,7 @@ def hello_for(cfg: dict) -> Hello:
                  max_payload=cfg["max_payload"], rx_window=cfg["window"],
                  inputs=tuple(_spec(s) for s in cfg["inputs"].split(",")),
                  outputs=tuple(_spec(s) for s in cfg["outputs"].split(",")), simulated=False,
-                 firmware_id=b"", capabilities=0)
+                 firmware_id=b"", capabilities=cfg.get("capabilities", 0))
 
 
 def _results(hello: Hello, first: int, records: list[bytes]) -> ResultBatch:
@@ -189,7 +191,38 @@ def _conversations() -> list[tuple[str, dict, list[Step]]]:
         ([Begin(4)], [Ack(44)]),
         ([Input(44, b"".join(recs11))], [Ack(77), r(h2, 4, recs11)]),  # the ACK comes before any RESULT
     ]))
+    convs += _timed_loop_conversations()
     return convs
+
+
+def _timed_loop_conversations() -> list[tuple[str, dict, list[Step]]]:
+    """TIMED_LOOP_REQ: the last record rerun until the inferences add up to min_ms (the
+    devices time every inference at 109 µs here, so 1 ms takes 10); refused without the
+    capability, for a record that did not run last, or once part of the next record arrived."""
+    looped = config("timed_loop", inputs="9:7:0.5:0", outputs="9:3:0.25:1", capabilities=int(Capability.TIMED_LOOP))
+    hl = hello_for(looped)
+    rec = bytes(range(3, 10))
+    not_run = "not the record run last"
+    plain = config("timed_loop_not_built")
+    hp = hello_for(plain)
+    return [
+        ("timed_loop_reruns_the_last_record", looped, [
+            ([], [hl]),
+            ([TimedLoopRequest(0, 0)], [ErrorMsg(6, 0, not_run)]),            # nothing ran since boot
+            ([Input(0, rec)], [Ack(7), _results(hl, 0, [rec])]),
+            ([TimedLoopRequest(0, 0)], [TimedLoop(0, 1, 0, 0)]),              # min_ms 0: once
+            ([TimedLoopRequest(0, 1)], [TimedLoop(0, 10, 0, 0)]),             # 10 × 109 µs >= 1 ms
+            ([TimedLoopRequest(1, 1)], [ErrorMsg(6, 1, not_run)]),
+            (encode_frame(TimedLoopRequest.TYPE, 60, b"\x00\x00\x00\x00"), [ErrorMsg(2, 60, "payload does not parse")]),
+            ([Input(7, rec[:3])], [Ack(10)]),                                 # part of record 1 overwrites it
+            ([TimedLoopRequest(0, 0)], [ErrorMsg(6, 0, not_run)]),
+        ]),
+        ("timed_loop_not_built", plain, [
+            ([], [hp]),
+            ([Input(0, b"\x05")], [Ack(1), _results(hp, 0, [b"\x05"])]),
+            (encode_message(TimedLoopRequest(0, 0), 61), [ErrorMsg(1, 61, "unknown message type")]),
+        ]),
+    ]
 
 
 def message_row(msg) -> dict:

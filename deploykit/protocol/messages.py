@@ -23,6 +23,7 @@ from deploykit.protocol.spec import (  # noqa: F401  (DType, TimerKind, ErrorCod
     RESULT_HEAD,
     RESULT_OVERHEAD,
     RESULT_PART_HEAD,
+    TIMED_LOOP_BYTES,
     Capability,
     DType,
     ErrorCode,
@@ -455,6 +456,51 @@ class ResultPart(Message):
         return cls(record, offset, cycles, micros, bytes(payload[RESULT_PART_HEAD:]))
 
 
+_TIMED_LOOP_REQ = struct.Struct("<II")
+_TIMED_LOOP = struct.Struct("<IIQQ")
+
+
+@dataclass(frozen=True)
+class TimedLoopRequest(Message):
+    """Run the last record back to back until the inferences add up to at least `min_ms`
+    milliseconds (capability TIMED_LOOP); the last inference must have been of `record`.
+    min_ms 0 runs it once."""
+
+    TYPE: ClassVar[int] = MsgType.TIMED_LOOP_REQ
+    record: int
+    min_ms: int
+
+    def payload(self) -> bytes:
+        return _TIMED_LOOP_REQ.pack(self.record, self.min_ms)
+
+    @classmethod
+    def parse(cls, payload: bytes):
+        if len(payload) != _TIMED_LOOP_REQ.size:
+            raise ProtocolError(f"TIMED_LOOP_REQ payload must be {_TIMED_LOOP_REQ.size} bytes, got {len(payload)}")
+        return cls(*_TIMED_LOOP_REQ.unpack(payload))
+
+
+@dataclass(frozen=True)
+class TimedLoop(Message):
+    """A timed loop's answer: how many inferences ran and the sums of their timings (the
+    board's cycles and microseconds, as RESULT reports one inference's)."""
+
+    TYPE: ClassVar[int] = MsgType.TIMED_LOOP
+    record: int
+    iterations: int
+    cycles: int
+    micros: int
+
+    def payload(self) -> bytes:
+        return _TIMED_LOOP.pack(self.record, self.iterations, self.cycles, self.micros)
+
+    @classmethod
+    def parse(cls, payload: bytes):
+        if len(payload) != TIMED_LOOP_BYTES:
+            raise ProtocolError(f"TIMED_LOOP payload must be {TIMED_LOOP_BYTES} bytes, got {len(payload)}")
+        return cls(*_TIMED_LOOP.unpack(payload))
+
+
 def result_part_size(max_payload: int) -> int:
     """Output bytes per RESULT_PART frame for a device of this max_payload."""
     return max_payload - RESULT_PART_HEAD
@@ -483,7 +529,7 @@ class Unknown(Message):
 MESSAGES: dict[int, type[Message]] = {
     cls.TYPE: cls for cls in (HelloRequest, Ping, Reset, Begin, Input, Hello, Pong, Ack, Nack,
                               ResultBatch, ErrorMsg, Log, OpTimingRequest, TensorDumpRequest, OpTimes,
-                              TensorChunk, ResultPart)
+                              TensorChunk, ResultPart, TimedLoopRequest, TimedLoop)
 }
 assert set(MESSAGES) == set(MsgType), "every spec.MsgType needs a message class"
 

@@ -25,6 +25,7 @@ class MsgType(enum.IntEnum):
     INPUT = 0x05
     OP_TIMING_REQ = 0x10      # diagnostics block 0x10..0x1F: capability OP_TIMING
     TENSOR_DUMP_REQ = 0x11    # capability TENSOR_DUMP
+    TIMED_LOOP_REQ = 0x12     # capability TIMED_LOOP
     HELLO = 0x81
     PONG = 0x82
     ACK = 0x83
@@ -35,6 +36,7 @@ class MsgType(enum.IntEnum):
     OP_TIMES = 0x90          # diagnostics block 0x90..0x9F
     TENSOR_CHUNK = 0x91
     RESULT_PART = 0x88   # one record's outputs across frames, when they exceed one RESULT
+    TIMED_LOOP = 0x92    # the answer to TIMED_LOOP_REQ
 
     @property
     def from_host(self) -> bool:
@@ -61,6 +63,8 @@ MESSAGE_PAYLOADS = {
     MsgType.TENSOR_CHUNK: ("record:u32, op:u16, n_ops:u16, output:u8, n_outputs:u8, tensor:u16, dtype:u8, "
                            "total:u32, offset:u32, data"),
     MsgType.RESULT_PART: "record:u32, offset:u32, cycles:u32, micros:u32, data (part of one output record)",
+    MsgType.TIMED_LOOP_REQ: "record:u32 (the record the device ran last), min_ms:u32 (run at least this long)",
+    MsgType.TIMED_LOOP: "record:u32, iterations:u32, cycles:u64, micros:u64 (sums over the loop's inferences)",
 }
 
 
@@ -146,7 +150,7 @@ class Capability(enum.IntFlag):
 CAPABILITY_NOTES = {
     Capability.OP_TIMING: "per-operator timing requests (OP_TIMING_REQ)",
     Capability.TENSOR_DUMP: "tensor dump requests (TENSOR_DUMP_REQ)",
-    Capability.TIMED_LOOP: "timed-loop requests (reserved)",
+    Capability.TIMED_LOOP: "timed-loop requests (TIMED_LOOP_REQ)",
 }
 
 HELLO_FLAG_SIMULATED = 0x01   # HELLO flags bit 0: timings come from a model, not a board
@@ -164,6 +168,7 @@ OP_TIMES_HEAD = 8             # record:u32 first:u16 total:u16
 OP_TIME_ENTRY = 8             # op_index:u16 op_code:u16 ticks:u32
 TENSOR_CHUNK_HEAD = 21        # record op n_ops output n_outputs tensor dtype total offset
 RESULT_PART_HEAD = 16         # record:u32 offset:u32 cycles:u32 micros:u32
+TIMED_LOOP_BYTES = 24         # record:u32 iterations:u32 cycles:u64 micros:u64
 
 # name -> (value, what it is): the sizes the C header and the docs list
 SIZES = {
@@ -179,4 +184,5 @@ SIZES = {
     "OP_TIME_ENTRY": (OP_TIME_ENTRY, "one OP_TIMES entry: op_index:u16, op_code:u16, ticks:u32"),
     "TENSOR_CHUNK_HEAD": (TENSOR_CHUNK_HEAD, "TENSOR_CHUNK fields before its data"),
     "RESULT_PART_HEAD": (RESULT_PART_HEAD, "RESULT_PART record, offset, cycles, micros"),
+    "TIMED_LOOP_BYTES": (TIMED_LOOP_BYTES, "TIMED_LOOP record, iterations, cycles:u64, micros:u64"),
 }

@@ -33,6 +33,8 @@ from deploykit.protocol.messages import (
     TensorChunk,
     TensorDumpRequest,
     TensorSpec,
+    TimedLoop,
+    TimedLoopRequest,
     TimerKind,
     encode_message,
 )
@@ -82,6 +84,8 @@ MESSAGES = [
     ("tensor_chunk_first", TensorChunk(7, 0, 3, 0, 1, 5, int(DType.int8), 6, 0, bytes([0x80, 0, 0x7F, 1])), 12),
     ("tensor_chunk_last", TensorChunk(7, 2, 3, 1, 2, 300, int(DType.float32), 8, 4, bytes(4)), 13),
     ("result_part", ResultPart(9, 240, 2**32 - 1, 300_000, bytes(range(1, 21))), 14),
+    ("timed_loop_req", TimedLoopRequest(7, 2000), 15),
+    ("timed_loop", TimedLoop(7, 41_234, 5_000_000_123, 2**32 + 5), 16),
 ]
 
 

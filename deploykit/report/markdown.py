@@ -58,9 +58,31 @@ def _cell(key: str, value):
     return units.pct(value) if key in PERCENT_KEYS else value
 
 
+TIMED_LOOP_TITLE = "Timed loop (one record back to back on the device)"
+
+
+def timed_loop_table(loop: dict) -> tuple[list[str], list[list]]:
+    """report.json `timed_loop` as rows: each run, then the median."""
+    rows: list[list] = [[f"run {i + 1}", r["iterations"], round(r["seconds"], 3), round(r["per_inference_us"], 2)]
+                        for i, r in enumerate(loop["runs"])]
+    rows.append(["median", "", "", loop["median_us"]])
+    return ["run", "iterations", "seconds", "per inference µs"], rows
+
+
+def timed_loop_note(report: dict) -> str:
+    loop = report["timed_loop"]
+    p50 = ((report.get("latency") or {}).get("us") or {}).get("p50")
+    beside = f"; the per-sample p50 is {p50:,.0f} µs" if p50 is not None else ""
+    sim = "simulated by the virtual board's cost model; " if loop.get("simulated") else ""
+    return (f"{sim}median per-inference time {loop['median_us']:,.2f} µs over {len(loop['runs'])} loops of at "
+            f"least {loop['seconds']:g} s on record {loop['record']} (timer {loop['timer']}){beside}.")
+
+
 def notes_for(title: str, report: dict) -> list[str]:
     """The lines printed under the table called `title`."""
     notes = [NOTES[title]] if title in NOTES else []
+    if title == TIMED_LOOP_TITLE:
+        notes.append(timed_loop_note(report))
     if title.startswith("Latency"):
         notes += glance.latency_notes(report)
     if title.startswith("Fit on"):
@@ -106,6 +128,9 @@ def section_rows(report: dict) -> dict[str, tuple[list[str], list[list]]]:
                if report.get("simulated") else "Latency")
     tables[latency] = (["figure"] + stat, [glance.latency_cells(name, d, stat)
                                               for name, d in (report.get("latency") or {}).items()])
+    loop = report.get("timed_loop")
+    if loop:  # beside the per-sample distribution
+        tables[TIMED_LOOP_TITLE] = timed_loop_table(loop)
     arena = report.get("arena") or {}
     tables["Arena"] = (list(arena), [[units.size(v) for v in arena.values()]])
     thr = report.get("throughput") or {}

@@ -74,9 +74,46 @@ def shape_class(op) -> str:
             "TRANSPOSE_CONV": "transpose_conv", "CONV_3D": "conv"}.get(op.op, "")
 
 
+def calibrated(board, section: str, kind: str = "", name: str = ""):
+    """A figure of the board's ID.cost.toml (`deploykit calibrate`), or None where it has none.
+
+    A cost file holds effective figures for that board (speed, FPU and kernel family
+    already in them): they replace what the table and the board file would give."""
+    value = getattr(board, "cost", None) or {}
+    for key in (section, kind, name):
+        if key:
+            value = value.get(key) if isinstance(value, dict) else None
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def overhead_cycles(board) -> float:
+    """Per-operator overhead: the cost file's, else the board file's."""
+    fitted = calibrated(board, "op_overhead_cycles")
+    return board.op_overhead_cycles if fitted is None else fitted
+
+
+def mac_dtype(dtype: str) -> str:
+    """The cost file's dtype key of a MAC operator: int8, int16 or float32."""
+    return "float32" if dtype in ("float32", "float16") else ("int16" if dtype == "int16" else "int8")
+
+
+def element_kind(dtype: str) -> str:
+    """The cost file's key of an element-wise operator's type: float or integer."""
+    return "float" if dtype in ("float32", "float16") else "integer"
+
+
+def element_count(op) -> int:
+    """What an element-wise operator's cost counts: window elements for a pool, input
+    elements for a reduction, output elements otherwise."""
+    group = T.OP_GROUP.get(op.op, "other")
+    if group == "pool":
+        return op.out_elems * op.kernel[0] * op.kernel[1]
+    return op.in_elems if group == "reduce" else op.out_elems
+
+
 def op_cycles(op, board, _depth: int = 0) -> int:
     """Simulated cycles of one operator of the model on `board` (its subgraphs included)."""
-    return round(board.op_overhead_cycles + _work(op, board, _depth))
+    return round(overhead_cycles(board) + _work(op, board, _depth))
 
 
 def _work(op, board, depth: int) -> float:
@@ -97,6 +134,10 @@ def _mac_work(op, board) -> float:
         factor = T.MAC_FACTOR_RECURRENT if shape == "recurrent" else T.MAC_FACTOR[(family, shape)]
         cpm = board.cycles_per_mac * factor * (T.INT16_FACTOR[family] if op.dtype == "int16" else 1.0)
         per_out = T.PER_OUTPUT[family] * core["speed"]
+    fitted_cpm = calibrated(board, "cycles_per_mac", mac_dtype(op.dtype), shape)
+    fitted_out = calibrated(board, "per_output", element_kind(op.dtype))
+    cpm = cpm if fitted_cpm is None else fitted_cpm
+    per_out = per_out if fitted_out is None else fitted_out
     work = op.macs * cpm + op.out_elems * per_out
     if shape == "recurrent":
         gate = T.PER_CELL_STEP_RECURRENT.get(op.dtype, T.PER_CELL_STEP_RECURRENT["float32"])
@@ -112,13 +153,8 @@ def _element_work(op, board) -> float:
     per = T.PER_ELEMENT[group]["float" if floating else family] * core["speed"]
     if floating and not core["fpu"] and group in T.FLOAT_ARITHMETIC_GROUPS:
         per *= T.SOFT_FLOAT_ELEMENT_FACTOR
-    if group == "pool":
-        count = op.out_elems * op.kernel[0] * op.kernel[1]
-    elif group == "reduce":
-        count = op.in_elems
-    else:
-        count = op.out_elems
-    return count * per
+    fitted = calibrated(board, "per_element", element_kind(op.dtype), group)
+    return element_count(op) * (per if fitted is None else fitted)
 
 
 def _control_flow(op, board, depth: int) -> float:
@@ -191,4 +227,4 @@ def _table_row_cycles(row: dict, board) -> float:
     count = int(row.get("count", 1))
     op = Operator(op=row["op"], inputs=[], outputs=[], macs=int(row.get("macs", 0)), dtype="int8",
                   kernel=(3, 3), in_channels=8)
-    return count * board.op_overhead_cycles + (_mac_work(op, board) if op.op in MAC_SHAPES | RECURRENT else 0.0)
+    return count * overhead_cycles(board) + (_mac_work(op, board) if op.op in MAC_SHAPES | RECURRENT else 0.0)

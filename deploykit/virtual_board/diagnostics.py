@@ -1,7 +1,8 @@
 """What a `--diagnostics` firmware keeps, on the virtual board: per-op ticks and tensors.
 
-Per-operator ticks come from the cost model (one cost.inference_timing call per
-operator: cycles on a cycle-counter board, microseconds on a `micros` board), so they are
+Per-operator ticks come from the cost model (each operator's cost.op_cycles, with its
+shapes, dtype and subgraphs, rounded as the board's timer reports it: cycles on a
+cycle-counter board, microseconds on a `micros` board), so they are
 simulated like every virtual-board timing (HELLO's simulated flag). Intermediate tensors
 come from the tflite-micro interpreter keeping every tensor (model/tflm_layers.py), run
 again on the last record when a dump is asked for.
@@ -14,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from deploykit.model import tflite_model
 from deploykit.model.tflm_layers import op_code
-from deploykit.virtual_board.cost import inference_timing
+from deploykit.virtual_board.cost import op_cycles, timing_from_cycles
 
 if TYPE_CHECKING:  # imported lazily at run time (TFLM interpreter, flatbuffers)
     from deploykit.model.tflm_layers import LayerRunner
@@ -33,7 +34,7 @@ class VirtualDiagnostics:
 
     @staticmethod
     def _ticks(op, board, micros_timer: bool) -> int:
-        timing = inference_timing([{"op": op.op, "macs": op.macs, "count": 1}], board)
+        timing = timing_from_cycles(op_cycles(op, board), board)
         return int(timing.micros if micros_timer else timing.cycles)
 
     def dump(self, inputs: list[bytes], faults=None):

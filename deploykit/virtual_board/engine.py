@@ -45,6 +45,8 @@ from deploykit.protocol.messages import (
     ProtocolError,
     TensorChunk,
     TensorDumpRequest,
+    TimedLoop,
+    TimedLoopRequest,
     _varint,
     result_part_size,
     results_chunked,
@@ -59,8 +61,11 @@ from deploykit.protocol.spec import (
 )
 from deploykit.virtual_board.faults import FaultInjector
 
-HANDLED = {m.TYPE: m for m in (HelloRequest, Ping, Reset, Begin, Input, OpTimingRequest, TensorDumpRequest)}
-NEEDS = {OpTimingRequest.TYPE: Capability.OP_TIMING, TensorDumpRequest.TYPE: Capability.TENSOR_DUMP}
+HANDLED = {m.TYPE: m for m in (HelloRequest, Ping, Reset, Begin, Input, OpTimingRequest, TensorDumpRequest,
+                                TimedLoopRequest)}
+NEEDS = {OpTimingRequest.TYPE: Capability.OP_TIMING, TensorDumpRequest.TYPE: Capability.TENSOR_DUMP,
+         TimedLoopRequest.TYPE: Capability.TIMED_LOOP}
+STUCK_AFTER = 1 << 20   # the C++ core's timed loop gives up on a timer reading 0 after this many
 
 
 class DeviceEngine:
@@ -188,7 +193,11 @@ class DeviceEngine:
     def _built_with(self, msg_type: int) -> bool:
         """A diagnostics request is known only to a firmware that advertises its capability."""
         need = NEEDS.get(msg_type)
-        return need is None or bool(self.fw.hello.capabilities & need and self.fw.diagnostics is not None)
+        if need is None:
+            return True
+        if need == Capability.TIMED_LOOP:  # reruns the last record: no diagnostics hooks needed
+            return bool(self.fw.hello.capabilities & need)
+        return bool(self.fw.hello.capabilities & need and self.fw.diagnostics is not None)
 
     def _ran(self, record: int, t: float) -> bool:
         """The last inference was of `record`; else ERROR NOT_RUN, as the C++ core answers."""
@@ -221,6 +230,24 @@ class DeviceEngine:
                 for offset in range(0, max(len(data), 1), room):
                     self._send(TensorChunk(msg.record, out.op, len(ops), out.output, len(op_outputs), out.tensor,
                                            int(DType[out.dtype]), len(data), offset, data[offset:offset + room]), t)
+
+    def _on_timedlooprequest(self, msg, t: float) -> None:
+        """The last record back to back until its inferences add up to min_ms (once for 0),
+        answered from the cost model at once: simulated time passes, the host's clock need not."""
+        if self.record_buf:  # part of the next record overwrote the last one, as on the C++ core
+            return self._error(ErrorCode.NOT_RUN, msg.record, "not the record run last", t)
+        if not self._ran(msg.record, t):
+            return
+        assert self.last is not None
+        try:
+            self._run(self.last[1])
+        except Exception:  # the firmware reports a failed Invoke, as for a record
+            return self._error(ErrorCode.INVOKE_FAILED, msg.record, "Invoke failed", t)
+        n = loop_iterations(self.fw.timing.micros, msg.min_ms)
+        self.stats["inferences"] += n
+        done = t + (n * self.fw.timing.seconds if self.timed else 0.0)
+        self.busy_until = max(self.busy_until, done)
+        self._send(TimedLoop(msg.record, n, n * self.fw.timing.cycles, n * self.fw.timing.micros), done)
 
     def _on_hellorequest(self, msg, t: float) -> None:
         self._send(self.fw.hello, t)
@@ -329,6 +356,17 @@ class DeviceEngine:
     def _send(self, msg, t: float) -> None:
         self.out.append((t, encode_message(msg, self.seq), True))
         self.seq = (self.seq + 1) & 0xFFFF
+
+
+def loop_iterations(micros: int, min_ms: int) -> int:
+    """Inferences of `micros` each a timed loop of at least `min_ms` runs: the C++ core's
+    do-while (at least one; it stops once the sum reaches min_ms, or a zero timer gets stuck)."""
+    target = min_ms * 1000
+    if target == 0:
+        return 1
+    if micros <= 0:
+        return STUCK_AFTER
+    return max(1, -(-target // micros))
 
 
 def _check_perturb(faults: FaultInjector, firmware) -> None:

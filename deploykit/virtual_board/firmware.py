@@ -81,10 +81,16 @@ def arena_figures(manifest, board, configured: int | None = None) -> tuple[int, 
 
 
 def firmware_id(manifest, board) -> bytes:
-    """The virtual board's build id: its manifest file, its board file, the deploykit version."""
+    """The virtual board's build id: its manifest file, its board file (and cost file), the
+    deploykit version: a resumed run continues only on a board priced the same way."""
+    from pathlib import Path
+
     from deploykit import __version__
     from deploykit.firmware.build_id import virtual_id
-    return virtual_id(manifest.path.read_bytes(), board.path.read_bytes(), __version__)
+    board_bytes = board.path.read_bytes()
+    if getattr(board, "cost_path", ""):  # calibrated costs are part of what the board "runs"
+        board_bytes += Path(board.cost_path).read_bytes()
+    return virtual_id(manifest.path.read_bytes(), board_bytes, __version__)
 
 
 def make_hello(manifest, board, configured: int, used: int) -> Hello:
@@ -95,7 +101,8 @@ def make_hello(manifest, board, configured: int, used: int) -> Hello:
         arena_configured=configured, arena_used=used, max_payload=max_payload_for_window(window, MAX_PAYLOAD_CAP),
         rx_window=window, inputs=tuple(TensorSpec.from_manifest(s) for s in manifest["inputs"]),
         outputs=tuple(TensorSpec.from_manifest(s) for s in manifest["outputs"]), simulated=True,
-        firmware_id=firmware_id(manifest, board), capabilities=int(Capability.OP_TIMING | Capability.TENSOR_DUMP))
+        firmware_id=firmware_id(manifest, board),
+        capabilities=int(Capability.OP_TIMING | Capability.TENSOR_DUMP | Capability.TIMED_LOOP))
 
 
 def build_firmware(manifest, board, arena_configured: int | None = None, runner=None) -> Firmware:

@@ -359,6 +359,18 @@ void WriteResultPart(FrameWriter& w, uint16_t seq, uint32_t record, uint32_t off
   w.Finish();
 }
 
+void WriteTimedLoop(FrameWriter& w, uint16_t seq, uint32_t record, uint32_t iterations, uint64_t cycles,
+                    uint64_t micros) {
+  w.Start(kTimedLoop, seq);
+  w.PutU32(record);
+  w.PutU32(iterations);
+  w.PutU32(static_cast<uint32_t>(cycles));
+  w.PutU32(static_cast<uint32_t>(cycles >> 32));
+  w.PutU32(static_cast<uint32_t>(micros));
+  w.PutU32(static_cast<uint32_t>(micros >> 32));
+  w.Finish();
+}
+
 // ---------------------------------------------------------------- Device
 
 Device::Device(const DeviceInfo& info, Io io, InferFn infer, void* infer_ctx)
@@ -453,6 +465,10 @@ void Device::Handle() {
       if (len != 6) break;
       if (CanAnswer(kCapTensorDump, Le32(p))) SendTensorDump(Le32(p), static_cast<uint16_t>(p[4] | (p[5] << 8)));
       return;
+    case kTimedLoopReq:
+      if (len != 8) break;
+      if (CanAnswer(kCapTimedLoop, Le32(p))) RunTimedLoop(Le32(p), Le32(p + 4));
+      return;
     default:
       SendError(kUnknownType, rx_.seq(), "unknown message type");
       return;
@@ -535,14 +551,19 @@ void Device::RunRecord() {
 }
 
 bool Device::CanAnswer(uint32_t capability, uint32_t record) {
-  bool built = (info_.capabilities & capability) && diag_ && diag_->op_count &&
-               (capability == kCapOpTiming ? diag_->op_time != nullptr
-                                           : diag_->op_outputs && diag_->op_output);
+  bool built = (info_.capabilities & capability) != 0;
+  if (capability == kCapOpTiming) {
+    built = built && diag_ && diag_->op_count && diag_->op_time;
+  } else if (capability == kCapTensorDump) {
+    built = built && diag_ && diag_->op_count && diag_->op_outputs && diag_->op_output;
+  }  // kCapTimedLoop needs only InferFn
   if (!built) {  // a request this firmware was not built for
     SendError(kUnknownType, rx_.seq(), "unknown message type");
     return false;
   }
-  if (!last_valid_ || last_record_ != record) {
+  // a timed loop reruns rec_: a part of the next record there means the last one is gone
+  bool kept = capability != kCapTimedLoop || rec_fill_ == 0;
+  if (!last_valid_ || last_record_ != record || !kept) {
     SendError(kNotRun, record, "not the record run last");
     return false;
   }
@@ -590,6 +611,29 @@ void Device::SendTensorDump(uint32_t record, uint16_t max_chunk) {
       } while (h.offset < v.bytes);
     }
   }
+}
+
+// Reruns the last record back to back until its inferences add up to min_ms milliseconds
+// (once for 0), then answers TIMED_LOOP. Reads no byte meanwhile: the host waits for it.
+void Device::RunTimedLoop(uint32_t record, uint32_t min_ms) {
+  FlushResults();
+  uint8_t* out = kResultsChunked ? big_out_ : batch_.Slot();  // scratch: never committed
+  const uint64_t target = static_cast<uint64_t>(min_ms) * 1000u;
+  const uint32_t kStuckAfter = 1u << 20;  // a timer that reads 0 would loop forever
+  uint64_t cycles = 0, micros = 0;
+  uint32_t n = 0;
+  do {
+    uint32_t c = 0, u = 0;
+    if (infer_(infer_ctx_, rec_, in_record_, out, out_record_, &c, &u) != 0) {
+      SendError(kInvokeFailed, record, "Invoke failed");
+      return;
+    }
+    cycles += c;
+    micros += u;
+    ++n;
+  } while (micros < target && n != 0xFFFFFFFFu && !(micros == 0 && n >= kStuckAfter));
+  WriteTimedLoop(tx_, NextSeq(), record, n, cycles, micros);
+  ++stats_.frames_sent;
 }
 
 // An output record too large for one RESULT: RESULT_PARTs in offset order, same timings.

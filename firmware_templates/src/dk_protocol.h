@@ -249,6 +249,11 @@ void WriteOpTimes(FrameWriter& w, uint16_t seq, uint32_t record, uint16_t first,
 void WriteTensorChunk(FrameWriter& w, uint16_t seq, const ChunkHead& head, const uint8_t* data,
                       size_t len);
 
+// TIMED_LOOP (capability TIMED_LOOP): how many inferences a timed loop ran and the sums of
+// their cycles and microseconds (u64: ten seconds of cycles overflow a u32).
+void WriteTimedLoop(FrameWriter& w, uint16_t seq, uint32_t record, uint32_t iterations, uint64_t cycles,
+                    uint64_t micros);
+
 struct Stats {
   uint32_t frames;          // CRC-valid frames received
   uint32_t cobs_errors;
@@ -268,6 +273,7 @@ class Device {
   void SetArenaUsed(uint32_t bytes);
   void SetRxWindow(uint16_t bytes);  // default DK_RX_WINDOW
   void SetDiagnostics(const Diagnostics* diag);  // answers OP_TIMING_REQ / TENSOR_DUMP_REQ
+  // TIMED_LOOP_REQ needs no hook: the core reruns the last record through InferFn.
   const Stats& stats() const { return stats_; }
 
  private:
@@ -283,6 +289,7 @@ class Device {
   bool CanAnswer(uint32_t capability, uint32_t record);
   void SendOpTimes(uint32_t record);
   void SendTensorDump(uint32_t record, uint16_t max_chunk);
+  void RunTimedLoop(uint32_t record, uint32_t min_ms);
   void SendU32(uint8_t type, uint32_t value);
   void SendError(uint16_t code, uint32_t detail, const char* text);
   uint16_t NextSeq() { return seq_++; }

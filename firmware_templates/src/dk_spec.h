@@ -19,6 +19,7 @@ enum MsgType : uint8_t {
   kInput = 0x05,  // offset:u32, data
   kOpTimingReq = 0x10,  // record:u32 (the record the device ran last)
   kTensorDumpReq = 0x11,  // record:u32 (the record the device ran last), max_chunk:u16 (0: any)
+  kTimedLoopReq = 0x12,  // record:u32 (the record the device ran last), min_ms:u32 (run at least this long)
   kHello = 0x81,  // identity, limits, tensor specs (layout under HELLO)
   kPong = 0x82,  // the PING's bytes
   kAck = 0x83,  // next_offset:u32
@@ -29,6 +30,7 @@ enum MsgType : uint8_t {
   kOpTimes = 0x90,  // record:u32, first:u16, total:u16, n × (op_index:u16, op_code:u16, ticks:u32)
   kTensorChunk = 0x91,  // record:u32, op:u16, n_ops:u16, output:u8, n_outputs:u8, tensor:u16, dtype:u8, total:u32, offset:u32, data
   kResultPart = 0x88,  // record:u32, offset:u32, cycles:u32, micros:u32, data (part of one output record)
+  kTimedLoop = 0x92,  // record:u32, iterations:u32, cycles:u64, micros:u64 (sums over the loop's inferences)
 };
 
 enum ErrorCode : uint16_t {
@@ -51,7 +53,7 @@ enum class TimerKind : uint8_t {
 enum Capability : uint32_t {
   kCapOpTiming = 1u << 0,  // per-operator timing requests (OP_TIMING_REQ)
   kCapTensorDump = 1u << 1,  // tensor dump requests (TENSOR_DUMP_REQ)
-  kCapTimedLoop = 1u << 2,  // timed-loop requests (reserved)
+  kCapTimedLoop = 1u << 2,  // timed-loop requests (TIMED_LOOP_REQ)
 };
 
 const uint8_t kHelloFlagSimulated = 0x01;
@@ -67,6 +69,7 @@ const size_t kOpTimesHead = 8;  // OP_TIMES record:u32, first:u16, total:u16
 const size_t kOpTimeEntry = 8;  // one OP_TIMES entry: op_index:u16, op_code:u16, ticks:u32
 const size_t kTensorChunkHead = 21;  // TENSOR_CHUNK fields before its data
 const size_t kResultPartHead = 16;  // RESULT_PART record, offset, cycles, micros
+const size_t kTimedLoopBytes = 24;  // TIMED_LOOP record, iterations, cycles:u64, micros:u64
 
 // Bytes of one element of a TfLiteType code; 0 for a type the protocol does not carry.
 inline size_t DtypeSize(uint8_t dtype) {

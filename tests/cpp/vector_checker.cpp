@@ -211,6 +211,10 @@ void Run(const std::vector<std::string>& a) {
     Hello(a);
   } else if (cmd == "optimes") {
     OpTimes(a);
+  } else if (cmd == "timedloop") {
+    dk::WriteTimedLoop(sink.writer, static_cast<uint16_t>(Num(a[1])), Num(a[2]), Num(a[3]),
+                       strtoull(a[4].c_str(), nullptr, 0), strtoull(a[5].c_str(), nullptr, 0));
+    sink.Print();
   } else if (cmd == "chunk") {
     Chunk(a);
   } else {
