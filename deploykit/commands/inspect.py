@@ -39,7 +39,7 @@ def format_report(r: dict) -> list[str]:
             for kind, group in (("in", r["inputs"]), ("out", r["outputs"])) for t in group]
     lines += text_table(("", "TENSOR", "DTYPE", "SHAPE", "SCALE", "ZERO POINT"), rows)
     lines += ["", "test data (.npz): one array per input, named " + "; ".join(
-        f"input {i}: " + " or ".join(repr(k) for k in t.get("data_keys", [])) for i, t in enumerate(r["inputs"]))
+        f"input {i}: " + " or ".join(repr(k) for k in keys) for i, keys in enumerate(r.get("data_keys") or []))
         + (", plus y (labels of output 0)" if len(r["outputs"]) > 1 else ", plus y (labels)")]
     m = r["arena"]["measured"]
     lines += ["", f"arena, measured on this host (TFLM Python interpreter): recorded {m['host_recorded']} B, "

@@ -155,8 +155,8 @@ def _key_for(dataset: Dataset, i: int, spec: dict, alias: str | None, positional
 
 
 def _expected(specs: list[dict], aliases: list[str | None]) -> str:
-    return ", ".join(f"x{i} or {s.get('name') or alias!r} {list(s['shape'][1:])}"
-                     for i, (s, alias) in enumerate(zip(specs, aliases, strict=True)))
+    return ", ".join(" or ".join([f"x{i}", *(repr(n) for n in dict.fromkeys((s.get("name"), alias)) if n)])
+                     + f" {list(s['shape'][1:])}" for i, (s, alias) in enumerate(zip(specs, aliases, strict=True)))
 
 
 def _named(dataset: Dataset, key: str) -> Dataset:

@@ -29,7 +29,8 @@ def inspect_model(path, test_data=None, label_column=None, boards=()) -> dict:
     tflm_host.check_ops_supported(model, parsed)
     measured = tflm_host.measure_arena(model)
     result = {"file": str(path), "size": len(model), "ops": parsed.op_table(),
-              "macs_total": parsed.macs_total, "inputs": with_data_keys(model, parsed), "outputs": parsed.outputs,
+              "macs_total": parsed.macs_total, "inputs": parsed.inputs, "outputs": parsed.outputs,
+              "data_keys": data_keys(model, parsed),
               "tflm_supported": True,
               "arena": {"measured": {"host_recorded": measured["host_recorded"],
                                      "host_min": measured["host_min"],
@@ -55,16 +56,17 @@ def per_channel_fc(model: bytes, path: Path, boards=()) -> dict:
             "way_through": f"deploykit convert {path} --fc-per-tensor --test-data FILE" if weights else None}
 
 
-def with_data_keys(model: bytes, parsed) -> list[dict]:
-    """The input specs, each with `data_keys`: the names its array may have in an .npz of
-    test data (x<i>, the tensor's name, its signature name; x too for a single input)."""
+def data_keys(model: bytes, parsed) -> list[list[str]]:
+    """Per input, the names its array may have in an .npz of test data: x<i>, the tensor's
+    name, its signature name (and x, for a single input)."""
     from deploykit.model.io_order import signature_names
     names = signature_names(model)
     specs = parsed.inputs
+    keys = []
     for i, (spec, t) in enumerate(zip(specs, parsed.input_indices, strict=True)):
-        keys = ["x", "x0"] if len(specs) == 1 else [f"x{i}"]
-        spec["data_keys"] = list(dict.fromkeys([*keys, spec["name"], *([names[t]] if t in names else [])]))
-    return specs
+        first = ["x", "x0"] if len(specs) == 1 else [f"x{i}"]
+        keys.append(list(dict.fromkeys([*first, spec["name"], *([names[t]] if t in names else [])])))
+    return keys
 
 
 def desktop_agreement(model: bytes, parsed, test_data, label_column=None) -> list[Agreement]:
