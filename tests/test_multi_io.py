@@ -278,3 +278,33 @@ def test_aggregator_gives_each_output_its_own_figures():
     assert o0["agreement"]["tflm_host"]["exact_fraction"] == 1.0
     assert o1["agreement"]["tflm_host"]["exact_fraction"] == 0.5
     assert o1["vs_float"]["device"]["mae"] == pytest.approx((0.0 + 1.0) / 2)   # 4*0.5=2 vs 2; 5*0.5=2.5 vs 3.5
+
+
+def test_min_agreement_holds_on_every_output():
+    """--min-agreement fails a run whose second output differs from TFLM-host even when the
+    first output agrees exactly (before: only output 0 was checked)."""
+    from deploykit.report.thresholds import Thresholds, evaluate
+    report = {"agreement": {"tflm_host": {"exact_fraction": 1.0}},
+              "outputs": [{"output": 0, "agreement": {"tflm_host": {"exact_fraction": 1.0}}},
+                          {"output": 1, "agreement": {"tflm_host": {"exact_fraction": 0.5}}}]}
+    cases = evaluate(report, Thresholds(min_agreement=1.0))
+    assert [c["passed"] for c in cases] == [True, False]
+    assert cases[1]["figure"] == "outputs[1].agreement.tflm_host.exact_fraction"
+
+
+@pytest.mark.slow
+def test_named_outputs_keep_the_order_the_model_returns_them(tmp_path):
+    """A Keras model returning {"zeta": 2 values, "alpha": 5 values}: the converter sorts its
+    outputs by key (alpha first); convert restores the model's order, and the float model's
+    outputs line up with the converted ones (each output's error against float is small)."""
+    from deploykit.model import tf_backend
+    from deploykit.model.convert import convert
+    k = tf_backend.keras()
+    k.utils.set_random_seed(0)
+    a = k.Input((4,), name="a")
+    h = k.layers.Dense(8, activation="relu")(a)
+    k.Model(a, {"zeta": k.layers.Dense(2)(h), "alpha": k.layers.Dense(5)(h)}).save(tmp_path / "d.keras")
+    np.savez(tmp_path / "d.npz", x=np.random.default_rng(0).normal(size=(40, 4)).astype(np.float32))
+    m = convert(tmp_path / "d.keras", tmp_path / "out", rep_data=tmp_path / "d.npz", test_data=tmp_path / "d.npz")
+    assert [o["shape"] for o in m["outputs"]] == [[1, 2], [1, 5]]
+    assert all(o["quantized_vs_float"]["mae"] < 0.05 for o in m["report"]["outputs"])

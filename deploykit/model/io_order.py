@@ -4,8 +4,9 @@ TensorFlow's converter lists a model's inputs (and outputs) in the order of its 
 sorted keys, not in the Keras model's order: a model built as Model([vec, patch], [cls, reg])
 converts to inputs [patch, vec] and outputs [reg, cls]. The signature (SignatureDef) still
 maps each Keras name (inputs) and `output_<k>` (outputs, k in Keras order) to its tensor, so
-`in_source_order` puts the subgraph's input and output lists back in the Keras order, in
-place (same indices, permuted: every other byte of the file stays as it was).
+`in_source_order` puts the subgraph's input and output lists back in the Keras order (a
+model returning a dict: the order it returns its keys in), in place (same indices,
+permuted: every other byte of the file stays as it was).
 `signature_names` gives each input tensor its signature key ("vec" for the tensor
 "serving_default_vec:0"), which data files may use as the array's name.
 """
@@ -44,26 +45,31 @@ def signature_names(model: bytes) -> dict[int, str]:
     return {t: key for key, t in found[0].items()} if found else {}
 
 
-def in_source_order(model: bytes, input_names: list[str]) -> bytes:
+def in_source_order(model: bytes, input_names: list[str], output_keys: list[str] | None = None) -> bytes:
     """The model with its subgraph inputs in the order of `input_names` (the source model's
-    input names, the signature's input keys) and its outputs in `output_<k>` order.
-    Returned unchanged when the signature does not name every input and output."""
+    input names, the signature's input keys) and its outputs in `output_<k>` order, or in
+    the order of `output_keys` (a model returning a dict: the signature's output keys).
+    Either list is left as it is when the signature does not name every tensor in it."""
     parsed = tflite_model.parse(model)
     found = _signature(model)
     if found is None:
         return model
     ins, outs = found
     want_in = [ins.get(name) for name in input_names]
-    keyed = sorted((int(m[1]), t) for key, t in outs.items() if (m := _OUTPUT_KEY.match(key)))
-    want_out = [t for _, t in keyed]
-    if None in want_in or sorted(i for i in want_in if i is not None) != sorted(parsed.input_indices):
-        return model
-    if sorted(want_out) != sorted(parsed.output_indices):
-        want_out = list(parsed.output_indices)   # a dict-output model: keys are not output_<k>
+    want_out = [outs.get(key) for key in output_keys] if output_keys else _numbered(outs)
     data = bytearray(model)
-    _write_vector(data, _SUBGRAPH_INPUTS, [int(i) for i in want_in if i is not None])
-    _write_vector(data, _SUBGRAPH_OUTPUTS, want_out)
+    for field, want, have in ((_SUBGRAPH_INPUTS, want_in, parsed.input_indices),
+                              (_SUBGRAPH_OUTPUTS, want_out, parsed.output_indices)):
+        given = [int(i) for i in want if i is not None]
+        if len(given) == len(want) and sorted(given) == sorted(have):
+            _write_vector(data, field, given)
     return bytes(data)
+
+
+def _numbered(outs: dict[str, int]) -> list[int | None]:
+    """The tensors of keys output_0, output_1, ... by their number."""
+    keyed = {int(m[1]): t for key, t in outs.items() if (m := _OUTPUT_KEY.match(key))}
+    return [t for _, t in sorted(keyed.items())]
 
 
 def _write_vector(data: bytearray, field: int, values: list[int]) -> None:

@@ -122,7 +122,7 @@ def convert(path: Path, fmt: str, mode: str, rep_x, unroll: bool = False) -> byt
     A Keras model's converted inputs and outputs are put back in the Keras order (the
     converter sorts them by name: model/io_order.py)."""
     t = tf()
-    converter, names = _fixed_batch_converter(t, Path(path), fmt, unroll)
+    converter, names, output_keys = _fixed_batch_converter(t, Path(path), fmt, unroll)
     if mode != "float32":
         converter.optimizations = [t.lite.Optimize.DEFAULT]
         converter.representative_dataset = _representative(rep_x, names)
@@ -143,7 +143,7 @@ def convert(path: Path, fmt: str, mode: str, rep_x, unroll: bool = False) -> byt
     if fmt == "saved_model":
         return model
     from deploykit.model.io_order import in_source_order
-    return in_source_order(model, names)
+    return in_source_order(model, names, output_keys)
 
 
 def predict_float(path: Path, fmt: str, x) -> np.ndarray:
@@ -161,8 +161,8 @@ def predict_float_all(path: Path, fmt: str, xs) -> list[np.ndarray]:
         return [np.asarray(v) for v in out.values()]
     model = load_keras(path)
     out = model(xs if len(xs) > 1 else xs[0], training=False)
-    if isinstance(out, dict):
-        out = [out[name] for name in getattr(model, "output_names", out)]
+    if isinstance(out, dict):   # named outputs: in the order the model returns them, as convert orders them
+        out = list(out.values())
     return [np.asarray(o) for o in (out if isinstance(out, list | tuple) else [out])]
 
 
@@ -194,20 +194,22 @@ def _unrolled(model):
 
 
 def _fixed_batch_converter(t, path: Path, fmt: str, unroll: bool = False):
-    """The converter for the model with batch 1, and the names of its inputs in order (a
-    Keras model's own input names, which become the converted signature's keys)."""
+    """The converter for the model with batch 1, the names of its inputs in order (a Keras
+    model's own input names, which become the converted signature's keys) and, for a model
+    returning a dict, its output keys in the order it returns them (None otherwise)."""
     if fmt == "saved_model":
         fn, spec = _saved_model_spec(path)
         fixed = t.TensorSpec((1,) + tuple(spec.shape[1:]), spec.dtype, name=spec.name)
         wrapped = t.function(lambda x: fn(**{spec.name: x})).get_concrete_function(fixed)
-        return t.lite.TFLiteConverter.from_concrete_functions([wrapped]), [str(spec.name)]
+        return t.lite.TFLiteConverter.from_concrete_functions([wrapped]), [str(spec.name)], None
     k = keras()
     model = _unrolled(load_keras(path)) if unroll else load_keras(path)
     specs = input_specs(path, fmt)
     inputs = [k.Input(batch_shape=(1, *shape), name=name) for name, shape in specs]
     outputs = model(inputs if len(inputs) > 1 else inputs[0])
     wrapper = k.Model(inputs if len(inputs) > 1 else inputs[0], outputs)
-    return t.lite.TFLiteConverter.from_keras_model(wrapper), [name for name, _ in specs]
+    keys = [str(key) for key in outputs] if isinstance(outputs, dict) else None
+    return t.lite.TFLiteConverter.from_keras_model(wrapper), [name for name, _ in specs], keys
 
 
 def _saved_model_spec(path: Path):
