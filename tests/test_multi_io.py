@@ -45,7 +45,7 @@ def _keras_model(root: Path, vec, patch, y, target) -> Path:
     p = k.layers.Flatten()(k.layers.Conv2D(4, 2, activation="relu")(b))
     h = k.layers.Dense(16, activation="relu")(k.layers.Concatenate()([k.layers.Dense(8, activation="relu")(a), p]))
     model = k.Model([a, b], [k.layers.Dense(3, activation="softmax", name="cls")(h), k.layers.Dense(1, name="reg")(h)])
-    model.compile("adam", ["sparse_categorical_crossentropy", "mse"])
+    model.compile(k.optimizers.Adam(0.01), ["sparse_categorical_crossentropy", "mse"])
     model.fit([vec[:N_TRAIN], patch[:N_TRAIN]], [y[:N_TRAIN], target[:N_TRAIN]], epochs=12, batch_size=32, verbose=0)
     model.save(root / "two.keras")
     return root / "two.keras"
@@ -140,7 +140,7 @@ def test_keras_two_in_two_out_convert_inspect_render_hil_run(two_io, tmp_path, c
     assert acc["task"] == "classification"   # y labels output 0 (3 classes), not the 1-element head
     assert acc["device"]["accuracy"] == acc["desktop"]["accuracy"]
     assert abs(acc["device"]["accuracy"] - acc["float"]["accuracy"]) <= 0.05
-    assert acc["device"]["accuracy"] > 0.5   # 3 classes: chance is 1/3
+    assert acc["device"]["accuracy"] > 0.8   # 3 classes: chance is 1/3
     assert "Per output" in (tmp_path / "r" / "report.md").read_text()
 
 
