@@ -122,7 +122,7 @@ def convert(path: Path, fmt: str, mode: str, rep_x, unroll: bool = False) -> byt
     A Keras model's converted inputs and outputs are put back in the Keras order (the
     converter sorts them by name: model/io_order.py)."""
     t = tf()
-    converter, names, output_keys = _fixed_batch_converter(t, Path(path), fmt, unroll)
+    converter, names, output_keys = _converter_and_order(t, Path(path), fmt, unroll)
     if mode != "float32":
         converter.optimizations = [t.lite.Optimize.DEFAULT]
         converter.representative_dataset = _representative(rep_x, names)
@@ -194,6 +194,11 @@ def _unrolled(model):
 
 
 def _fixed_batch_converter(t, path: Path, fmt: str, unroll: bool = False):
+    """The converter for the model with batch 1 (see _converter_and_order)."""
+    return _converter_and_order(t, path, fmt, unroll)[0]
+
+
+def _converter_and_order(t, path: Path, fmt: str, unroll: bool = False):
     """The converter for the model with batch 1, the names of its inputs in order (a Keras
     model's own input names, which become the converted signature's keys) and, for a model
     returning a dict, its output keys in the order it returns them (None otherwise)."""
@@ -227,7 +232,7 @@ def _saved_model_spec(path: Path):
     return fn, specs[0]
 
 
-def _representative(x, names: list[str]):
+def _representative(x, names: list[str] | None = None):
     """The calibration samples: a list of one array for one input, a dict keyed by the
     signature's input names for several (the converter's own order is by name, not Keras')."""
     if x is None:
@@ -237,7 +242,7 @@ def _representative(x, names: list[str]):
     def gen():
         for i in range(len(xs[0])):
             rows = [a[i][None, ...] for a in xs]
-            yield rows if len(rows) == 1 else dict(zip(names, rows, strict=True))
+            yield rows if len(rows) == 1 or not names else dict(zip(names, rows, strict=True))
     return gen
 
 
