@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from deploykit.errors import BadInput
-from deploykit.model.datafiles import check_fits, load_data
+from deploykit.model.datafiles import check_fits, input_arrays, load_data
 
 
 def test_npz_with_labels(tmp_path):
@@ -34,7 +34,7 @@ def test_csv_with_header_and_label_column(tmp_path):
 
 @pytest.mark.parametrize("writer, words", [
     (lambda p: np.savez(p, x=np.zeros((0, 2))), "empty"),
-    (lambda p: np.savez(p, inputs=np.zeros((3, 2))), "no 'x'"),
+    (lambda p: np.savez(p, inputs=np.zeros((3, 2))), "no array for input 0 ('x' or 'x0'"),
     (lambda p: np.savez(p, x=np.array([[1.0], [np.nan]])), "NaN"),
     (lambda p: np.savez(p, x=np.ones((2, 1)), y=np.array([np.inf, 1])), "NaN or infinite"),
     (lambda p: np.savez(p, x=np.ones((3, 1)), y=np.ones(2)), "3 inputs but 2 labels"),
@@ -46,8 +46,8 @@ def test_csv_with_header_and_label_column(tmp_path):
 def test_bad_npz(tmp_path, writer, words):
     p = tmp_path / "d.npz"
     writer(p)
-    with pytest.raises(BadInput, match=words.replace("(", r"\(")):
-        load_data(p)
+    with pytest.raises(BadInput, match=words.replace("(", r"\(")):  # a data file is read against a model's inputs
+        input_arrays(load_data(p), [{"name": "in", "shape": [1, 2]}])
 
 
 def test_bad_paths_and_suffixes(tmp_path):

@@ -94,6 +94,13 @@ def _finish(report) -> None:
         raise ThresholdFailed("threshold failed: " + "; ".join(failed_thresholds(report["thresholds"])))
 
 
+def _per_output(report) -> str:
+    """" (per output: 1.0000, 0.9800)" for a model with several outputs, else nothing."""
+    fractions = [(o.get("agreement") or {}).get("tflm_host", {}).get("exact_fraction")
+                 for o in report.get("outputs") or []]
+    return f" (per output: {', '.join('-' if f is None else f'{f:.4f}' for f in fractions)})" if fractions else ""
+
+
 def summary(report) -> str:
     """A few lines for the terminal; the files hold the rest."""
     from deploykit.report.markdown import resumed_line
@@ -103,7 +110,7 @@ def summary(report) -> str:
     eff = thr.get("link_efficiency")
     lines = [f"{report['samples']} samples on {report['device']['board_id']}"
              f"{' (simulated)' if report['simulated'] else ''}: "
-             f"exact match with TFLM host {agree.get('exact_fraction', float('nan')):.4f}, "
+             f"exact match with TFLM host {agree.get('exact_fraction', float('nan')):.4f}{_per_output(report)}, "
              f"latency p50 {lat.get('p50', float('nan')):.0f} us, arena {report['arena']['used']} B",
              (f"throughput {thr['samples_per_s']:,.0f} samples/s" if thr.get("samples_per_s")
               else "throughput not measured (no sample streamed in this run)")

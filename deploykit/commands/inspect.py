@@ -38,6 +38,9 @@ def format_report(r: dict) -> list[str]:
     rows = [(kind, t["name"], t["dtype"], "x".join(map(str, t["shape"])), f"{t['scale']:.6g}", t["zero_point"])
             for kind, group in (("in", r["inputs"]), ("out", r["outputs"])) for t in group]
     lines += text_table(("", "TENSOR", "DTYPE", "SHAPE", "SCALE", "ZERO POINT"), rows)
+    lines += ["", "test data (.npz): one array per input, named " + "; ".join(
+        f"input {i}: " + " or ".join(repr(k) for k in keys) for i, keys in enumerate(r.get("data_keys") or []))
+        + (", plus y (labels of output 0)" if len(r["outputs"]) > 1 else ", plus y (labels)")]
     m = r["arena"]["measured"]
     lines += ["", f"arena, measured on this host (TFLM Python interpreter): recorded {m['host_recorded']} B, "
               f"smallest that allocates {m['host_min']} B"]
@@ -51,6 +54,9 @@ def format_report(r: dict) -> list[str]:
         steps = "" if a["max_abs_steps"] is None else f"max {a['max_abs_steps']} step(s), "  # None: float outputs
         lines += ["", f"TFLM-host vs LiteRT on {a['samples']} inputs: {a['exact_fraction']:.1%} identical, "
                   f"{steps}mean abs {a['mae']:.4g}"]
+        for k, o in enumerate(r.get("agreement_per_output") or []):
+            steps = "" if o["max_abs_steps"] is None else f"max {o['max_abs_steps']} step(s), "
+            lines.append(f"  output {k}: {o['exact_fraction']:.1%} identical, {steps}mean abs {o['mae']:.4g}")
     return lines
 
 

@@ -243,8 +243,7 @@ def _row(session, index: int, item) -> dict:
 def _references(manifest, inputs, with_float: bool) -> dict:
     """TFLM-host, LiteRT and (when asked and available) float predictions for every sample."""
     from deploykit.model.reference import reference_predictions
-    x = inputs.x if inputs.x.dtype != inputs.x_model.dtype else inputs.x_model
-    return reference_predictions(manifest, x, include_float=with_float)
+    return reference_predictions(manifest, inputs.reference_inputs(), include_float=with_float)
 
 
 def _arena_estimate(manifest, board_id: str) -> int | None:

@@ -18,11 +18,12 @@ from deploykit import __version__, extras
 from deploykit.atomic import ensure_writable_dir, write_bytes, write_json
 from deploykit.errors import BadInput, RigError
 from deploykit.model import arena, manifest_schema, metrics, requantize, tflite_model, tflm_host
-from deploykit.model.datafiles import Dataset, check_fits, load_data
+from deploykit.model.datafiles import Dataset, input_arrays, load_data
+from deploykit.model.io_order import signature_names
 from deploykit.model.isolated import run_isolated
 from deploykit.model.manifest import SCHEMA, Manifest, load
 from deploykit.model.quantization import to_float
-from deploykit.model.reference import agreement, quantized_outputs, store_tflm_outputs
+from deploykit.model.reference import agreement, quantized_outputs_all, store_tflm_outputs
 from deploykit.versions import tool_versions
 
 MODES = ("int8", "int8-float-io", "float32")
@@ -118,16 +119,18 @@ def _read_tflite(path: Path) -> bytes:
 
 
 def _convert_source(tf_backend, path, fmt, mode, rep: Dataset | None, test: Dataset | None):
-    shape = tf_backend.input_shape(path, fmt)
-    spec = {"name": "input", "shape": [1, *shape]}
-    rep_x = check_fits(rep, spec) if rep else None
+    """The source's inputs (names, shapes) check the data before the converter runs; the
+    representative data is one array per input, in the model's input order."""
+    specs = [{"name": name, "shape": [1, *shape]} for name, shape in tf_backend.input_specs(path, fmt)]
+    rep_x = input_arrays(rep, specs) if rep else None
     if test:
-        check_fits(test, spec)
+        input_arrays(test, specs)
     if mode != "float32" and rep_x is None:
         if test is None:
+            arrays = "array x" if len(specs) == 1 else f"arrays x0..x{len(specs) - 1} (one per input)"
             raise BadInput(f"--quantize {mode} needs representative data: give --rep-data FILE "
-                           "(or --data FILE), an .npz with array x")
-        rep_x = check_fits(test, spec)
+                           f"(or --data FILE), an .npz with {arrays}")
+        rep_x = input_arrays(test, specs)
     model, unrolled = _convert_contained(tf_backend, path, fmt, mode, rep_x)
     return model, tflite_model.parse(model, f"converted {path}"), unrolled
 
@@ -184,8 +187,7 @@ def _finish(model, parsed, outdir, name, fmt, model_path, rep, test, label_colum
         raise BadInput(f"model {model_path} cannot go through deploykit's wire protocol: {problem}")
     ensure_writable_dir(outdir)
     if test:  # TFLM-host outputs for hosts without tflite-micro (the light install)
-        spec_in = parsed.inputs[0]
-        data["tflm_reference"] = store_tflm_outputs(outdir, model, spec_in, check_fits(test, spec_in))
+        data["tflm_reference"] = store_tflm_outputs(outdir, model, parsed.inputs, _test_inputs(model, parsed, test))
     write_bytes(outdir / "model.tflite", model)
     write_json(outdir / "manifest.json", data)
     return load(outdir / "manifest.json")
@@ -241,24 +243,47 @@ def _check_task(task) -> None:
         raise BadInput(f"--task {task!r} is not one of {', '.join(metrics.TASK_CHOICES)}")
 
 
+def _test_inputs(model: bytes, parsed, test: Dataset) -> list[np.ndarray]:
+    """The test data's arrays, one per input of the .tflite (x<i>, tensor or signature names)."""
+    names = signature_names(model)
+    return input_arrays(test, parsed.inputs, [names.get(i) for i in parsed.input_indices])
+
+
 def _report(model, parsed, fmt, model_path, test: Dataset, forced_task=None) -> dict:
-    """Float-versus-quantized report on the test data (TFLM-host runs the quantized model)."""
+    """Float-versus-quantized report on the test data (TFLM-host runs the quantized model).
+    The task's figures are the first output's (labels y are its); a model with several
+    outputs gets `outputs`, per output: TFLM-host against LiteRT and against the float model."""
     from deploykit.model import tf_backend
-    spec_in, spec_out = parsed.inputs[0], parsed.outputs[0]
-    x = check_fits(test, spec_in).astype(np.float32)
+    spec_out = parsed.outputs[0]
+    xs = [x.astype(np.float32) for x in _test_inputs(model, parsed, test)]
     if test.y is not None and forced_task != "anomaly":
         metrics.check_labels(test.y, spec_out["shape"], test.path)
-    tflm, litert = quantized_outputs(model, spec_in, x)
-    quant = to_float(tflm, spec_out)
-    floats = tf_backend.predict_float(model_path, fmt, x) if fmt != "tflite" else None
+    tflm, litert = quantized_outputs_all(model, parsed.inputs, xs)
+    quant = to_float(tflm[0], spec_out)
+    floats = tf_backend.predict_float_all(model_path, fmt, xs) if fmt != "tflite" else None
     task = forced_task or metrics.infer_task(test.y, spec_out["shape"])
     if task in ("classification", "regression", "anomaly") and test.y is None:
         raise BadInput(f"--task {task} needs labels in {test.path}; give y (or --label-column) or --task none")
-    report = (metrics.compare(task, test.y, floats, quant, x) if task
-              else metrics.agreement_report(floats, quant, len(x)))
+    first = floats[0] if floats is not None else None
+    report = (metrics.compare(task, test.y, first, quant, xs[0]) if task
+              else metrics.agreement_report(first, quant, len(xs[0])))
     report["size"] = _sizes(model_path, model, fmt, tf_backend)
-    report["tflm_host_vs_litert"] = agreement(tflm, litert, spec_out["scale"], spec_out["zero_point"])
+    report["tflm_host_vs_litert"] = agreement(tflm[0], litert[0], spec_out["scale"], spec_out["zero_point"])
+    if len(parsed.outputs) > 1:
+        report["outputs"] = [_output_figures(k, spec, tflm[k], litert[k], floats[k] if floats is not None else None)
+                             for k, spec in enumerate(parsed.outputs)]
     return report
+
+
+def _output_figures(k: int, spec: dict, tflm: np.ndarray, litert: np.ndarray, floats) -> dict:
+    """One output's agreement of TFLM-host with LiteRT and, given the float model, the
+    quantized model's error against it (MAE, RMSE, max abs)."""
+    figures = {"output": k, "name": spec["name"],
+               "tflm_host_vs_litert": agreement(tflm, litert, spec["scale"], spec["zero_point"]),
+               "quantized_vs_float": None}
+    if floats is not None:
+        figures["quantized_vs_float"] = metrics.errors(to_float(tflm, spec), floats)
+    return figures
 
 
 def _sizes(model_path: Path, model: bytes, fmt: str, tf_backend) -> dict:

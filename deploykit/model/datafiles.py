@@ -1,5 +1,9 @@
 """Read the data files `convert` and the harness take: .npz (x, optional y), .npy, .csv.
 
+A model with several inputs takes an .npz with one array per input, named x0, x1, ... in
+input order or by the input tensor's name as `inspect` prints it (or its signature name),
+plus y, the labels of the first output: `input_arrays` matches them to the model's inputs.
+
 Every problem a user can fix (missing file, empty, NaN, wrong shape) is a BadInput naming
 the file and what to do, so nothing downstream sees bad data. A .npy (or .npz member)
 header is read and checked against the bytes the file holds and MAX_DATA_BYTES before
@@ -11,7 +15,7 @@ from __future__ import annotations
 import math
 import types
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -25,11 +29,19 @@ MAX_DATA_BYTES = 2 * 2 ** 30   # a test set for a microcontroller is far smaller
 
 @dataclass
 class Dataset:
-    """Inputs `x` (first axis = samples), optional labels/targets `y`, and their file."""
+    """Inputs `x` (first axis = samples), optional labels/targets `y`, and their file.
+
+    `arrays`: every input array the file holds, by name (an .npz's members other than y and
+    class_names; {"x": x} for .npy and .csv); `x` is its x, else x0, else its first array."""
 
     x: np.ndarray
     y: np.ndarray | None
     path: Path
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if not self.arrays:
+            self.arrays = {"x": self.x}
 
 
 def load_data(path, label_column: int | str | None = None) -> Dataset:
@@ -44,17 +56,21 @@ def load_data(path, label_column: int | str | None = None) -> Dataset:
     if suffix not in SUFFIXES:
         raise BadInput(f"data file {path} has suffix {suffix!r}; use .npz (x, optional y), .npy or .csv")
     try:
-        x, y = _READERS[suffix](path, label_column)
+        arrays, y = _READERS[suffix](path, label_column)
     except BadInput:
         raise
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
         raise BadInput(f"data file {path} cannot be read ({_short(exc)}); re-save it as .npz with array x") from exc
-    _check_values(path, "x", x)
+    for name, a in arrays.items():
+        _check_values(path, name, a)
+    x = next(arrays[k] for k in ("x", "x0", *arrays) if k in arrays)
     if y is not None:
         _check_values(path, "y", y)
-        if len(y) != len(x):
-            raise BadInput(f"data file {path} has {len(x)} inputs but {len(y)} labels; they must match")
-    return Dataset(x=x, y=y, path=path)
+        for name, a in arrays.items():
+            if len(y) != len(a):
+                what = "inputs" if name == "x" else f"samples in {name}"
+                raise BadInput(f"data file {path} has {len(a)} {what} but {len(y)} labels in y; they must match")
+    return Dataset(x=x, y=y, path=path, arrays=arrays)
 
 
 def _is_file(path: Path) -> bool:
@@ -75,20 +91,77 @@ def check_fits(dataset: Dataset, input_spec: dict) -> np.ndarray:
         return x
     if int(np.prod(have)) == per_sample:
         return x.reshape((x.shape[0],) + want)
+    names = [k for k in dataset.arrays if dataset.arrays[k] is x and k != "x"]
+    where = f"array {names[0]!r} in {dataset.path}" if names else f"data in {dataset.path}"
     raise BadInput(
-        f"data in {dataset.path} has samples of shape {list(have)} but the model input "
+        f"{where} has samples of shape {list(have)} but the model input "
         f"{input_spec.get('name', '')!s} wants {list(want)} (tensor shape {list(input_spec['shape'])}); "
         "give data matching the model")
+
+
+NOT_INPUTS = ("y", "class_names")   # .npz members that are never model inputs
 
 
 def _read_npz(path: Path, label_column):
     _check_npz_headers(path)
     with np.load(path, allow_pickle=False) as npz:
-        if "x" not in npz.files:
-            raise BadInput(f"data file {path} has arrays {npz.files} but no 'x'; save inputs as x (and labels as y)")
-        x = npz["x"]
+        names = [n for n in npz.files if n not in NOT_INPUTS]
+        if not names:
+            raise BadInput(f"data file {path} has arrays {npz.files} but no 'x'; save inputs as x "
+                           "(one array per input of a several-input model: x0, x1, ...) and labels as y")
+        arrays = {n: _as_samples(path, npz[n]) for n in names}
         y = npz["y"] if "y" in npz.files else None
-    return _as_samples(path, x), y
+    return arrays, y
+
+
+def input_arrays(dataset: Dataset, specs: list[dict], aliases: list[str | None] | None = None) -> list[np.ndarray]:
+    """One array per model input, in input order, each reshaped to its tensor (check_fits).
+
+    A single input takes x, x0 or its name; input i of several takes x<i>, its tensor name
+    or `aliases[i]` (its signature name). Missing, doubly given or unmatched arrays and
+    unequal sample counts are one BadInput naming the array and what is expected."""
+    aliases = list(aliases or [None] * len(specs))
+    if len(specs) == 1:
+        key = _key_for(dataset, 0, specs[0], aliases[0], ("x", "x0"))
+        return [check_fits(_named(dataset, key), specs[0])]
+    if "x" in dataset.arrays:
+        raise BadInput(f"data file {dataset.path} has one array x but the model has {len(specs)} inputs; "
+                       f"save one array per input: {_expected(specs, aliases)}")
+    keys = [_key_for(dataset, i, spec, aliases[i], (f"x{i}",)) for i, spec in enumerate(specs)]
+    extra = sorted(set(dataset.arrays) - set(keys))
+    if extra:
+        raise BadInput(f"data file {dataset.path}: array {extra[0]!r} is none of the model's inputs; "
+                       f"they are {_expected(specs, aliases)}")
+    xs = [check_fits(_named(dataset, k), spec) for k, spec in zip(keys, specs, strict=True)]
+    counts = {k: len(a) for k, a in zip(keys, xs, strict=True)}
+    if len(set(counts.values())) > 1:
+        raise BadInput(f"data file {dataset.path} has inputs of unequal sample counts "
+                       f"({', '.join(f'{k}: {n}' for k, n in counts.items())}); give every input one row per sample")
+    return xs
+
+
+def _key_for(dataset: Dataset, i: int, spec: dict, alias: str | None, positional: tuple[str, ...]) -> str:
+    """The one array name given for input i (positional names first, then the tensor's names)."""
+    names = [*positional, *(n for n in (spec.get("name"), alias) if n)]
+    found = list(dict.fromkeys(n for n in names if n in dataset.arrays))
+    if len(found) > 1:
+        raise BadInput(f"data file {dataset.path} gives input {i} twice ({', '.join(map(repr, found))}); "
+                       "keep one")
+    if not found:
+        shape = list(spec["shape"][1:])
+        raise BadInput(f"data file {dataset.path} has no array for input {i} ({' or '.join(map(repr, names))}, "
+                       f"samples of shape {shape}); it holds {', '.join(map(repr, dataset.arrays)) or 'none'}")
+    return found[0]
+
+
+def _expected(specs: list[dict], aliases: list[str | None]) -> str:
+    return ", ".join(" or ".join([f"x{i}", *(repr(n) for n in dict.fromkeys((s.get("name"), alias)) if n)])
+                     + f" {list(s['shape'][1:])}" for i, (s, alias) in enumerate(zip(specs, aliases, strict=True)))
+
+
+def _named(dataset: Dataset, key: str) -> Dataset:
+    """The dataset seen through one of its arrays (check_fits names the file and the array)."""
+    return Dataset(x=dataset.arrays[key], y=dataset.y, path=dataset.path, arrays={key: dataset.arrays[key]})
 
 
 def read_class_names(path) -> list[str] | None:
@@ -111,7 +184,7 @@ def read_class_names(path) -> list[str] | None:
 def _read_npy(path: Path, label_column):
     with open(path, "rb") as fh:
         _check_header(path, "", fh, path.stat().st_size)
-    return _as_samples(path, np.load(path, allow_pickle=False)), None
+    return {"x": _as_samples(path, np.load(path, allow_pickle=False))}, None
 
 
 def _check_npz_headers(path: Path) -> None:
@@ -162,13 +235,13 @@ def _read_csv(path: Path, label_column):
         raise BadInput(f"data file {path} is empty; it needs one sample per row")
     table = np.array([[float(v) for v in row.split(",")] for row in rows], dtype=np.float32)
     if label_column is None:
-        return table, None
+        return {"x": table}, None
     label_column = _column_index(path, header, label_column)
     if not -table.shape[1] <= label_column < table.shape[1]:
         raise BadInput(f"--label-column {label_column} is outside the {table.shape[1]} columns of {path}")
     y = table[:, label_column]
     x = np.delete(table, label_column % table.shape[1], axis=1)
-    return x, y
+    return {"x": x}, y
 
 
 def _column_index(path: Path, header: list[str] | None, label_column) -> int:

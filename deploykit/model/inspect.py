@@ -30,6 +30,7 @@ def inspect_model(path, test_data=None, label_column=None, boards=()) -> dict:
     measured = tflm_host.measure_arena(model)
     result = {"file": str(path), "size": len(model), "ops": parsed.op_table(),
               "macs_total": parsed.macs_total, "inputs": parsed.inputs, "outputs": parsed.outputs,
+              "data_keys": data_keys(model, parsed),
               "tflm_supported": True,
               "arena": {"measured": {"host_recorded": measured["host_recorded"],
                                      "host_min": measured["host_min"],
@@ -37,7 +38,10 @@ def inspect_model(path, test_data=None, label_column=None, boards=()) -> dict:
                         "projected": arena.project(measured, parsed)},
               "per_channel_fc": per_channel_fc(model, path, boards), "agreement": None}
     if test_data is not None:
-        result["agreement"] = desktop_agreement(model, parsed, test_data, label_column)
+        per_output = desktop_agreement(model, parsed, test_data, label_column)
+        result["agreement"] = per_output[0]   # the first output's, as the reports have it
+        if len(per_output) > 1:
+            result["agreement_per_output"] = per_output
     return result
 
 
@@ -52,13 +56,29 @@ def per_channel_fc(model: bytes, path: Path, boards=()) -> dict:
             "way_through": f"deploykit convert {path} --fc-per-tensor --test-data FILE" if weights else None}
 
 
-def desktop_agreement(model: bytes, parsed, test_data, label_column=None) -> Agreement:
-    """Agreement of TFLM-host and LiteRT on the test inputs, in output quantization steps."""
-    from deploykit.model.datafiles import check_fits, load_data
-    from deploykit.model.reference import agreement, quantized_outputs
-    spec_in, spec_out = parsed.inputs[0], parsed.outputs[0]
-    x = check_fits(load_data(test_data, label_column), spec_in)
-    if x.dtype.name != spec_in["dtype"]:
-        x = x.astype("float32")
-    tflm, litert = quantized_outputs(model, spec_in, x)
-    return agreement(tflm, litert, spec_out["scale"], spec_out["zero_point"])
+def data_keys(model: bytes, parsed) -> list[list[str]]:
+    """Per input, the names its array may have in an .npz of test data: x<i>, the tensor's
+    name, its signature name (and x, for a single input)."""
+    from deploykit.model.io_order import signature_names
+    names = signature_names(model)
+    specs = parsed.inputs
+    keys = []
+    for i, (spec, t) in enumerate(zip(specs, parsed.input_indices, strict=True)):
+        first = ["x", "x0"] if len(specs) == 1 else [f"x{i}"]
+        keys.append(list(dict.fromkeys([*first, spec["name"], *([names[t]] if t in names else [])])))
+    return keys
+
+
+def desktop_agreement(model: bytes, parsed, test_data, label_column=None) -> list[Agreement]:
+    """Agreement of TFLM-host and LiteRT on the test inputs, in output quantization steps,
+    one per output tensor (in order)."""
+    from deploykit.model.datafiles import input_arrays, load_data
+    from deploykit.model.io_order import signature_names
+    from deploykit.model.reference import agreement, quantized_outputs_all
+    names = signature_names(model)
+    xs = input_arrays(load_data(test_data, label_column), parsed.inputs,
+                      [names.get(i) for i in parsed.input_indices])
+    xs = [x if x.dtype.name == spec["dtype"] else x.astype("float32")
+          for x, spec in zip(xs, parsed.inputs, strict=True)]
+    tflm, litert = quantized_outputs_all(model, parsed.inputs, xs)
+    return [agreement(a, b, s["scale"], s["zero_point"]) for a, b, s in zip(tflm, litert, parsed.outputs, strict=True)]

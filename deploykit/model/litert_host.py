@@ -22,16 +22,29 @@ def interpreter(model: bytes):
 
 
 def predict(model: bytes, x: np.ndarray) -> np.ndarray:
-    """Run x (n, *input_shape[1:], in the input dtype) sample by sample; stack outputs."""
+    """Run x (n, *input_shape[1:], in the input dtype) sample by sample; stack the first output."""
+    return predict_all(model, [x])[0]
+
+
+def predict_all(model: bytes, xs: list[np.ndarray]) -> list[np.ndarray]:
+    """Run one array per input (in input order and dtype) sample by sample; one stacked
+    array per output tensor, in output order."""
+    from deploykit.errors import BadInput
     it = interpreter(model)
-    inp, out = it.get_input_details()[0], it.get_output_details()[0]
-    x = np.asarray(x)
-    if x.dtype != inp["dtype"]:
-        from deploykit.errors import BadInput
-        raise BadInput(f"inputs are {x.dtype}, the model input is {np.dtype(inp['dtype']).name}; quantize them first")
-    results = np.empty((len(x),) + tuple(out["shape"][1:]), dtype=out["dtype"])
-    for i in range(len(x)):
-        it.set_tensor(inp["index"], x[i].reshape(inp["shape"]))
+    ins, outs = it.get_input_details(), it.get_output_details()
+    if len(xs) != len(ins):
+        raise BadInput(f"model has {len(ins)} inputs, got {len(xs)} arrays")
+    xs = [np.asarray(x) for x in xs]
+    for x, inp in zip(xs, ins, strict=True):
+        if x.dtype != inp["dtype"]:
+            raise BadInput(f"inputs are {x.dtype}, the model input is {np.dtype(inp['dtype']).name}; "
+                           "quantize them first")
+    n = len(xs[0])
+    results = [np.empty((n,) + tuple(o["shape"][1:]), dtype=o["dtype"]) for o in outs]
+    for i in range(n):
+        for x, inp in zip(xs, ins, strict=True):
+            it.set_tensor(inp["index"], x[i].reshape(inp["shape"]))
         it.invoke()
-        results[i] = it.get_tensor(out["index"]).reshape(results.shape[1:])
+        for out, o in zip(results, outs, strict=True):
+            out[i] = it.get_tensor(o["index"]).reshape(out.shape[1:])
     return results

@@ -232,14 +232,18 @@ def before_after(before: bytes, after: bytes, parsed, test) -> dict:
     the model was meant to compute), and how far the two outputs agree. Without labels the
     agreement is the only figure: a .tflite brings no float model to compare with."""
     from deploykit.model import metrics
-    from deploykit.model.datafiles import check_fits
+    from deploykit.model.datafiles import input_arrays
+    from deploykit.model.io_order import signature_names
     from deploykit.model.quantization import to_float, to_input_dtype
     from deploykit.model.reference import agreement
     from deploykit.model.tflm_host import TflmRunner
-    spec_in, spec_out = parsed.inputs[0], parsed.outputs[0]
-    x = check_fits(test, spec_in).astype(np.float32)
-    x = to_input_dtype(x, spec_in)
-    outs = {k: TflmRunner(m).predict(x) for k, m in (("before", before), ("after", after))}
+    spec_out = parsed.outputs[0]
+    names = signature_names(after)   # every input's array (x<i>, tensor or signature name); figures of output 0
+    xs = [to_input_dtype(x.astype(np.float32), spec) for x, spec in
+          zip(input_arrays(test, parsed.inputs, [names.get(i) for i in parsed.input_indices]), parsed.inputs,
+              strict=True)]
+    x = xs[0]
+    outs = {k: TflmRunner(m).predict_all(xs)[0] for k, m in (("before", before), ("after", after))}
     task = metrics.infer_task(test.y, spec_out["shape"])
     result: dict[str, Any] = {"task": task, "samples": int(len(x)), "runtime": "tflm_host",
               "after_vs_before": agreement(outs["after"], outs["before"], spec_out["scale"], spec_out["zero_point"])}

@@ -103,31 +103,45 @@ def _keras_load_problem(path: str, exc: Exception) -> str:
             "e.g. with model.export(DIR) to a SavedModel or to a .tflite, and convert that")
 
 
-def input_shape(path: Path, fmt: str) -> tuple[int, ...]:
-    """The model's input shape without the batch dimension; every dimension must be fixed."""
+def input_specs(path: Path, fmt: str) -> list[tuple[str, tuple[int, ...]]]:
+    """(name, shape without the batch dimension) of each model input, in the model's order;
+    every dimension must be fixed. A SavedModel must have one input (its signature gives
+    no order to several)."""
     if fmt == "saved_model":
-        shape = tuple(_saved_model_spec(path)[1].shape[1:])
+        spec = _saved_model_spec(path)[1]
+        found = [(str(spec.name), tuple(spec.shape[1:]))]
     else:
-        model = load_keras(path)
-        if len(model.inputs) != 1:
-            raise BadInput(f"{path} has {len(model.inputs)} inputs; deploykit converts single-input models")
-        shape = tuple(model.inputs[0].shape[1:])
-    if any(d is None for d in shape):
-        raise BadInput(f"{path} has input shape {['batch', *shape]} with unknown dimensions; TFLM needs "
-                       "fixed shapes, so export the model with a fixed input shape (only the batch may vary)")
-    return tuple(int(d) for d in shape)
+        found = [(str(t.name).split(":")[0], tuple(t.shape[1:])) for t in load_keras(path).inputs]
+    for name, shape in found:
+        if any(d is None for d in shape):
+            which = f" input {name!r}" if len(found) > 1 else ""
+            raise BadInput(f"{path}{which} has shape {['batch', *shape]} with unknown dimensions; TFLM needs "
+                           "fixed shapes, so export the model with a fixed input shape (only the batch may vary)")
+    return [(name, tuple(int(d) for d in shape)) for name, shape in found]
 
 
-def convert(path: Path, fmt: str, mode: str, rep_x: np.ndarray | None, unroll: bool = False) -> bytes:
+def input_shape(path: Path, fmt: str) -> tuple[int, ...]:
+    """The input shape of a single-input model, without the batch dimension."""
+    specs = input_specs(path, fmt)
+    if len(specs) != 1:
+        raise BadInput(f"{path} has {len(specs)} inputs; use input_specs")
+    return specs[0][1]
+
+
+def convert(path: Path, fmt: str, mode: str, rep_x, unroll: bool = False) -> bytes:
     """Convert to TFLite with batch fixed to 1 (no SHAPE/STRIDED_SLICE/PACK ops).
 
+    rep_x: the representative inputs, one array per model input (a list, in the model's
+    input order) or one array for a single-input model; None for float32.
     unroll: convert a clone of a Keras model whose recurrent layers are unrolled (same
-    weights), for when the fused LSTM path crashes the converter."""
+    weights), for when the fused LSTM path crashes the converter.
+    A Keras model's converted inputs and outputs are put back in the Keras order (the
+    converter sorts them by name: model/io_order.py)."""
     t = tf()
-    converter = _fixed_batch_converter(t, Path(path), fmt, unroll)
+    converter, names, output_keys = _converter_and_order(t, Path(path), fmt, unroll)
     if mode != "float32":
         converter.optimizations = [t.lite.Optimize.DEFAULT]
-        converter.representative_dataset = _representative(rep_x)
+        converter.representative_dataset = _representative(rep_x, names)
         converter.target_spec.supported_ops = [t.lite.OpsSet.TFLITE_BUILTINS_INT8]
         # Per-tensor weights for dense layers: the TFLM ports boards/ pins (TFLM of 2022 and
         # mid-2024; per-channel FULLY_CONNECTED arrived in TFLM on 2024-09-27) and CMSIS-NN's
@@ -138,21 +152,34 @@ def convert(path: Path, fmt: str, mode: str, rep_x: np.ndarray | None, unroll: b
         converter.inference_output_type = t.int8
     try:
         with _quiet():
-            return bytes(converter.convert())
+            model = bytes(converter.convert())
     except Exception as exc:
         raise BadInput(f"the TFLite converter refused {path} in mode {mode} ({_first_line(exc)}); "
                        "use ops TFLite supports or try --quantize float32") from exc
+    if fmt == "saved_model":
+        return model
+    from deploykit.model.io_order import in_source_order
+    return in_source_order(model, names, output_keys)
 
 
-def predict_float(path: Path, fmt: str, x: np.ndarray) -> np.ndarray:
-    """Float predictions of the source model (Keras or SavedModel) on float inputs."""
-    x = np.asarray(x, dtype=np.float32)
+def predict_float(path: Path, fmt: str, x) -> np.ndarray:
+    """Float predictions of the source model's first output on float inputs."""
+    return predict_float_all(path, fmt, x)[0]
+
+
+def predict_float_all(path: Path, fmt: str, xs) -> list[np.ndarray]:
+    """Float predictions of the source model (Keras or SavedModel), one array per output in
+    the model's order; xs: one float array per input (a list) or one array."""
+    xs = [np.asarray(x, dtype=np.float32) for x in (xs if isinstance(xs, list | tuple) else [xs])]
     if fmt == "saved_model":
         fn, spec = _saved_model_spec(path)
-        out = fn(**{spec.name: tf().constant(x)})
-        return np.asarray(next(iter(out.values())))
+        out = fn(**{spec.name: tf().constant(xs[0])})
+        return [np.asarray(v) for v in out.values()]
     model = load_keras(path)
-    return np.asarray(model(x, training=False))
+    out = model(xs if len(xs) > 1 else xs[0], training=False)
+    if isinstance(out, dict):   # named outputs: in the order the model returns them, as convert orders them
+        out = list(out.values())
+    return [np.asarray(o) for o in (out if isinstance(out, list | tuple) else [out])]
 
 
 def has_recurrent_layers(path: Path) -> bool:
@@ -183,15 +210,27 @@ def _unrolled(model):
 
 
 def _fixed_batch_converter(t, path: Path, fmt: str, unroll: bool = False):
+    """The converter for the model with batch 1 (see _converter_and_order)."""
+    return _converter_and_order(t, path, fmt, unroll)[0]
+
+
+def _converter_and_order(t, path: Path, fmt: str, unroll: bool = False):
+    """The converter for the model with batch 1, the names of its inputs in order (a Keras
+    model's own input names, which become the converted signature's keys) and, for a model
+    returning a dict, its output keys in the order it returns them (None otherwise)."""
     if fmt == "saved_model":
         fn, spec = _saved_model_spec(path)
         fixed = t.TensorSpec((1,) + tuple(spec.shape[1:]), spec.dtype, name=spec.name)
         wrapped = t.function(lambda x: fn(**{spec.name: x})).get_concrete_function(fixed)
-        return t.lite.TFLiteConverter.from_concrete_functions([wrapped])
+        return t.lite.TFLiteConverter.from_concrete_functions([wrapped]), [str(spec.name)], None
     k = keras()
     model = _unrolled(load_keras(path)) if unroll else load_keras(path)
-    inp = k.Input(batch_shape=(1,) + tuple(int(d) for d in model.inputs[0].shape[1:]))
-    return t.lite.TFLiteConverter.from_keras_model(k.Model(inp, model(inp)))
+    specs = input_specs(path, fmt)
+    inputs = [k.Input(batch_shape=(1, *shape), name=name) for name, shape in specs]
+    outputs = model(inputs if len(inputs) > 1 else inputs[0])
+    wrapper = k.Model(inputs if len(inputs) > 1 else inputs[0], outputs)
+    keys = [str(key) for key in outputs] if isinstance(outputs, dict) else None
+    return t.lite.TFLiteConverter.from_keras_model(wrapper), [name for name, _ in specs], keys
 
 
 def _saved_model_spec(path: Path):
@@ -203,19 +242,23 @@ def _saved_model_spec(path: Path):
                        "export it with tf.saved_model.save or model.export") from exc
     specs = list(fn.structured_input_signature[1].values())
     if len(specs) != 1:
-        raise BadInput(f"SavedModel {path} has {len(specs)} inputs; deploykit converts single-input models")
+        raise BadInput(f"SavedModel {path} has {len(specs)} inputs; deploykit converts several-input models "
+                       "from Keras: save the model with model.save('model.keras') and convert that")
     fn._deploykit_keep = loaded  # keep variables alive with the function
     return fn, specs[0]
 
 
-def _representative(x: np.ndarray | None):
+def _representative(x, names: list[str] | None = None):
+    """The calibration samples: a list of one array for one input, a dict keyed by the
+    signature's input names for several (the converter's own order is by name, not Keras')."""
     if x is None:
         raise BadInput("int8 quantization needs representative data; give --rep-data or --data")
-    sample = np.asarray(x[:REP_SAMPLES], dtype=np.float32)
+    xs = [np.asarray(a[:REP_SAMPLES], dtype=np.float32) for a in (x if isinstance(x, list | tuple) else [x])]
 
     def gen():
-        for row in sample:
-            yield [row[None, ...]]
+        for i in range(len(xs[0])):
+            rows = [a[i][None, ...] for a in xs]
+            yield rows if len(rows) == 1 or not names else dict(zip(names, rows, strict=True))
     return gen
 
 

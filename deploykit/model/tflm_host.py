@@ -101,17 +101,27 @@ class TflmRunner:
         return [np.ascontiguousarray(self._it.get_output(i)).tobytes() for i in range(len(self.output_specs))]
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        """Run each sample of x (already in the input dtype) one by one; stack the outputs."""
-        spec, out = self.input_specs[0], self.output_specs[0]
-        x = np.asarray(x)
-        if x.dtype != np.dtype(spec["dtype"]):
-            raise BadInput(f"inputs are {x.dtype}, the model input is {spec['dtype']}; quantize them first")
-        shape = tuple(spec["shape"])
-        results = np.empty((len(x),) + tuple(out["shape"][1:]), dtype=np.dtype(out["dtype"]))
-        for i in range(len(x)):
-            self._it.set_input(x[i].reshape(shape), 0)
+        """Run each sample of x (already in the input dtype) one by one; stack the outputs
+        of the first output tensor (a single-input model)."""
+        return self.predict_all([x])[0]
+
+    def predict_all(self, xs: list[np.ndarray]) -> list[np.ndarray]:
+        """Run each sample of one array per input (each in its input's dtype, same number
+        of samples); return one stacked array per output tensor, in output order."""
+        if len(xs) != len(self.input_specs):
+            raise BadInput(f"model has {len(self.input_specs)} inputs, got {len(xs)} arrays")
+        xs = [np.asarray(x) for x in xs]
+        for x, spec in zip(xs, self.input_specs, strict=True):
+            if x.dtype != np.dtype(spec["dtype"]):
+                raise BadInput(f"inputs are {x.dtype}, the model input is {spec['dtype']}; quantize them first")
+        n = len(xs[0])
+        results = [np.empty((n,) + tuple(o["shape"][1:]), dtype=np.dtype(o["dtype"])) for o in self.output_specs]
+        for i in range(n):
+            for k, (x, spec) in enumerate(zip(xs, self.input_specs, strict=True)):
+                self._it.set_input(x[i].reshape(tuple(spec["shape"])), k)
             self._it.invoke()
-            results[i] = self._it.get_output(0).reshape(results.shape[1:])
+            for k, out in enumerate(results):
+                out[i] = self._it.get_output(k).reshape(out.shape[1:])
         return results
 
     def reset(self) -> None:

@@ -166,6 +166,39 @@ class AccuracySums:
         return out
 
 
+class OutputSums:
+    """One output tensor's figures in a model with several: the device against TFLM-host
+    and LiteRT (agreement) and the device's and desktop's errors against the float model
+    (MAE, RMSE, max abs error; the float model has no labels of its own to be scored on)."""
+
+    def __init__(self, k: int, spec: dict, refs: dict):
+        self.k, self.spec, self.refs = k, spec, refs
+        self.dtype = np.dtype(spec["dtype"])
+        self.shape = tuple(int(d) for d in spec["shape"][1:])
+        scale, zp = float(spec.get("scale") or 0.0), int(spec.get("zero_point") or 0)
+        self.agreement = {name: AgreementSums(scale, zp) for name in ("tflm_host", "desktop")
+                          if refs.get(name) is not None}
+        self.errors = ({name: AccuracySums("regression", 1) for name in ("device", "desktop")
+                        if name == "device" or refs.get(name) is not None} if refs.get("float") is not None else {})
+
+    def fold(self, idx: np.ndarray, values: list) -> None:
+        device = np.asarray(values, dtype=self.dtype).reshape((len(idx),) + self.shape)
+        for name, sums in self.agreement.items():
+            sums.add(device, np.asarray(self.refs[name])[idx].reshape(device.shape).astype(device.dtype))
+        if self.errors:
+            target = np.asarray(self.refs["float"], np.float64)[idx].reshape(len(idx), -1)
+            for name, errs in self.errors.items():
+                pred = device if name == "device" else np.asarray(self.refs[name])[idx]
+                errs.add(target, _as_float(pred, self.spec).reshape(len(idx), -1), None)
+
+    def result(self) -> dict[str, Any]:
+        """{output, name, agreement: {tflm_host, desktop}, vs_float: {device, desktop} or None}."""
+        vs_float = {name: {k: v for k, v in sums.result().items() if k != "per_output"}
+                    for name, sums in self.errors.items()} if self.errors else None
+        return {"output": self.k, "name": self.spec.get("name"),
+                "agreement": {name: s.result() for name, s in self.agreement.items()}, "vs_float": vs_float}
+
+
 class Figures(TypedDict):
     """What RowAggregator.finish() hands the report builder."""
 
@@ -175,16 +208,20 @@ class Figures(TypedDict):
     agreement: dict[str, Agreement | dict]  # per reference: "tflm_host", "desktop"
     accuracy: dict[str, Any]              # {} or {"task", "float", "desktop", "device"}
     pairs: tuple[np.ndarray, np.ndarray] | None  # desktop and device values for the plots
+    outputs: list[dict[str, Any]] | None  # OutputSums.result() per output, for a model with several
 
 
 class RowAggregator:
     """Agreement, accuracy, failures and plot points of a run from its rows, one at a time.
 
     refs: {"tflm_host", "desktop", "float"} arrays over every sample of the data (or None);
-    y: the labels (or None). Agreement and accuracy use the first output tensor.
+    y: the labels (or None). Agreement and accuracy use the first output tensor; `outputs`
+    (every output's spec, for a model with several, with refs["per_output"]) adds each
+    output's own figures (OutputSums).
     """
 
-    def __init__(self, spec: dict, refs: dict, y: np.ndarray | None, task: str | None):
+    def __init__(self, spec: dict, refs: dict, y: np.ndarray | None, task: str | None,
+                 outputs: list[dict] | None = None):
         self.spec, self.refs, self.y = spec, refs, y
         self.dtype = np.dtype(spec["dtype"])
         self.shape = tuple(int(d) for d in spec["shape"][1:])
@@ -200,6 +237,10 @@ class RowAggregator:
                           if name == "device" or refs.get(name) is not None} if self.task else {})
         self._idx: list[int] = []
         self._out: list = []
+        per_output = refs.get("per_output") or []
+        self.outputs = [OutputSums(k, o, per_output[k] if k < len(per_output) else {})
+                        for k, o in enumerate(outputs or [])] if outputs and len(outputs) > 1 else []
+        self._rest: list[list] = [[] for _ in self.outputs]
 
     def add(self, row: dict) -> None:
         index = row["index"]
@@ -211,6 +252,8 @@ class RowAggregator:
         self.ok += 1
         self._idx.append(index)
         self._out.append(row["outputs"][0])
+        for k, values in enumerate(self._rest):
+            values.append(row["outputs"][k])
         if len(self._idx) >= BLOCK:
             self._fold()
 
@@ -219,7 +262,9 @@ class RowAggregator:
             return
         idx = np.asarray(self._idx, dtype=np.int64)
         device = np.asarray(self._out, dtype=self.dtype).reshape((len(idx),) + self.shape)
-        self._idx, self._out = [], []
+        for output, values in zip(self.outputs, self._rest, strict=True):
+            output.fold(idx, values)
+        self._idx, self._out, self._rest = [], [], [[] for _ in self.outputs]
         for name, sums in self.agreement.items():
             sums.add(device, np.asarray(self.refs[name])[idx].reshape(device.shape).astype(device.dtype))
         if self.accuracy:
@@ -256,6 +301,7 @@ class RowAggregator:
                 "failures": [{"index": i, "error": e} for i, e in self.failures.items()],
                 "agreement": {name: s.result() for name, s in self.agreement.items()},
                 "accuracy": accuracy,
+                "outputs": [o.result() for o in self.outputs] if self.outputs and self.ok else None,
                 "pairs": (np.concatenate([p[0] for p in pairs]), np.concatenate([p[1] for p in pairs]))
                 if pairs else None}
 

@@ -15,8 +15,9 @@ outputs, macs, cycles_p50, share, macs_per_cycle}]}; layer_diff.{asked, note,
 records[{record, first_diverging, growth, ops}]}.
 accuracy for --task anomaly: {task, float|desktop|device: {auc, samples, mean_score_normal,
 mean_score_anomalous}} (ROC AUC, label 1 = anomalous; aggregate.anomaly_figures).
-Agreement and accuracy use the first output tensor. Nothing here holds the rows: see
-aggregate.py.
+Agreement and accuracy use the first output tensor (labels y are its). A model with several
+outputs also gets outputs[{output, name, agreement.tflm_host|desktop.*, vs_float.device|desktop.
+{mae, rmse, max_error}}] (None for one output). Nothing here holds the rows: see aggregate.py.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ def new_aggregator(manifest, inputs, refs: dict) -> RowAggregator:
     spec = manifest["outputs"][0]
     y = inputs.y
     task = (manifest.data.get("task") or metrics.infer_task(y, spec["shape"])) if y is not None else None
-    return RowAggregator(spec, refs, y, task)
+    return RowAggregator(spec, refs, y, task, manifest["outputs"])
 
 
 def build_report(*, manifest, inputs, rows, refs: dict, hello, faults: dict, throughput: dict,
@@ -71,6 +72,7 @@ def build_report(*, manifest, inputs, rows, refs: dict, hello, faults: dict, thr
         "data": {"path": str(data_path or inputs.path), "sha256": inputs.sha256, "total": len(inputs)},
         "agreement": figures["agreement"],
         "accuracy": figures["accuracy"],
+        "outputs": figures["outputs"],
         "task": manifest.data.get("task"), "class_names": manifest.data.get("class_names"),
         "accuracy_note": None if figures["accuracy"] else metrics.AGREEMENT_ONLY,
         "latency": {name: distribution(col) for name, col in columns.items()},  # exact percentiles

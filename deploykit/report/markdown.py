@@ -115,6 +115,9 @@ def section_rows(report: dict) -> dict[str, tuple[list[str], list[list]]]:
     keys = ["exact_fraction", "max_abs_steps", "mean_abs_steps", "mae", "rmse", "cosine"]
     tables["Agreement (device against references)"] = (
         ["reference"] + keys, [[name] + [_cell(k, figs.get(k)) for k in keys] for name, figs in agreement.items()])
+    per_output = output_rows(report)
+    if per_output:
+        tables["Per output (device against TFLM-host, LiteRT and the float model)"] = per_output
     accuracy = {k: v for k, v in (report.get("accuracy") or {}).items() if k != "task"}
     if accuracy:
         keys = sorted({k for v in accuracy.values() if v for k in v if k != "confusion"})
@@ -148,6 +151,23 @@ def section_rows(report: dict) -> dict[str, tuple[list[str], list[list]]]:
     if versions:
         tables["Versions and run"] = versions
     return tables
+
+
+def output_rows(report: dict) -> tuple[list[str], list[list]] | None:
+    """One row per output of a model with several: exact agreement with TFLM-host and
+    LiteRT, and the device's MAE/max error against the float model (None when not run)."""
+    outputs = report.get("outputs")
+    if not outputs:
+        return None
+    rows = []
+    for o in outputs:
+        agree, vs = o.get("agreement") or {}, (o.get("vs_float") or {}).get("device") or {}
+        rows.append([o["output"], o.get("name"),
+                     _cell("exact_fraction", (agree.get("tflm_host") or {}).get("exact_fraction")),
+                     _cell("exact_fraction", (agree.get("desktop") or {}).get("exact_fraction")),
+                     _cell("mae", vs.get("mae")), _cell("max_error", vs.get("max_error"))])
+    return (["output", "tensor", "exact vs TFLM-host", "exact vs LiteRT", "MAE vs float", "max error vs float"],
+            rows)
 
 
 def link_text(report: dict) -> str:

@@ -13,7 +13,8 @@ class Thresholds:
     """Limits the user sets; None means not checked.
 
     min_agreement: agreement.tflm_host.exact_fraction must be at least this (the device
-    runs TFLM, so its outputs should equal TFLM on the host bit for bit).
+    runs TFLM, so its outputs should equal TFLM on the host bit for bit); for a model
+    with several outputs, each output's too (outputs[k].agreement.tflm_host.exact_fraction).
     max_latency_us: latency.us.p99 must be at most this.
     max_arena: arena.used (bytes) must be at most this.
     """
@@ -61,4 +62,19 @@ def evaluate(report: dict, thresholds: Thresholds | None) -> list[dict]:
         cases.append({"name": attr, "figure": figure, "op": op, "limit": limit, "value": value,
                       "passed": bool(passed),
                       "message": f"{figure} = {shown}, required {op} {limit:g}"})
+    if thresholds and thresholds.min_agreement is not None:
+        cases += _per_output_agreement(report, thresholds.min_agreement)
+    return cases
+
+
+def _per_output_agreement(report: dict, limit: float) -> list[dict]:
+    """--min-agreement on every output after the first (the first is agreement.tflm_host)."""
+    cases = []
+    for o in (report.get("outputs") or [])[1:]:
+        figure = f"outputs[{o['output']}].agreement.tflm_host.exact_fraction"
+        value = lookup(o, "agreement.tflm_host.exact_fraction")
+        shown = "missing" if value is None else f"{value:g}"
+        cases.append({"name": f"min_agreement_output_{o['output']}", "figure": figure, "op": ">=", "limit": limit,
+                      "value": value, "passed": value is not None and value >= limit,
+                      "message": f"{figure} = {shown}, required >= {limit:g}"})
     return cases
