@@ -96,7 +96,7 @@ def _mac_work(op, board) -> float:
     else:
         factor = T.MAC_FACTOR_RECURRENT if shape == "recurrent" else T.MAC_FACTOR[(family, shape)]
         cpm = board.cycles_per_mac * factor * (T.INT16_FACTOR[family] if op.dtype == "int16" else 1.0)
-        per_out = T.PER_OUTPUT[family] * core["speed"]
+        per_out = T.PER_OUTPUT_SHAPE.get((family, shape), T.PER_OUTPUT[family]) * core["speed"]
     work = op.macs * cpm + op.out_elems * per_out
     if shape == "recurrent":
         gate = T.PER_CELL_STEP_RECURRENT.get(op.dtype, T.PER_CELL_STEP_RECURRENT["float32"])
