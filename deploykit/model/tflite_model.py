@@ -55,6 +55,8 @@ class Tensor:
     scales: list[float]
     zero_points: list[int]
     values: list[int] | None = None   # a small constant int tensor's values (loop bounds)
+    constant: bool = False       # has data in the flatbuffer (weights): TFLM never plans it
+    variable: bool = False       # is_variable (state): allocated once, outside the plan
 
     def spec(self) -> dict:
         """The manifest form: {name, dtype, shape, scale, zero_point} (per-tensor)."""
@@ -77,6 +79,9 @@ class Operator:
     subgraph: int = 0            # the subgraph it belongs to
     branches: dict = field(default_factory=dict)   # "cond"/"body"/"then"/"else"/"init" -> [Operator]
     trips: int | None = None     # a WHILE's static trip count, None if not found
+    stride: tuple[int, int] = (1, 1)     # conv/pool stride (h, w)
+    dilation: tuple[int, int] = (1, 1)   # conv dilation (h, w)
+    padding: str = "VALID"               # conv/pool padding: SAME or VALID
 
     @property
     def macs_per_output(self) -> float:
@@ -171,6 +176,7 @@ def _subgraph(s, root, k: int, codes: list[str], buffers: list[int]) -> Subgraph
         op = _operator(o, codes, tensors)
         op.subgraph = k
         op.kernel, op.branches = _options(s, o, op, tensors), _branch_indices(s, o)
+        _window(s, o, op)
         operators.append(op)
     ins = [int(v) for v in g.InputsAsNumpy()] if g.InputsLength() else []
     outs = [int(v) for v in g.OutputsAsNumpy()] if g.OutputsLength() else []
@@ -192,6 +198,26 @@ def _options(s, o, op: Operator, tensors: list[Tensor]) -> tuple[int, int]:
         w = tensors[op.inputs[1]].shape
         return (int(w[1]), int(w[2])) if len(w) == 4 else (1, 1)
     return 1, 1
+
+
+_WINDOW_OPTIONS = {"CONV_2D": "Conv2DOptions", "DEPTHWISE_CONV_2D": "DepthwiseConv2DOptions",
+                   "AVERAGE_POOL_2D": "Pool2DOptions", "MAX_POOL_2D": "Pool2DOptions",
+                   "L2_POOL_2D": "Pool2DOptions"}
+
+
+def _window(s, o, op: Operator) -> None:
+    """Stride, dilation and padding of a conv or pool (the arena projection sizes CMSIS-NN's
+    scratch buffers from them)."""
+    name = _WINDOW_OPTIONS.get(op.op)
+    if name is None or o.BuiltinOptions() is None:
+        return
+    opt = getattr(s, name)()
+    table = o.BuiltinOptions()
+    opt.Init(table.Bytes, table.Pos)
+    op.stride = (int(opt.StrideH()), int(opt.StrideW()))
+    if hasattr(opt, "DilationHFactor"):
+        op.dilation = (int(opt.DilationHFactor()), int(opt.DilationWFactor()))
+    op.padding = "SAME" if int(opt.Padding()) == s.Padding.SAME else "VALID"
 
 
 _BRANCH_OPTIONS = {   # op -> (options class, {branch: accessor})
@@ -310,7 +336,8 @@ def _tensor(s, t, index: int, buffers: list[int], root=None) -> Tensor:
     dtype = _DTYPES.get(type_name, type_name.lower())
     return Tensor(index=index, name=name.decode("utf-8", "replace") if name else f"tensor_{index}",
                   dtype=dtype, shape=shape, scales=scales, zero_points=zps,
-                  values=_small_ints(root, t.Buffer(), dtype, buffers) if root is not None else None)
+                  values=_small_ints(root, t.Buffer(), dtype, buffers) if root is not None else None,
+                  constant=t.Buffer() > 0 and buffers[t.Buffer()] > 0, variable=bool(t.IsVariable()))
 
 
 def _small_ints(root, buffer: int, dtype: str, sizes: list[int]) -> list[int] | None:

@@ -133,7 +133,7 @@ def _mac_work(op, board) -> float:
     else:
         factor = T.MAC_FACTOR_RECURRENT if shape == "recurrent" else T.MAC_FACTOR[(family, shape)]
         cpm = board.cycles_per_mac * factor * (T.INT16_FACTOR[family] if op.dtype == "int16" else 1.0)
-        per_out = T.PER_OUTPUT[family] * core["speed"]
+        per_out = T.PER_OUTPUT_SHAPE.get((family, shape), T.PER_OUTPUT[family]) * core["speed"]
     fitted_cpm = calibrated(board, "cycles_per_mac", mac_dtype(op.dtype), shape)
     fitted_out = calibrated(board, "per_output", element_kind(op.dtype))
     cpm = cpm if fitted_cpm is None else fitted_cpm

@@ -17,10 +17,19 @@ Sources, named in the comments as:
              per instruction, arm_depthwise_conv_3x3_s8, arm_fully_connected_s8).
   [esp-nn]   ESP-NN README (espressif/esp-nn): optimised int8 kernels for the ESP32-S3
              (SIMD) and ESP32 (plain), several times faster than the ANSI-C reference.
+  [measured] instructions counted under QEMU 7.2 mps2-an386 (a Cortex-M4) with -icount
+             shift=0, per operator (a timing hook around each kernel's Invoke, 40-instruction
+             resolution), of TFLM 90b983c built with its Makefile (cortex_m_qemu, cortex-m4,
+             BUILD_TYPE=release, OPTIMIZED_KERNEL_DIR=cmsis_nn, CMSIS-NN 4ab83cc, gcc 12.2)
+             with the kernels at -Os, as PlatformIO builds a board's library (the Makefile's
+             -O2 runs 7-35 % fewer instructions): ten int8 models (tests/fixtures/
+             cortex_m4_measured.json, named beside each figure), fitted as instructions =
+             a x MACs + b x outputs + 200, then times CPI_M4. The builds are outside the
+             repository.
   [estimate] an engineering estimate, not measured: every figure so labelled makes the
              report say "simulated (estimate)".
-Nothing here is measured on a board by deploykit itself; `deploykit calibrate` (not yet
-written) is meant to replace these with fitted figures.
+Nothing here is measured on a board by deploykit itself; `deploykit calibrate` is meant to
+replace these with fitted figures.
 """
 
 from __future__ import annotations
@@ -50,6 +59,14 @@ CORES = {
 }
 UNKNOWN_CORE = {"simd": False, "fpu": False, "speed": 1.0}        # [estimate] a core not listed
 
+# Cycles per instruction of TFLM's int8 kernels on a Cortex-M4 with zero-wait-state memory:
+# an emulator counts instructions, a core spends 1 cycle on most, 2 on a load not
+# pipelined behind another, 2-4 on a taken branch. [estimate] 1.1 (kept low so that the
+# -O2 build's counts, up to 1.35x fewer, stay within 1.6x); every [measured] figure below
+# is instructions x CPI_M4, so a simulated CMSIS-NN inference lands at 1.0-1.6x the
+# instruction count of either build (tests/test_cost_model_measured.py).
+CPI_M4 = 1.1
+
 # How an int8 operator's cycles per MAC compare with the board's `cycles_per_mac` (which
 # is its kernels' figure for a plain conv). Keys: (family, shape class).
 MAC_FACTOR = {
@@ -64,17 +81,24 @@ MAC_FACTOR = {
     ("reference", "fully_connected"): 0.12,
     ("reference", "batch_matmul"): 0.15,    # [estimate]
     ("reference", "transpose_conv"): 1.1,   # [estimate]
-    # CMSIS-NN: the 1x1 fast path runs the matrix kernel straight on the input [cmsis].
+    # CMSIS-NN: the 1x1 fast path runs the matrix kernel straight on the input [cmsis];
+    # the board's cycles_per_mac is this shape's figure (1.55 instructions/MAC [measured:
+    # mobilenet, mobilenet96, dscnn pointwise convs]).
     ("cmsis-nn", "conv_1x1"): 1.0,
-    # General conv: im2col into q15 then the same kernel; ~25 % more [cmsis, estimate].
-    ("cmsis-nn", "conv"): 1.25,
-    # Input channels < 4 (a first layer on mono/RGB): im2col copies dominate [estimate,
-    # consistent with the issue's 13 instructions/MAC worst case].
-    ("cmsis-nn", "conv_few_channels"): 3.0,
-    # Depthwise: no accumulation across channels, fewer MACs per load [cmsis, estimate].
-    ("cmsis-nn", "depthwise_3x3"): 1.6,
-    ("cmsis-nn", "depthwise"): 2.2,
-    ("cmsis-nn", "fully_connected"): 1.1,   # arm_fully_connected_s8, vector x matrix [cmsis]
+    # General conv: im2col into int16 then the same kernel: 2.37 instructions/MAC and
+    # PER_OUTPUT_SHAPE [measured: cnn_rgb, resnet 3x3 convs on 16-32 channels].
+    ("cmsis-nn", "conv"): 1.53,
+    # Input channels < 4 (a first layer on mono/RGB): 1.11 instructions/MAC, the im2col
+    # copy per output dominates: PER_OUTPUT_SHAPE [measured: cnn_small, gestures,
+    # cnn_rgb, dscnn, mobilenet stems].
+    ("cmsis-nn", "conv_few_channels"): 0.72,
+    # Depthwise 3x3 (arm_depthwise_conv_3x3_s8): 85-94 instructions per output of 9 MACs,
+    # 4.1/MAC beyond the per-output figure [measured: mobilenet, mobilenet96, dscnn,
+    # cnn_small]; other windows take arm_depthwise_conv_s8_opt [estimate: 20 % more].
+    ("cmsis-nn", "depthwise_3x3"): 2.65,
+    ("cmsis-nn", "depthwise"): 3.1,
+    # arm_fully_connected_s8: 2.66 instructions/MAC [measured: autoencoder, sine, cnn_small].
+    ("cmsis-nn", "fully_connected"): 1.71,
     ("cmsis-nn", "batch_matmul"): 1.3,      # [estimate]
     ("cmsis-nn", "transpose_conv"): 1.6,    # [estimate]
 }
@@ -106,7 +130,24 @@ SOFT_FLOAT_ELEMENT_FACTOR = 8.0   # element-wise float work without an FPU [esti
 # quantized multiplier, shift, offset, clamp) and the write. [estimate; TFLM's
 # MultiplyByQuantizedMultiplier in C is ~30-40 instructions, CMSIS-NN's arm_nn_requantize
 # ~10 with SMULL]
-PER_OUTPUT = {"reference": 40.0, "cmsis-nn": 12.0, "esp-nn": 12.0}
+# CMSIS-NN: 49 instructions per output of a conv (requantisation, the output loop)
+# [measured: pointwise convs of mobilenet/mobilenet96/dscnn, x CPI_M4].
+PER_OUTPUT = {"reference": 40.0, "cmsis-nn": 54.0, "esp-nn": 54.0}
+# Shapes whose per-output work differs from their family's PER_OUTPUT (cycles per output).
+PER_OUTPUT_SHAPE = {
+    # a conv on 1-3 input channels: 137 instructions per output, the im2col of a small
+    # patch and the requantisation [measured: cnn_small, gestures, mobilenet, dscnn at
+    # 9-40 MACs per output, x CPI_M4]
+    ("cmsis-nn", "conv_few_channels"): 150.0,
+    ("esp-nn", "conv_few_channels"): 150.0,          # [estimate: as CMSIS-NN]
+    # a general conv: 120 instructions per output [measured: cnn_rgb, resnet, x CPI_M4]
+    ("cmsis-nn", "conv"): 132.0,
+    ("esp-nn", "conv"): 132.0,                       # [estimate: as CMSIS-NN]
+    # arm_fully_connected_s8: 65 instructions per output [measured: autoencoder
+    # 128 vs 640 outputs at 81,920 MACs, x CPI_M4]
+    ("cmsis-nn", "fully_connected"): 71.0,
+    ("esp-nn", "fully_connected"): 71.0,             # [estimate: as CMSIS-NN]
+}
 PER_OUTPUT_FLOAT = 8.0        # activation clamp and the store [estimate]
 # gates' sigmoid/tanh and products per cell per step [estimate]
 PER_CELL_STEP_RECURRENT = {"int8": 160.0, "int16": 160.0, "float32": 120.0}
@@ -131,11 +172,18 @@ OP_GROUP = {
     "RESIZE_BILINEAR": "requant", "ARG_MAX": "reduce", "ARG_MIN": "reduce",
 }
 PER_ELEMENT = {   # [estimate] unless said
-    "requant": {"reference": 25.0, "cmsis-nn": 8.0, "esp-nn": 8.0, "float": 6.0},     # arm_elementwise_add_s8 [cmsis]
+    # ADD: arm_elementwise_add_s8 79 instructions per element [measured: resnet, x CPI_M4]
+    "requant": {"reference": 25.0, "cmsis-nn": 87.0, "esp-nn": 87.0, "float": 6.0},
     "activation": {"reference": 15.0, "cmsis-nn": 10.0, "esp-nn": 10.0, "float": 60.0},  # float: expf/tanhf
-    "softmax": {"reference": 60.0, "cmsis-nn": 25.0, "esp-nn": 25.0, "float": 120.0},  # arm_softmax_s8 [cmsis]
-    "pool": {"reference": 12.0, "cmsis-nn": 2.0, "esp-nn": 2.0, "float": 8.0},         # per window element
-    "reduce": {"reference": 8.0, "cmsis-nn": 8.0, "esp-nn": 8.0, "float": 6.0},        # per input element
+    # SOFTMAX int8 on rows of 2-12: 470 instructions per element (arm_softmax_s8, -Os; 520
+    # at -O2), 470 in the reference kernel (-O2) [measured: all ten models, x CPI_M4]
+    "softmax": {"reference": 520.0, "cmsis-nn": 520.0, "esp-nn": 520.0, "float": 120.0},
+    # per window element: arm_max_pool_s8 11.7 instructions, arm_avgpool_s8 14.4 [measured:
+    # cnn_small, cnn_rgb, gestures, dscnn, x CPI_M4: the larger]
+    "pool": {"reference": 12.0, "cmsis-nn": 16.0, "esp-nn": 16.0, "float": 8.0},
+    # per input element: MEAN int8 runs TFLM's reference kernel in every build, 169
+    # instructions per input element [measured: mobilenet, resnet, cnn_rgb, x CPI_M4]
+    "reduce": {"reference": 186.0, "cmsis-nn": 186.0, "esp-nn": 186.0, "float": 6.0},
     "copy": {"reference": 0.25, "cmsis-nn": 0.25, "esp-nn": 0.25, "float": 0.25},     # memcpy, per element
     "move": {"reference": 4.0, "cmsis-nn": 4.0, "esp-nn": 4.0, "float": 4.0},
     "other": {"reference": 10.0, "cmsis-nn": 10.0, "esp-nn": 10.0, "float": 12.0},
