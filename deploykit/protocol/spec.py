@@ -136,17 +136,22 @@ class Capability(enum.IntFlag):
 
     A host asks a device for an optional feature only when its bit is set. The bits are
     reserved now so the features can arrive without another protocol version.
+    SELECTIVE_ACK is a behaviour, not a request: a host may resend only the frame a NACK
+    names (docs/protocol.md, "Selective repeat"); without it the host goes back N.
     """
 
     OP_TIMING = 1 << 0     # per-operator timings
     TENSOR_DUMP = 1 << 1   # intermediate tensor dumps
     TIMED_LOOP = 1 << 2    # a timed loop of repeated inferences on the device
+    SELECTIVE_ACK = 1 << 3  # the device keeps INPUT frames that arrive after a gap (selective repeat)
 
 
 CAPABILITY_NOTES = {
     Capability.OP_TIMING: "per-operator timing requests (OP_TIMING_REQ)",
     Capability.TENSOR_DUMP: "tensor dump requests (TENSOR_DUMP_REQ)",
     Capability.TIMED_LOOP: "timed-loop requests (reserved)",
+    Capability.SELECTIVE_ACK: ("keeps INPUT frames after a gap (up to max_payload data bytes): "
+                               "the host resends only the missing frame"),
 }
 
 HELLO_FLAG_SIMULATED = 0x01   # HELLO flags bit 0: timings come from a model, not a board

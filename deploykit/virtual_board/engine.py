@@ -10,6 +10,9 @@ can feel:
   of `rx_buffer_bytes`; bytes beyond it are dropped. The RESULT goes out when the
   simulated inference time has passed; the ACK of the frame went out before it ran.
 - Error codes, details and texts are the C++ core's (firmware_templates/src/dk_protocol.cpp).
+- A firmware announcing SELECTIVE_ACK keeps INPUT data that arrives after a gap (one
+  contiguous run of at most max_payload bytes, the C++ core's hold buffer) and consumes
+  it once the gap is filled, so the host resends only the missing frame.
 - A reboot (RESET, DTR, a fault) loses all state, is deaf for `boot_seconds`, then prints
   a boot banner as plain text and sends HELLO and a LOG labelling the arena figure.
 """
@@ -106,6 +109,7 @@ class DeviceEngine:
         self.record_buf = bytearray()
         self.pending: list[tuple[int, bytes]] = []
         self.nacked: int | None = None
+        self.held = (0, bytearray())  # (stream offset, bytes) kept after a gap (selective repeat)
         self.decoder = FrameDecoder(self.fw.hello.max_payload)
         self.rx = bytearray()
         self.busy_until = self.deaf_until = 0.0
@@ -237,6 +241,7 @@ class DeviceEngine:
         self.record_buf.clear()
         self.pending.clear()
         self.nacked = None
+        self.held = (0, bytearray())
         self._send(Ack(self.expected), t)
 
     def _on_input(self, msg, t: float) -> None:
@@ -244,14 +249,35 @@ class DeviceEngine:
         if end <= self.expected:
             return self._send(Ack(self.expected), t)
         if start > self.expected:
+            self._hold(start, msg.data)
             if self.nacked != self.expected:
                 self.nacked = self.expected
                 self._send(Nack(self.expected), t)
             return
         self.record_buf += msg.data[self.expected - start:]
         self.expected = end
+        self._take_held()
         self._send(Ack(self.expected), t)
         self._run_records(t)
+
+    def _hold(self, start: int, data: bytes) -> None:
+        """Keep a frame after a gap when it starts the held run or extends it (as the C++ core)."""
+        if not self.fw.hello.capabilities & Capability.SELECTIVE_ACK:
+            return
+        held_at, held = self.held
+        if not held and len(data) <= self.fw.hello.max_payload:
+            self.held = (start, bytearray(data))
+        elif held and start == held_at + len(held) and len(held) + len(data) <= self.fw.hello.max_payload:
+            held += data
+
+    def _take_held(self) -> None:
+        """The gap is filled: consume the held bytes past `expected`, then forget them."""
+        held_at, held = self.held
+        if held and held_at <= self.expected:
+            if held_at + len(held) > self.expected:
+                self.record_buf += held[self.expected - held_at:]
+                self.expected = held_at + len(held)
+            self.held = (0, bytearray())
 
     # ----- inference ----------------------------------------------------------------
     def _run_records(self, t: float) -> None:

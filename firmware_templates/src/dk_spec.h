@@ -52,6 +52,7 @@ enum Capability : uint32_t {
   kCapOpTiming = 1u << 0,  // per-operator timing requests (OP_TIMING_REQ)
   kCapTensorDump = 1u << 1,  // tensor dump requests (TENSOR_DUMP_REQ)
   kCapTimedLoop = 1u << 2,  // timed-loop requests (reserved)
+  kCapSelectiveAck = 1u << 3,  // keeps INPUT frames after a gap (up to max_payload data bytes): the host resends only the missing frame
 };
 
 const uint8_t kHelloFlagSimulated = 0x01;
