@@ -139,6 +139,15 @@ def _conversations() -> list[tuple[str, dict, list[Step]]]:
              [Ack(7), r(h1, 2, [b"\x03", b"\x04", b"\x05", b"\x06", b"\x07"])]),
             ([Input(7, b"\x08")], [Ack(8), r(h1, 7, [b"\x08"])]),
         ]),
+        ("selective_repeat_nacks_a_damaged_frame", one, [
+            boot,
+            ([Input(0, b"\x01\x02")], [Ack(2), r(h1, 0, [b"\x01", b"\x02"])]),
+            (_corrupt_crc(Input(2, b"\x03\x04"), 5), [Nack(2)]),   # damaged: asked for at once
+            ([Input(4, b"\x05")], []),                              # held; the gap was NACKed already
+            (_corrupt_crc(Input(2, b"\x03\x04"), 6), [Nack(2)]),   # damaged again: every time
+            ([Input(2, b"\x03\x04")], [Ack(5), r(h1, 2, [b"\x03", b"\x04", b"\x05"])]),
+            (_corrupt_crc(Input(5, b"\x06"), 7), [Nack(5)]),
+        ]),
         ("selective_repeat_two_gaps", one, [
             boot,
             ([Input(3, b"\x04"), Input(5, b"\x06")], [Nack(0)]),    # [0,3) and [4,5) lost; only [3,4) held
@@ -164,8 +173,8 @@ def _conversations() -> list[tuple[str, dict, list[Step]]]:
         ]),
         ("malformed_frames", one, [
             boot,
-            (_corrupt_crc(Ping(b"ok"), 9), []),                     # bad CRC: dropped silently
-            (encode_message(Ping(b"\x01" * (MAX_PAYLOAD + 50)), 10), []),  # oversize: dropped
+            (_corrupt_crc(Ping(b"ok"), 9), [Nack(0)]),              # bad CRC: dropped, NACKed (selective repeat)
+            (encode_message(Ping(b"\x01" * (MAX_PAYLOAD + 50)), 10), [Nack(0)]),  # oversize: dropped, NACKed
             (encode_frame(0x7E, 41), [ErrorMsg(1, 41, "unknown message type")]),
             (encode_frame(0x83, 42, bytes(4)), [ErrorMsg(1, 42, "unknown message type")]),  # a device message
             (encode_frame(0x81, 47), [ErrorMsg(1, 47, "unknown message type")]),

@@ -12,7 +12,8 @@ can feel:
 - Error codes, details and texts are the C++ core's (firmware_templates/src/dk_protocol.cpp).
 - A firmware announcing SELECTIVE_ACK keeps INPUT data that arrives after a gap (one
   contiguous run of at most max_payload bytes, the C++ core's hold buffer) and consumes
-  it once the gap is filled, so the host resends only the missing frame.
+  it once the gap is filled, so the host resends only the missing frame; it also NACKs
+  a damaged chunk, as it does a gap.
 - A reboot (RESET, DTR, a fault) loses all state, is deaf for `boot_seconds`, then prints
   a boot banner as plain text and sends HELLO and a LOG labelling the arena figure.
 """
@@ -176,6 +177,21 @@ class DeviceEngine:
                 self._handle(event, t)
             else:
                 self.stats["bad_frames"] += 1
+                self._on_damaged(t)
+
+    def _on_damaged(self, t: float) -> None:
+        """A damaged chunk (selective repeat): likely the frame at `expected`, so NACK it at once.
+
+        Every time (a frame sent again may be damaged again); without this, losing every
+        frame in flight, or a frame sent again, would wait for the host's timeout, since no
+        later frame shows the gap. The host tells an answer to an old copy by its timing.
+        """
+        if self._selective():
+            self.nacked = self.expected
+            self._send(Nack(self.expected), t)
+
+    def _selective(self) -> bool:
+        return bool(self.fw.hello.capabilities & Capability.SELECTIVE_ACK)
 
     def _handle(self, frame: Frame, t: float) -> None:
         if frame.version != PROTOCOL_VERSION:
@@ -262,7 +278,7 @@ class DeviceEngine:
 
     def _hold(self, start: int, data: bytes) -> None:
         """Keep a frame after a gap when it starts the held run or extends it (as the C++ core)."""
-        if not self.fw.hello.capabilities & Capability.SELECTIVE_ACK:
+        if not self._selective():
             return
         held_at, held = self.held
         if not held and len(data) <= self.fw.hello.max_payload:

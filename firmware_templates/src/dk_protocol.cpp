@@ -404,10 +404,10 @@ void Device::Poll() {
     FrameStatus status = rx_.Feed(static_cast<uint8_t>(c));
     switch (status) {
       case FrameStatus::kNone: continue;
-      case FrameStatus::kCobsError: ++stats_.cobs_errors; continue;
-      case FrameStatus::kShort: ++stats_.short_errors; continue;
-      case FrameStatus::kCrcError: ++stats_.crc_errors; continue;
-      case FrameStatus::kOverflow: ++stats_.overflow_errors; continue;
+      case FrameStatus::kCobsError: ++stats_.cobs_errors; OnDamaged(); continue;
+      case FrameStatus::kShort: ++stats_.short_errors; OnDamaged(); continue;
+      case FrameStatus::kCrcError: ++stats_.crc_errors; OnDamaged(); continue;
+      case FrameStatus::kOverflow: ++stats_.overflow_errors; OnDamaged(); continue;
       case FrameStatus::kFrame: break;
     }
     ++stats_.frames;
@@ -508,6 +508,15 @@ void Device::HandleInput(const uint8_t* p, size_t len) {
       SendU32(kNack, expected_);
     }
   }
+}
+
+// A damaged chunk is likely the frame at expected_: NACK it at once, every time (selective
+// repeat), so losing every frame in flight, or a frame sent again, costs no host timeout.
+void Device::OnDamaged() {
+  if (!DK_SELECTIVE_ACK) return;
+  nack_valid_ = true;
+  nacked_ = expected_;
+  SendU32(kNack, expected_);
 }
 
 // A frame after a gap: keep it when it starts the held run or extends it and fits.

@@ -45,8 +45,8 @@
 #define DK_RX_WINDOW 64
 #endif
 // Selective repeat (HELLO capability SELECTIVE_ACK): keep up to DK_MAX_PAYLOAD bytes of INPUT
-// that arrive after a gap, so the host resends only the lost frame. 0 saves that buffer;
-// the device then drops such frames and hosts go back N.
+// that arrive after a gap, so the host resends only the lost frame, and NACK a damaged
+// chunk as a gap. 0 saves that buffer; the device then drops such frames and hosts go back N.
 #ifndef DK_SELECTIVE_ACK
 #define DK_SELECTIVE_ACK 1
 #endif
@@ -281,6 +281,7 @@ class Device {
   void HandleBegin(const uint8_t* p, size_t len);
   void HandleInput(const uint8_t* p, size_t len);
   void Hold(uint64_t offset, const uint8_t* data, size_t len);
+  void OnDamaged();
   void Consume(const uint8_t* data, size_t len);
   void RunRecord();
   void FlushResults();
