@@ -67,8 +67,10 @@ def cpp_programs(tmp_path_factory) -> dict[str, Path]:
         "posix_device": FLAGS,
         # outputs larger than one RESULT of the default 256-byte payload: sent as RESULT_PARTs
         "posix_device_big": FLAGS + ["-DDK_MAX_OUTPUT_BYTES=640"],
+        # built without selective repeat: drops frames after a gap (go-back-N), no hold buffer
+        "posix_device_gbn": FLAGS + ["-DDK_SELECTIVE_ACK=0"],
     }
-    procs = {name: subprocess.Popen([gxx, *flags, str(CPP / f"{name.removesuffix('_big')}.cpp"),
+    procs = {name: subprocess.Popen([gxx, *flags, str(CPP / f"{name.removesuffix('_big').removesuffix('_gbn')}.cpp"),
                                      str(CORE / "dk_protocol.cpp"), "-o", str(out / name)],
                                     stderr=subprocess.PIPE, text=True)
              for name, flags in jobs.items()}

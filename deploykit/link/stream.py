@@ -8,7 +8,10 @@ Implements "Host recovery" of docs/protocol.md:
   capability SELECTIVE_ACK) send again only the frame that starts at e (at the last
   ACK), and likewise a frame sent before one the device has acknowledged past it (it was
   read and not kept); with any other device go back N (resend from e / the last ACK);
-- records consumed but with no RESULT in time: BEGIN at the first missing record;
+- records consumed but with no RESULT in time: BEGIN at the first missing record; a
+  RESULT after a record without one (since the last BEGIN) tells that record's answer
+  was lost at once (the device answers in order): BEGIN there once the frames in flight
+  are answered (_check_skipped, _redo_when_drained);
 - an unsolicited HELLO (reboot) or a vanished port (reopened by the session): BEGIN at
   the first record without a result;
 - the first CRC-valid RESULT of a record wins, duplicates are dropped;

@@ -95,7 +95,8 @@ def make_hello(manifest, board, configured: int, used: int) -> Hello:
         arena_configured=configured, arena_used=used, max_payload=max_payload_for_window(window, MAX_PAYLOAD_CAP),
         rx_window=window, inputs=tuple(TensorSpec.from_manifest(s) for s in manifest["inputs"]),
         outputs=tuple(TensorSpec.from_manifest(s) for s in manifest["outputs"]), simulated=True,
-        firmware_id=firmware_id(manifest, board), capabilities=int(Capability.OP_TIMING | Capability.TENSOR_DUMP | Capability.SELECTIVE_ACK))
+        firmware_id=firmware_id(manifest, board),
+        capabilities=int(Capability.OP_TIMING | Capability.TENSOR_DUMP | Capability.SELECTIVE_ACK))
 
 
 def build_firmware(manifest, board, arena_configured: int | None = None, runner=None) -> Firmware:
