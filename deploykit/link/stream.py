@@ -348,8 +348,8 @@ class Streamer:
         consumed, self.probe = self.probe[2], None
         self._progress(time.monotonic())  # the device is alive
         self._advance_low()
-        if self.low < consumed:
-            self._resync()  # its RESULT was lost on the wire
+        if self.low < consumed and self.redo is None:
+            self.redo = time.monotonic()  # its RESULT was lost on the wire: BEGIN there once drained
 
     def _on_ack(self, offset: int) -> None:
         now = time.monotonic()
@@ -576,7 +576,7 @@ class Streamer:
         if self.low >= self.n or self.sent_at[self.low] == 0:
             return
         acked = self.acked_at[self.low]
-        if np.isfinite(acked):
+        if np.isfinite(acked) and self.redo is None:  # (a lost RESULT already waits for its BEGIN)
             self._check_result(now, acked)
         elif (now - max(self.arrived_at[self.low], self.last_ack) > self._result_timeout() + self._ack_timeout()
               and not self._strike(f"record {self.low} was sent but never acknowledged")):

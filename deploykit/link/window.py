@@ -136,7 +136,7 @@ class FrameSizer:
     (d / L) / (1 + kpL): greatest where kpL² − kphL − h = 0, L = (h + sqrt(h² + 4h/(kp))) / 2.
     """
 
-    DECAY = 0.95          # per frame: the estimate forgets within ~20 frames
+    DECAY = 0.98          # per frame: the estimate forgets within ~50 frames
     PRIOR_FRAMES = 4      # clean frames assumed at the start (one early loss is no trend)
 
     def __init__(self, max_data: int, min_data: int, loss_cost: int = 2):

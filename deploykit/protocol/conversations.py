@@ -41,7 +41,7 @@ from deploykit.protocol.messages import (
     TimerKind,
     encode_message,
 )
-from deploykit.protocol.spec import PROTOCOL_VERSION, Capability
+from deploykit.protocol.spec import PROTOCOL_VERSION, REPEAT_RESULTS, Capability
 from deploykit.protocol.vectors import _corrupt_crc, _fields, write_or_check
 
 PATH = Path(__file__).with_name("conversations.json")
@@ -145,9 +145,15 @@ def _conversations() -> list[tuple[str, dict, list[Step]]]:
             (_corrupt_crc(Input(2, b"\x03\x04"), 5), [Nack(2)]),   # damaged: asked for at once
             ([Input(4, b"\x05")], []),                              # held; the gap was NACKed already
             (_corrupt_crc(Input(2, b"\x03\x04"), 6), [Nack(2)]),   # damaged again: every time
-            ([Input(2, b"\x03\x04")], [Ack(5), r(h1, 2, [b"\x03", b"\x04", b"\x05"])]),
+            ([Input(2, b"\x03\x04")], [Ack(5)] + [r(h1, 2, [b"\x03", b"\x04", b"\x05"])] * 2),  # twice now
             (_corrupt_crc(Input(5, b"\x06"), 7), [Nack(5)]),
         ]),
+        ("selective_repeat_results_twice_after_damage", one, [
+            boot,
+            (_corrupt_crc(Ping(b"x"), 8), [Nack(0)]),              # the line damages frames:
+        ] + [([Input(k, bytes([k + 1]))],                          # the next REPEAT_RESULTS RESULTs go out twice
+              [Ack(k + 1)] + [r(h1, k, [bytes([k + 1])])] * (2 if k < REPEAT_RESULTS else 1))
+             for k in range(REPEAT_RESULTS + 1)]),
         ("selective_repeat_two_gaps", one, [
             boot,
             ([Input(3, b"\x04"), Input(5, b"\x06")], [Nack(0)]),    # [0,3) and [4,5) lost; only [3,4) held

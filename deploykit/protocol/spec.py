@@ -169,6 +169,7 @@ OP_TIMES_HEAD = 8             # record:u32 first:u16 total:u16
 OP_TIME_ENTRY = 8             # op_index:u16 op_code:u16 ticks:u32
 TENSOR_CHUNK_HEAD = 21        # record op n_ops output n_outputs tensor dtype total offset
 RESULT_PART_HEAD = 16         # record:u32 offset:u32 cycles:u32 micros:u32
+REPEAT_RESULTS = 16           # SELECTIVE_ACK: after a damaged chunk the next this many RESULTs go out twice
 
 # name -> (value, what it is): the sizes the C header and the docs list
 SIZES = {
@@ -184,4 +185,6 @@ SIZES = {
     "OP_TIME_ENTRY": (OP_TIME_ENTRY, "one OP_TIMES entry: op_index:u16, op_code:u16, ticks:u32"),
     "TENSOR_CHUNK_HEAD": (TENSOR_CHUNK_HEAD, "TENSOR_CHUNK fields before its data"),
     "RESULT_PART_HEAD": (RESULT_PART_HEAD, "RESULT_PART record, offset, cycles, micros"),
+    "REPEAT_RESULTS": (REPEAT_RESULTS, "a count, not bytes: RESULT frames sent twice after a damaged chunk "
+                                       "(SELECTIVE_ACK)"),
 }

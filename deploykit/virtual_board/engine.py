@@ -13,7 +13,7 @@ can feel:
 - A firmware announcing SELECTIVE_ACK keeps INPUT data that arrives after a gap (one
   contiguous run of at most max_payload bytes, the C++ core's hold buffer) and consumes
   it once the gap is filled, so the host resends only the missing frame; it also NACKs
-  a damaged chunk, as it does a gap.
+  a damaged chunk, as it does a gap, and sends its next REPEAT_RESULTS RESULTs twice.
 - A reboot (RESET, DTR, a fault) loses all state, is deaf for `boot_seconds`, then prints
   a boot banner as plain text and sends HELLO and a LOG labelling the arena figure.
 """
@@ -56,6 +56,7 @@ from deploykit.protocol.messages import (
 from deploykit.protocol.spec import (
     OP_TIME_ENTRY,
     OP_TIMES_HEAD,
+    REPEAT_RESULTS,
     RESULT_HEAD,
     RESULT_MAX_RUN as MAX_RUN_BYTES,
     TENSOR_CHUNK_HEAD,
@@ -111,6 +112,7 @@ class DeviceEngine:
         self.pending: list[tuple[int, bytes]] = []
         self.nacked: int | None = None
         self.held = (0, bytearray())  # (stream offset, bytes) kept after a gap (selective repeat)
+        self.repeat = 0               # RESULTs still to send twice since the last damaged chunk
         self.decoder = FrameDecoder(self.fw.hello.max_payload)
         self.rx = bytearray()
         self.busy_until = self.deaf_until = 0.0
@@ -188,6 +190,7 @@ class DeviceEngine:
         """
         if self._selective():
             self.nacked = self.expected
+            self.repeat = REPEAT_RESULTS  # the line damages frames: a lost RESULT costs a record run again
             self._send(Nack(self.expected), t)
 
     def _selective(self) -> bool:
@@ -360,8 +363,12 @@ class DeviceEngine:
             return
         timing = self.fw.timing
         n = len(self.pending)
-        self._send(ResultBatch(self.pending[0][0], tuple(o for _, o in self.pending),
-                               (timing.cycles,) * n, (timing.micros,) * n), t)
+        batch = ResultBatch(self.pending[0][0], tuple(o for _, o in self.pending),
+                            (timing.cycles,) * n, (timing.micros,) * n)
+        self._send(batch, t)
+        if self.repeat > 0:  # on a noisy line, twice (as the C++ core): hosts drop the duplicate
+            self.repeat -= 1
+            self._send(batch, t)
         self.pending = []
 
     # ----- bytes out ----------------------------------------------------------------

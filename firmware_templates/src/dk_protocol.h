@@ -46,7 +46,8 @@
 #endif
 // Selective repeat (HELLO capability SELECTIVE_ACK): keep up to DK_MAX_PAYLOAD bytes of INPUT
 // that arrive after a gap, so the host resends only the lost frame, and NACK a damaged
-// chunk as a gap. 0 saves that buffer; the device then drops such frames and hosts go back N.
+// chunk as a gap (then its next kRepeatResults RESULTs go out twice). 0 saves that buffer;
+// the device then drops such frames and hosts go back N.
 #ifndef DK_SELECTIVE_ACK
 #define DK_SELECTIVE_ACK 1
 #endif
@@ -321,6 +322,7 @@ class Device {
   uint8_t held_[DK_SELECTIVE_ACK ? DK_MAX_PAYLOAD : 1];
   uint32_t held_at_;
   size_t held_len_;
+  size_t repeat_results_;  // RESULTs still sent twice since the last damaged chunk
   uint8_t big_out_[kResultsChunked ? DK_MAX_OUTPUT_BYTES : 1];  // an output record sent in parts
 };
 

@@ -68,6 +68,7 @@ const size_t kOpTimesHead = 8;  // OP_TIMES record:u32, first:u16, total:u16
 const size_t kOpTimeEntry = 8;  // one OP_TIMES entry: op_index:u16, op_code:u16, ticks:u32
 const size_t kTensorChunkHead = 21;  // TENSOR_CHUNK fields before its data
 const size_t kResultPartHead = 16;  // RESULT_PART record, offset, cycles, micros
+const size_t kRepeatResults = 16;  // a count, not bytes: RESULT frames sent twice after a damaged chunk (SELECTIVE_ACK)
 
 // Bytes of one element of a TfLiteType code; 0 for a type the protocol does not carry.
 inline size_t DtypeSize(uint8_t dtype) {
