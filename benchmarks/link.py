@@ -196,7 +196,7 @@ def noise_sweep(manifest) -> None:
           f"{'(1-p)^L':>9}{'target':>8}  ok  faults")
     clean = None
     for p in NOISE:
-        n = 200 if p <= 1e-3 else 60
+        n = 300 if p <= 1e-3 else 60  # enough for figures within ~2 % at p <= 1e-3
         try:
             r = stream_figures(manifest, n, NOISE_BAUD, faults=f"corrupt={p}" if p else None)
         except DeviceError as exc:  # a noisy line should never end a run: show it when it does

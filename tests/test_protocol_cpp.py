@@ -12,6 +12,7 @@ here is particular to the C++ device (stats, FIFO, banner, seq, pty, the harness
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import select
@@ -34,6 +35,7 @@ from deploykit.protocol import (
     HelloRequest,
     Input,
     Log,
+    Nack,
     Ping,
     Pong,
     Reset,
@@ -44,7 +46,7 @@ from deploykit.protocol import (
     wire_size,
 )
 from deploykit.protocol.framing import Frame, encode_frame
-from deploykit.protocol.spec import DType
+from deploykit.protocol.spec import Capability, DType
 
 ROOT = Path(__file__).resolve().parents[1]
 CORE = ROOT / "firmware_templates" / "src"
@@ -67,8 +69,10 @@ def cpp_programs(tmp_path_factory) -> dict[str, Path]:
         "posix_device": FLAGS,
         # outputs larger than one RESULT of the default 256-byte payload: sent as RESULT_PARTs
         "posix_device_big": FLAGS + ["-DDK_MAX_OUTPUT_BYTES=640"],
+        # built without selective repeat: drops frames after a gap (go-back-N), no hold buffer
+        "posix_device_gbn": FLAGS + ["-DDK_SELECTIVE_ACK=0"],
     }
-    procs = {name: subprocess.Popen([gxx, *flags, str(CPP / f"{name.removesuffix('_big')}.cpp"),
+    procs = {name: subprocess.Popen([gxx, *flags, str(CPP / f"{name.removesuffix('_big').removesuffix('_gbn')}.cpp"),
                                      str(CORE / "dk_protocol.cpp"), "-o", str(out / name)],
                                     stderr=subprocess.PIPE, text=True)
              for name, flags in jobs.items()}
@@ -242,6 +246,8 @@ def test_core_cuts_long_log_text_at_a_utf8_boundary(checker):
 # ----------------------------------------------------------------------------- the device
 
 SHA = bytes(range(32))
+# The vectors' HELLO as the core sends it: it adds SELECTIVE_ACK (it keeps frames after a gap)
+CORE_HELLO = dataclasses.replace(vectors.HELLO, capabilities=int(Capability.SELECTIVE_ACK))
 BASE_ARGS = ["--board", "nano33ble", "--sha", SHA.hex(), "--hz", "64000000", "--timer", "1",
              "--arena", "1040:932", "--window", "512", "--firmware-id", vectors.HELLO.firmware_id.hex(),
              "--inputs", "9:1x1:0.05859375:-128", "--outputs", "9:1x1:0.01171875:-26"]
@@ -360,11 +366,11 @@ def _check_results(results: list[ResultBatch], records: list[bytes], out_record:
 def test_boot_banner_then_hello_with_the_announced_fields(device):
     dev = device()
     assert dev.errors and dev.errors[0].raw.startswith(b"\r\nposix device booting")  # banner, dropped
-    assert dev.hello == vectors.HELLO  # same fields as the vectors' HELLO: built by the real core
+    assert dev.hello == CORE_HELLO  # same fields as the vectors' HELLO: built by the real core
     assert dev.frames[0].seq == 0
     assert dev.next(Log).text == "posix device ready"
     dev.send(HelloRequest())
-    assert dev.next(Hello) == vectors.HELLO
+    assert dev.next(Hello) == CORE_HELLO
     assert [f.seq for f in dev.frames] == [0, 1, 2]
     assert dev.close()["frames"] == 1
 
@@ -376,7 +382,7 @@ def test_reset_reboots_with_a_banner_and_a_fresh_hello(device):
     assert dev.next(Ack) == Ack(5)
     n_errors = len(dev.errors)
     dev.send(Reset())
-    assert dev.next(Hello) == vectors.HELLO
+    assert dev.next(Hello) == CORE_HELLO
     assert dev.frames[-1].seq == 0  # seq counts since boot
     assert len(dev.errors) == n_errors + 1  # the boot banner again
     dev.send(Input(0, b"\x10"))  # the stream restarts at record 0
@@ -391,7 +397,7 @@ def test_reset_without_a_reboot_hook_restarts_the_core_in_place(device):
     dev.next(ResultBatch)
     n_errors = len(dev.errors)
     dev.send(Reset())
-    assert dev.next(Hello) == vectors.HELLO
+    assert dev.next(Hello) == CORE_HELLO
     assert dev.frames[-1].seq == 0 and len(dev.errors) == n_errors  # no banner: no reboot
     dev.send(Input(0, b"\x10"))
     assert dev.next(Ack) == Ack(1)
@@ -464,7 +470,7 @@ def test_crc_corrupted_frames_are_dropped_and_the_resend_recovers(device):
     body = bytearray(cobs.decode(good[1:-1]))
     body[5] ^= 0x10  # a bit of the offset flipped on the wire: COBS still parses, the CRC does not
     dev.write(b"\x00" + cobs.encode(bytes(body)) + b"\x00")
-    assert dev.quiet() == []
+    assert dev.quiet() == [Nack(0)]  # dropped, and asked for again at once (selective repeat)
     dev.write(good)
     assert dev.next(Ack) == Ack(1)
     _check_results([dev.next(ResultBatch)], [b"\x42"], 1)
@@ -479,8 +485,12 @@ def test_garbage_between_frames_is_skipped(device):
     for i, junk in enumerate(noise):
         dev.write(junk)
         dev.send(Input(i, records[i]))
-        assert dev.next(Ack) == Ack(i + 1)
-        _check_results([dev.next(ResultBatch)], [records[i]], 1, first=i)
+        # a damaged chunk is NACKed, and then RESULTs go out twice (selective repeat): skip both
+        got = [dev.next(object)]
+        while not (isinstance(got[-1], ResultBatch) and got[-1].first_record == i):
+            got.append(dev.next(object))
+        assert Ack(i + 1) in got and all(m in (Nack(i), Ack(i + 1)) or isinstance(m, ResultBatch) for m in got)
+        _check_results([got[-1]], [records[i]], 1, first=i)
     stats = dev.close()
     assert stats["frames"] == len(noise) and stats["cobs"] + stats["short"] + stats["crc"] >= 3
 
@@ -490,7 +500,7 @@ def test_garbage_between_frames_is_skipped(device):
 def test_oversize_frames_are_dropped_and_the_device_carries_on(device):
     dev = device()
     dev.send(Ping(b"\x01" * (MAX_PAYLOAD + 50)))
-    assert dev.quiet() == []
+    assert dev.quiet() == [Nack(0)]  # dropped as damaged: NACKed (selective repeat)
     dev.send(Ping(b"ok"))
     assert dev.next(Pong) == Pong(b"ok")
     assert dev.close()["overflow"] == 1

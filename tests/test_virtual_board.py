@@ -184,7 +184,7 @@ def test_answers_the_host_vectors(firmwares):
     assert wire.take() == [Nack(8)]
     bad = wire.engine.stats["bad_frames"]
     wire.raw(_vector("input_long_cobs_block"))       # 304-byte payload > max_payload 245
-    assert wire.take() == [] and wire.engine.stats["bad_frames"] == bad + 1   # dropped as overflow
+    assert wire.take() == [Nack(8)] and wire.engine.stats["bad_frames"] == bad + 1   # dropped, NACKed
     wire.raw(_vector("reset"))
     assert isinstance(wire.take()[0], Hello)
 
@@ -199,7 +199,7 @@ def test_stream_vectors_resynchronise_after_garbage(firmwares):
     for junk in (b"\r\nBooting deploykit...\r\n", bytes(flipped), ping[:-4] + b"\x00",
                  b"\x00" + bytes([9, 1, 2]) + b"\x00", b"\x00" + b"\x01" * 400 + b"\x00"):
         wire.raw(junk + ping)
-        assert wire.take() == [Pong(b"ok")]
+        assert wire.take() == [Nack(0), Pong(b"ok")]  # a damaged chunk is NACKed (selective repeat)
     assert wire.engine.stats["bad_frames"] == 5             # each junk: one dropped chunk
 
 

@@ -4,8 +4,14 @@ Implements "Host recovery" of docs/protocol.md:
 - frames carry many small records or parts of a large one; the window (HELLO rx_window)
   bounds the wire bytes of unacknowledged INPUT/BEGIN frames, and frames are about half
   the window so one is on the wire while the device runs the other's records;
-- NACK(e) or no ACK progress: go back N (resend from e / from the last ACK);
-- records consumed but with no RESULT in time: BEGIN at the first missing record;
+- NACK(e) or no ACK progress: with a device that keeps frames after a gap (HELLO
+  capability SELECTIVE_ACK) send again only the frame that starts at e (at the last
+  ACK), and likewise a frame sent before one the device has acknowledged past it (it was
+  read and not kept); with any other device go back N (resend from e / the last ACK);
+- records consumed but with no RESULT in time: BEGIN at the first missing record; a
+  RESULT after a record without one (since the last BEGIN) tells that record's answer
+  was lost at once (the device answers in order): BEGIN there once the frames in flight
+  are answered (_check_skipped, _redo_when_drained);
 - an unsolicited HELLO (reboot) or a vanished port (reopened by the session): BEGIN at
   the first record without a result;
 - the first CRC-valid RESULT of a record wins, duplicates are dropped;
@@ -48,6 +54,7 @@ from deploykit.protocol import (
     wire_size,
 )
 from deploykit.protocol.messages import ErrorCode, ErrorMsg
+from deploykit.protocol.spec import Capability
 
 MIN_FRAME_DATA = 64  # below this, half-window frames cost more in overhead than they save
 MIN_CHUNK = 16       # the smallest frame a noisy line shrinks frames to
@@ -87,7 +94,9 @@ class Streamer:
         self.last_goback = (-1, 0.0)
         self.timing = StreamTimeouts(session.timeouts, session.record_time)
         self.win: Window  # set by _configure below
-        self.dev_seq: int | None = None
+        self.dev_seq: int | None = None   # seq of the last device frame that parsed
+        self.begun: tuple[int, int | None] = (0, None)  # (record, seq of the ACK) of the last BEGIN answered
+        self.redo: float | None = None    # since when a lost RESULT waits for the frames in flight
         # (PING token, when it reaches the device, records consumed when it was sent)
         self.probe: tuple[bytes, float, int] | None = None
         self._probes = 0
@@ -110,6 +119,7 @@ class Streamer:
         self.rec = hello.input_record_bytes
         self.end = self.n * self.rec
         self.window = hello.rx_window
+        self.selective = bool(hello.capabilities & Capability.SELECTIVE_ACK)
         self.timing.configure(self.window, self.s.baud)
         if getattr(self, "win", None) is None:
             self.win = Window(hello.rx_window, self.timing.byte_s)
@@ -117,6 +127,7 @@ class Streamer:
         self.max_chunk = frame_data_size(hello.max_payload, hello.rx_window)
         if getattr(self, "sizer", None) is None or self.sizer.max_data != self.max_chunk:
             self.sizer = FrameSizer(self.max_chunk, MIN_CHUNK)
+        self.sizer.loss_cost = 1 if self.selective else 2
         self.chunk = min(getattr(self, "chunk", self.max_chunk), self.max_chunk)
 
     # --- main loop -----------------------------------------------------------------------
@@ -149,8 +160,12 @@ class Streamer:
     # --- sending -------------------------------------------------------------------------
     def _fill(self) -> None:
         now = time.monotonic()
+        if self.redo is not None and self.next_send % self.rec == 0 and not self._redo_when_drained(now):
+            return
         budget = self.win.free(now)
         end = self.end if self.timing.known else min(self.end, (self.low + 1) * self.rec)
+        if self.redo is not None:  # finish the record being sent (else it is sent again), then drain
+            end = min(end, -(-self.next_send // self.rec) * self.rec)
         while self.next_send < end:
             start = self.next_send
             if start % self.rec == 0 and self.done[start // self.rec]:
@@ -164,11 +179,45 @@ class Streamer:
                 return
             self.link.send(Input(start, self.data[start:stop]))
             self.win.sent(start, stop, wire, now)
-            self.sent_at[start // self.rec: stop // self.rec] = now
-            self.arrived_at[start // self.rec: stop // self.rec] = self.win.frames[-1].arrive
+            self._sent_records(start, stop, now, self.win.frames[-1].arrive)
             self.next_send, budget = stop, budget - wire
             if self.check_resend:
                 self._probe_resend(stop, now)
+
+    def _sent_records(self, start: int, stop: int, now: float, arrive: float) -> None:
+        """Records whose last byte went out in the frame [start, stop): when, and when it arrives."""
+        self.sent_at[start // self.rec: stop // self.rec] = now
+        self.arrived_at[start // self.rec: stop // self.rec] = arrive
+
+    def _resend_lost(self, offset: int, after_nack: bool = False) -> bool:
+        """Selective repeat: send again only the frame in flight holding `offset`; False to go back N.
+
+        After a NACK the frame behind the missing one has been read (the device keeps it
+        when it can), so it stops filling the window. A frame the device did not keep shows
+        up later: an ACK that stops at its start (see _on_ack).
+        """
+        frame = self.win.lost_at(offset) if self.selective and self.win.begin is None else None
+        if frame is None:
+            return False
+        now = time.monotonic()
+        self._count_dry(f"resending stream offset {offset}")
+        self.faults.retries += 1
+        self.sizer.outcome(frame.wire, lost=True)
+        self._shrink()
+        if after_nack:
+            self.win.read_after(frame, now)
+        wire = self.link.send(Input(frame.start, self.data[frame.start:frame.stop]))
+        self.win.resent(frame, wire, now)
+        self._sent_records(frame.start, frame.stop, now, frame.arrive)
+        self.last_goback = (offset, now)
+        return True
+
+    def _recover(self, offset: int, after_nack: bool = False) -> None:
+        """The device misses stream offset `offset`: send that frame again, else go back N."""
+        if not self._resend_lost(offset, after_nack):
+            if after_nack:
+                self.win.nacked(offset)
+            self._go_back(offset)
 
     def _next_done_offset(self, start: int) -> int:
         """Stream offset of the first finished record after `start` within one frame's reach."""
@@ -199,7 +248,7 @@ class Streamer:
         self._give_up_in_flight(now)
         offset = record * self.rec
         self.win.begun(offset, self.link.send(Begin(record)), now)
-        self.probe = None
+        self.probe = self.redo = None
         self.next_send = offset
         self.acked_at[record:] = np.inf
         self.sent_at[record:] = 0  # nothing from here on is sent since this BEGIN
@@ -273,7 +322,7 @@ class Streamer:
             self._on_pong(msg)
 
     def _probe_resend(self, stop: int, now: float) -> None:
-        """PING right behind the first frame sent again on a noisy line.
+        """PING right behind the first frame sent again on a noisy line (going back N).
 
         The device NACKs a gap once per offset, so a resent frame lost again would be
         noticed only by a timeout; the PONG, answered after the frame was read, tells at
@@ -292,15 +341,15 @@ class Streamer:
         if self.resend_probe is not None and msg.data == self.resend_probe[0]:
             stop, self.resend_probe = self.resend_probe[1], None
             if self.acked < stop and self.win.begin is None and self.win.frames:
-                self._go_back(self.acked)  # the frame sent again was lost again
+                self._recover(self.acked)  # the frame sent again was lost again
             return
         if self.probe is None or msg.data != self.probe[0]:
             return
         consumed, self.probe = self.probe[2], None
         self._progress(time.monotonic())  # the device is alive
         self._advance_low()
-        if self.low < consumed:
-            self._resync()  # its RESULT was lost on the wire
+        if self.low < consumed and self.redo is None:
+            self.redo = time.monotonic()  # its RESULT was lost on the wire: BEGIN there once drained
 
     def _on_ack(self, offset: int) -> None:
         now = time.monotonic()
@@ -308,6 +357,7 @@ class Streamer:
             if offset != self.win.begin.start:
                 return  # an ACK to a frame sent before the BEGIN
             self.win.begin_acked()
+            self.begun = (offset // self.rec, self.dev_seq)
             self.acked = offset
             self._progress(now)
             return
@@ -318,9 +368,12 @@ class Streamer:
             self._go_back(offset)
             return
         if offset > self.acked:
-            self._advance_ack(offset, now, timed=True)
+            newest = self._advance_ack(offset, now, timed=True)
+            first = self.win.frames[0] if self.win.frames else None
+            if self.selective and first is not None and first.start == offset and first.order < newest:
+                self._recover(offset)  # read before a frame now acknowledged, and not kept: lost
 
-    def _advance_ack(self, offset: int, now: float, timed: bool) -> None:
+    def _advance_ack(self, offset: int, now: float, timed: bool) -> int:
         """The device has consumed the stream up to `offset` (an ACK, or a RESULT's records)."""
         if timed and self.timed_out is not None and offset >= self.timed_out[0]:
             _, arrived, copy_earliest = self.timed_out
@@ -329,29 +382,41 @@ class Streamer:
                 self.timing.saw_ack(now - arrived)
         self.acked_at[self.acked // self.rec: offset // self.rec] = now
         self.acked, self.last_ack = offset, now
+        newest = 0  # the last sent of the frames this completes whose bytes can have arrived (Sent.order)
         for frame in self.win.acked(offset):
             self.sizer.outcome(frame.wire, lost=False)
             if timed and frame.fresh and self.strikes == 0:
                 self.timing.saw_ack(now - frame.arrive)  # beyond the line time: latency, compute
             self._grow()
+            if frame.arrive <= now:  # else the ACK answers an earlier copy of a frame sent again
+                newest = max(newest, frame.order)
         self.next_send = max(self.next_send, offset)
         self._progress(now)
+        return newest
 
     def _on_nack(self, expected: int) -> None:
         if self.win.begin is not None or expected > self.end:
             return
+        if expected >= self.next_send and not self.win.frames:
+            return  # nothing sent beyond it (a NACK of damaged bytes that were no frame of ours)
         now = time.monotonic()
-        if expected > self.acked:
+        if expected > self.acked and self.selective:
+            self._advance_ack(expected, now, timed=False)  # frames before the gap were consumed
+        elif expected > self.acked:
             self.acked_at[self.acked // self.rec: expected // self.rec] = now
             self.acked = expected
             self._progress(now)
         elif expected < self.acked:
             self.acked = expected
-        last_offset, last_time = self.last_goback
-        if last_offset == expected and now - last_time < self._ack_timeout():
-            return
-        self.win.nacked(expected)
-        self._go_back(expected)
+        if self.selective and self.win.begin is None:
+            frame = self.win.lost_at(expected)
+            if frame is not None and not frame.fresh and now < frame.arrive:
+                return  # about an earlier copy: the one sent again cannot have been read yet
+        else:
+            last_offset, last_time = self.last_goback
+            if last_offset == expected and now - last_time < self._ack_timeout():
+                return
+        self._recover(expected, after_nack=True)
 
     def _on_result(self, msg: ResultBatch) -> None:
         now = time.monotonic()
@@ -369,6 +434,7 @@ class Streamer:
             fresh = True
             self.out.append(_result(r, outputs, msg.cycles[i], msg.micros[i], now - self.sent_at[r]))
         if fresh:
+            self._check_skipped(msg.first_record)
             last = min(msg.first_record + len(msg.outputs), self.n) - 1
             clean = np.isfinite(self.acked_at[last]) and self.strikes == 0
             delay = now - self.acked_at[last] if clean else None
@@ -378,6 +444,41 @@ class Streamer:
         end = min(msg.first_record + len(msg.outputs), self.n) * self.rec
         if self.win.begin is None and end > self.acked:
             self._advance_ack(end, now, timed=False)  # its ACK may have been lost
+
+    def _redo_when_drained(self, now: float) -> bool:
+        """BEGIN at a record whose RESULT was lost once what is in flight has been answered.
+
+        A BEGIN sent at once would make the RESULTs of the records in flight stale (kept
+        only for records sent since the last BEGIN): they would be sent and run again.
+        False while waiting (nothing new is sent meanwhile; at most a result timeout).
+        """
+        assert self.redo is not None
+        self._advance_low()
+        consumed = self.acked // self.rec
+        waiting = self.win.frames or not self.done[self.low + 1: consumed].all()
+        if waiting and now - self.redo < self._result_timeout():
+            return False
+        self.redo = None
+        self._resync()
+        return True
+
+    def _check_skipped(self, first: int) -> None:
+        """A RESULT for `first` after the last BEGIN: records before it since then lost theirs.
+
+        The device runs records in stream order and sends each one's RESULT (or ERROR) before
+        the next one's, so a record it consumed since the BEGIN, before `first`, without an
+        answer here had its answer damaged on the line: BEGIN there now instead of waiting
+        for the result timeout.
+        """
+        record, seq = self.begun
+        if seq is None or self.dev_seq is None or self.win.begin is not None or self.redo is not None:
+            return
+        if not 0 < (self.dev_seq - seq) & 0xFFFF < 0x8000:
+            return  # sent before the BEGIN was answered: it says nothing about the records since
+        self._advance_low()
+        start = max(self.low, record)
+        if start < first and not self.done[start] and self.sent_at[start] > 0:
+            self.redo = time.monotonic()
 
     def _asked_for(self, first: int, count: int) -> bool:
         """Every record named is finished already (a duplicate) or was sent in full since the last BEGIN."""
@@ -465,16 +566,17 @@ class Streamer:
             since = max(self.last_ack, self.win.frames[0].arrive)  # its bytes reached the device
             if now - since > self._ack_timeout():
                 oldest = self.win.frames[0]
+                stop, arrived, wire = oldest.stop, oldest.arrive, oldest.wire
                 if not self._strike(f"no ACK beyond stream offset {self.acked}"):
-                    self._go_back(self.acked)
+                    self._recover(self.acked)
                     # its copy cannot be acknowledged before this: an ACK sooner answers the original
-                    self.timed_out = (oldest.stop, oldest.arrive, now + oldest.wire * self.timing.byte_s)
+                    self.timed_out = (stop, arrived, now + wire * self.timing.byte_s)
                 return
         self._advance_low()
         if self.low >= self.n or self.sent_at[self.low] == 0:
             return
         acked = self.acked_at[self.low]
-        if np.isfinite(acked):
+        if np.isfinite(acked) and self.redo is None:  # (a lost RESULT already waits for its BEGIN)
             self._check_result(now, acked)
         elif (now - max(self.arrived_at[self.low], self.last_ack) > self._result_timeout() + self._ack_timeout()
               and not self._strike(f"record {self.low} was sent but never acknowledged")):

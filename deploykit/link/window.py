@@ -8,6 +8,11 @@ at the device plus slack), or until the device proves it read past them: the ACK
 later BEGIN, or a NACK (the device NACKs when it reads the first frame after a gap, so
 every frame up to that one has been read or lost).
 
+With a device that keeps frames after a gap (HELLO capability SELECTIVE_ACK) a lost
+frame is sent again alone (`resent`) and keeps its place; a frame the device has read
+but not yet acknowledged (held behind the gap) is `read`: it stays in flight for the
+acknowledgement bookkeeping but no longer takes room in the receive window.
+
 FrameSizer picks the INPUT frame size from the frame error rate seen, as ZMODEM shrinks
 its blocks on a noisy line and grows them back when it clears.
 """
@@ -29,6 +34,8 @@ class Sent:
     time: float    # when it was written
     arrive: float = 0.0   # when its last byte reaches the device, at line rate
     fresh: bool = True    # first time these bytes were sent (Karn: only such frames time the line)
+    order: int = 0        # when it was (last) sent, counting frames: the device reads in this order
+    read: bool = False    # the device has read it (held after a gap): it no longer fills the window
 
 
 class Window:
@@ -40,6 +47,7 @@ class Window:
         self.begin: Sent | None = None              # a BEGIN at stream offset begin.start
         self.line_free = 0.0                        # when the line has carried all we wrote
         self.sent_hi = 0                            # highest stream offset ever sent
+        self.count = 0                              # frames sent so far (Sent.order)
 
     def free(self, now: float) -> int:
         """Wire bytes that may be sent now."""
@@ -52,8 +60,29 @@ class Window:
         return self.line_free
 
     def sent(self, start: int, stop: int, wire: int, now: float) -> None:
-        self.frames.append(Sent(start, stop, wire, now, self.arrival(wire, now), start >= self.sent_hi))
+        self.count += 1
+        self.frames.append(Sent(start, stop, wire, now, self.arrival(wire, now), start >= self.sent_hi, self.count))
         self.sent_hi = max(self.sent_hi, stop)
+
+    def lost_at(self, offset: int) -> Sent | None:
+        """The oldest frame in flight if it holds stream offset `offset` (the frame the device misses)."""
+        if self.frames and self.frames[0].start <= offset < self.frames[0].stop:
+            return self.frames[0]
+        return None
+
+    def resent(self, frame: Sent, wire: int, now: float) -> None:
+        """`frame` went out again (selective repeat): it keeps its place, timed from now."""
+        self.count += 1
+        frame.wire, frame.time, frame.arrive = wire, now, self.arrival(wire, now)
+        frame.fresh, frame.order, frame.read = False, self.count, False
+
+    def read_after(self, frame: Sent, now: float) -> None:
+        """NACK with selective repeat: the frame after the missing one has been read (held, or lost).
+
+        Only once its bytes can have arrived: a NACK of damaged bytes may come before it.
+        """
+        if len(self.frames) > 1 and self.frames[0] is frame and self.frames[1].arrive <= now:
+            self.frames[1].read = True
 
     def acked(self, offset: int) -> list[Sent]:
         """Frames an ACK of `offset` completes, oldest first."""
@@ -75,7 +104,7 @@ class Window:
         That is `slack_s` (host and USB latency) after their last byte reached the device
         at line rate, plus `compute_s` (the device may be busy running records).
         """
-        self.ghosts += [(max(f.arrive + slack_s, now) + compute_s, f.wire) for f in self.frames]
+        self.ghosts += [(max(f.arrive + slack_s, now) + compute_s, f.wire) for f in self.frames if not f.read]
         self.frames.clear()
 
     def begun(self, offset: int, wire: int, now: float) -> None:
@@ -93,7 +122,7 @@ class Window:
         self.begin = None
 
     def pending_bytes(self) -> int:
-        return sum(f.wire for f in self.frames) + sum(w for _, w in self.ghosts)
+        return sum(f.wire for f in self.frames if not f.read) + sum(w for _, w in self.ghosts)
 
 
 class FrameSizer:
@@ -102,16 +131,17 @@ class FrameSizer:
     Every frame sent once ends acknowledged or lost; losses over wire bytes, both decayed
     per frame so the estimate follows a line that gets better or worse, estimate the
     per-byte error rate p. With frames of L = d + h wire bytes (d data, h framing), a
-    loss costs go-back-N about two frames (the lost one and the one whose NACK tells),
-    so the wire delivers about (d / L) / (1 + 2pL): greatest where
-    2pL² − 2phL − h = 0, L = (h + sqrt(h² + 2h/p)) / 2.
+    loss costs k frames: go-back-N about two (the lost one and the one whose NACK
+    tells), selective repeat one (`loss_cost`). The wire delivers about
+    (d / L) / (1 + kpL): greatest where kpL² − kphL − h = 0, L = (h + sqrt(h² + 4h/(kp))) / 2.
     """
 
-    DECAY = 0.95          # per frame: the estimate forgets within ~20 frames
+    DECAY = 0.98          # per frame: the estimate forgets within ~50 frames
     PRIOR_FRAMES = 4      # clean frames assumed at the start (one early loss is no trend)
 
-    def __init__(self, max_data: int, min_data: int):
+    def __init__(self, max_data: int, min_data: int, loss_cost: int = 2):
         self.max_data, self.min_data = max_data, min(min_data, max_data)
+        self.loss_cost = loss_cost  # frames a loss costs: 2 going back N, 1 with selective repeat
         self.head = wire_size(4)  # framing bytes of an INPUT frame (offset, header, CRC, COBS, delimiters)
         self.bytes: float = self.PRIOR_FRAMES * (max_data + self.head)
         self.losses = 0.0
@@ -130,5 +160,5 @@ class FrameSizer:
         if p <= 0:
             return self.max_data
         h = self.head
-        best = (h + math.sqrt(h * h + 2 * h / p)) / 2 - h
+        best = (h + math.sqrt(h * h + 4 * h / (self.loss_cost * p))) / 2 - h
         return int(max(self.min_data, min(self.max_data, best)))

@@ -43,7 +43,7 @@ from deploykit.protocol.messages import (
     TimerKind,
     encode_message,
 )
-from deploykit.protocol.spec import PROTOCOL_VERSION, Capability
+from deploykit.protocol.spec import PROTOCOL_VERSION, REPEAT_RESULTS, Capability
 from deploykit.protocol.vectors import _corrupt_crc, _fields, write_or_check
 
 PATH = Path(__file__).with_name("conversations.json")
@@ -76,7 +76,7 @@ def hello_for(cfg: dict) -> Hello:
                  max_payload=cfg["max_payload"], rx_window=cfg["window"],
                  inputs=tuple(_spec(s) for s in cfg["inputs"].split(",")),
                  outputs=tuple(_spec(s) for s in cfg["outputs"].split(",")), simulated=False,
-                 firmware_id=b"", capabilities=cfg.get("capabilities", 0))
+                 firmware_id=b"", capabilities=cfg.get("capabilities", 0) | int(Capability.SELECTIVE_ACK))  # the core always holds
 
 
 def _results(hello: Hello, first: int, records: list[bytes]) -> ResultBatch:
@@ -127,8 +127,51 @@ def _conversations() -> list[tuple[str, dict, list[Step]]]:
             ([Input(0, b"\x01\x02")], [Ack(2), r(h1, 0, [b"\x01", b"\x02"])]),
             ([Input(4, b"\x05")], [Nack(2)]),                       # bytes 2..3 lost
             ([Input(5, b"\x06"), Input(6, b"\x07")], []),           # same gap again: no second NACK
-            ([Input(2, b"\x03\x04\x05\x06")], [Ack(6), r(h1, 2, [b"\x03", b"\x04", b"\x05", b"\x06"])]),
-            ([Input(9, b"\x0a")], [Nack(6)]),                       # a new gap at a new offset
+            ([Input(2, b"\x03\x04\x05\x06")],                       # fills the gap; bytes 4..6 were held
+             [Ack(7), r(h1, 2, [b"\x03", b"\x04", b"\x05", b"\x06", b"\x07"])]),
+            ([Input(9, b"\x0a")], [Nack(7)]),                       # a new gap at a new offset
+        ]),
+        ("selective_repeat_resend_only_the_lost_frame", one, [
+            boot,
+            ([Input(0, b"\x01\x02")], [Ack(2), r(h1, 0, [b"\x01", b"\x02"])]),
+            ([Input(4, b"\x05\x06")], [Nack(2)]),                   # frame [2, 4) lost: [4, 6) is held
+            ([Input(6, b"\x07")], []),                              # extends the held run
+            ([Input(4, b"\x05")], []),                              # inside the held run: nothing new
+            ([Input(2, b"\x03\x04")],                               # the lost frame alone: all of it runs
+             [Ack(7), r(h1, 2, [b"\x03", b"\x04", b"\x05", b"\x06", b"\x07"])]),
+            ([Input(7, b"\x08")], [Ack(8), r(h1, 7, [b"\x08"])]),
+        ]),
+        ("selective_repeat_nacks_a_damaged_frame", one, [
+            boot,
+            ([Input(0, b"\x01\x02")], [Ack(2), r(h1, 0, [b"\x01", b"\x02"])]),
+            (_corrupt_crc(Input(2, b"\x03\x04"), 5), [Nack(2)]),   # damaged: asked for at once
+            ([Input(4, b"\x05")], []),                              # held; the gap was NACKed already
+            (_corrupt_crc(Input(2, b"\x03\x04"), 6), [Nack(2)]),   # damaged again: every time
+            ([Input(2, b"\x03\x04")], [Ack(5)] + [r(h1, 2, [b"\x03", b"\x04", b"\x05"])] * 2),  # twice now
+            (_corrupt_crc(Input(5, b"\x06"), 7), [Nack(5)]),
+        ]),
+        ("selective_repeat_results_twice_after_damage", one, [
+            boot,
+            (_corrupt_crc(Ping(b"x"), 8), [Nack(0)]),              # the line damages frames:
+        ] + [([Input(k, bytes([k + 1]))],                          # the next REPEAT_RESULTS RESULTs go out twice
+              [Ack(k + 1)] + [r(h1, k, [bytes([k + 1])])] * (2 if k < REPEAT_RESULTS else 1))
+             for k in range(REPEAT_RESULTS + 1)]),
+        ("selective_repeat_two_gaps", one, [
+            boot,
+            ([Input(3, b"\x04"), Input(5, b"\x06")], [Nack(0)]),    # [0,3) and [4,5) lost; only [3,4) held
+            ([Input(0, b"\x01\x02\x03")],                          # fills the first gap and takes the held byte
+             [Ack(4), r(h1, 0, [b"\x01", b"\x02", b"\x03", b"\x04"])]),
+            ([Input(6, b"\x07")], [Nack(4)]),                       # [5, 6) was not kept: asked for once
+            ([Input(4, b"\x05\x06")], [Ack(7), r(h1, 4, [b"\x05", b"\x06", b"\x07"])]),
+        ]),
+        ("selective_repeat_holds_at_most_max_payload", one, [
+            boot,
+            ([Input(1, b"\x03" * 200)], [Nack(0)]),                 # 200 bytes held
+            ([Input(201, bytes(100))], []),                          # 300 would exceed max_payload: dropped
+            ([Input(0, b"\x03")], [Ack(201), r(h1, 0, [b"\x03"] * 201)]),
+            ([Input(202, b"\x09")], [Nack(201)]),                   # byte 201 is still missing
+            ([Begin(300)], [Ack(300)]),                              # BEGIN forgets what was held
+            ([Input(300, b"\x0b")], [Ack(301), r(h1, 300, [b"\x0b"])]),
         ]),
         ("duplicate_input_is_acked_not_rerun", one, [
             boot,
@@ -138,8 +181,8 @@ def _conversations() -> list[tuple[str, dict, list[Step]]]:
         ]),
         ("malformed_frames", one, [
             boot,
-            (_corrupt_crc(Ping(b"ok"), 9), []),                     # bad CRC: dropped silently
-            (encode_message(Ping(b"\x01" * (MAX_PAYLOAD + 50)), 10), []),  # oversize: dropped
+            (_corrupt_crc(Ping(b"ok"), 9), [Nack(0)]),              # bad CRC: dropped, NACKed (selective repeat)
+            (encode_message(Ping(b"\x01" * (MAX_PAYLOAD + 50)), 10), [Nack(0)]),  # oversize: dropped, NACKed
             (encode_frame(0x7E, 41), [ErrorMsg(1, 41, "unknown message type")]),
             (encode_frame(0x83, 42, bytes(4)), [ErrorMsg(1, 42, "unknown message type")]),  # a device message
             (encode_frame(0x81, 47), [ErrorMsg(1, 47, "unknown message type")]),

@@ -140,17 +140,22 @@ class Capability(enum.IntFlag):
 
     A host asks a device for an optional feature only when its bit is set. The bits are
     reserved now so the features can arrive without another protocol version.
+    SELECTIVE_ACK is a behaviour, not a request: a host may resend only the frame a NACK
+    names (docs/protocol.md, "Selective repeat"); without it the host goes back N.
     """
 
     OP_TIMING = 1 << 0     # per-operator timings
     TENSOR_DUMP = 1 << 1   # intermediate tensor dumps
     TIMED_LOOP = 1 << 2    # a timed loop of repeated inferences on the device
+    SELECTIVE_ACK = 1 << 3  # the device keeps INPUT frames that arrive after a gap (selective repeat)
 
 
 CAPABILITY_NOTES = {
     Capability.OP_TIMING: "per-operator timing requests (OP_TIMING_REQ)",
     Capability.TENSOR_DUMP: "tensor dump requests (TENSOR_DUMP_REQ)",
     Capability.TIMED_LOOP: "timed-loop requests (TIMED_LOOP_REQ)",
+    Capability.SELECTIVE_ACK: ("keeps INPUT frames after a gap (up to max_payload data bytes): "
+                               "the host resends only the missing frame"),
 }
 
 HELLO_FLAG_SIMULATED = 0x01   # HELLO flags bit 0: timings come from a model, not a board
@@ -169,6 +174,7 @@ OP_TIME_ENTRY = 8             # op_index:u16 op_code:u16 ticks:u32
 TENSOR_CHUNK_HEAD = 21        # record op n_ops output n_outputs tensor dtype total offset
 RESULT_PART_HEAD = 16         # record:u32 offset:u32 cycles:u32 micros:u32
 TIMED_LOOP_BYTES = 24         # record:u32 iterations:u32 cycles:u64 micros:u64
+REPEAT_RESULTS = 16           # SELECTIVE_ACK: after a damaged chunk the next this many RESULTs go out twice
 
 # name -> (value, what it is): the sizes the C header and the docs list
 SIZES = {
@@ -185,4 +191,6 @@ SIZES = {
     "TENSOR_CHUNK_HEAD": (TENSOR_CHUNK_HEAD, "TENSOR_CHUNK fields before its data"),
     "RESULT_PART_HEAD": (RESULT_PART_HEAD, "RESULT_PART record, offset, cycles, micros"),
     "TIMED_LOOP_BYTES": (TIMED_LOOP_BYTES, "TIMED_LOOP record, iterations, cycles:u64, micros:u64"),
+    "REPEAT_RESULTS": (REPEAT_RESULTS, "a count, not bytes: RESULT frames sent twice after a damaged chunk "
+                                       "(SELECTIVE_ACK)"),
 }

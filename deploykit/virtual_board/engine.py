@@ -10,6 +10,10 @@ can feel:
   of `rx_buffer_bytes`; bytes beyond it are dropped. The RESULT goes out when the
   simulated inference time has passed; the ACK of the frame went out before it ran.
 - Error codes, details and texts are the C++ core's (firmware_templates/src/dk_protocol.cpp).
+- A firmware announcing SELECTIVE_ACK keeps INPUT data that arrives after a gap (one
+  contiguous run of at most max_payload bytes, the C++ core's hold buffer) and consumes
+  it once the gap is filled, so the host resends only the missing frame; it also NACKs
+  a damaged chunk, as it does a gap, and sends its next REPEAT_RESULTS RESULTs twice.
 - A reboot (RESET, DTR, a fault) loses all state, is deaf for `boot_seconds`, then prints
   a boot banner as plain text and sends HELLO and a LOG labelling the arena figure.
 """
@@ -54,6 +58,7 @@ from deploykit.protocol.messages import (
 from deploykit.protocol.spec import (
     OP_TIME_ENTRY,
     OP_TIMES_HEAD,
+    REPEAT_RESULTS,
     RESULT_HEAD,
     RESULT_MAX_RUN as MAX_RUN_BYTES,
     TENSOR_CHUNK_HEAD,
@@ -111,6 +116,8 @@ class DeviceEngine:
         self.record_buf = bytearray()
         self.pending: list[tuple[int, bytes]] = []
         self.nacked: int | None = None
+        self.held = (0, bytearray())  # (stream offset, bytes) kept after a gap (selective repeat)
+        self.repeat = 0               # RESULTs still to send twice since the last damaged chunk
         self.decoder = FrameDecoder(self.fw.hello.max_payload)
         self.rx = bytearray()
         self.busy_until = self.deaf_until = 0.0
@@ -177,6 +184,22 @@ class DeviceEngine:
                 self._handle(event, t)
             else:
                 self.stats["bad_frames"] += 1
+                self._on_damaged(t)
+
+    def _on_damaged(self, t: float) -> None:
+        """A damaged chunk (selective repeat): likely the frame at `expected`, so NACK it at once.
+
+        Every time (a frame sent again may be damaged again); without this, losing every
+        frame in flight, or a frame sent again, would wait for the host's timeout, since no
+        later frame shows the gap. The host tells an answer to an old copy by its timing.
+        """
+        if self._selective():
+            self.nacked = self.expected
+            self.repeat = REPEAT_RESULTS  # the line damages frames: a lost RESULT costs a record run again
+            self._send(Nack(self.expected), t)
+
+    def _selective(self) -> bool:
+        return bool(self.fw.hello.capabilities & Capability.SELECTIVE_ACK)
 
     def _handle(self, frame: Frame, t: float) -> None:
         if frame.version != PROTOCOL_VERSION:
@@ -264,6 +287,7 @@ class DeviceEngine:
         self.record_buf.clear()
         self.pending.clear()
         self.nacked = None
+        self.held = (0, bytearray())
         self._send(Ack(self.expected), t)
 
     def _on_input(self, msg, t: float) -> None:
@@ -271,14 +295,35 @@ class DeviceEngine:
         if end <= self.expected:
             return self._send(Ack(self.expected), t)
         if start > self.expected:
+            self._hold(start, msg.data)
             if self.nacked != self.expected:
                 self.nacked = self.expected
                 self._send(Nack(self.expected), t)
             return
         self.record_buf += msg.data[self.expected - start:]
         self.expected = end
+        self._take_held()
         self._send(Ack(self.expected), t)
         self._run_records(t)
+
+    def _hold(self, start: int, data: bytes) -> None:
+        """Keep a frame after a gap when it starts the held run or extends it (as the C++ core)."""
+        if not self._selective():
+            return
+        held_at, held = self.held
+        if not held and len(data) <= self.fw.hello.max_payload:
+            self.held = (start, bytearray(data))
+        elif held and start == held_at + len(held) and len(held) + len(data) <= self.fw.hello.max_payload:
+            held += data
+
+    def _take_held(self) -> None:
+        """The gap is filled: consume the held bytes past `expected`, then forget them."""
+        held_at, held = self.held
+        if held and held_at <= self.expected:
+            if held_at + len(held) > self.expected:
+                self.record_buf += held[self.expected - held_at:]
+                self.expected = held_at + len(held)
+            self.held = (0, bytearray())
 
     # ----- inference ----------------------------------------------------------------
     def _run_records(self, t: float) -> None:
@@ -345,8 +390,12 @@ class DeviceEngine:
             return
         timing = self.fw.timing
         n = len(self.pending)
-        self._send(ResultBatch(self.pending[0][0], tuple(o for _, o in self.pending),
-                               (timing.cycles,) * n, (timing.micros,) * n), t)
+        batch = ResultBatch(self.pending[0][0], tuple(o for _, o in self.pending),
+                            (timing.cycles,) * n, (timing.micros,) * n)
+        self._send(batch, t)
+        if self.repeat > 0:  # on a noisy line, twice (as the C++ core): hosts drop the duplicate
+            self.repeat -= 1
+            self._send(batch, t)
         self.pending = []
 
     # ----- bytes out ----------------------------------------------------------------

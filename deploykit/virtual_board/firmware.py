@@ -102,7 +102,8 @@ def make_hello(manifest, board, configured: int, used: int) -> Hello:
         rx_window=window, inputs=tuple(TensorSpec.from_manifest(s) for s in manifest["inputs"]),
         outputs=tuple(TensorSpec.from_manifest(s) for s in manifest["outputs"]), simulated=True,
         firmware_id=firmware_id(manifest, board),
-        capabilities=int(Capability.OP_TIMING | Capability.TENSOR_DUMP | Capability.TIMED_LOOP))
+        capabilities=int(Capability.OP_TIMING | Capability.TENSOR_DUMP | Capability.TIMED_LOOP
+                         | Capability.SELECTIVE_ACK))
 
 
 def build_firmware(manifest, board, arena_configured: int | None = None, runner=None) -> Firmware:

@@ -379,8 +379,8 @@ Device::Device(const DeviceInfo& info, Io io, InferFn infer, void* infer_ctx)
   memset(&stats_, 0, sizeof(stats_));
   in_record_ = RecordBytes(info.inputs, info.n_inputs);
   out_record_ = RecordBytes(info.outputs, info.n_outputs);
-  expected_ = record_ = nacked_ = 0;
-  rec_fill_ = 0;
+  expected_ = record_ = nacked_ = held_at_ = 0;
+  rec_fill_ = held_len_ = repeat_results_ = 0;
   nack_valid_ = false;
   batch_.Reset(0, out_record_);
 }
@@ -390,7 +390,7 @@ void Device::Begin() {
   rx_.Reset();
   seq_ = 0;
   expected_ = record_ = 0;
-  rec_fill_ = 0;
+  rec_fill_ = held_len_ = repeat_results_ = 0;
   nack_valid_ = false;
   batch_.Reset(0, out_record_);
   last_valid_ = false;
@@ -416,10 +416,10 @@ void Device::Poll() {
     FrameStatus status = rx_.Feed(static_cast<uint8_t>(c));
     switch (status) {
       case FrameStatus::kNone: continue;
-      case FrameStatus::kCobsError: ++stats_.cobs_errors; continue;
-      case FrameStatus::kShort: ++stats_.short_errors; continue;
-      case FrameStatus::kCrcError: ++stats_.crc_errors; continue;
-      case FrameStatus::kOverflow: ++stats_.overflow_errors; continue;
+      case FrameStatus::kCobsError: ++stats_.cobs_errors; OnDamaged(); continue;
+      case FrameStatus::kShort: ++stats_.short_errors; OnDamaged(); continue;
+      case FrameStatus::kCrcError: ++stats_.crc_errors; OnDamaged(); continue;
+      case FrameStatus::kOverflow: ++stats_.overflow_errors; OnDamaged(); continue;
       case FrameStatus::kFrame: break;
     }
     ++stats_.frames;
@@ -484,7 +484,7 @@ void Device::HandleBegin(const uint8_t* p, size_t) {
   }
   record_ = Le32(p);
   expected_ = static_cast<uint32_t>(record_ * in_record_);
-  rec_fill_ = 0;
+  rec_fill_ = held_len_ = 0;
   nack_valid_ = false;
   batch_.Reset(record_, out_record_);
   SendU32(kAck, expected_);
@@ -503,16 +503,50 @@ void Device::HandleInput(const uint8_t* p, size_t len) {
     size_t skip = static_cast<size_t>(expected_ - offset);
     size_t n = (len - 4) - skip;
     expected_ += static_cast<uint32_t>(n);
+    size_t held_skip = 0, held_n = 0;  // bytes held after the gap this frame filled go on from here
+    if (held_len_ > 0 && held_at_ <= expected_ && held_at_ + held_len_ > expected_) {
+      held_skip = static_cast<size_t>(expected_ - held_at_);
+      held_n = held_len_ - held_skip;
+      expected_ += static_cast<uint32_t>(held_n);
+    }
+    if (held_len_ > 0 && held_at_ <= expected_) held_len_ = 0;  // consumed below, or old
     SendU32(kAck, expected_);  // at once: the host may refill the window while we compute
     Consume(data + skip, n);
+    if (held_n > 0) Consume(held_ + held_skip, held_n);
     FlushResults();
   } else if (end <= expected_) {
     SendU32(kAck, expected_);  // a duplicate
-  } else if (!nack_valid_ || nacked_ != expected_) {
-    nack_valid_ = true;  // a gap: ask once per expected offset, timeouts do the rest
-    nacked_ = expected_;
-    SendU32(kNack, expected_);
+  } else {
+    Hold(offset, data, len - 4);
+    if (!nack_valid_ || nacked_ != expected_) {
+      nack_valid_ = true;  // a gap: ask once per expected offset, timeouts do the rest
+      nacked_ = expected_;
+      SendU32(kNack, expected_);
+    }
   }
+}
+
+// A damaged chunk is likely the frame at expected_: NACK it at once, every time (selective
+// repeat), so losing every frame in flight, or a frame sent again, costs no host timeout.
+void Device::OnDamaged() {
+  if (!DK_SELECTIVE_ACK) return;
+  repeat_results_ = kRepeatResults;  // the line damages frames: send RESULTs twice for a while
+  nack_valid_ = true;
+  nacked_ = expected_;
+  SendU32(kNack, expected_);
+}
+
+// A frame after a gap: keep it when it starts the held run or extends it and fits.
+void Device::Hold(uint64_t offset, const uint8_t* data, size_t len) {
+  if (!DK_SELECTIVE_ACK) return;
+  if (held_len_ == 0 && len <= sizeof(held_)) {
+    held_at_ = static_cast<uint32_t>(offset);
+  } else if (held_len_ == 0 || offset != static_cast<uint64_t>(held_at_) + held_len_ ||
+             held_len_ + len > sizeof(held_)) {
+    return;
+  }
+  memcpy(held_ + held_len_, data, len);
+  held_len_ += len;
 }
 
 void Device::Consume(const uint8_t* data, size_t len) {
@@ -657,11 +691,18 @@ void Device::FlushResults() {
   if (batch_.count() == 0) return;
   batch_.Emit(tx_, NextSeq());
   ++stats_.frames_sent;
+  if (repeat_results_ > 0) {  // a noisy line: a lost RESULT would cost its records run again
+    --repeat_results_;
+    batch_.Emit(tx_, NextSeq());
+    ++stats_.frames_sent;
+  }
   batch_.Reset(batch_.next_record(), out_record_);
 }
 
 void Device::SendHello() {
-  WriteHello(tx_, NextSeq(), info_, DK_MAX_PAYLOAD, rx_window_);
+  DeviceInfo info = info_;
+  if (DK_SELECTIVE_ACK) info.capabilities |= kCapSelectiveAck;  // this core holds frames after a gap
+  WriteHello(tx_, NextSeq(), info, DK_MAX_PAYLOAD, rx_window_);
   ++stats_.frames_sent;
 }
 

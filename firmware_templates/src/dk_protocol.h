@@ -44,6 +44,13 @@
 #ifndef DK_RX_WINDOW
 #define DK_RX_WINDOW 64
 #endif
+// Selective repeat (HELLO capability SELECTIVE_ACK): keep up to DK_MAX_PAYLOAD bytes of INPUT
+// that arrive after a gap, so the host resends only the lost frame, and NACK a damaged
+// chunk as a gap (then its next kRepeatResults RESULTs go out twice). 0 saves that buffer;
+// the device then drops such frames and hosts go back N.
+#ifndef DK_SELECTIVE_ACK
+#define DK_SELECTIVE_ACK 1
+#endif
 
 namespace dk {
 
@@ -280,6 +287,8 @@ class Device {
   void Handle();
   void HandleBegin(const uint8_t* p, size_t len);
   void HandleInput(const uint8_t* p, size_t len);
+  void Hold(uint64_t offset, const uint8_t* data, size_t len);
+  void OnDamaged();
   void Consume(const uint8_t* data, size_t len);
   void RunRecord();
   void FlushResults();
@@ -316,6 +325,11 @@ class Device {
   uint32_t last_record_;   // record of the last successful inference
   bool last_valid_;
   uint8_t rec_[DK_MAX_INPUT_BYTES];
+  // Stream bytes [held_at_, held_at_ + held_len_) received after a gap (selective repeat).
+  uint8_t held_[DK_SELECTIVE_ACK ? DK_MAX_PAYLOAD : 1];
+  uint32_t held_at_;
+  size_t held_len_;
+  size_t repeat_results_;  // RESULTs still sent twice since the last damaged chunk
   uint8_t big_out_[kResultsChunked ? DK_MAX_OUTPUT_BYTES : 1];  // an output record sent in parts
 };
 

@@ -54,6 +54,7 @@ enum Capability : uint32_t {
   kCapOpTiming = 1u << 0,  // per-operator timing requests (OP_TIMING_REQ)
   kCapTensorDump = 1u << 1,  // tensor dump requests (TENSOR_DUMP_REQ)
   kCapTimedLoop = 1u << 2,  // timed-loop requests (TIMED_LOOP_REQ)
+  kCapSelectiveAck = 1u << 3,  // keeps INPUT frames after a gap (up to max_payload data bytes): the host resends only the missing frame
 };
 
 const uint8_t kHelloFlagSimulated = 0x01;
@@ -70,6 +71,7 @@ const size_t kOpTimeEntry = 8;  // one OP_TIMES entry: op_index:u16, op_code:u16
 const size_t kTensorChunkHead = 21;  // TENSOR_CHUNK fields before its data
 const size_t kResultPartHead = 16;  // RESULT_PART record, offset, cycles, micros
 const size_t kTimedLoopBytes = 24;  // TIMED_LOOP record, iterations, cycles:u64, micros:u64
+const size_t kRepeatResults = 16;  // a count, not bytes: RESULT frames sent twice after a damaged chunk (SELECTIVE_ACK)
 
 // Bytes of one element of a TfLiteType code; 0 for a type the protocol does not carry.
 inline size_t DtypeSize(uint8_t dtype) {
