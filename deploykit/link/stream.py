@@ -634,7 +634,9 @@ class Streamer:
         f = self.faults
         if self._silent():
             return "it went silent: reset the board and run again to resume"
-        if f.rejected_results or self._protocol_errors():
+        # on a damaging line, results of records sent before a BEGIN (and their repeats) and
+        # errors about damaged frames are the line's doing: blame the firmware on a clean line only
+        if (f.rejected_results or self._protocol_errors()) and not f.crc_errors:
             return (f"it answered {f.rejected_results} times for records it was not sent and sent "
                     f"{self._protocol_errors()} protocol errors: it likely runs firmware other than this "
                     "manifest's; rebuild and flash it (`deploykit deploy`), then run again to resume")

@@ -76,7 +76,8 @@ def hello_for(cfg: dict) -> Hello:
                  max_payload=cfg["max_payload"], rx_window=cfg["window"],
                  inputs=tuple(_spec(s) for s in cfg["inputs"].split(",")),
                  outputs=tuple(_spec(s) for s in cfg["outputs"].split(",")), simulated=False,
-                 firmware_id=b"", capabilities=cfg.get("capabilities", 0) | int(Capability.SELECTIVE_ACK))  # the core always holds
+                 # the core always holds frames after a gap
+                 firmware_id=b"", capabilities=cfg.get("capabilities", 0) | int(Capability.SELECTIVE_ACK))
 
 
 def _results(hello: Hello, first: int, records: list[bytes]) -> ResultBatch:
