@@ -337,6 +337,11 @@ def test_host_program_with_diagnostics_times_and_dumps_every_operator(projects, 
     report = hil_run_host_program(exe, converted_examples["gestures"], tmp_path / "hil", "--limit", "20",
                                   "--op-timing", "2", "--layer-diff", "0")
     assert report["agreement"]["tflm_host"]["exact_fraction"] == 1.0
-    text = repr(report)
-    assert "op_timing" in text and "layer_diff" in text, sorted(report)
-    print(f"\ngestures --diagnostics: report sections {sorted(report)}")
+    n_ops = len(converted_examples["gestures"]["ops"])
+    timing = report["op_timing"]
+    assert len(timing["ops"]) == n_ops and timing["timer"] == "micros" and timing["simulated"]
+    diff = report["layer_diff"]["records"]
+    assert [r["record"] for r in diff] == [0] and len(diff[0]["ops"]) == n_ops
+    assert diff[0]["first_diverging"] is None and all(o["max_abs_steps"] == 0 for o in diff[0]["ops"])
+    print(f"\ngestures --diagnostics: {n_ops} operators timed ({timing['total_cycles_p50']} cycles p50, "
+          f"micros x clock) and compared layer by layer: none diverges")
