@@ -337,7 +337,8 @@ def test_host_program_with_diagnostics_times_and_dumps_every_operator(projects, 
     report = hil_run_host_program(exe, converted_examples["gestures"], tmp_path / "hil", "--limit", "20",
                                   "--op-timing", "2", "--layer-diff", "0")
     assert report["agreement"]["tflm_host"]["exact_fraction"] == 1.0
-    n_ops = len(converted_examples["gestures"]["ops"])
+    from deploykit.model.tflite_model import parse
+    n_ops = len(parse(converted_examples["gestures"].model_bytes(), origin="gestures").operators)
     timing = report["op_timing"]
     assert len(timing["ops"]) == n_ops and timing["timer"] == "micros" and timing["simulated"]
     diff = report["layer_diff"]["records"]
