@@ -47,7 +47,7 @@ _ID = re.compile(r"^[a-z][a-z0-9_]*$")
 _USB_ID = re.compile(r"^[0-9A-F]{4}:[0-9A-F]{4}$")
 _GIT_REF = re.compile(r"#[\w.\-/]+$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_INI_KEYS = ("platform", "platform_spec", "board", "framework", "lib_deps", "build_flags", "tflm_header")
+_INI_KEYS = ("platform", "platform_spec", "board", "framework", "lib_deps", "build_flags", "lib_ignore", "tflm_header")
 _EXACT_VERSION = re.compile(r"@=?\d+(\.\d+)*([\-+][\w.]+)?$")
 
 
@@ -83,6 +83,7 @@ class Board:
     op_overhead_cycles: int
     link: str                  # the serial port as the board has it: "usb-cdc" | "uart"
     build_flags: tuple[str, ...] = ()
+    lib_ignore: tuple[str, ...] = ()   # libraries PlatformIO must never build (platformio.ini lib_ignore)
     link_bytes_per_s: int = 0  # a measured link rate; 0: USB full speed or the baud (see link_rate)
     kernels: str = ""          # TFLM kernel family for the cost model; "": from arena_class
     cost: dict = field(default_factory=dict, compare=False)  # ID.cost.toml's figures ({}: none)
@@ -124,7 +125,7 @@ class Board:
 
 _NOT_IN_FILE = {"path", "source", "overrides", "cost", "cost_path"}
 COST_SUFFIX = ".cost.toml"
-_OPTIONAL = {"build_flags", "link_bytes_per_s", "kernels"}
+_OPTIONAL = {"build_flags", "lib_ignore", "link_bytes_per_s", "kernels"}
 _TYPES = {
     str: "a string", int: "an integer", float: "a number", tuple: "a list of strings",
     bool: "true or false",
