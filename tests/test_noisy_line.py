@@ -161,8 +161,7 @@ def test_readme_fault_example_completes_through_hil_run(wide_manifest, tmp_path)
 
 
 # slow: seconds of resends before it gives up; the fast loop keeps the give-up diagnosis for a
-# silent device (test_session.py::test_device_that_stops_answering_fails_clearly) and for wrong
-# firmware (test_result_integrity.py::test_a_device_that_only_answers_for_records_it_was_not_sent_is_...)
+# silent device (test_session.py::test_device_that_stops_answering_fails_clearly)
 @pytest.mark.slow
 def test_giving_up_on_a_hopeless_line_blames_the_line_not_the_board(sine_manifest):
     """A tiny retry budget on a line that damages most frames: the message names line errors."""
