@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from test_protocol_cpp import DeviceProc, cpp_programs  # noqa: F401  (fixture)
+from test_protocol_cpp import DeviceProc
 
 from deploykit.protocol import (
     FrameDecoder,
@@ -143,7 +143,7 @@ def _cpp_says(dev: DeviceProc, host: bytes, step: int, expected: int) -> list:
 
 
 @pytest.mark.parametrize("conv", CONVERSATIONS, ids=lambda c: c["name"])
-def test_cpp_device_follows_the_conversation(cpp_programs, conv):  # noqa: F811
+def test_cpp_device_follows_the_conversation(cpp_programs, conv):
     dev = DeviceProc(cpp_programs["posix_device"], _cpp_args(conv["device"]))
     try:
         assert conv["device"]["max_payload"] == conversations.MAX_PAYLOAD  # the core's compiled DK_MAX_PAYLOAD

@@ -9,7 +9,7 @@ every TENSOR_CHUNK byte is checked, as is the refusal of a build without the cap
 from __future__ import annotations
 
 import pytest
-from test_protocol_cpp import BASE_ARGS, cpp_programs, device  # noqa: F401  (fixtures)
+from test_protocol_cpp import BASE_ARGS, device  # noqa: F401  (a fixture)
 
 from deploykit.protocol import Ack, Begin, ErrorCode, ErrorMsg, Input, ResultBatch
 from deploykit.protocol.messages import OpTimes, OpTimingRequest, TensorChunk, TensorDumpRequest

@@ -224,6 +224,7 @@ def test_larger_limit_resumes_the_smaller_run(sine_manifest, tmp_path):
     assert third["samples"] == 20 and sorted(r["index"] for r in rows(tmp_path)) == list(range(100))
 
 
+@pytest.mark.slow  # the same refusal for other data, and --no-resume: test_results_of_other_data_are_refused_...
 def test_firmware_with_another_arena_does_not_resume(sine_manifest, tmp_path):
     """Same model, data and board, rebuilt with another arena: refused, then afresh with resume=False."""
     from deploykit.harness.results import ResumeMismatch

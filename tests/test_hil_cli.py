@@ -152,6 +152,9 @@ def test_junit_path_that_cannot_be_written(sine_manifest, tmp_path, capsys):
     assert_bad_input(code, out, err, tmp_path, "cannot write --junit")
 
 
+# slow: three runs; the fast loop keeps resuming by default (test_resumed_run_says_so_in_the_summary_and_every_report)
+# and --no-resume from the command line (test_run_on_another_board_into_a_finished_folder_is_refused)
+@pytest.mark.slow
 def test_resume_is_the_default_and_no_resume_starts_afresh(sine_manifest, tmp_path, capsys):
     args = ["hil", "run", "--manifest", str(sine_manifest.path), "--port", virtual(sine_manifest),
             "--limit", "10", "-o", str(tmp_path / "r"), "--quiet"]

@@ -9,6 +9,7 @@ import shutil
 
 import numpy as np
 import pytest
+from conftest import converter_in_process
 
 from deploykit.cli import main
 from deploykit.errors import BadInput
@@ -41,8 +42,9 @@ def autoencoder(tmp_path_factory):
     x = np.random.default_rng(0).normal(size=(40, 16)).astype(np.float32)
     np.savez(root / "rep.npz", x=x)
     np.savez(root / "test.npz", x=x[:12])
-    return convert(root / "ae.keras", root / "out", name="ae640", quantize="int8",
-                   rep_data=root / "rep.npz", test_data=root / "test.npz")
+    with converter_in_process():
+        return convert(root / "ae.keras", root / "out", name="ae640", quantize="int8",
+                       rep_data=root / "rep.npz", test_data=root / "test.npz")
 
 
 def test_640_element_output_renders_for_every_board_it_fits(autoencoder):

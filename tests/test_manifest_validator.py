@@ -246,6 +246,9 @@ def fuzz_base(sine_manifest, tmp_path_factory):
     return json.loads(good.read_text()), good
 
 
+# slow: 250 mutated manifests; the fast loop keeps each bad-manifest case against every command
+# (test_every_command_refuses_a_bad_manifest_in_one_line)
+@pytest.mark.slow
 @settings(max_examples=250, deadline=None, database=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(data=st.data())

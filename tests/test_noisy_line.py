@@ -32,6 +32,10 @@ def _expected(manifest, x):
     return [b"".join(runner.invoke_raw([row.tobytes()])) for row in x]
 
 
+# slow: seconds of a paced 115200-baud line each; the fast loop keeps exact outputs under drop
+# and corrupt faults (test_harness.py::test_run_under_all_faults_reports_them) and the frame sizing
+# and timeout rules (test_frame_size_follows_the_error_rate, test_timeouts_follow_the_measured_round_trip)
+@pytest.mark.slow
 @pytest.mark.parametrize("spec", ["corrupt=0.01", "drop=0.01"])
 def test_run_completes_at_one_percent_per_byte_with_exact_outputs(converted_examples, spec):
     """96-byte records in ~100-byte frames lose most frames at p = 1e-2: slower, never over."""
@@ -60,6 +64,7 @@ class RecordingEngine(DeviceEngine):
         super()._on_input(msg, t)
 
 
+@pytest.mark.slow  # the FrameSizer rule itself: test_frame_size_follows_the_error_rate
 def test_frames_shrink_under_noise_and_grow_back_when_it_clears(converted_examples):
     """96-byte records at 115200 baud: p = 1e-2 for the first 15 records, then a clean line."""
     manifest = converted_examples["gestures"]
@@ -155,6 +160,9 @@ def test_readme_fault_example_completes_through_hil_run(wide_manifest, tmp_path)
     assert report["faults"]["retries"] > 0 and report["faults"]["resets"] >= 1
 
 
+# slow: seconds of resends before it gives up; the fast loop keeps the give-up diagnosis for a
+# silent device (test_session.py::test_device_that_stops_answering_fails_clearly)
+@pytest.mark.slow
 def test_giving_up_on_a_hopeless_line_blames_the_line_not_the_board(sine_manifest):
     """A tiny retry budget on a line that damages most frames: the message names line errors."""
     from deploykit.errors import DeviceError

@@ -1,7 +1,7 @@
 """The firmware's C++ protocol core (firmware_templates/src/dk_protocol.*) against the Python one.
 
-The core is compiled once per session with the host g++ into two programs from tests/cpp/:
-a vector checker (fed requests as hex lines over a pipe) that is held against
+The core is compiled once per session with the host g++ (conftest.cpp_programs) into two
+programs from tests/cpp/: a vector checker (fed requests as hex lines over a pipe) that is held against
 deploykit/protocol/vectors.json, the same file tests/test_protocol.py checks the Python side
 with; and a device (the core behind a POSIX adapter, with a fake inference whose outputs
 the tests predict) driven through pipes or a pty with deploykit.protocol. The device
@@ -16,7 +16,6 @@ import dataclasses
 import json
 import os
 import select
-import shutil
 import struct
 import subprocess
 import time
@@ -49,37 +48,8 @@ from deploykit.protocol.framing import Frame, encode_frame
 from deploykit.protocol.spec import Capability, DType
 
 ROOT = Path(__file__).resolve().parents[1]
-CORE = ROOT / "firmware_templates" / "src"
-CPP = ROOT / "tests" / "cpp"
 VECTORS = json.loads(vectors.PATH.read_text())
-FLAGS = ["-std=c++11", "-O1", "-Wall", "-Wextra", "-Werror", f"-I{CORE}"]
 MAX_PAYLOAD = 256  # the core's default DK_MAX_PAYLOAD, which the device program keeps
-
-
-@pytest.fixture(scope="session")
-def cpp_programs(tmp_path_factory) -> dict[str, Path]:
-    """Compile the vector checker and the POSIX device (in parallel) once per session."""
-    gxx = shutil.which("g++")
-    if gxx is None:
-        pytest.skip("g++ not found: install it (apt-get install g++) to test the C++ protocol core")
-    out = tmp_path_factory.mktemp("cpp")
-    jobs = {
-        # "decode" takes its limit at run time up to DK_MAX_PAYLOAD; vectors use up to 512.
-        "vector_checker": FLAGS + ["-DDK_MAX_PAYLOAD=1024"],
-        "posix_device": FLAGS,
-        # outputs larger than one RESULT of the default 256-byte payload: sent as RESULT_PARTs
-        "posix_device_big": FLAGS + ["-DDK_MAX_OUTPUT_BYTES=640"],
-        # built without selective repeat: drops frames after a gap (go-back-N), no hold buffer
-        "posix_device_gbn": FLAGS + ["-DDK_SELECTIVE_ACK=0"],
-    }
-    procs = {name: subprocess.Popen([gxx, *flags, str(CPP / f"{name.removesuffix('_big').removesuffix('_gbn')}.cpp"),
-                                     str(CORE / "dk_protocol.cpp"), "-o", str(out / name)],
-                                    stderr=subprocess.PIPE, text=True)
-             for name, flags in jobs.items()}
-    for name, proc in procs.items():
-        _, err = proc.communicate(timeout=300)
-        assert proc.returncode == 0, f"g++ failed on {name}:\n{err}"
-    return {name: out / name for name in jobs}
 
 
 # ----------------------------------------------------------------------------- vector checker

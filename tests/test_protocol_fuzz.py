@@ -12,6 +12,7 @@ import contextlib
 import json
 import random
 
+import pytest
 from hypothesis import given, settings, strategies as st
 
 from deploykit.protocol import FrameDecoder, MsgType, ProtocolError, decode_message, vectors
@@ -73,6 +74,10 @@ def one_case(rng: random.Random) -> None:
                 decode_or_protocol_error(event)
 
 
+# slow: thousands of cases; the fast loop keeps any payload of any type
+# (test_any_payload_of_any_type_raises_only_protocol_error) and random wire bytes
+# (test_protocol.py::test_random_bytes_never_crash_the_decoder)
+@pytest.mark.slow
 @settings(max_examples=SEEDS, deadline=None, derandomize=True, database=None)
 @given(seed=st.integers(0, 2**64 - 1))
 def test_mutated_and_random_bytes_raise_only_protocol_error(seed):

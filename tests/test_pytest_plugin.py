@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import site
 import subprocess
 import sys
 from importlib.metadata import entry_points
@@ -137,13 +138,28 @@ def test_hil_without_manifest_tests_the_demo_model(pytester, converted_examples)
     result.assert_outcomes(passed=9)
 
 
+def _outer_site_dirs() -> list[str]:
+    """This interpreter's site directories that a venv made from it with --system-site-packages
+    would not see: when the suite itself runs in a venv, that venv's own (a venv's "system"
+    site is the base interpreter's), and the user site."""
+    dirs = site.getsitepackages() + ([site.getusersitepackages()] if site.ENABLE_USER_SITE else [])
+    return [d for d in dirs if Path(d).is_dir() and not Path(d).is_relative_to(sys.base_prefix)]
+
+
 @pytest.fixture(scope="session")
 def embedded_venv(tmp_path_factory):
-    """A venv beside the global site-packages with pytest-embedded-serial installed (never globally)."""
+    """A venv that sees everything this interpreter sees (labgrid, deploykit's dependencies),
+    with pytest-embedded-serial installed in it (never globally), whatever interpreter or venv
+    runs the suite."""
     venv = tmp_path_factory.mktemp("dk-embedded") / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True,
                    capture_output=True, timeout=120)
     python = venv / "bin" / "python"
+    own_site = venv / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
+    outer = _outer_site_dirs()
+    if outer:  # an "import" line of a .pth runs at start-up; addsitedir also reads those dirs' .pth files
+        (own_site / "_dk_outer_site.pth").write_text(
+            "import site; " + "; ".join(f"site.addsitedir({d!r})" for d in outer) + "\n", encoding="utf-8")
     pip = subprocess.run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check",
                           "pytest-embedded-serial"], capture_output=True, text=True, timeout=300)
     if pip.returncode != 0:

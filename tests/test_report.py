@@ -238,6 +238,7 @@ def report_peak(tmp_path, n: int) -> int:
     return peak
 
 
+@pytest.mark.slow  # 40,000 rows through build_report; the aggregator's bound: test_aggregator_state_does_not_grow
 def test_report_from_rows_streamed_off_disk_holds_no_rows(tmp_path):
     """build_report over results.jsonl: each extra row costs far less than a row (~0.9 KB kept
     before); what grows is the latency columns the exact percentiles need (16 bytes)."""

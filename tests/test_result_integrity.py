@@ -68,6 +68,10 @@ def test_forged_results_are_rejected_and_the_genuine_ones_kept(converted_example
     assert report["faults"]["rejected_results"] > 0
 
 
+# slow: seconds of resends before it gives up; the fast loop keeps the rejection of results for
+# records not sent (test_forged_results_are_rejected_and_the_genuine_ones_kept) and the give-up
+# diagnosis for a silent device (test_session.py::test_device_that_stops_answering_fails_clearly)
+@pytest.mark.slow
 def test_a_device_that_only_answers_for_records_it_was_not_sent_is_named_wrong_firmware(sine_manifest):
     server, port = _serve(sine_manifest, OnlyForgingEngine)
     try:

@@ -12,7 +12,7 @@ import dataclasses
 
 import numpy as np
 import pytest
-from test_protocol_cpp import BASE_ARGS, DeviceProc, cpp_programs  # noqa: F401  (fixture)
+from test_protocol_cpp import BASE_ARGS, DeviceProc
 
 from deploykit.firmware.boards import load_board
 from deploykit.link.session import DeviceSession

@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pytest
+from conftest import converter_in_process
 
 from deploykit.errors import BadInput
 from deploykit.model import manifest_schema, metrics
@@ -84,7 +85,7 @@ def test_cli_keeps_task_and_class_names(example_files, tmp_path, capsys):
     classes = int(np.load(g["test_data"])["y"].max()) + 1
     names = ",".join(f"c{i}" for i in range(classes))
     out = tmp_path / "g"
-    with pytest.raises(SystemExit) as exc:
+    with converter_in_process(), pytest.raises(SystemExit) as exc:
         main(["convert", str(g["model"]), "-o", str(out), "--rep-data", str(g["rep_data"]),
               "--test-data", str(g["test_data"]), "--task", "classification", "--class-names", names])
     assert exc.value.code == 0, capsys.readouterr()
@@ -92,7 +93,7 @@ def test_cli_keeps_task_and_class_names(example_files, tmp_path, capsys):
     assert m["task"] == "classification" and m["class_names"] == names.split(",")
     assert len(m["report"]["per_class_quantized"]) == classes
     capsys.readouterr()
-    with pytest.raises(SystemExit) as exc:
+    with converter_in_process(), pytest.raises(SystemExit) as exc:
         main(["convert", str(g["model"]), "-o", str(tmp_path / "b"), "--rep-data", str(g["rep_data"]),
               "--class-names", "a,b"])
     err = capsys.readouterr().err
