@@ -210,8 +210,7 @@ def run_kind(name: str, model, rep, test, out: Path, board: str = "virtual", **o
     from deploykit.model.convert import convert
     start = time.monotonic()
     m = convert(model, out / name / "model", name=name, rep_data=rep, test_data=test, **options)
-    report = run_hil(m.path, f"virtual://{m.path}?pacing=0&board={board}", warmup=0, outdir=out / name / "hil",
-                     quiet=True)
+    report = run_hil(m.path, f"virtual://{m.path}?pacing=0&board={board}", warmup=0, outdir=out / name / "hil")
     projections = m["arena"]["projections"]
     label, f, d, v = task_figures(report)
     return {"kind": name, "quantization": m["quantization"],
