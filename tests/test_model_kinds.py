@@ -124,7 +124,9 @@ def check_task_figures(manifest, report, float_source: bool) -> None:
     assert (acc["float"] is not None) == float_source
 
 
-@pytest.mark.parametrize("kind", ["keras", "h5", "saved_model"])
+# .keras stays in the fast loop; .h5 and SavedModel take the same path after loading (slow: each converts in a child)
+@pytest.mark.parametrize("kind", ["keras", pytest.param("h5", marks=pytest.mark.slow),
+                                  pytest.param("saved_model", marks=pytest.mark.slow)])
 def test_keras_inputs_convert_and_run_exactly(kind, sources, tmp_path, capsys):
     """.keras, .h5 and SavedModel through `deploykit convert` (int8), then the whole way."""
     from deploykit.model.convert import convert

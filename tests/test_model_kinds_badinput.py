@@ -111,6 +111,7 @@ def convert_conv(tmp_path, side, filters, samples=6):
                    rep_data=tmp_path / "d.npz", test_data=tmp_path / "d.npz")
 
 
+@pytest.mark.slow  # builds and converts a large CNN; the fit refusal's wording is in the fast test_limits11/test_render
 def test_model_that_fits_no_board_names_its_need_and_the_largest_board(tmp_path, capsys):
     """128×128×48 int8 activations (~800 KB of arena) fit none of the boards' RAM."""
     m = convert_conv(tmp_path, 128, 48, samples=3)
@@ -126,6 +127,7 @@ def test_model_that_fits_no_board_names_its_need_and_the_largest_board(tmp_path,
     assert not (tmp_path / "fw").exists()
 
 
+@pytest.mark.slow  # builds and converts a large CNN; the fit refusal's wording is in the fast test_limits11/test_render
 def test_a_few_hundred_kb_of_arena_fits_the_big_boards_only(tmp_path, capsys):
     """48×48×128 int8 activations (~300 KB): rendered for the boards that hold it, refused with
     both numbers on the others, run exactly on the virtual board as teensy41 and refused as a nano."""
